@@ -1,0 +1,28 @@
+"""A tiny DeepLabv3+ on the built-in synthetic shapes: trains on a CPU fast.
+
+The default for ``make demo`` and the tests. Same architecture family as the
+real configs (MobileNetV2 backbone, ASPP with image pooling, decoder), made
+narrow and small-input.
+"""
+
+from deeplab import config as config_lib
+
+
+def get_config():
+  config = config_lib.base_config()
+  config.dataset.name = "synthetic"
+  config.dataset.num_classes = 5
+  config.dataset.ignore_label = 255
+  config.model.backbone = "mobilenet_v2"
+  config.model.depth_multiplier = 0.5
+  config.model.output_stride = 16
+  config.model.atrous_rates = (2, 4)
+  config.model.aspp_filters = 64
+  config.model.decoder_filters = 64
+  config.model.low_level_filters = 24
+  # Batch statistics of small CPU batches move fast; a shorter memory helps.
+  config.model.batch_norm_momentum = 0.99
+  config.data.crop_size = (129, 129)
+  config.train.batch_size = 8
+  config.train.steps = 600
+  return config

@@ -1,0 +1,11 @@
+"""DeepLabv3+ for TensorFlow 2 / Keras 3.
+
+Example:
+  >>> import deeplab
+  >>> from configs import pascal_voc_xception65
+  >>> model = deeplab.build_model(pascal_voc_xception65.get_config())
+"""
+
+from deeplab.model import DeepLab, build_model
+
+__all__ = ["DeepLab", "build_model"]

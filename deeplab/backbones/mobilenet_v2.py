@@ -1,0 +1,101 @@
+"""MobileNetV2 as DeepLab uses it (``MobilenetV2/...``, up to ``layer_18``).
+
+DeepLab stops at ``expanded_conv_16`` (no final 1280-channel conv), runs the
+strided units past the output stride as atrous units, and, for depth
+multipliers other than 1.0, rounds channel counts to multiples of 1 instead
+of 8 (``feature_extractor._mobilenet_v2``: ``divisible_by=1``, ``min_depth=1``),
+which is why the released 0.5 model has 8, 12, 16 ... channel layers. The
+expansion widths are always rounded to multiples of 8.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import keras
+
+from deeplab import layers
+from deeplab.backbones import common
+
+BATCH_NORM_EPSILON = 1e-3  # slim's default, kept by mobilenet's training_scope.
+ROOT = "MobilenetV2"
+
+# (expansion factor, output channels at multiplier 1.0, stride) per unit;
+# unit i is named 'expanded_conv' for i == 0 else f'expanded_conv_{i}'.
+UNITS = (
+    (1, 16, 1),
+    (6, 24, 2), (6, 24, 1),
+    (6, 32, 2), (6, 32, 1), (6, 32, 1),
+    (6, 64, 2), (6, 64, 1), (6, 64, 1), (6, 64, 1),
+    (6, 96, 1), (6, 96, 1), (6, 96, 1),
+    (6, 160, 2), (6, 160, 1), (6, 160, 1),
+    (6, 320, 1),
+)
+# The decoder's stride-4 input: 'layer_4/depthwise_output', the depthwise
+# output of the third unit (after its batch norm and ReLU6).
+LOW_LEVEL_UNIT = 2
+
+
+def make_divisible(value: float, divisor: int, min_value: int = None) -> int:
+  """Rounds a channel count as the original mobilenet ``_make_divisible``."""
+  min_value = min_value or divisor
+  rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+  if rounded < 0.9 * value:  # Never round down by more than 10%.
+    rounded += divisor
+  return rounded
+
+
+def _unit_name(index: int) -> str:
+  return layers.scope(ROOT, "expanded_conv" + (f"_{index}" if index else ""))
+
+
+def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
+                 depth_multiplier: float = 1.0) -> Dict[int, "keras.KerasTensor"]:
+  """Builds the DeepLab MobileNetV2 feature extractor on ``inputs``.
+
+  Args:
+    inputs: image tensor [batch, height, width, 3] scaled to [-1, 1].
+    output_stride: 8, 16 or 32.
+    norm: how to make batch norm layers.
+    depth_multiplier: width multiplier of every layer (0.5, 1.0, ...).
+
+  Returns:
+    ``{stride: tensor}`` with 4 (decoder features), the output stride and
+    the strides between.
+  """
+  divisible_by = 8 if depth_multiplier == 1.0 else 1
+
+  def depth(channels: int) -> int:
+    return make_divisible(channels * depth_multiplier, divisible_by)
+
+  x = layers.conv_bn_act(inputs, depth(32), 3, strides=2, activation="relu6",
+                         norm=norm, epsilon=BATCH_NORM_EPSILON,
+                         name=layers.scope(ROOT, "Conv"))
+  features = {2: x}
+  tracker = common.StrideTracker(output_stride, current_stride=2)
+  for index, (expansion, channels, stride) in enumerate(UNITS):
+    name = _unit_name(index)
+    unit_stride, rate = tracker.next(stride)
+    in_channels = x.shape[-1]
+    out_channels = depth(channels)
+    expanded = make_divisible(in_channels * expansion, 8)
+    y = x
+    if expanded > in_channels:
+      y = layers.conv_bn_act(y, expanded, 1, activation="relu6", norm=norm,
+                             epsilon=BATCH_NORM_EPSILON,
+                             name=layers.scope(name, "expand"))
+    y = layers.depthwise_bn_act(y, strides=unit_stride, rate=rate,
+                                activation="relu6", norm=norm,
+                                epsilon=BATCH_NORM_EPSILON,
+                                name=layers.scope(name, "depthwise"))
+    if index == LOW_LEVEL_UNIT:
+      low_level = y
+    y = layers.conv_bn_act(y, out_channels, 1, activation=None, norm=norm,
+                           epsilon=BATCH_NORM_EPSILON,
+                           name=layers.scope(name, "project"))
+    if unit_stride == 1 and in_channels == out_channels:
+      y = keras.layers.Add(name=name + ".add")([x, y])
+    x = y
+    features[tracker.current_stride] = x
+  features[4] = low_level
+  return features

@@ -1,0 +1,127 @@
+"""Modified aligned Xception-41/65/71 as in DeepLab (``core/xception.py``).
+
+Differences from the ImageNet Xception of Chollet, as the paper lists them:
+more middle-flow units (65, 71), every max pooling replaced by a strided
+separable conv, and batch norm after every depthwise conv. In the released
+code the units of the entry and middle flows are *pre-activation*: a ReLU
+before each separable conv and no activation after its two batch norms; only
+the last exit-flow block puts ReLU after both batch norms
+(``activation_fn_in_separable_conv=True``). We follow the code, since it is
+what the released checkpoints were trained with.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import keras
+
+from deeplab import layers
+from deeplab.backbones import common
+
+BATCH_NORM_EPSILON = 1e-3  # The original xception_arg_scope's epsilon.
+
+# (block scope, depth_list, skip connection, units, stride,
+#  activation inside the separable convs)
+_ENTRY_65 = (
+    ("entry_flow/block1", (128, 128, 128), "conv", 1, 2, False),
+    ("entry_flow/block2", (256, 256, 256), "conv", 1, 2, False),
+    ("entry_flow/block3", (728, 728, 728), "conv", 1, 2, False),
+)
+_ENTRY_71 = (
+    ("entry_flow/block1", (128, 128, 128), "conv", 1, 2, False),
+    ("entry_flow/block2", (256, 256, 256), "conv", 1, 1, False),
+    ("entry_flow/block3", (256, 256, 256), "conv", 1, 2, False),
+    ("entry_flow/block4", (728, 728, 728), "conv", 1, 1, False),
+    ("entry_flow/block5", (728, 728, 728), "conv", 1, 2, False),
+)
+_EXIT = (
+    ("exit_flow/block1", (728, 1024, 1024), "conv", 1, 2, False),
+    ("exit_flow/block2", (1536, 1536, 2048), "none", 1, 1, True),
+)
+
+
+def _middle(units: int):
+  return (("middle_flow/block1", (728, 728, 728), "sum", units, 1, False),)
+
+
+BLOCKS = {
+    "xception_41": _ENTRY_65 + _middle(8) + _EXIT,
+    "xception_65": _ENTRY_65 + _middle(16) + _EXIT,
+    "xception_71": _ENTRY_71 + _middle(16) + _EXIT,
+}
+
+# The decoder's stride-4 input: the original's DECODER_END_POINTS.
+LOW_LEVEL_END_POINT = {
+    "xception_41": "entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise",
+    "xception_65": "entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise",
+    "xception_71": "entry_flow/block3/unit_1/xception_module/separable_conv2_pointwise",
+}
+
+
+def _xception_module(x, depth_list: Sequence[int], skip: str, stride: int,
+                     rate: int, unit_rates: Sequence[int],
+                     activation_inside: bool, name: str,
+                     norm: layers.BatchNormSpec, end_points: dict):
+  """One unit: three separable convs with a conv, sum or no shortcut."""
+  residual = x
+  for i in range(3):
+    conv_name = layers.scope(name, f"separable_conv{i + 1}")
+    if not activation_inside:
+      # Pre-activation: ReLU on the unit's input, none after the batch norms.
+      residual = keras.layers.ReLU(name=conv_name + ".preact")(residual)
+    residual = layers.atrous_separable_conv(
+        residual, depth_list[i], name=conv_name, norm=norm,
+        epsilon=BATCH_NORM_EPSILON, strides=stride if i == 2 else 1,
+        rate=rate * unit_rates[i],
+        activation="relu" if activation_inside else None,
+        explicit_padding=True)
+    end_points[conv_name + "_pointwise"] = residual
+  if skip == "conv":
+    shortcut = layers.conv_bn_act(
+        x, depth_list[-1], 1, name=layers.scope(name, "shortcut"), norm=norm,
+        epsilon=BATCH_NORM_EPSILON, strides=stride, activation=None)
+    return keras.layers.Add(name=name + ".add")([residual, shortcut])
+  if skip == "sum":
+    return keras.layers.Add(name=name + ".add")([residual, x])
+  return residual
+
+
+def xception(inputs, variant: str, output_stride: int,
+             norm: layers.BatchNormSpec,
+             multi_grid: Sequence[int] = (1, 1, 1)) -> Dict[int, "keras.KerasTensor"]:
+  """Builds a modified aligned Xception on ``inputs``.
+
+  Args:
+    inputs: image tensor [batch, height, width, 3] scaled to [-1, 1].
+    variant: 'xception_41', 'xception_65' or 'xception_71'.
+    output_stride: 8, 16 or 32; strides beyond it become atrous rates.
+    norm: how to make batch norm layers.
+    multi_grid: rates of the three convs of the last block, multiplied by the
+      block's atrous rate (the original's ``multi_grid``).
+
+  Returns:
+    ``{stride: tensor}`` with 4 (the decoder's low-level features), the
+    output stride, and every stride in between.
+  """
+  root = variant
+  end_points: Dict[str, "keras.KerasTensor"] = {}
+  x = layers.conv_bn_act(inputs, 32, 3, strides=2, norm=norm,
+                         epsilon=BATCH_NORM_EPSILON, explicit_padding=True,
+                         name=layers.scope(root, "entry_flow.conv1_1"))
+  x = layers.conv_bn_act(x, 64, 3, norm=norm, epsilon=BATCH_NORM_EPSILON,
+                         name=layers.scope(root, "entry_flow.conv1_2"))
+  features = {2: x}
+  tracker = common.StrideTracker(output_stride, current_stride=2)
+  for block, depths, skip, units, stride, act_inside in BLOCKS[variant]:
+    unit_rates = multi_grid if block == "exit_flow/block2" else (1, 1, 1)
+    for unit in range(units):
+      unit_stride, rate = tracker.next(stride)
+      name = layers.scope(root, block.replace("/", "."), f"unit_{unit + 1}",
+                          "xception_module")
+      x = _xception_module(x, depths, skip, unit_stride, rate, unit_rates,
+                           act_inside, name, norm, end_points)
+      features[tracker.current_stride] = x
+  low_level = layers.scope(root, LOW_LEVEL_END_POINT[variant].replace("/", "."))
+  features[4] = end_points[low_level]
+  return features

@@ -1,0 +1,116 @@
+"""The experiment config tree: defaults, and validation that names the key.
+
+Every experiment in ``configs/`` starts from ``base_config()`` and changes
+fields; the tree is locked, so a misspelt key (in a config file or on the
+command line, ``--config.train.batch_sise=8``) is an error, and ml_collections'
+type safety rejects a value of the wrong type. ``validate`` then checks the
+values against the rules of the model and the data.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from deeplab import model as model_lib
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Returns the default config tree (PASCAL VOC, Xception-65, OS 16)."""
+  config = ml_collections.ConfigDict()
+
+  # --- What is segmented. ---
+  config.dataset = ml_collections.ConfigDict()
+  # Name of the dataset (an entry of the dataset table, or a user dataset).
+  config.dataset.name = "pascal_voc_seg"
+  # Number of classes the model predicts (the logits' channels).
+  config.dataset.num_classes = 21
+  # Label value of pixels that are excluded from loss and metrics.
+  config.dataset.ignore_label = 255
+
+  # --- The network. ---
+  config.model = ml_collections.ConfigDict()
+  # Backbone: xception_41/65/71, resnet_50/101, mobilenet_v2.
+  config.model.backbone = "xception_65"
+  # Input-to-feature resolution ratio of the encoder output: 8, 16 or 32.
+  config.model.output_stride = 16
+  # Atrous rates of the ASPP 3x3 branches (pixels of the feature map);
+  # (6, 12, 18) at output stride 16, (12, 24, 36) at 8; () for image pooling
+  # + 1x1 only (the MobileNetV2 checkpoints' head).
+  config.model.atrous_rates = (6, 12, 18)
+  # Use atrous separable convs in the ASPP 3x3 branches (else plain convs).
+  config.model.aspp_separable = True
+  # Add ASPP's image-level (global average pool) branch.
+  config.model.image_pooling = True
+  # Channels of each ASPP branch and of its 1x1 projection.
+  config.model.aspp_filters = 256
+  # Dropout probability after the ASPP projection, in training only.
+  config.model.dropout_rate = 0.1
+  # Use the DeepLabv3+ decoder (False: plain DeepLabv3, logits at OS).
+  config.model.use_decoder = True
+  # Use separable convs in the decoder's two 3x3 convs.
+  config.model.decoder_separable = True
+  # Channels of the decoder's 3x3 convs.
+  config.model.decoder_filters = 256
+  # Channels the stride-4 backbone features are projected to (48).
+  config.model.low_level_filters = 48
+  # MobileNetV2 width multiplier (ignored by other backbones).
+  config.model.depth_multiplier = 1.0
+  # Unit rates of the last backbone block, times the block's atrous rate
+  # (Xception: 3 entries; ResNet: one unit per entry, (1, 2, 4) in the paper).
+  config.model.multi_grid = (1, 1, 1)
+  # Moving-average decay of batch norm statistics (the original's 0.9997).
+  config.model.batch_norm_momentum = 0.9997
+  # Epsilon of the ASPP and decoder batch norms (backbones keep their own).
+  config.model.head_batch_norm_epsilon = 1e-5
+  # Reduce batch norm statistics across replicas (set automatically when a
+  # strategy has more than one replica).
+  config.model.sync_batch_norm = False
+  # Compute dtype policy: float32, mixed_bfloat16 or mixed_float16.
+  config.model.dtype_policy = "float32"
+  # Path of pretrained backbone weights: an original DeepLab/slim TF1
+  # checkpoint prefix or a .keras file of ours; '' starts from scratch.
+  config.model.backbone_weights = ""
+
+  # --- The input pipeline. ---
+  config.data = ml_collections.ConfigDict()
+  # Training crop (height, width) in pixels; each must be
+  # output_stride * k + 1 (513 = 16 * 32 + 1), like the original's crops.
+  config.data.crop_size = (513, 513)
+
+  # --- Optimization. ---
+  config.train = ml_collections.ConfigDict()
+  # Images per step, summed over all replicas and workers.
+  config.train.batch_size = 16
+  # Number of training steps (the end of the poly learning-rate schedule).
+  config.train.steps = 30000
+
+  config.lock()
+  return config
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks values a locked, typed config tree can still get wrong.
+
+  Raises:
+    ValueError: naming the config key, the rule and the received value.
+  """
+  try:
+    model_lib.check_arguments(**model_lib.model_kwargs(config))
+  except model_lib.ArgumentError as e:
+    key = ("dataset.num_classes" if e.field == "num_classes"
+           else f"model.{e.field}")
+    raise ValueError(f"config.{key} must be {e.rule}, got {e.value!r}") from e
+  output_stride = config.model.output_stride
+  crop = tuple(config.data.crop_size)
+  if (len(crop) != 2 or
+      not all(isinstance(c, int) and c > 1 and (c - 1) % output_stride == 0
+              for c in crop)):
+    raise ValueError(
+        "config.data.crop_size must be (height, width) with each of the form "
+        f"output_stride * k + 1 (output_stride={output_stride}: e.g. "
+        f"{output_stride * 32 + 1}), got {crop!r}")
+  if config.train.batch_size < 1:
+    raise ValueError(
+        f"config.train.batch_size must be >= 1, got {config.train.batch_size!r}")
+  if config.train.steps < 1:
+    raise ValueError(f"config.train.steps must be >= 1, got {config.train.steps!r}")

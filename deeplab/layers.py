@@ -1,0 +1,273 @@
+"""Building blocks of DeepLab: conv+BN+ReLU, atrous separable conv, ASPP, decoder.
+
+Every block is a function that adds named Keras layers to a functional graph
+and returns the output tensor. Layer names are the original DeepLab variable
+scopes with ``/`` replaced by ``.`` (Keras 3 forbids ``/`` in names), so
+``xception_65.entry_flow.conv1_1`` holds the weights that the original
+checkpoint stores under ``xception_65/entry_flow/conv1_1/weights`` and its
+batch norm ``xception_65.entry_flow.conv1_1.BatchNorm`` those under
+``.../conv1_1/BatchNorm/{gamma,beta,moving_mean,moving_variance}``.
+``deeplab.naming`` turns this convention into the weight table.
+
+Layers that hold no weights (activations, padding, adds) get the name of the
+layer they follow plus a suffix such as ``.relu``; they never appear in a
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+SCOPE_SEPARATOR = "."
+
+
+def scope(*parts: str) -> str:
+  """Joins original-checkpoint scope parts into a Keras layer name."""
+  return SCOPE_SEPARATOR.join(p for p in parts if p)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchNormSpec:
+  """How batch normalization layers are made.
+
+  Attributes:
+    momentum: moving-average decay of the statistics (the original's
+      ``batch_norm_decay``, 0.9997).
+    synchronized: if True, statistics are reduced across all replicas of a
+      ``tf.distribute`` strategy (synchronized batch norm).
+    factory: optional callable ``(name, epsilon, momentum) -> Layer`` that
+      replaces ``keras.layers.BatchNormalization``; inject a custom
+      normalization here.
+  """
+  momentum: float = 0.9997
+  synchronized: bool = False
+  factory: Optional[Callable[..., keras.layers.Layer]] = None
+
+  def __call__(self, name: str, epsilon: float) -> keras.layers.Layer:
+    if self.factory is not None:
+      return self.factory(name=name, epsilon=epsilon, momentum=self.momentum)
+    return keras.layers.BatchNormalization(
+        momentum=self.momentum, epsilon=epsilon,
+        synchronized=self.synchronized, name=name)
+
+
+def fixed_padding(x, kernel_size: int, rate: int, name: str):
+  """Pads symmetrically so a VALID strided conv sees the original's borders.
+
+  The original Xception and ResNet pad explicitly before every strided
+  convolution (``pad_total = effective_kernel - 1``, split evenly with the
+  extra pixel at the end) and then convolve with VALID padding. Keras 'same'
+  with stride 2 would put all the padding at the end for even sizes, which
+  shifts the sampling grid by one pixel and breaks checkpoint parity.
+  """
+  effective = kernel_size + (kernel_size - 1) * (rate - 1)
+  pad_total = effective - 1
+  pad_beg = pad_total // 2
+  pad_end = pad_total - pad_beg
+  return keras.layers.ZeroPadding2D(
+      ((pad_beg, pad_end), (pad_beg, pad_end)), name=name + ".pad")(x)
+
+
+def activation_layer(x, activation: Optional[str], name: str):
+  """Applies ``activation`` ('relu', 'relu6' or None) as a named layer."""
+  if activation is None:
+    return x
+  if activation == "relu":
+    return keras.layers.ReLU(name=name + ".relu")(x)
+  if activation == "relu6":
+    return keras.layers.ReLU(max_value=6.0, name=name + ".relu6")(x)
+  raise ValueError(f"activation must be 'relu', 'relu6' or None, got {activation!r}")
+
+
+def conv_bn_act(x, filters: int, kernel_size: int, *, name: str,
+                norm: BatchNormSpec, epsilon: float, strides: int = 1,
+                rate: int = 1, activation: Optional[str] = "relu",
+                explicit_padding: bool = False):
+  """Convolution (no bias), batch norm, activation: the slim ``conv2d`` unit.
+
+  Args:
+    x: input tensor [batch, height, width, channels].
+    filters: output channels.
+    kernel_size: square kernel size.
+    name: the original scope, e.g. ``resnet_v1_101.conv1_1``.
+    norm: how to make the batch norm layer.
+    epsilon: batch norm epsilon.
+    strides: convolution stride.
+    rate: atrous (dilation) rate.
+    activation: 'relu', 'relu6' or None.
+    explicit_padding: pad symmetrically before a strided conv (Xception and
+      ResNet ``conv2d_same``); otherwise Keras/TF 'same' padding.
+
+  Returns:
+    The output tensor.
+  """
+  padding = "same"
+  if explicit_padding and strides > 1:
+    x = fixed_padding(x, kernel_size, rate, name)
+    padding = "valid"
+  x = keras.layers.Conv2D(
+      filters, kernel_size, strides=strides, dilation_rate=rate,
+      padding=padding, use_bias=False, kernel_initializer="he_normal",
+      name=name)(x)
+  x = norm(name + ".BatchNorm", epsilon)(x)
+  return activation_layer(x, activation, name)
+
+
+def depthwise_bn_act(x, *, name: str, norm: BatchNormSpec, epsilon: float,
+                     kernel_size: int = 3, strides: int = 1, rate: int = 1,
+                     activation: Optional[str] = "relu",
+                     explicit_padding: bool = False):
+  """Depthwise convolution (no bias), batch norm, activation."""
+  padding = "same"
+  if explicit_padding and strides > 1:
+    x = fixed_padding(x, kernel_size, rate, name)
+    padding = "valid"
+  x = keras.layers.DepthwiseConv2D(
+      kernel_size, strides=strides, dilation_rate=rate, padding=padding,
+      use_bias=False, depthwise_initializer="he_normal", name=name)(x)
+  x = norm(name + ".BatchNorm", epsilon)(x)
+  return activation_layer(x, activation, name)
+
+
+def atrous_separable_conv(x, filters: int, *, name: str, norm: BatchNormSpec,
+                          epsilon: float, kernel_size: int = 3,
+                          strides: int = 1, rate: int = 1,
+                          activation: Optional[str] = "relu",
+                          explicit_padding: bool = False):
+  """Atrous separable convolution exactly as the original's.
+
+  3x3 depthwise conv with dilation ``rate`` -> BN -> activation -> 1x1
+  pointwise conv -> BN -> activation. Keras ``SeparableConv2D`` fuses the two
+  convolutions with nothing in between, which is not what DeepLab trained, so
+  the two halves are separate layers named ``{name}_depthwise`` and
+  ``{name}_pointwise`` like the original's ``split_separable_conv2d``.
+
+  Args:
+    x: input tensor.
+    filters: output channels of the pointwise conv.
+    name: original scope without the ``_depthwise``/``_pointwise`` suffix,
+      e.g. ``decoder.decoder_conv0`` or ``aspp1``.
+    norm: how to make batch norm layers.
+    epsilon: batch norm epsilon.
+    kernel_size: depthwise kernel size.
+    strides: depthwise stride.
+    rate: atrous rate of the depthwise conv.
+    activation: activation after each batch norm, or None (Xception's
+      pre-activation units apply ReLU before the block instead).
+    explicit_padding: symmetric padding before a strided depthwise conv.
+
+  Returns:
+    The output tensor.
+  """
+  x = depthwise_bn_act(
+      x, name=name + "_depthwise", norm=norm, epsilon=epsilon,
+      kernel_size=kernel_size, strides=strides, rate=rate,
+      activation=activation, explicit_padding=explicit_padding)
+  return conv_bn_act(x, filters, 1, name=name + "_pointwise", norm=norm,
+                     epsilon=epsilon, activation=activation)
+
+
+@keras.saving.register_keras_serializable(package="deeplab")
+class ResizeBilinear(keras.layers.Layer):
+  """Bilinear resize of ``inputs`` to the spatial size of ``reference``.
+
+  Uses ``align_corners=True``, the convention of the original DeepLab (every
+  ``tf.image.resize_bilinear`` call in it passes ``align_corners=True``, and
+  the released TFLite model's RESIZE_BILINEAR ops carry that flag). With
+  inputs of size ``output_stride * k + 1`` the corner-aligned grids of all
+  feature maps coincide exactly, which is why the original's crop sizes are
+  513, 769, 1025... Keeping the same convention is what lets released weights
+  reproduce their logits to 1e-3; other sizes work, with the same mapping.
+  """
+
+  def call(self, inputs, reference):
+    size = tf.shape(reference)[1:3]
+    resized = tf.raw_ops.ResizeBilinear(
+        images=inputs, size=size, align_corners=True, half_pixel_centers=False)
+    return tf.cast(resized, inputs.dtype)
+
+  def compute_output_shape(self, inputs_shape, reference_shape):
+    return (inputs_shape[0], reference_shape[1], reference_shape[2],
+            inputs_shape[3])
+
+
+def aspp(features, *, filters: int, atrous_rates: Sequence[int],
+         separable: bool, image_pooling: bool, dropout_rate: float,
+         norm: BatchNormSpec, epsilon: float):
+  """Atrous spatial pyramid pooling with image-level features.
+
+  Branch order is the original's (it fixes the input-channel order of
+  ``concat_projection``): image pooling, ``aspp0`` (1x1), then ``aspp1..n``
+  (3x3, atrous). An empty ``atrous_rates`` leaves image pooling + ``aspp0``,
+  the head of the released MobileNetV2 checkpoints.
+
+  Args:
+    features: backbone output at the output stride.
+    filters: channels of every branch and of the projection (256).
+    atrous_rates: rates of the 3x3 branches, e.g. (6, 12, 18) at OS 16.
+    separable: atrous separable convs in the 3x3 branches (else plain convs).
+    image_pooling: add the global-average-pool branch.
+    dropout_rate: dropout after the projection, active in training only.
+    norm: how to make batch norm layers.
+    epsilon: batch norm epsilon of the head (1e-5 in the original).
+
+  Returns:
+    Tensor [batch, h, w, filters] at the output stride.
+  """
+  branches = []
+  if image_pooling:
+    pooled = keras.layers.GlobalAveragePooling2D(
+        keepdims=True, name="image_pooling.pool")(features)
+    pooled = conv_bn_act(pooled, filters, 1, name="image_pooling", norm=norm,
+                         epsilon=epsilon)
+    branches.append(
+        ResizeBilinear(name="image_pooling.upsample")(pooled, features))
+  branches.append(conv_bn_act(features, filters, 1, name="aspp0", norm=norm,
+                              epsilon=epsilon))
+  for i, rate in enumerate(atrous_rates, start=1):
+    if separable:
+      branch = atrous_separable_conv(features, filters, name=f"aspp{i}",
+                                     rate=rate, norm=norm, epsilon=epsilon)
+    else:
+      branch = conv_bn_act(features, filters, 3, name=f"aspp{i}", rate=rate,
+                           norm=norm, epsilon=epsilon)
+    branches.append(branch)
+  x = (keras.layers.Concatenate(name="aspp.concat")(branches)
+       if len(branches) > 1 else branches[0])
+  x = conv_bn_act(x, filters, 1, name="concat_projection", norm=norm,
+                  epsilon=epsilon)
+  return keras.layers.Dropout(dropout_rate,
+                              name="concat_projection_dropout")(x)
+
+
+def decoder(encoder_output, low_level_features, *, low_level_filters: int,
+            filters: int, separable: bool, norm: BatchNormSpec,
+            epsilon: float):
+  """The DeepLabv3+ decoder: refine the encoder output with stride-4 features.
+
+  Projects the low-level features to ``low_level_filters`` (48) with a 1x1
+  conv, upsamples the encoder output to their size, concatenates, and applies
+  two 3x3 convs of ``filters`` (256) channels, separable or plain.
+
+  Returns:
+    Tensor [batch, h/4, w/4, filters].
+  """
+  projected = conv_bn_act(low_level_features, low_level_filters, 1,
+                          name="decoder.feature_projection0", norm=norm,
+                          epsilon=epsilon)
+  upsampled = ResizeBilinear(name="decoder.upsample")(encoder_output,
+                                                      projected)
+  x = keras.layers.Concatenate(name="decoder.concat")([upsampled, projected])
+  for i in range(2):
+    if separable:
+      x = atrous_separable_conv(x, filters, name=f"decoder.decoder_conv{i}",
+                                norm=norm, epsilon=epsilon)
+    else:
+      # slim.repeat names the two convs decoder_conv0/decoder_conv0_{1,2}.
+      x = conv_bn_act(x, filters, 3, name=f"decoder.decoder_conv0.decoder_conv0_{i + 1}",
+                      norm=norm, epsilon=epsilon)
+  return x

@@ -1,0 +1,67 @@
+"""The one table between our Keras weights and the original checkpoint names.
+
+Layer names are original scopes with ``/`` written as ``.`` (see
+``deeplab.layers``), so a weight's original name is its layer name with the
+separator restored, plus the suffix this table gives for its layer type and
+attribute. Example::
+
+  layer 'xception_65.entry_flow.conv1_1', Conv2D.kernel
+    -> 'xception_65/entry_flow/conv1_1/weights'
+  layer 'aspp1_depthwise.BatchNorm', BatchNormalization.moving_mean
+    -> 'aspp1_depthwise/BatchNorm/moving_mean'
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import keras
+
+from deeplab import layers as layers_lib
+
+# (Keras layer class, variable name) -> original variable name suffix.
+WEIGHT_SUFFIX = {
+    (keras.layers.Conv2D, "kernel"): "weights",
+    (keras.layers.Conv2D, "bias"): "biases",
+    (keras.layers.DepthwiseConv2D, "kernel"): "depthwise_weights",
+    (keras.layers.DepthwiseConv2D, "bias"): "depthwise_biases",
+    (keras.layers.BatchNormalization, "gamma"): "gamma",
+    (keras.layers.BatchNormalization, "beta"): "beta",
+    (keras.layers.BatchNormalization, "moving_mean"): "moving_mean",
+    (keras.layers.BatchNormalization, "moving_variance"): "moving_variance",
+}
+
+
+def original_scope(layer_name: str) -> str:
+  """'decoder.decoder_conv0_depthwise' -> 'decoder/decoder_conv0_depthwise'."""
+  return layer_name.replace(layers_lib.SCOPE_SEPARATOR, "/")
+
+
+def original_names(model: keras.Model) -> Dict[str, "keras.Variable"]:
+  """Maps every weight of ``model`` to its original checkpoint name.
+
+  Args:
+    model: a built ``DeepLab`` (or any model made of ``deeplab.layers``).
+
+  Returns:
+    ``{original_name: variable}`` covering every weight of the model.
+
+  Raises:
+    ValueError: a weight has no entry in ``WEIGHT_SUFFIX`` or two weights
+      map to one name (a naming bug, never a user error).
+  """
+  names: Dict[str, "keras.Variable"] = {}
+  for layer in model.layers:
+    for variable in layer.weights:
+      suffix = next((suffix for (cls, attr), suffix in WEIGHT_SUFFIX.items()
+                     if isinstance(layer, cls) and variable.name == attr),
+                    None)
+      if suffix is None:
+        raise ValueError(
+            f"No original name for weight {variable.path!r} of layer type "
+            f"{type(layer).__name__}; add it to deeplab.naming.WEIGHT_SUFFIX.")
+      name = f"{original_scope(layer.name)}/{suffix}"
+      if name in names:
+        raise ValueError(f"Two weights map to the original name {name!r}.")
+      names[name] = variable
+  return names

@@ -1,0 +1,136 @@
+"""Loading weights by their original DeepLab names.
+
+Every source (an original TF1 checkpoint, a ``.keras`` file of ours, later
+the released TFLite files) is read into ``{original_name: array}`` and
+assigned through ``deeplab.naming``: one mechanism, one table. Nothing is
+skipped silently; the returned report lists what was loaded, what the model
+expected but the source lacked, what the source had that nothing used, and
+shape mismatches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Dict, List, Mapping, Optional
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deeplab import backbones
+from deeplab import naming
+
+
+@dataclasses.dataclass
+class LoadReport:
+  """What an assignment by original names did.
+
+  Attributes:
+    loaded: original names assigned.
+    missing: model weights (within the selection) the source lacked.
+    unused: source tensors nothing in the model took.
+    mismatched: ``name: (model shape, source shape)`` for shape conflicts.
+  """
+  loaded: List[str] = dataclasses.field(default_factory=list)
+  missing: List[str] = dataclasses.field(default_factory=list)
+  unused: List[str] = dataclasses.field(default_factory=list)
+  mismatched: Dict[str, tuple] = dataclasses.field(default_factory=dict)
+
+  def summary(self) -> str:
+    lines = [f"loaded {len(self.loaded)} tensors"]
+    for title, items in (("missing from the source", self.missing),
+                         ("unused from the source", self.unused)):
+      if items:
+        lines.append(f"{len(items)} {title}:")
+        lines.extend(f"  {n}" for n in items)
+    if self.mismatched:
+      lines.append(f"{len(self.mismatched)} shape mismatches (model, source):")
+      lines.extend(f"  {n}: {m} vs {s}" for n, (m, s) in self.mismatched.items())
+    return "\n".join(lines)
+
+
+def assign_by_original_names(
+    model: keras.Model, arrays: Mapping[str, np.ndarray],
+    select: Optional[Callable[[str], bool]] = None) -> LoadReport:
+  """Assigns ``arrays`` to the model weights with the same original names.
+
+  Args:
+    model: the model to fill.
+    arrays: ``{original_name: array}`` from a source.
+    select: which original names of the model to fill (all by default);
+      unselected model weights are neither loaded nor reported missing.
+
+  Returns:
+    A ``LoadReport``. Mismatched shapes are reported, never assigned.
+  """
+  select = select or (lambda name: True)
+  report = LoadReport()
+  targets = {n: v for n, v in naming.original_names(model).items() if select(n)}
+  for name, variable in targets.items():
+    if name not in arrays:
+      report.missing.append(name)
+      continue
+    value = np.asarray(arrays[name])
+    if tuple(value.shape) != tuple(variable.shape):
+      report.mismatched[name] = (tuple(variable.shape), tuple(value.shape))
+      continue
+    variable.assign(value.astype(variable.dtype))
+    report.loaded.append(name)
+  report.unused = sorted(n for n in arrays if n not in targets)
+  return report
+
+
+def read_tf1_checkpoint(prefix: str) -> Dict[str, np.ndarray]:
+  """Reads every tensor of a (TF1 name-based) checkpoint into a dict."""
+  reader = tf.train.load_checkpoint(prefix)
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()}
+
+
+def read_keras_model(path: str) -> Dict[str, np.ndarray]:
+  """Reads a saved ``DeepLab`` (.keras) into ``{original_name: array}``."""
+  model = keras.models.load_model(path, compile=False)
+  return {n: np.asarray(v) for n, v in naming.original_names(model).items()}
+
+
+def read_source(path: str) -> Dict[str, np.ndarray]:
+  """Reads a weights source by its kind: .keras file or checkpoint prefix."""
+  if path.endswith(".keras"):
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"weights file {path!r} does not exist")
+    return read_keras_model(path)
+  if not tf.io.gfile.exists(path + ".index"):
+    raise FileNotFoundError(
+        f"weights {path!r} is neither a .keras file nor a checkpoint prefix "
+        f"(no {path + '.index'!r})")
+  return read_tf1_checkpoint(path)
+
+
+def load_backbone_weights(model: keras.Model, path: str) -> LoadReport:
+  """Loads pretrained backbone weights (e.g. an ImageNet checkpoint).
+
+  Args:
+    model: a ``DeepLab`` model.
+    path: an original DeepLab/slim checkpoint prefix (``.../model.ckpt``)
+      or a ``.keras`` file of ours with the same backbone.
+
+  Returns:
+    The ``LoadReport``; the source's other tensors (classifier, optimizer
+    slots) are listed as unused.
+
+  Raises:
+    FileNotFoundError: ``path`` is not there.
+    ValueError: a backbone weight is missing or has another shape (a
+      checkpoint of another backbone or width).
+  """
+  root = backbones.ROOT_SCOPES[model.backbone] + "/"
+  report = assign_by_original_names(model, read_source(path),
+                                    select=lambda name: name.startswith(root))
+  if report.missing or report.mismatched:
+    raise ValueError(
+        f"backbone weights {path!r} do not fit backbone {model.backbone!r}:\n"
+        + report.summary())
+  logging.info("Backbone weights from %s: %s", path, report.summary())
+  return report
