@@ -1,0 +1,139 @@
+"""The model harness over every backbone, plus full-size parameter counts."""
+
+import keras
+import numpy as np
+import pytest
+
+from deeplab import model as model_lib
+from tests import harness
+
+BACKBONES = ["xception_41", "xception_65", "xception_71", "resnet_50",
+             "resnet_101", "mobilenet_v2"]
+
+
+def small_model(backbone, output_stride=16, **kwargs):
+  """The real backbone with a narrow head, for fast tests."""
+  multi_grid = (1, 2, 4)
+  kwargs.setdefault("atrous_rates", (1, 2))
+  return model_lib.DeepLab(
+      num_classes=3, backbone=backbone, output_stride=output_stride,
+      aspp_filters=16, decoder_filters=16, low_level_filters=8,
+      depth_multiplier=0.35 if backbone == "mobilenet_v2" else 1.0,
+      multi_grid=multi_grid, **kwargs)
+
+
+@pytest.mark.parametrize("output_stride", [8, 16, 32])
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_output_shapes_at_every_stride_and_odd_sizes(backbone, output_stride):
+  model = small_model(backbone, output_stride)
+  for height, width in [(65, 65), (37, 50)]:
+    harness.check_forward_shape(model, height, width)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_config_round_trip(backbone):
+  harness.check_config_round_trip(small_model(backbone))
+
+
+@pytest.mark.parametrize("backbone", ["xception_65", "resnet_50", "mobilenet_v2"])
+def test_save_and_reload(backbone, tmp_path):
+  harness.check_save_reload(small_model(backbone), tmp_path / "model.keras")
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_one_training_step(backbone):
+  harness.check_training_step(small_model(backbone))
+
+
+@pytest.mark.parametrize("variant", [
+    dict(use_decoder=False),
+    dict(atrous_rates=(), use_decoder=False),
+    dict(aspp_separable=False, decoder_separable=False),
+    dict(image_pooling=False),
+])
+def test_head_variants(variant):
+  model = small_model("mobilenet_v2", **variant)
+  harness.check_forward_shape(model, 49, 49)
+  harness.check_config_round_trip(model)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_builds_runs_and_trains(policy):
+  model = small_model("mobilenet_v2", dtype_policy=policy)
+  conv = model.get_layer("MobilenetV2.Conv")
+  assert conv.compute_dtype == policy.split("_")[1]
+  assert conv.variable_dtype == "float32"
+  harness.check_forward_shape(model, 33, 33)
+  harness.check_training_step(model)
+  assert keras.config.dtype_policy().name == "float32"  # global left alone
+
+
+def test_sync_batch_norm_flag_reaches_every_batch_norm():
+  model = small_model("mobilenet_v2", sync_batch_norm=True)
+  norms = [l for l in model.layers
+           if isinstance(l, keras.layers.BatchNormalization)]
+  assert norms and all(l.synchronized for l in norms)
+
+
+def test_injected_batch_norm_factory_is_used():
+  made = []
+
+  def factory(name, epsilon, momentum):
+    made.append(name)
+    return keras.layers.BatchNormalization(name=name, epsilon=epsilon,
+                                           momentum=momentum, center=True)
+
+  model = small_model("mobilenet_v2", batch_norm_factory=factory)
+  norms = [l.name for l in model.layers
+           if isinstance(l, keras.layers.BatchNormalization)]
+  assert sorted(made) == sorted(norms)
+
+
+def test_batch_norm_defaults_follow_the_original():
+  model = model_lib.DeepLab(num_classes=21, backbone="xception_65")
+  assert model.get_layer("xception_65.entry_flow.conv1_1.BatchNorm").epsilon == 1e-3
+  assert model.get_layer("aspp0.BatchNorm").epsilon == 1e-5
+  assert model.get_layer("aspp0.BatchNorm").momentum == 0.9997
+
+
+def test_dropout_only_in_training():
+  model = small_model("mobilenet_v2", dropout_rate=0.5)
+  x = harness.random_images((1, 33, 33, 3))
+  np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
+  assert not np.allclose(model(x, training=True), model(x, training=True))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(num_classes=0), "num_classes must be an integer >= 1, got 0"),
+    (dict(output_stride=12), "output_stride must be one of (8, 16, 32), got 12"),
+    (dict(atrous_rates=(6, -12)), "atrous_rates must be a sequence of positive integers, got (6, -12)"),
+    (dict(backbone="vgg16"), "backbone must be one of"),
+    (dict(multi_grid=(1, 2)), "multi_grid must be 3 rates for xception_65"),
+    (dict(dtype_policy="float64"), "dtype_policy must be one of"),
+    (dict(input_shape=(None, None, 4)), "input_shape must be (height, width, 3)"),
+])
+def test_bad_arguments_name_field_and_value(bad, message):
+  kwargs = dict(num_classes=21, backbone="xception_65")
+  kwargs.update(bad)
+  with pytest.raises(ValueError) as error:
+    model_lib.DeepLab(**kwargs)
+  assert message in str(error.value)
+
+
+def test_xception65_deeplabv3plus_parameter_count():
+  # A faithful port of the released Xception-65 DeepLabv3+ (separable ASPP
+  # and decoder, 21 classes) holds 41,258,213 parameters with batch norm
+  # statistics: the figure the model issue quotes.
+  model = model_lib.DeepLab(num_classes=21, backbone="xception_65")
+  assert model.count_params() == 41_258_213
+
+
+def test_mobilenetv2_deeplabv3_parameter_count():
+  # DeepLabv3 MobileNetV2 x1.0 (pascal_voc_mobilenetv2): backbone to
+  # expanded_conv_16, image pooling + aspp0, no decoder, 21 classes. The
+  # x0.5 variant's count is checked against the released TFLite file in
+  # test_naming_and_weights.py; this pins the x1.0 count computed by
+  # `python -m deeplab.summary --config=configs/pascal_voc_mobilenetv2.py`.
+  model = model_lib.DeepLab(num_classes=21, backbone="mobilenet_v2",
+                            atrous_rates=(), use_decoder=False)
+  assert model.count_params() == 2_146_645
