@@ -26,6 +26,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.dataset.num_classes = 21
   # Label value of pixels that are excluded from loss and metrics.
   config.dataset.ignore_label = 255
+  # Class names of a user dataset, one per id; () takes the table's names
+  # (or class_0, class_1, ... for a dataset not in the table).
+  config.dataset.class_names = ()
 
   # --- The network. ---
   config.model = ml_collections.ConfigDict()
