@@ -76,9 +76,31 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- The input pipeline. ---
   config.data = ml_collections.ConfigDict()
+  # Glob of training TFRecord shards (original DeepLab record format).
+  config.data.train_pattern = ""
+  # Glob of evaluation TFRecord shards.
+  config.data.eval_pattern = ""
   # Training crop (height, width) in pixels; each must be
   # output_stride * k + 1 (513 = 16 * 32 + 1), like the original's crops.
   config.data.crop_size = (513, 513)
+  # Random scale range of training images (factor of the original size).
+  config.data.min_scale = 0.5
+  config.data.max_scale = 2.0
+  # Step of the random scale grid (0.5, 0.75, ... 2.0); 0 draws continuously.
+  config.data.scale_step = 0.25
+  # Random left-right flip of training images.
+  config.data.flip = True
+  # Random brightness/contrast/saturation jitter (the original has none).
+  config.data.photometric = False
+  # Training examples held in the shuffle buffer (records).
+  config.data.shuffle_buffer = 1000
+  # Images per evaluation batch; > 1 pads images to a common size.
+  config.data.eval_batch_size = 1
+  # Same batches in the same order on every run (stateless seeded ops).
+  config.data.deterministic = False
+  # Seed of shuffling and augmentation (used by every run; exact repeats
+  # need deterministic=True).
+  config.data.seed = 0
 
   # --- Optimization. ---
   config.train = ml_collections.ConfigDict()
@@ -112,6 +134,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "config.data.crop_size must be (height, width) with each of the form "
         f"output_stride * k + 1 (output_stride={output_stride}: e.g. "
         f"{output_stride * 32 + 1}), got {crop!r}")
+  data = config.data
+  if not 0 < data.min_scale <= data.max_scale:
+    raise ValueError(
+        "config.data.min_scale and max_scale must satisfy 0 < min <= max, "
+        f"got {data.min_scale!r}, {data.max_scale!r}")
+  if data.scale_step < 0:
+    raise ValueError(f"config.data.scale_step must be >= 0, got {data.scale_step!r}")
+  if data.eval_batch_size < 1:
+    raise ValueError(
+        f"config.data.eval_batch_size must be >= 1, got {data.eval_batch_size!r}")
+  if data.shuffle_buffer < 1:
+    raise ValueError(
+        f"config.data.shuffle_buffer must be >= 1, got {data.shuffle_buffer!r}")
+  from deeplab.data import registry  # pylint: disable=g-import-not-at-top
+  registry.from_config(config)  # Table agreement of num_classes/ignore_label.
   if config.train.batch_size < 1:
     raise ValueError(
         f"config.train.batch_size must be >= 1, got {config.train.batch_size!r}")

@@ -1,0 +1,1 @@
+"""Dataset builders: absl apps that write DeepLab TFRecords (``python -m datasets.X``)."""

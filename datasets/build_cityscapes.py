@@ -1,0 +1,57 @@
+r"""Builds Cityscapes records: gtFine labelIds converted to the 19 train ids.
+
+Usage:
+  python -m datasets.build_cityscapes --cityscapes_root=DIR --output_dir=OUT
+
+DIR holds leftImg8bit/{train,val}/<city>/*_leftImg8bit.png and
+gtFine/{train,val}/<city>/*_gtFine_labelIds.png. Label ids map to train ids
+through the dataset table; every other id (void, license plate, classes
+not evaluated) becomes 255, the ignore label.
+"""
+
+import glob
+import os
+
+from absl import app
+from absl import flags
+
+from datasets import common
+from deeplab.data import builder
+from deeplab.data import registry
+
+_ROOT = flags.DEFINE_string("cityscapes_root", None, "Cityscapes folder.")
+
+
+def splits(root: str):
+  found = {}
+  for split in ("train", "val"):
+    images = sorted(glob.glob(os.path.join(
+        root, "leftImg8bit", split, "*", "*_leftImg8bit.png")))
+    if not images:
+      continue
+    samples = []
+    for image in images:
+      city = os.path.basename(os.path.dirname(image))
+      stem = os.path.basename(image)[:-len("_leftImg8bit.png")]
+      mask = os.path.join(root, "gtFine", split, city,
+                          stem + "_gtFine_labelIds.png")
+      samples.append(builder.Sample(image, mask if os.path.isfile(mask) else None))
+    found[split] = samples
+  if not found:
+    raise FileNotFoundError(f"no leftImg8bit/train or leftImg8bit/val images "
+                            f"under --cityscapes_root={root!r}")
+  return found
+
+
+def main(argv):
+  del argv
+  info = registry.DATASETS["cityscapes"]
+  spec = builder.LabelSpec(
+      info.num_classes, info.ignore_label,
+      id_map=tuple(sorted(registry.CITYSCAPES_LABEL_TO_TRAIN_ID.items())))
+  common.build(splits(_ROOT.value), spec, dataset="cityscapes")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["cityscapes_root", "output_dir"])
+  app.run(main)

@@ -1,0 +1,139 @@
+"""Training and evaluation preprocessing, as the original's input_preprocess.
+
+Order for training: random scale (image bilinear with aligned corners,
+label nearest neighbour), pad bottom/right to the crop size (image with the
+mean pixel 127.5, label with the ignore label), random crop, random
+left-right flip, optional photometric jitter, then pixels to [-1, 1].
+Labels keep the crop's full resolution; the loss upsamples the logits.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import tensorflow as tf
+
+MEAN_PIXEL = 127.5  # Pads images; maps to 0 after normalization.
+
+
+def normalize(image: tf.Tensor) -> tf.Tensor:
+  """uint8 or float pixels [0, 255] -> float32 [-1, 1] (x / 127.5 - 1)."""
+  return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def random_scale_factor(min_scale: float, max_scale: float, step: float,
+                        seed=None) -> tf.Tensor:
+  """Draws a scale in [min, max]: uniformly from the grid min, min+step, ...
+
+  With ``step == 0`` the scale is continuous in [min, max).
+  """
+  if min_scale == max_scale:
+    return tf.constant(min_scale, tf.float32)
+  if step == 0:
+    return tf.random.stateless_uniform([], seed, min_scale, max_scale) \
+        if seed is not None else tf.random.uniform([], min_scale, max_scale)
+  count = int(round((max_scale - min_scale) / step)) + 1
+  grid = tf.linspace(float(min_scale), float(max_scale), count)
+  index = (tf.random.stateless_uniform([], seed, 0, count, tf.int32)
+           if seed is not None else tf.random.uniform([], 0, count, tf.int32))
+  return grid[index]
+
+
+def scale_image_and_label(image, label, scale):
+  """Resizes by ``scale``: the image bilinearly, the label by nearest id."""
+  shape = tf.cast(tf.shape(image)[:2], tf.float32)
+  new_size = tf.cast(shape * scale, tf.int32)
+  image = tf.raw_ops.ResizeBilinear(
+      images=tf.cast(image[None], tf.float32), size=new_size,
+      align_corners=True)[0]
+  label = tf.raw_ops.ResizeNearestNeighbor(
+      images=label[None], size=new_size, align_corners=True)[0]
+  return image, label
+
+
+def pad_to_size(image, label, height: int, width: int, ignore_label: int):
+  """Pads bottom and right up to (height, width) if smaller."""
+  shape = tf.shape(image)
+  pad_h = tf.maximum(height - shape[0], 0)
+  pad_w = tf.maximum(width - shape[1], 0)
+  paddings = [[0, pad_h], [0, pad_w], [0, 0]]
+  image = tf.pad(image, paddings, constant_values=MEAN_PIXEL)
+  label = tf.pad(label, paddings, constant_values=tf.cast(ignore_label, label.dtype))
+  return image, label
+
+
+def random_crop(image, label, height: int, width: int, seed=None):
+  """The same random (height, width) window of image and label."""
+  stacked = tf.concat([image, tf.cast(label, image.dtype)], axis=-1)
+  size = [height, width, tf.shape(stacked)[-1]]
+  cropped = (tf.image.stateless_random_crop(stacked, size, seed)
+             if seed is not None else tf.image.random_crop(stacked, size))
+  return cropped[..., :3], tf.cast(cropped[..., 3:], label.dtype)
+
+
+def random_flip(image, label, seed=None):
+  flip = ((tf.random.stateless_uniform([], seed) if seed is not None
+           else tf.random.uniform([])) < 0.5)
+  image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
+  label = tf.cond(flip, lambda: tf.reverse(label, [1]), lambda: label)
+  return image, label
+
+
+def photometric(image, seed=None):
+  """Brightness, contrast and saturation jitter on [0, 255] pixels."""
+  seeds = (tf.random.experimental.stateless_split(seed, 3)
+           if seed is not None else [None] * 3)
+  x = image / 255.0
+  if seed is not None:
+    x = tf.image.stateless_random_brightness(x, 0.125, seeds[0])
+    x = tf.image.stateless_random_contrast(x, 0.75, 1.25, seeds[1])
+    x = tf.image.stateless_random_saturation(x, 0.75, 1.25, seeds[2])
+  else:
+    x = tf.image.random_brightness(x, 0.125)
+    x = tf.image.random_contrast(x, 0.75, 1.25)
+    x = tf.image.random_saturation(x, 0.75, 1.25)
+  return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+
+def preprocess_train(image, label, *, crop_size: Sequence[int],
+                     scale_range: Tuple[float, float], scale_step: float,
+                     flip: bool, photometric_jitter: bool, ignore_label: int,
+                     seed=None):
+  """One training example: uint8 image/label -> float32 [-1, 1], int32 ids.
+
+  Args:
+    image: uint8 [h, w, 3].
+    label: uint8 [h, w, 1] class ids.
+    crop_size: (height, width) of the crop.
+    scale_range: (min, max) random scale factors.
+    scale_step: grid step of the scale (0: continuous).
+    flip: random left-right flip.
+    photometric_jitter: brightness/contrast/saturation jitter.
+    ignore_label: label of padded pixels.
+    seed: optional stateless seed, shape [2], for a deterministic pipeline.
+
+  Returns:
+    (image float32 [crop_h, crop_w, 3] in [-1, 1], label int32 [crop_h, crop_w]).
+  """
+  seeds = (tf.random.experimental.stateless_split(seed, 4)
+           if seed is not None else [None] * 4)
+  height, width = crop_size
+  scale = random_scale_factor(scale_range[0], scale_range[1], scale_step,
+                              seeds[0])
+  image, label = scale_image_and_label(image, label, scale)
+  image, label = pad_to_size(image, label, height, width, ignore_label)
+  image, label = random_crop(image, label, height, width, seeds[1])
+  if flip:
+    image, label = random_flip(image, label, seeds[2])
+  if photometric_jitter:
+    image = photometric(image, seeds[3])
+  image = normalize(image)
+  image.set_shape([height, width, 3])
+  label = tf.cast(label[..., 0], tf.int32)
+  label.set_shape([height, width])
+  return image, label
+
+
+def preprocess_eval(image, label):
+  """A whole evaluation image: normalized, label as int32 [h, w]."""
+  return normalize(image), tf.cast(label[..., 0], tf.int32)

@@ -1,0 +1,335 @@
+"""Turns (image, mask) file pairs into sharded records, checking every file.
+
+The dataset builders in ``datasets/`` only list their pairs and say how
+their masks encode classes (a ``LabelSpec``); reading, conversion, checks,
+parallel encoding, progress and atomic shard writing happen here, once.
+
+What happens to imperfect input (each conversion is counted in the report's
+notes; each problem is listed with the file name at the end, and with
+``strict=True`` the first problem stops the build before any shard is
+renamed into place):
+
+- RGBA / LA images: alpha dropped. Grayscale: replicated to RGB. Palette
+  images: expanded to RGB. 16-bit images: scaled to 8 bits (value / 257).
+  Converted images are stored as PNG; RGB JPEG/PNG files are stored as they
+  are, byte for byte.
+- Unreadable or truncated image or mask, image without a mask, mask of
+  another size than its image: problem; the pair is left out.
+- Mask values that are neither a class id nor the ignore label (or colors
+  not in the color table): problem; those pixels become the ignore label.
+- A split whose image count differs from the dataset table: problem.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import io
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+from deeplab import progress
+from deeplab.data import records
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+  """One image and its mask.
+
+  Attributes:
+    image_path: the image file (or, with ``image_data``, its name in reports).
+    mask_path: the mask file; None when no mask was found.
+    image_data: encoded image bytes held in memory (TFDS, synthetic data)
+      instead of a file.
+    mask_data: encoded mask bytes held in memory.
+  """
+  image_path: str
+  mask_path: Optional[str]
+  image_data: Optional[bytes] = None
+  mask_data: Optional[bytes] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSpec:
+  """How masks encode classes.
+
+  Attributes:
+    num_classes: valid ids are 0..num_classes-1.
+    ignore_label: the value of unlabelled pixels (also valid in masks).
+    color_table: for RGB color masks, the RGB color of each class id (index
+      = id); colors not in it are problems. Ignored for id masks, except that
+      an RGB mask needs it.
+    ignore_color: for RGB masks, the color meaning ``ignore_label``.
+    id_map: ``(source_value, class_id)`` pairs applied to id masks, e.g.
+      Cityscapes labelIds -> train ids; values not in the map become
+      ``ignore_label`` (that is the map's purpose, not a problem).
+    require_mask: an image without mask is a problem (False for test splits,
+      whose records then carry no label, as the original's).
+  """
+  num_classes: int
+  ignore_label: int
+  color_table: Optional[Tuple[Tuple[int, int, int], ...]] = None
+  ignore_color: Optional[Tuple[int, int, int]] = None
+  id_map: Optional[Tuple[Tuple[int, int], ...]] = None
+  require_mask: bool = True
+
+
+@dataclasses.dataclass
+class EncodedSample:
+  """What a worker made of one sample."""
+  index: int
+  example: Optional[bytes]
+  problems: List[str]
+  notes: List[str]
+
+
+@dataclasses.dataclass
+class BuildReport:
+  """Outcome of building one split."""
+  split: str
+  written: int = 0
+  shards: List[str] = dataclasses.field(default_factory=list)
+  problems: List[str] = dataclasses.field(default_factory=list)
+  notes: Dict[str, int] = dataclasses.field(default_factory=dict)
+
+  def summary(self) -> str:
+    lines = [f"split {self.split!r}: {self.written} records in "
+             f"{len(self.shards)} shards"]
+    for note, count in sorted(self.notes.items()):
+      lines.append(f"  converted: {note} ({count} files)")
+    if self.problems:
+      lines.append(f"  {len(self.problems)} problems:")
+      lines.extend(f"    {p}" for p in self.problems)
+    return "\n".join(lines)
+
+
+class BuildError(ValueError):
+  """A problem with the input data, raised in strict mode."""
+
+
+def _open(path: str, data: Optional[bytes] = None) -> Image.Image:
+  image = Image.open(io.BytesIO(data) if data is not None else path)
+  image.load()  # Decodes fully: truncated files fail here, not later.
+  return image
+
+
+def _to_rgb(image: Image.Image, notes: List[str]) -> Image.Image:
+  mode = image.mode
+  if mode == "RGB":
+    return image
+  if mode in ("RGBA", "LA", "PA"):
+    notes.append("alpha channel dropped")
+  elif mode in ("L", "1"):
+    notes.append("grayscale replicated to RGB")
+  elif mode == "P":
+    notes.append("palette image expanded to RGB")
+  elif mode.startswith("I"):
+    notes.append("16-bit image scaled to 8 bits (value / 257)")
+    values = np.asarray(image, dtype=np.float64)
+    gray = np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.stack([gray] * 3, axis=-1))
+  else:
+    notes.append(f"{mode} image converted to RGB")
+  return image.convert("RGB")
+
+
+def encode_image(path: str, notes: List[str],
+                 data: Optional[bytes] = None) -> Tuple[bytes, str, int, int]:
+  """Reads an image; returns (bytes, 'jpeg'|'png', height, width)."""
+  image = _open(path, data)
+  fmt = (image.format or "").lower()
+  rgb = _to_rgb(image, notes)
+  if rgb is image and fmt in ("jpeg", "png"):
+    if data is not None:
+      return data, fmt, image.height, image.width
+    with open(path, "rb") as f:
+      return f.read(), fmt, image.height, image.width
+  buffer = io.BytesIO()
+  rgb.save(buffer, format="PNG")
+  if rgb is image:
+    notes.append(f"{fmt or 'unknown'} file re-encoded as PNG")
+  return buffer.getvalue(), "png", rgb.height, rgb.width
+
+
+def mask_to_ids(mask: Image.Image, spec: LabelSpec, notes: List[str],
+                problems: List[str], name: str) -> np.ndarray:
+  """Class ids of a mask image, as uint8 [h, w]."""
+  if mask.mode in ("RGB", "RGBA"):
+    rgb = np.asarray(mask.convert("RGB"))
+    if spec.color_table is None:
+      if (np.all(rgb[..., 0] == rgb[..., 1]) and
+          np.all(rgb[..., 1] == rgb[..., 2])):
+        notes.append("gray RGB mask read as ids")
+        values = rgb[..., 0].astype(np.int64)
+      else:
+        raise BuildError(
+            f"{name}: RGB color mask, but no color-to-id table was given "
+            "(pass --colormap)")
+    else:
+      notes.append("RGB color mask mapped through the color table")
+      packed = (rgb[..., 0].astype(np.int64) << 16 |
+                rgb[..., 1].astype(np.int64) << 8 | rgb[..., 2])
+      lookup = {(r << 16 | g << 8 | b): i
+                for i, (r, g, b) in enumerate(spec.color_table)}
+      if spec.ignore_color is not None:
+        r, g, b = spec.ignore_color
+        lookup[r << 16 | g << 8 | b] = spec.ignore_label
+      values = np.full(packed.shape, -1, np.int64)
+      for color in np.unique(packed):
+        values[packed == color] = lookup.get(int(color), -1)
+      unknown = np.unique(packed[values < 0])
+      if unknown.size:
+        colors = [((c >> 16) & 255, (c >> 8) & 255, c & 255)
+                  for c in unknown[:5].tolist()]
+        problems.append(f"{name}: {unknown.size} colors not in the color "
+                        f"table, e.g. {colors}; set to ignore")
+        values[values < 0] = spec.ignore_label
+    return values.astype(np.uint8)
+  if mask.mode == "P":
+    notes.append("palette mask read as ids")
+  elif mask.mode not in ("L", "I", "I;16", "I;16B", "I;16L"):
+    raise BuildError(f"{name}: mask mode {mask.mode} is not an id, palette "
+                     "or RGB mask")
+  values = np.asarray(mask).astype(np.int64)
+  if spec.id_map is not None:
+    mapped = np.full(values.shape, spec.ignore_label, np.int64)
+    for source, target in spec.id_map:
+      mapped[values == source] = target
+    values = mapped
+  bad = (values >= spec.num_classes) & (values != spec.ignore_label)
+  bad |= values < 0
+  if np.any(bad):
+    found = np.unique(values[bad])
+    problems.append(
+        f"{name}: values {found[:10].tolist()} are neither class ids "
+        f"(0..{spec.num_classes - 1}) nor the ignore label "
+        f"{spec.ignore_label} in {int(bad.sum())} pixels; set to ignore")
+    values[bad] = spec.ignore_label
+  return values.astype(np.uint8)
+
+
+def encode_sample(index: int, sample: Sample, spec: LabelSpec) -> EncodedSample:
+  """Reads, checks and encodes one pair (runs in a worker process)."""
+  problems: List[str] = []
+  notes: List[str] = []
+  try:
+    image, fmt, height, width = encode_image(sample.image_path, notes,
+                                             sample.image_data)
+  except Exception as e:  # PIL raises many types for broken files.
+    return EncodedSample(index, None, [
+        f"{sample.image_path}: unreadable or truncated image ({e}); left out"],
+        notes)
+  label_png = b""
+  if sample.mask_path is None and sample.mask_data is None:
+    if spec.require_mask:
+      return EncodedSample(index, None, [
+          f"{sample.image_path}: no mask found; left out"], notes)
+  else:
+    try:
+      mask = _open(sample.mask_path, sample.mask_data)
+    except Exception as e:
+      return EncodedSample(index, None, [
+          f"{sample.mask_path}: unreadable or truncated mask ({e}); left out"],
+          notes)
+    if (mask.height, mask.width) != (height, width):
+      return EncodedSample(index, None, [
+          f"{sample.mask_path}: mask is {mask.width}x{mask.height} but its "
+          f"image is {width}x{height}; left out"], notes)
+    try:
+      ids = mask_to_ids(mask, spec, notes, problems, sample.mask_path)
+    except BuildError as e:
+      return EncodedSample(index, None, [f"{e}; left out"], notes)
+    buffer = io.BytesIO()
+    Image.fromarray(ids, mode="L").save(buffer, format="PNG")
+    label_png = buffer.getvalue()
+  stem = os.path.splitext(os.path.basename(sample.image_path))[0]
+  example = records.make_example(image, fmt, stem, height, width, label_png)
+  return EncodedSample(index, example.SerializeToString(), problems, notes)
+
+
+def pair_by_stem(image_dir: str, mask_dir: Optional[str],
+                 mask_suffix: str = "") -> List[Sample]:
+  """Pairs images with masks of the same file stem (+ ``mask_suffix``).
+
+  Raises:
+    FileNotFoundError: a folder does not exist or holds no images.
+  """
+  if not os.path.isdir(image_dir):
+    raise FileNotFoundError(f"image folder {image_dir!r} does not exist")
+  if mask_dir is not None and not os.path.isdir(mask_dir):
+    raise FileNotFoundError(f"mask folder {mask_dir!r} does not exist")
+  masks = {}
+  if mask_dir is not None:
+    for name in os.listdir(mask_dir):
+      stem, ext = os.path.splitext(name)
+      if ext.lower() in IMAGE_EXTENSIONS:
+        masks[stem] = os.path.join(mask_dir, name)
+  samples = []
+  for name in sorted(os.listdir(image_dir)):
+    stem, ext = os.path.splitext(name)
+    if ext.lower() in IMAGE_EXTENSIONS:
+      samples.append(Sample(os.path.join(image_dir, name),
+                            masks.get(stem + mask_suffix)))
+  if not samples:
+    raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in "
+                            f"{image_dir!r}")
+  return samples
+
+
+def build_split(samples: Sequence[Sample], spec: LabelSpec, output_dir: str,
+                split: str, num_shards: int, expected_count: Optional[int] = None,
+                strict: bool = False, workers: Optional[int] = None) -> BuildReport:
+  """Encodes ``samples`` in parallel and writes ``split`` shards atomically.
+
+  Args:
+    samples: the pairs, in the order records are written.
+    spec: how masks encode classes.
+    output_dir: where ``{split}-NNNNN-of-NNNNN.tfrecord`` go.
+    split: split name.
+    num_shards: number of shards (records are split into contiguous runs).
+    expected_count: the split's size in the dataset table, if known.
+    strict: stop at the first problem (nothing is renamed into place).
+    workers: processes (default: all cores).
+
+  Returns:
+    A ``BuildReport``; its ``problems`` list every file with an issue.
+
+  Raises:
+    BuildError: in strict mode, the first problem.
+  """
+  report = BuildReport(split)
+  num_shards = max(1, min(num_shards, len(samples)))
+  writer = records.ShardWriter(output_dir, split, num_shards)
+  bar = progress.Progress(len(samples), f"{split}", unit="images")
+  workers = workers or os.cpu_count() or 1
+  try:
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+      results = pool.map(encode_sample, range(len(samples)), samples,
+                         [spec] * len(samples), chunksize=4)
+      for result in results:
+        for note in set(result.notes):
+          report.notes[note] = report.notes.get(note, 0) + 1
+        if result.problems and strict:
+          raise BuildError(result.problems[0])
+        report.problems.extend(result.problems)
+        if result.example is not None:
+          shard = result.index * num_shards // len(samples)
+          writer.write(shard, result.example)
+          report.written += 1
+        bar.update()
+    if expected_count is not None and report.written != expected_count:
+      message = (f"split {split!r} has {report.written} records but the "
+                 f"dataset table says {expected_count}")
+      if strict:
+        raise BuildError(message)
+      report.problems.append(message)
+  except BaseException:
+    writer.abort()
+    raise
+  report.shards = writer.commit()
+  return report

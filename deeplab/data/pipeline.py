@@ -1,0 +1,149 @@
+"""tf.data input pipelines over sharded DeepLab records.
+
+Training: files listed and sharded per worker (``tf.distribute`` input
+context), interleaved reads, shuffle, repeat, parallel decode and
+augmentation, fixed-shape batches (``drop_remainder``, as TPUs need),
+prefetch, all autotuned. With ``deterministic`` the same seed gives the same
+batches in the same order (stateless random ops seeded per element).
+
+Evaluation: whole images at their own size, batch 1, or padded to a common
+size (image with 0 after normalization, i.e. the mean pixel; label with the
+ignore label) for larger batches.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import tensorflow as tf
+
+from deeplab.data import augment
+from deeplab.data import records
+from deeplab.data import registry
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def list_files(pattern: str, key: str) -> List[str]:
+  """Files matching ``pattern``, sorted.
+
+  Raises:
+    FileNotFoundError: naming the config key and the pattern.
+  """
+  if not pattern:
+    raise FileNotFoundError(f"{key} is empty: set it to a glob of TFRecord "
+                            "shards, e.g. /data/voc/train_aug-*.tfrecord")
+  paths = sorted(tf.io.gfile.glob(pattern))
+  if not paths:
+    raise FileNotFoundError(f"{key}={pattern!r} matches no files")
+  return paths
+
+
+def _check_labels(example, num_classes: int, ignore_label: int):
+  """Stops the pipeline, naming the record, on a label value out of range."""
+  label = example["label"]
+  bad = tf.logical_and(label >= num_classes, label != ignore_label)
+  check = tf.debugging.Assert(
+      tf.logical_not(tf.reduce_any(bad)),
+      ["record", example["filename"], "has label values outside 0 ..",
+       num_classes - 1, "that are not the ignore label", ignore_label,
+       "; max value:", tf.reduce_max(label)], summarize=8)
+  with tf.control_dependencies([check]):
+    example["label"] = tf.identity(label)
+  return example
+
+
+def _read(paths: List[str], input_context, training: bool, seed: int,
+          deterministic: bool) -> tf.data.Dataset:
+  files = tf.data.Dataset.from_tensor_slices(paths)
+  shard_records = False
+  if input_context and input_context.num_input_pipelines > 1:
+    if len(paths) >= input_context.num_input_pipelines:
+      files = files.shard(input_context.num_input_pipelines,
+                          input_context.input_pipeline_id)
+    else:
+      shard_records = True
+  if training:
+    files = files.shuffle(len(paths), seed=seed if deterministic else None,
+                          reshuffle_each_iteration=True)
+  dataset = files.interleave(
+      tf.data.TFRecordDataset, cycle_length=min(len(paths), 8),
+      num_parallel_calls=AUTOTUNE, deterministic=deterministic or not training)
+  if shard_records:
+    dataset = dataset.shard(input_context.num_input_pipelines,
+                            input_context.input_pipeline_id)
+  return dataset
+
+
+def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = None,
+                  batch_size: Optional[int] = None) -> tf.data.Dataset:
+  """Infinite batches of (images [b, h, w, 3] float32, labels [b, h, w] int32).
+
+  Args:
+    config: experiment config (``config.data`` and ``config.dataset``).
+    input_context: from ``strategy.distribute_datasets_from_function``;
+      sets the per-replica batch and this worker's shard.
+    batch_size: per-pipeline batch size; default ``config.train.batch_size``
+      divided by the input context's replicas.
+  """
+  data = config.data
+  info = registry.from_config(config)
+  paths = list_files(data.train_pattern, "config.data.train_pattern")
+  if batch_size is None:
+    batch_size = config.train.batch_size
+    if input_context is not None:
+      batch_size = input_context.get_per_replica_batch_size(batch_size)
+  seed = data.seed
+  if input_context is not None:
+    seed += 1000 * input_context.input_pipeline_id
+  dataset = _read(paths, input_context, True, seed, data.deterministic)
+  dataset = dataset.shuffle(data.shuffle_buffer,
+                            seed=seed if data.deterministic else None)
+  dataset = dataset.repeat()
+  options = dict(crop_size=tuple(data.crop_size),
+                 scale_range=(data.min_scale, data.max_scale),
+                 scale_step=data.scale_step, flip=data.flip,
+                 photometric_jitter=data.photometric,
+                 ignore_label=info.ignore_label)
+
+  def prepare(index, serialized):
+    example = _check_labels(records.parse(serialized, info.ignore_label),
+                            info.num_classes, info.ignore_label)
+    element_seed = (tf.stack([tf.cast(seed, tf.int64), index])
+                    if data.deterministic else None)
+    return augment.preprocess_train(example["image"], example["label"],
+                                    seed=element_seed, **options)
+
+  dataset = dataset.enumerate().map(
+      prepare, num_parallel_calls=AUTOTUNE, deterministic=data.deterministic)
+  dataset = dataset.batch(batch_size, drop_remainder=True)
+  return dataset.prefetch(AUTOTUNE)
+
+
+def eval_dataset(config, input_context: Optional[tf.distribute.InputContext] = None,
+                 pattern: Optional[str] = None) -> tf.data.Dataset:
+  """One pass over whole evaluation images, in file order.
+
+  Yields dicts with ``image`` float32 [b, h, w, 3] in [-1, 1], ``label``
+  int32 [b, h, w] (padding is the ignore label), ``filename`` [b].
+  """
+  data = config.data
+  info = registry.from_config(config)
+  paths = list_files(pattern or data.eval_pattern, "config.data.eval_pattern")
+  dataset = _read(paths, input_context, False, data.seed, True)
+
+  def prepare(serialized):
+    example = _check_labels(records.parse(serialized, info.ignore_label),
+                            info.num_classes, info.ignore_label)
+    image, label = augment.preprocess_eval(example["image"], example["label"])
+    return {"image": image, "label": label, "filename": example["filename"]}
+
+  dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE)
+  if data.eval_batch_size == 1:
+    dataset = dataset.batch(1)
+  else:
+    dataset = dataset.padded_batch(
+        data.eval_batch_size,
+        padding_values={"image": 0.0, "label": info.ignore_label,
+                        "filename": ""})
+  return dataset.prefetch(AUTOTUNE)
