@@ -108,6 +108,53 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 16
   # Number of training steps (the end of the poly learning-rate schedule).
   config.train.steps = 30000
+  # Peak learning rate of the poly schedule (0.007 in the original recipe).
+  config.train.base_learning_rate = 0.007
+  # Learning rate reached at the last step.
+  config.train.end_learning_rate = 0.0
+  # Exponent of the poly decay (1 - step / steps) ** power.
+  config.train.learning_power = 0.9
+  # Steps of linear warm-up (the original's slow start); 0 disables it.
+  config.train.warmup_steps = 0
+  # Learning rate at the start of the warm-up.
+  config.train.warmup_learning_rate = 1e-4
+  # SGD momentum.
+  config.train.momentum = 0.9
+  # L2 weight decay on convolution kernels (not depthwise, bias or BN).
+  config.train.weight_decay = 4e-5
+  # Train batch norm scales and statistics (False freezes them: small batches).
+  config.train.fine_tune_batch_norm = True
+  # Loss weight per class id, () for none (datasets.inspect prints them).
+  config.train.class_weights = ()
+  # Fraction of the hardest pixels kept in the loss (1.0: all pixels).
+  config.train.top_k_percent_pixels = 1.0
+  # Weights to start from: .keras file, original TF1 checkpoint prefix, or a
+  # workdir of ours; '' starts from backbone_weights or scratch.
+  config.train.init_checkpoint = ""
+  # Load the logits layer from init_checkpoint (False: new class count).
+  config.train.initialize_last_layer = True
+  # Save a checkpoint every this many steps.
+  config.train.checkpoint_every = 500
+  # Checkpoints kept in workdir/checkpoints.
+  config.train.keep_checkpoints = 5
+  # Training steps per tf.function call (fewer host round trips).
+  config.train.steps_per_loop = 10
+  # Stop (saving first) after this many minutes of training; 0: no limit.
+  config.train.max_minutes = 0.0
+  # tf.distribute strategy: default, mirrored, multi_worker or tpu.
+  config.train.strategy = "default"
+  # TPU name or grpc:// address for strategy 'tpu'.
+  config.train.tpu = ""
+
+  # --- Evaluation. ---
+  config.eval = ml_collections.ConfigDict()
+  # Input scales whose softmax outputs are averaged, e.g. (0.5, 0.75, 1.0,
+  # 1.25, 1.5, 1.75) for the paper's multi-scale figures.
+  config.eval.scales = (1.0,)
+  # Also average the left-right flipped input.
+  config.eval.flip = False
+  # Eval images shown with predictions in TensorBoard.
+  config.eval.num_summary_images = 3
 
   config.lock()
   return config
@@ -152,5 +199,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.train.batch_size < 1:
     raise ValueError(
         f"config.train.batch_size must be >= 1, got {config.train.batch_size!r}")
-  if config.train.steps < 1:
-    raise ValueError(f"config.train.steps must be >= 1, got {config.train.steps!r}")
+  train = config.train
+  for key in ("steps", "checkpoint_every", "keep_checkpoints", "steps_per_loop"):
+    if train[key] < 1:
+      raise ValueError(f"config.train.{key} must be >= 1, got {train[key]!r}")
+  if train.base_learning_rate <= 0:
+    raise ValueError("config.train.base_learning_rate must be > 0, got "
+                     f"{train.base_learning_rate!r}")
+  if not 0 < train.top_k_percent_pixels <= 1:
+    raise ValueError("config.train.top_k_percent_pixels must be in (0, 1], "
+                     f"got {train.top_k_percent_pixels!r}")
+  if train.class_weights and len(train.class_weights) != config.dataset.num_classes:
+    raise ValueError(
+        f"config.train.class_weights has {len(train.class_weights)} entries "
+        f"for config.dataset.num_classes={config.dataset.num_classes}")
+  from deeplab.training import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
+  if train.strategy not in strategy_lib.STRATEGIES:
+    raise ValueError(f"config.train.strategy must be one of "
+                     f"{strategy_lib.STRATEGIES}, got {train.strategy!r}")
+  if not config.eval.scales or any(s <= 0 for s in config.eval.scales):
+    raise ValueError(f"config.eval.scales must be positive, got "
+                     f"{tuple(config.eval.scales)!r}")

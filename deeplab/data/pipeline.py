@@ -76,7 +76,8 @@ def _read(paths: List[str], input_context, training: bool, seed: int,
 
 
 def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = None,
-                  batch_size: Optional[int] = None) -> tf.data.Dataset:
+                  batch_size: Optional[int] = None,
+                  start_step: int = 0) -> tf.data.Dataset:
   """Infinite batches of (images [b, h, w, 3] float32, labels [b, h, w] int32).
 
   Args:
@@ -85,6 +86,10 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
       sets the per-replica batch and this worker's shard.
     batch_size: per-pipeline batch size; default ``config.train.batch_size``
       divided by the input context's replicas.
+    start_step: training step to resume at: the first ``start_step``
+      batches are skipped (as serialized records, before any decoding), so
+      a deterministic pipeline continues exactly where an interrupted run
+      stopped.
   """
   data = config.data
   info = registry.from_config(config)
@@ -114,7 +119,7 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
     return augment.preprocess_train(example["image"], example["label"],
                                     seed=element_seed, **options)
 
-  dataset = dataset.enumerate().map(
+  dataset = dataset.enumerate().skip(start_step * batch_size).map(
       prepare, num_parallel_calls=AUTOTUNE, deterministic=data.deterministic)
   dataset = dataset.batch(batch_size, drop_remainder=True)
   return dataset.prefetch(AUTOTUNE)

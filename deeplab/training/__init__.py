@@ -1,0 +1,1 @@
+"""Training: strategy, loss, schedule, the custom loop with checkpoints."""
