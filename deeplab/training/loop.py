@@ -267,6 +267,10 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
   """
   config_lib.validate(config)
   prepare_workdir(workdir)
+  # Fail on missing records before minutes of model building.
+  pipeline.list_files(config.data.train_pattern, "config.data.train_pattern")
+  if evaluate_every_checkpoint:
+    pipeline.list_files(config.data.eval_pattern, "config.data.eval_pattern")
   strategy = strategy or strategy_lib.make_strategy(config.train.strategy,
                                                     config.train.tpu)
   trainer = Trainer(config, workdir, strategy)

@@ -1,0 +1,270 @@
+"""Training: learning, resume after SIGKILL, multi-worker parity, stops, errors."""
+
+import json
+import re
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs import synthetic
+from deeplab import naming
+from deeplab.training import loop
+from deeplab.training import loss as loss_lib
+from deeplab.training import schedule as schedule_lib
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+  out = tmp_path_factory.mktemp("synthetic")
+  subprocess.run([sys.executable, "-m", "datasets.make_synthetic",
+                  f"--output_dir={out}", "--train_size=160", "--val_size=24",
+                  "--num_shards=1"], cwd=REPO, check=True, capture_output=True)
+  return out
+
+
+def tiny_overrides(records, **extra):
+  """A deterministic few-step run of the synthetic config at 65x65."""
+  values = {
+      "data.train_pattern": f"{records}/train-*.tfrecord",
+      "data.eval_pattern": f"{records}/val-*.tfrecord",
+      "data.crop_size": "(65,65)", "data.deterministic": "True",
+      "data.shuffle_buffer": "16", "train.batch_size": "4",
+      "train.steps": "12", "train.checkpoint_every": "4",
+      "train.steps_per_loop": "2", "eval.num_summary_images": "0",
+  }
+  values.update(extra)
+  return [f"--config.{k}={v}" for k, v in values.items()]
+
+
+def run_train(workdir, overrides, env=None, wait=True, extra_flags=()):
+  command = [sys.executable, "train.py", "--config=configs/synthetic.py",
+             f"--workdir={workdir}", *extra_flags, *overrides]
+  process = subprocess.Popen(command, cwd=REPO, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  if not wait:
+    return process
+  output, _ = process.communicate(timeout=600)
+  return process.returncode, output
+
+
+def final_weights(workdir, overrides_config):
+  model, step = loop.restore_model(overrides_config, str(workdir))
+  return {n: np.asarray(v) for n, v in naming.original_names(model).items()}, step
+
+
+def config_with(records, **extra):
+  config = synthetic.get_config()
+  for flag in tiny_overrides(records, **extra):
+    key, value = flag[len("--config."):].split("=", 1)
+    section, field = key.split(".")
+    current = config[section][field]
+    config[section][field] = (tuple(int(v) for v in value.strip("()").split(","))
+                              if isinstance(current, tuple) else
+                              (value == "True") if isinstance(current, bool)
+                              else type(current)(value))
+  return config
+
+
+@pytest.mark.slow
+def test_the_tiny_default_learns_the_synthetic_shapes(records, tmp_path):
+  # 300 steps of batch 8 at 129x129 take about two minutes on 2 cores; chance
+  # level on 5 classes is a mIoU of about 0.2 (all background: ~0.16).
+  code, output = run_train(tmp_path, [
+      f"--config.data.train_pattern={records}/train-*.tfrecord",
+      f"--config.data.eval_pattern={records}/val-*.tfrecord",
+      "--config.train.steps=300", "--config.train.checkpoint_every=300",
+      "--config.eval.num_summary_images=1"], extra_flags=["--mode=train_and_eval"])
+  assert code == 0, output
+  metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+  assert metrics["step"] == 300
+  assert metrics["miou"] >= 0.5, metrics
+  assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 300
+  log = [json.loads(l) for l in (tmp_path / loop.LOG_FILE).read_text().splitlines()]
+  assert log[-1]["loss"] < log[0]["loss"]
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(records, tmp_path):
+  overrides = tiny_overrides(records)
+  code, output = run_train(tmp_path / "straight", overrides)
+  assert code == 0, output
+  killed = tmp_path / "killed"
+  process = run_train(killed, overrides, wait=False)
+  deadline = time.time() + 300
+  while not (killed / "checkpoints" / "ckpt-8.index").exists():
+    assert time.time() < deadline and process.poll() is None, process.communicate()
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  code, output = run_train(killed, overrides)
+  assert code == 0, output
+  assert "Resumed from" in output
+  config = config_with(records)
+  expected, step = final_weights(tmp_path / "straight", config)
+  resumed, resumed_step = final_weights(killed, config)
+  assert step == resumed_step == 12
+  # Same batches, same order (deterministic pipeline skipped to the resumed
+  # step); differences come only from float reduction order in oneDNN.
+  for name, value in expected.items():
+    np.testing.assert_allclose(resumed[name], value, rtol=1e-4, atol=1e-5,
+                               err_msg=name)
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+@pytest.mark.slow
+def test_two_workers_match_one_worker_with_the_same_global_batch(records, tmp_path):
+  # No randomness anywhere: no shuffle, no scaling or flip, no dropout, one
+  # shard read record by record, so worker 0 gets records 0, 2, 4, ... and
+  # worker 1 records 1, 3, 5, ...: together exactly the single worker's batch.
+  overrides = tiny_overrides(
+      records, **{"data.shuffle_buffer": "1", "data.min_scale": "1.0",
+                  "data.max_scale": "1.0", "data.flip": "False",
+                  "model.dropout_rate": "0.0", "data.crop_size": "(161,161)",
+                  "train.steps": "6", "train.checkpoint_every": "6"})
+  code, output = run_train(tmp_path / "single", overrides)
+  assert code == 0, output
+  ports = _free_ports(2)
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+  processes = []
+  for index in range(2):
+    env = dict(os.environ, TF_CONFIG=json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    processes.append(run_train(tmp_path / "multi", overrides, env=env,
+                               wait=False, extra_flags=["--strategy=multi_worker"]))
+  outputs = [p.communicate(timeout=600)[0] for p in processes]
+  assert all(p.returncode == 0 for p in processes), outputs
+  single = [json.loads(l) for l in (tmp_path / "single" / loop.LOG_FILE).read_text().splitlines()]
+  multi = [json.loads(l) for l in (tmp_path / "multi" / loop.LOG_FILE).read_text().splitlines()]
+  assert [r["step"] for r in multi] == [r["step"] for r in single]
+  # Float32 sums in another order (all-reduce of two halves) differ in the
+  # last bits, and SGD with momentum carries that on for a few steps.
+  np.testing.assert_allclose([r["loss"] for r in multi],
+                             [r["loss"] for r in single], rtol=1e-4)
+  config = config_with(records, **{"model.dropout_rate": "0.0"})
+  expected, _ = final_weights(tmp_path / "single", config)
+  got, _ = final_weights(tmp_path / "multi", config)
+  for name, value in expected.items():
+    np.testing.assert_allclose(got[name], value, rtol=1e-3, atol=1e-5, err_msg=name)
+
+
+def test_sigterm_and_max_minutes_stop_cleanly_with_a_checkpoint(records, tmp_path):
+  overrides = tiny_overrides(records, **{"train.steps": "100000",
+                                         "train.checkpoint_every": "100000"})
+  process = run_train(tmp_path / "term", overrides, wait=False)
+  deadline = time.time() + 300
+  while not (tmp_path / "term" / loop.LOG_FILE).exists():
+    assert time.time() < deadline and process.poll() is None, process.communicate()
+    time.sleep(0.05)
+  process.send_signal(signal.SIGTERM)
+  output, _ = process.communicate(timeout=120)
+  assert process.returncode == 0, output
+  assert "Training stopped (SIGTERM)" in output
+  assert tf.train.latest_checkpoint(str(tmp_path / "term" / "checkpoints"))
+  code, output = run_train(tmp_path / "minutes", overrides + [
+      "--config.train.max_minutes=0.002"])
+  assert code == 0 and "Training stopped (max_minutes)" in output, output
+  assert tf.train.latest_checkpoint(str(tmp_path / "minutes" / "checkpoints"))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(records, tmp_path):
+  code, _ = run_train(tmp_path, tiny_overrides(records, **{"train.steps": "4"}))
+  assert code == 0
+  before = sorted(os.listdir(tmp_path / "checkpoints"))
+  code, output = run_train(tmp_path, tiny_overrides(
+      records, **{"train.steps": "40", "train.base_learning_rate": "1e12"}))
+  assert code != 0
+  assert "FloatingPointError: loss is" in output
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == before
+
+
+def test_fine_tune_from_a_workdir_with_a_fresh_logits_layer(records, tmp_path):
+  code, output = run_train(tmp_path / "source", tiny_overrides(records, **{"train.steps": "2"}))
+  assert code == 0, output
+  config = config_with(records)
+  config.dataset.name = "shapes3"
+  config.dataset.num_classes = 3
+  config.train.init_checkpoint = str(tmp_path / "source")
+  config.train.initialize_last_layer = False
+  trainer = loop.Trainer(config, str(tmp_path / "target"), tf.distribute.get_strategy())
+  trainer.restore_or_initialize()
+  source, _ = final_weights(tmp_path / "source", config_with(records))
+  names = naming.original_names(trainer.model)
+  np.testing.assert_array_equal(names["MobilenetV2/Conv/weights"], source["MobilenetV2/Conv/weights"])
+  assert names["logits/semantic/weights"].shape[-1] == 3
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"train.strategy": "horovod"}, "config.train.strategy must be one of"),
+    ({"dataset.num_classes": "7"}, "does not match dataset 'synthetic', which has 5 classes"),
+    ({"data.train_pattern": "/nowhere/*.tfrecord"}, "config.data.train_pattern='/nowhere/*.tfrecord' matches no files"),
+])
+def test_bad_input_gives_clear_errors(records, tmp_path, overrides, message):
+  config = config_with(records)
+  for key, value in overrides.items():
+    section, field = key.split(".")
+    config[section][field] = type(config[section][field])(value)
+  with pytest.raises((ValueError, FileNotFoundError), match=re.escape(message)):
+    loop.train(config, str(tmp_path))
+
+
+def test_a_workdir_that_is_a_file_is_refused(records, tmp_path):
+  path = tmp_path / "file"
+  path.write_text("")
+  with pytest.raises(ValueError, match="is a file, not a folder"):
+    loop.train(config_with(records), str(path))
+
+
+def test_poly_schedule_with_warmup():
+  schedule = schedule_lib.PolyWithWarmup(0.01, 110, power=0.9, warmup_steps=10,
+                                         warmup_learning_rate=0.001)
+  assert float(schedule(0)) == pytest.approx(0.001)
+  assert float(schedule(5)) == pytest.approx(0.0055)
+  assert float(schedule(10)) == pytest.approx(0.01)
+  assert float(schedule(60)) == pytest.approx(0.01 * 0.5 ** 0.9)
+  assert float(schedule(110)) == pytest.approx(0.0)
+
+
+def test_loss_ignores_pixels_weights_classes_and_mines_hard_pixels():
+  logits = tf.constant([[[[2.0, 0.0], [0.0, 2.0], [5.0, 0.0], [0.0, 0.0]]]])
+  labels = tf.constant([[[0, 0, 255, 1]]])
+  losses, weights = loss_lib.pixel_losses(logits, labels, 2, 255)
+  ce = tf.nn.sparse_softmax_cross_entropy_with_logits
+  expected = [float(ce(labels=[0], logits=[[2.0, 0.0]])[0]),
+              float(ce(labels=[0], logits=[[0.0, 2.0]])[0]), 0.0, np.log(2)]
+  np.testing.assert_allclose(losses[0, 0], expected, rtol=1e-6)
+  np.testing.assert_array_equal(weights[0, 0], [1, 1, 0, 1])
+  weighted, _ = loss_lib.pixel_losses(logits, labels, 2, 255, (1.0, 3.0))
+  np.testing.assert_allclose(weighted[0, 0, 3], 3 * np.log(2), rtol=1e-6)
+  hard, kept = loss_lib.hard_pixel_losses(losses, weights, 0.5)
+  np.testing.assert_array_equal(kept[0, 0], [0, 1, 0, 1])
+
+
+def test_weight_decay_covers_conv_kernels_only():
+  import keras  # pylint: disable=g-import-not-at-top
+  from deeplab import model as model_lib  # pylint: disable=g-import-not-at-top
+  model = model_lib.DeepLab(num_classes=3, backbone="mobilenet_v2",
+                            depth_multiplier=0.35, atrous_rates=(2,))
+  kernels = loss_lib.decayed_kernels(model)
+  paths = {k.path for k in kernels}
+  assert "aspp1_pointwise/kernel" in paths and "logits.semantic/kernel" in paths
+  assert not any("depthwise" in p and "pointwise" not in p for p in paths)
+  convs = [l for l in model.layers if type(l) is keras.layers.Conv2D]
+  assert len(kernels) == len(convs)
+  value = float(loss_lib.weight_decay_loss(kernels, 4e-5))
+  assert value == pytest.approx(4e-5 * sum(float(np.sum(np.square(k))) for k in kernels) / 2, rel=1e-5)
