@@ -37,6 +37,11 @@ def original_scope(layer_name: str) -> str:
   return layer_name.replace(layers_lib.SCOPE_SEPARATOR, "/")
 
 
+def keras_name(scope: str) -> str:
+  """'decoder/decoder_conv0_depthwise' -> 'decoder.decoder_conv0_depthwise'."""
+  return scope.replace("/", layers_lib.SCOPE_SEPARATOR)
+
+
 def original_names(model: keras.Model) -> Dict[str, "keras.Variable"]:
   """Maps every weight of ``model`` to its original checkpoint name.
 

@@ -89,6 +89,57 @@ def read_tf1_checkpoint(prefix: str) -> Dict[str, np.ndarray]:
           for name in reader.get_variable_to_shape_map()}
 
 
+def read_tflite(path: str, model: keras.Model) -> Dict[str, np.ndarray]:
+  """Reads a released DeepLab TFLite file into ``{original_name: array}``.
+
+  The TFLite files of the DeepLab examples keep the original variable names
+  but fold batch norm into a bias (``<scope>/Conv2D_bias``,
+  ``<scope>/depthwise_bias``) and store kernels output-channel first. Each
+  folded conv becomes our conv + a batch norm that adds the bias: gamma 1,
+  beta = bias, mean 0, variance 1 - epsilon (so the normalizer is exactly 1).
+  Tensors the model has no place for are returned under their own names,
+  so the assignment reports them as unused.
+  """
+  interpreter = tf.lite.Interpreter(model_path=path)
+  tensors = {}
+  for detail in interpreter.get_tensor_details():
+    name = detail["name"]
+    if name.endswith(("weights", "_bias")):
+      try:
+        tensors[name] = interpreter.get_tensor(detail["index"])
+      except ValueError:  # Intermediate tensors hold no data.
+        continue
+  arrays: Dict[str, np.ndarray] = {}
+  used = set()
+  layers_by_name = {layer.name: layer for layer in model.layers}
+  for name in naming.original_names(model):
+    scope, leaf = name.rsplit("/", 1)
+    if leaf in ("weights", "depthwise_weights") and name in tensors:
+      # TFLite: conv [out, h, w, in], depthwise [1, h, w, channels].
+      arrays[name] = np.transpose(tensors[name], (1, 2, 3, 0))
+      used.add(name)
+    elif leaf == "biases" and f"{scope}/Conv2D_bias" in tensors:
+      arrays[name] = tensors[f"{scope}/Conv2D_bias"]
+      used.add(f"{scope}/Conv2D_bias")
+    elif scope.endswith("/BatchNorm"):
+      conv = scope[:-len("/BatchNorm")]
+      key = conv + ("/depthwise_bias" if conv.endswith("depthwise")
+                    else "/Conv2D_bias")
+      if key not in tensors:
+        continue
+      bias = tensors[key]
+      used.add(key)
+      epsilon = layers_by_name[naming.keras_name(scope)].epsilon
+      arrays[name] = {"gamma": np.ones_like(bias), "beta": bias,
+                      "moving_mean": np.zeros_like(bias),
+                      "moving_variance": np.full_like(bias, 1.0 - epsilon),
+                      }[leaf]
+  for name, value in tensors.items():
+    if name not in used:
+      arrays[name] = value
+  return arrays
+
+
 def read_keras_model(path: str) -> Dict[str, np.ndarray]:
   """Reads a saved ``DeepLab`` (.keras) into ``{original_name: array}``."""
   model = keras.models.load_model(path, compile=False)

@@ -1,0 +1,195 @@
+"""SavedModel (TF Serving) and TFLite export.
+
+SavedModel signatures (any batch, height and width):
+- ``serving_default``: ``images`` uint8 [b, h, w, c] -> ``labels`` int32
+  [b, h, w], ``probabilities`` float32 [b, h, w, classes]. c may be 3 (RGB),
+  1 (gray, replicated) or 4 (RGBA, alpha dropped); any other channel count
+  or an empty image is an InvalidArgument error of the request, never a
+  crash of the server.
+- ``serve_encoded``: ``encoded`` string [b] of JPEG/PNG bytes (what REST
+  clients send as base64) of one common size -> the same outputs.
+- ``legacy`` (with ``legacy_names=True``): ``ImageTensor`` uint8 [1, h, w, 3]
+  -> ``SemanticPredictions`` int32 [1, h, w], the names of the original's
+  frozen inference graph.
+The model's dataset facts are kept in ``metadata`` (JSON: dataset, class
+names, colormap) for clients such as ``deeplab.predict``.
+
+TFLite: fixed input size, float32 RGB pixels [1, h, w, 3] in [0, 255] ->
+int32 labels [1, h, w] (int64 breaks mobile runtimes), in float32, float16
+or int8 (post-training quantization calibrated on real images).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from deeplab import evaluation
+from deeplab import model as model_lib
+from deeplab.data import augment
+from deeplab.data import registry
+
+
+def with_output_stride(model: model_lib.DeepLab, output_stride: int):
+  """The same weights at another output stride (ASPP rates scaled along)."""
+  if output_stride == model.output_stride:
+    return model
+  config = model.get_config()
+  factor = model.output_stride / output_stride
+  config["atrous_rates"] = [int(round(r * factor)) for r in model.atrous_rates]
+  config["output_stride"] = output_stride
+  rebuilt = model_lib.DeepLab.from_config(config)
+  rebuilt.set_weights(model.get_weights())
+  return rebuilt
+
+
+def to_rgb(images):
+  """uint8 [b, h, w, c] with c in {1, 3, 4} -> [b, h, w, 3]; else an error."""
+  channels = tf.shape(images)[-1]
+  shape = tf.shape(images)
+  checks = [
+      tf.debugging.assert_positive(
+          shape[1] * shape[2],
+          message="images must have height > 0 and width > 0"),
+      tf.debugging.Assert(
+          tf.reduce_any(tf.equal(channels, [1, 3, 4])),
+          ["images must have 1, 3 or 4 channels (gray, RGB, RGBA); got",
+           channels]),
+  ]
+  with tf.control_dependencies(checks):
+    return tf.case([(tf.equal(channels, 1), lambda: tf.tile(images, [1, 1, 1, 3])),
+                    (tf.equal(channels, 4), lambda: images[..., :3])],
+                   default=lambda: tf.identity(images))
+
+
+class ServingModule(tf.Module):
+  """What the SavedModel holds: the model, its inference options, metadata."""
+
+  def __init__(self, model, info: registry.DatasetInfo,
+               scales: Sequence[float] = (1.0,), flip: bool = False):
+    super().__init__()
+    self.model = model
+    self.scales, self.flip = tuple(scales), flip
+    self.metadata = tf.Variable(json.dumps({
+        "dataset": info.name, "num_classes": info.num_classes,
+        "ignore_label": info.ignore_label,
+        "class_names": list(info.class_names),
+        "colormap": info.colormap.tolist(),
+        "output_stride": model.output_stride, "scales": list(scales),
+        "flip": flip}), trainable=False)
+
+  def _predict(self, images):
+    images = tf.cast(to_rgb(images), tf.float32)
+    images.set_shape([None, None, None, 3])
+    probabilities = evaluation.predict_probabilities(
+        self.model, augment.normalize(images), self.scales, self.flip)
+    return {"labels": tf.argmax(probabilities, -1, output_type=tf.int32),
+            "probabilities": probabilities}
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None, None, None], tf.uint8, name="images")])
+  def serve(self, images):
+    return self._predict(images)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="encoded")])
+  def serve_encoded(self, encoded):
+    def decode(data):
+      image = tf.io.decode_image(data, channels=3, expand_animations=False)
+      image.set_shape([None, None, 3])
+      return image
+    images = tf.map_fn(decode, encoded,
+                       fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    return self._predict(images)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([1, None, None, 3], tf.uint8, name="ImageTensor")])
+  def legacy(self, image_tensor):
+    return {"SemanticPredictions": self._predict(image_tensor)["labels"]}
+
+
+def export_saved_model(model, info: registry.DatasetInfo, export_dir: str,
+                       scales: Sequence[float] = (1.0,), flip: bool = False,
+                       output_stride: Optional[int] = None,
+                       legacy_names: bool = False) -> str:
+  """Writes a SavedModel for TF Serving (signatures in the module docstring).
+
+  Args:
+    model: a ``DeepLab`` with trained weights.
+    info: the dataset the model was trained on (metadata for clients).
+    export_dir: the SavedModel folder (TF Serving wants ``.../<version>``).
+    scales: eval scales baked into the graph.
+    flip: also average flipped inputs.
+    output_stride: run at another output stride than trained (e.g. 8).
+    legacy_names: add the ``legacy`` signature.
+  """
+  model = with_output_stride(model, output_stride or model.output_stride)
+  module = ServingModule(model, info, scales, flip)
+  signatures = {"serving_default": module.serve.get_concrete_function(),
+                "serve_encoded": module.serve_encoded.get_concrete_function()}
+  if legacy_names:
+    signatures["legacy"] = module.legacy.get_concrete_function()
+  tf.saved_model.save(module, export_dir, signatures=signatures)
+  return export_dir
+
+
+def export_tflite(model, path: str, height: int, width: int,
+                  quantization: str = "float32",
+                  representative_images: Optional[Iterable[np.ndarray]] = None) -> int:
+  """Writes a TFLite model of fixed input size; returns its size in bytes.
+
+  Args:
+    model: a ``DeepLab``.
+    path: output file.
+    height: input height (pixels).
+    width: input width (pixels).
+    quantization: 'float32', 'float16' (weights), or 'int8' (weights and
+      activations, calibrated on ``representative_images``; ops without an
+      int8 kernel stay float).
+    representative_images: uint8 or float RGB images [h, w, 3] of the
+      target size, for 'int8'.
+  """
+  if quantization not in ("float32", "float16", "int8"):
+    raise ValueError("quantization must be float32, float16 or int8, got "
+                     f"{quantization!r}")
+
+  @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32,
+                                              name="image")])
+  def predict(image):
+    logits = model(augment.normalize(image), training=False)
+    return {"labels": tf.argmax(logits, -1, output_type=tf.int32)}
+
+  # Through a SavedModel: the converter then freezes every variable
+  # (from_concrete_functions leaves Keras 3's as READ_VARIABLE ops).
+  module = tf.Module()
+  module.model, module.predict = model, predict
+  with tempfile.TemporaryDirectory() as saved:
+    tf.saved_model.save(module, saved, signatures={
+        "serving_default": predict.get_concrete_function()})
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+    data = _convert(converter, quantization, representative_images)
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(data)
+  return len(data)
+
+
+def _convert(converter, quantization, representative_images) -> bytes:
+  if quantization == "float16":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+  elif quantization == "int8":
+    if representative_images is None:
+      raise ValueError("int8 quantization needs representative_images")
+    images = list(representative_images)
+
+    def representative():
+      for image in images:
+        yield [np.asarray(image, np.float32)[None]]
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+  return converter.convert()

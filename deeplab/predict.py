@@ -1,0 +1,131 @@
+r"""Segments images and writes id masks, colored masks and overlays.
+
+  python -m deeplab.predict --config=configs/<name>.py --workdir=W \
+      --input='photos/*.jpg' --output_dir=O
+  python -m deeplab.predict --saved_model=E --input=photos/ --output_dir=O
+
+--input is an image file, a folder, or a glob. For each image ``x`` it
+writes ``O/x_ids.png`` (class ids), ``O/x_color.png`` (the dataset's
+colormap: pascal, cityscapes, ade20k, camvid...) and ``O/x_overlay.png``.
+Unreadable images are listed at the end (exit code 1); the others are
+still written.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from typing import Callable, List, Tuple
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from deeplab import evaluation
+from deeplab import progress
+from deeplab import visualize
+from deeplab.data import augment
+from deeplab.data import builder
+from deeplab.data import registry
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def list_inputs(spec: str) -> List[str]:
+  """Image files named by a file, a folder or a glob, sorted."""
+  if os.path.isdir(spec):
+    paths = [os.path.join(spec, n) for n in os.listdir(spec)]
+  elif os.path.isfile(spec):
+    paths = [spec]
+  else:
+    paths = glob.glob(spec)
+  paths = sorted(p for p in paths if p.lower().endswith(builder.IMAGE_EXTENSIONS))
+  if not paths:
+    raise FileNotFoundError(f"--input={spec!r} names no image files")
+  return paths
+
+
+def checkpoint_predictor(config, workdir: str) -> Tuple[Predictor, registry.DatasetInfo]:
+  from deeplab.training import loop  # pylint: disable=g-import-not-at-top
+  model, _ = loop.restore_model(config, workdir)
+  scales, flip = tuple(config.eval.scales), config.eval.flip
+
+  @tf.function(reduce_retracing=True)
+  def labels(image):
+    probabilities = evaluation.predict_probabilities(
+        model, augment.normalize(image)[None], scales, flip)
+    return tf.argmax(probabilities, -1, output_type=tf.int32)[0]
+
+  return (lambda image: labels(tf.constant(image)).numpy(),
+          registry.from_config(config))
+
+
+def saved_model_predictor(export_dir: str) -> Tuple[Predictor, registry.DatasetInfo]:
+  loaded = tf.saved_model.load(export_dir)
+  serve = loaded.signatures["serving_default"]
+  meta = json.loads(loaded.metadata.numpy().decode())
+  info = registry.DatasetInfo(meta["dataset"], meta["num_classes"],
+                              meta["ignore_label"], tuple(meta["class_names"]),
+                              np.array(meta["colormap"], np.uint8), {})
+  return (lambda image: serve(images=tf.constant(image[None]))["labels"][0].numpy(),
+          info)
+
+
+def predict_files(paths, predictor: Predictor, info: registry.DatasetInfo,
+                  output_dir: str) -> List[str]:
+  """Writes the three outputs per image; returns the problems met."""
+  os.makedirs(output_dir, exist_ok=True)
+  problems = []
+  bar = progress.Progress(len(paths), "predict", unit="images")
+  for path in paths:
+    try:
+      with Image.open(path) as opened:
+        image = np.asarray(opened.convert("RGB"))
+    except Exception as e:  # PIL raises many types for broken files.
+      problems.append(f"{path}: unreadable image ({e})")
+      bar.update()
+      continue
+    ids = predictor(image)
+    colored = visualize.colorize(ids, info.colormap, info.ignore_label)
+    stem = os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0])
+    Image.fromarray(ids.astype(np.uint8)).save(stem + "_ids.png")
+    Image.fromarray(colored).save(stem + "_color.png")
+    Image.fromarray(visualize.overlay(image, colored)).save(stem + "_overlay.png")
+    bar.update()
+  return problems
+
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config (with --workdir).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training run folder.")
+_SAVED_MODEL = flags.DEFINE_string("saved_model", None,
+                                   "SavedModel folder (instead of config/workdir).")
+_INPUT = flags.DEFINE_string("input", None, "Image file, folder or glob.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where outputs go.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if _SAVED_MODEL.value:
+    predictor, info = saved_model_predictor(_SAVED_MODEL.value)
+  elif _CONFIG.value is not None and _WORKDIR.value:
+    predictor, info = checkpoint_predictor(_CONFIG.value, _WORKDIR.value)
+  else:
+    raise app.UsageError("give --saved_model, or --config and --workdir")
+  problems = predict_files(list_inputs(_INPUT.value), predictor, info,
+                           _OUTPUT_DIR.value)
+  for problem in problems:
+    print(problem, file=sys.stderr)
+  if problems:
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["input", "output_dir"])
+  app.run(main)
