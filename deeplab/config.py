@@ -83,8 +83,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Training crop (height, width) in pixels; each must be
   # output_stride * k + 1 (513 = 16 * 32 + 1), like the original's crops.
   config.data.crop_size = (513, 513)
-  # Random scale range of training images (factor of the original size).
+  # Smallest random scale of a training image (factor of its original size).
   config.data.min_scale = 0.5
+  # Largest random scale of a training image.
   config.data.max_scale = 2.0
   # Step of the random scale grid (0.5, 0.75, ... 2.0); 0 draws continuously.
   config.data.scale_step = 0.25
@@ -141,6 +142,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.steps_per_loop = 10
   # Stop (saving first) after this many minutes of training; 0: no limit.
   config.train.max_minutes = 0.0
+  # Seed of the weight initialization (same seed: same initial weights).
+  config.train.seed = 0
   # tf.distribute strategy: default, mirrored, multi_worker or tpu.
   config.train.strategy = "default"
   # TPU name or grpc:// address for strategy 'tpu'.

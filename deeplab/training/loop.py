@@ -163,6 +163,8 @@ class Trainer:
     self.chief = strategy_lib.is_chief(strategy)
     train = config.train
     replicas = strategy.num_replicas_in_sync
+    # Every worker and every rerun starts from the same initial weights.
+    keras.utils.set_random_seed(train.seed)
     with strategy.scope():
       self.model = model_lib.build_model(config, sync_batch_norm=replicas > 1)
       if not train.fine_tune_batch_norm:
@@ -176,8 +178,13 @@ class Trainer:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
       self.optimizer = optimizer
       self.optimizer.build(self.model.trainable_variables)
+      # The dropout layers' random-generator states (variables that are not
+      # weights) are saved too, so a resumed run draws the same masks.
+      weights = {id(w) for w in self.model.weights}
+      random_state = [v for v in self.model.variables if id(v) not in weights]
       self.checkpoint = tf.train.Checkpoint(model=self.model,
-                                            optimizer=self.optimizer)
+                                            optimizer=self.optimizer,
+                                            random_state=random_state)
     directory = os.path.join(workdir, CHECKPOINT_DIR)
     if not self.chief:  # Other workers save to a scratch folder (collective).
       directory = tempfile.mkdtemp(prefix="deeplab_worker_")
