@@ -24,18 +24,23 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 --durations=15 tests
 
 # The main job on built-in data: synthetic records, a few minutes of training
-# of the tiny default model, evaluation. Each run starts a fresh training run.
+# of the tiny default model, evaluation, SavedModel export, and predicted
+# overlays of a few validation images. Each run starts a fresh training run.
 demo: $(STAMP)
-	$(PY) -m datasets.make_synthetic --output_dir=$(DEMO)/records
-	rm -rf $(DEMO)/run
+	$(PY) -m datasets.make_synthetic --output_dir=$(DEMO)/records --png_dir=$(DEMO)/images
+	rm -rf $(DEMO)/run $(DEMO)/saved_model $(DEMO)/predictions
 	$(PY) train.py --config=configs/synthetic.py --workdir=$(DEMO)/run $(DEMO_DATA)
 	$(PY) eval.py --config=configs/synthetic.py --workdir=$(DEMO)/run $(DEMO_DATA) > $(DEMO)/eval.log
+	$(PY) export.py --config=configs/synthetic.py --workdir=$(DEMO)/run --export_dir=$(DEMO)/saved_model/1
+	$(PY) -m deeplab.predict --saved_model=$(DEMO)/saved_model/1 --input='$(DEMO)/images/0000[0-7].png' --output_dir=$(DEMO)/predictions
 	@echo
 	@echo "Demo finished. Results in $(DEMO)/:"
-	@echo "  records/           synthetic TFRecords (train, val)"
+	@echo "  records/           synthetic TFRecords (train, val); images/ the val images as PNG"
 	@echo "  run/checkpoints/   trained checkpoints; run/config.json the resolved config"
 	@echo "  run/eval/metrics.json  validation mIoU per class:"
 	@$(PY) -c "import json; m = json.load(open('$(DEMO)/run/eval/metrics.json')); print('    mIoU %.3f, pixel accuracy %.3f at step %d' % (m['miou'], m['pixel_accuracy'], m['step']))"
+	@echo "  saved_model/1/     SavedModel for TF Serving (uint8 images -> labels, probabilities)"
+	@echo "  predictions/       *_overlay.png, *_color.png, *_ids.png for 8 val images"
 	@echo "  TensorBoard:       $(VENV)/bin/tensorboard --logdir $(DEMO)/run"
 
 clean:

@@ -7,7 +7,7 @@ r"""Exports a trained workdir as a SavedModel for TF Serving, and/or TFLite.
 
 The SavedModel's signatures are described in deeplab/export_lib.py. int8
 TFLite calibrates on --representative_count images of
-config.data.eval_pattern, resized to the TFLite input size.
+config.data.train_pattern, resized to the TFLite input size.
 """
 
 from absl import app
@@ -43,7 +43,10 @@ _REPRESENTATIVE = flags.DEFINE_integer(
 
 
 def representative_images(config, height: int, width: int, count: int):
-  dataset = pipeline.eval_dataset(config).take(count)
+  """Training images (never validation ones) resized to the TFLite input."""
+  dataset = pipeline.eval_dataset(
+      config, pattern=config.data.train_pattern,
+      pattern_field="config.data.train_pattern").take(count)
   for batch in dataset:
     image = (batch["image"][0] + 1.0) * 127.5
     yield tf.image.resize(image, (height, width)).numpy().astype(np.float32)

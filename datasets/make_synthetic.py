@@ -14,6 +14,7 @@ real record format and pipeline.
 """
 
 import io
+import os
 
 from absl import app
 from absl import flags
@@ -28,6 +29,9 @@ _TRAIN = flags.DEFINE_integer("train_size", 400, "Training images.")
 _VAL = flags.DEFINE_integer("val_size", 64, "Validation images.")
 _SIZE = flags.DEFINE_integer("image_size", 161, "Image height and width.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
+_PNG_DIR = flags.DEFINE_string(
+    "png_dir", "", "Also write the validation images here as PNG files "
+    "(inputs for trying deeplab.predict).")
 
 # Hue ranges (degrees) of the four shape classes: red, green, yellow, blue.
 HUES = {1: (-20, 20), 2: (100, 140), 3: (45, 70), 4: (200, 240)}
@@ -137,10 +141,16 @@ def main(argv):
   del argv
   info = registry.DATASETS["synthetic"]
   # Train and val differ by seed, so no validation image is a training image.
+  val = samples(_VAL.value, _SEED.value + 1_000_003, _SIZE.value, "val")
   common.build(
       {"train": samples(_TRAIN.value, _SEED.value, _SIZE.value, "train"),
-       "val": samples(_VAL.value, _SEED.value + 1_000_003, _SIZE.value, "val")},
-      builder.LabelSpec(info.num_classes, info.ignore_label))
+       "val": val}, builder.LabelSpec(info.num_classes, info.ignore_label))
+  if _PNG_DIR.value:
+    os.makedirs(_PNG_DIR.value, exist_ok=True)
+    for sample in val:
+      with open(os.path.join(_PNG_DIR.value, os.path.basename(sample.image_path)),
+                "wb") as f:
+        f.write(sample.image_data)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def convert(config, source: str, workdir: str) -> weights_lib.LoadReport:
       tf.train.Checkpoint(model=model),
       os.path.join(workdir, loop.CHECKPOINT_DIR), max_to_keep=1)
   path = manager.save(checkpoint_number=0)
-  logging.info("Wrote %s\n%s", path, report.summary())
+  logging.info("Wrote %s", path)
   return report
 
 

@@ -59,7 +59,8 @@ def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
     if scale == 1.0:
       scaled = images
     else:
-      scaled_size = tf.cast(tf.cast(size, tf.float32) * scale, tf.int32)
+      scaled_size = tf.maximum(
+          tf.cast(tf.cast(size, tf.float32) * scale, tf.int32), 1)
       scaled = _resize(images, scaled_size)
     for flipped in ((False, True) if flip else (False,)):
       inputs = tf.reverse(scaled, [2]) if flipped else scaled

@@ -22,11 +22,11 @@ or int8 (post-training quantization calibrated on real images).
 from __future__ import annotations
 
 import json
-import tempfile
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.framework import convert_to_constants
 
 from deeplab import evaluation
 from deeplab import model as model_lib
@@ -163,15 +163,13 @@ def export_tflite(model, path: str, height: int, width: int,
     logits = model(augment.normalize(image), training=False)
     return {"labels": tf.argmax(logits, -1, output_type=tf.int32)}
 
-  # Through a SavedModel: the converter then freezes every variable
-  # (from_concrete_functions leaves Keras 3's as READ_VARIABLE ops).
-  module = tf.Module()
-  module.model, module.predict = model, predict
-  with tempfile.TemporaryDirectory() as saved:
-    tf.saved_model.save(module, saved, signatures={
-        "serving_default": predict.get_concrete_function()})
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-    data = _convert(converter, quantization, representative_images)
+  # Freeze the weights into constants first: given Keras 3's variables, the
+  # converter otherwise keeps them as TFLite resource variables (READ_VARIABLE
+  # ops), which quantization cannot touch.
+  frozen = convert_to_constants.convert_variables_to_constants_v2(
+      predict.get_concrete_function())
+  converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+  data = _convert(converter, quantization, representative_images)
   with tf.io.gfile.GFile(path, "wb") as f:
     f.write(data)
   return len(data)

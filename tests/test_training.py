@@ -331,3 +331,40 @@ def test_weight_decay_covers_conv_kernels_only():
   assert len(kernels) == len(convs)
   value = float(loss_lib.weight_decay_loss(kernels, 4e-5))
   assert value == pytest.approx(4e-5 * sum(float(np.sum(np.square(k))) for k in kernels) / 2, rel=1e-5)
+
+
+def test_restoring_with_another_architecture_names_the_fields(records, tmp_path):
+  code, output = run_train(tmp_path, tiny_overrides(records, **{"train.steps": "2"}))
+  assert code == 0, output
+  config = config_with(records)
+  model, step = loop.restore_model(config, str(tmp_path))
+  assert step == 2
+  config.model.use_decoder = False
+  config.model.depth_multiplier = 1.0
+  with pytest.raises(ValueError, match=r"config.model.depth_multiplier=1.0 .*"
+                     r"config.model.use_decoder=False \(the run in .* has True\)"):
+    loop.restore_model(config, str(tmp_path))
+  # Output stride is not an architecture change: the same weights run at 8.
+  config = config_with(records, **{"model.output_stride": "8"})
+  loop.restore_model(config, str(tmp_path))
+
+
+def test_eval_cli_writes_the_metrics_contract(records, tmp_path):
+  code, output = run_train(tmp_path, tiny_overrides(records, **{"train.steps": "2"}))
+  assert code == 0, output
+  result = subprocess.run(
+      [sys.executable, "eval.py", "--config=configs/synthetic.py",
+       f"--workdir={tmp_path}", f"--config.data.eval_pattern={records}/val-*.tfrecord",
+       "--config.eval.scales=(0.75,1.0)", "--config.eval.flip=True"],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+  assert metrics["step"] == 2
+  assert set(metrics["per_class_iou"]) == set(synthetic_class_names())
+  assert 0.0 <= metrics["miou"] <= 1.0 and 0.0 <= metrics["pixel_accuracy"] <= 1.0
+  assert metrics["pixels"] == 24 * 161 * 161  # every val pixel, full size
+
+
+def synthetic_class_names():
+  from deeplab.data import registry  # pylint: disable=g-import-not-at-top
+  return registry.DATASETS["synthetic"].class_names

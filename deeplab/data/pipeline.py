@@ -126,15 +126,19 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
 
 
 def eval_dataset(config, input_context: Optional[tf.distribute.InputContext] = None,
-                 pattern: Optional[str] = None) -> tf.data.Dataset:
+                 pattern: Optional[str] = None,
+                 pattern_field: str = "config.data.eval_pattern") -> tf.data.Dataset:
   """One pass over whole evaluation images, in file order.
+
+  ``pattern`` replaces ``config.data.eval_pattern``; ``pattern_field`` names
+  it in errors.
 
   Yields dicts with ``image`` float32 [b, h, w, 3] in [-1, 1], ``label``
   int32 [b, h, w] (padding is the ignore label), ``filename`` [b].
   """
   data = config.data
   info = registry.from_config(config)
-  paths = list_files(pattern or data.eval_pattern, "config.data.eval_pattern")
+  paths = list_files(pattern or data.eval_pattern, pattern_field)
   dataset = _read(paths, input_context, False, data.seed, True)
 
   def prepare(serialized):

@@ -401,6 +401,37 @@ def _summarize_predictions(config, model, info, step: int, pattern=None):
                              for p in panels]), step, max_outputs=count)
 
 
+# Fields that decide which weights a model has and their shapes (output
+# stride, rates and multi-grid do not: a model trained at one runs at another).
+WEIGHT_FIELDS = ("model.backbone", "model.depth_multiplier", "model.use_decoder",
+                 "model.decoder_separable", "model.decoder_filters",
+                 "model.low_level_filters", "model.aspp_separable",
+                 "model.image_pooling", "model.aspp_filters",
+                 "dataset.num_classes")
+
+
+def _check_same_architecture(config, workdir: str):
+  """Raises ValueError naming the fields where ``config`` and the workdir's
+  run disagree on the architecture (restoring would mismatch weights)."""
+  if not tf.io.gfile.exists(os.path.join(workdir, "config.json")):
+    return
+  saved = read_workdir_config(workdir)
+  differences = []
+  for field in WEIGHT_FIELDS:
+    section, key = field.split(".")
+    theirs, ours = saved.get(section, {}).get(key), config[section][key]
+    if theirs is not None and theirs != ours:
+      differences.append(f"config.{field}={ours!r} (the run in {workdir} has {theirs!r})")
+  rates = len(saved.get("model", {}).get("atrous_rates", config.model.atrous_rates))
+  if rates != len(config.model.atrous_rates):
+    differences.append(f"config.model.atrous_rates={tuple(config.model.atrous_rates)!r} "
+                       f"has {len(config.model.atrous_rates)} branches (the run in "
+                       f"{workdir} has {rates})")
+  if differences:
+    raise ValueError("the config does not describe the model in the workdir: "
+                     + "; ".join(differences))
+
+
 def restore_model(config, workdir: str, checkpoint: Optional[str] = None):
   """Builds the config's model and restores the latest (or given) checkpoint.
 
@@ -413,7 +444,13 @@ def restore_model(config, workdir: str, checkpoint: Optional[str] = None):
   if checkpoint is None:
     raise FileNotFoundError(
         f"no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}")
-  tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+  _check_same_architecture(config, workdir)
+  try:
+    tf.train.Checkpoint(model=model).restore(checkpoint) \
+        .assert_existing_objects_matched().expect_partial()
+  except AssertionError as e:
+    raise ValueError(f"{checkpoint} does not hold every weight of the config's "
+                     f"model: {str(e)[:500]}") from None
   # Checkpoints are numbered by step (CheckpointManager.save(step)).
   return model, int(checkpoint.rsplit("-", 1)[1])
 

@@ -1,0 +1,105 @@
+"""mIoU from confusion matrices, multi-scale/flip inference, any image size."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab import evaluation
+from deeplab import model as model_lib
+
+
+def numpy_miou(labels, predictions, num_classes, ignore_label):
+  """The textbook definition, one class at a time."""
+  keep = labels != ignore_label
+  labels, predictions = labels[keep], predictions[keep]
+  ious = []
+  for c in range(num_classes):
+    union = np.sum((labels == c) | (predictions == c))
+    if union:
+      ious.append(np.sum((labels == c) & (predictions == c)) / union)
+  return np.mean(ious), np.mean(labels == predictions)
+
+
+def test_confusion_matrix_miou_equals_numpy_with_ignored_pixels():
+  rng = np.random.RandomState(0)
+  labels = rng.randint(0, 6, (4, 37, 53))
+  labels[rng.rand(*labels.shape) < 0.2] = 255
+  # Predictions right 60% of the time, so IoUs are far from 0 and 1.
+  predictions = np.where(rng.rand(*labels.shape) < 0.6, labels,
+                         rng.randint(0, 6, labels.shape))
+  predictions[labels == 255] = rng.randint(0, 6, np.sum(labels == 255))
+  matrix = evaluation.confusion_matrix(labels, predictions, 6, 255).numpy()
+  assert matrix.sum() == np.sum(labels != 255)
+  metrics = evaluation.metrics_from_confusion(matrix, [f"c{i}" for i in range(6)])
+  miou, accuracy = numpy_miou(labels, predictions, 6, 255)
+  assert metrics["miou"] == pytest.approx(miou, abs=1e-12)
+  assert metrics["pixel_accuracy"] == pytest.approx(accuracy, abs=1e-12)
+  assert 0.3 < miou < 0.7
+  assert set(metrics["per_class_iou"]) == {f"c{i}" for i in range(6)}
+
+
+def test_a_class_absent_from_truth_and_predictions_is_left_out():
+  labels = np.array([0, 0, 1, 1])
+  matrix = evaluation.confusion_matrix(labels, labels, 3, 255).numpy()
+  metrics = evaluation.metrics_from_confusion(matrix, ["a", "b", "c"])
+  assert metrics["miou"] == 1.0
+  assert metrics["per_class_iou"]["c"] is None
+
+
+@pytest.fixture(scope="module")
+def small_model():
+  keras.utils.set_random_seed(1)
+  model = model_lib.DeepLab(num_classes=4, backbone="mobilenet_v2",
+                            depth_multiplier=0.5, output_stride=16,
+                            atrous_rates=(), decoder_filters=32)
+  # Random moving statistics so inference-mode outputs are not near-constant.
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      layer.moving_mean.assign(np.random.RandomState(2).normal(
+          0, 0.1, layer.moving_mean.shape))
+  # Sharper logits: a fresh head predicts nearly uniform probabilities.
+  logits = model.get_layer("logits.semantic")
+  logits.kernel.assign(logits.kernel * 200.0)
+  return model
+
+
+def test_one_scale_without_flip_is_the_plain_forward_pass(small_model):
+  images = tf.random.uniform([2, 65, 97, 3], -1, 1, seed=3)
+  plain = tf.nn.softmax(small_model(images, training=False))
+  got = evaluation.predict_probabilities(small_model, images, (1.0,), False)
+  np.testing.assert_allclose(got, plain, atol=1e-6)
+  # The same call with more scales or flipping does change the result, so the
+  # equality above is not vacuous.
+  multi = evaluation.predict_probabilities(small_model, images, (0.75, 1.0), True)
+  assert np.abs(multi - plain).max() > 1e-2
+
+
+def test_flipping_averages_the_mirrored_prediction(small_model):
+  images = tf.random.uniform([1, 65, 65, 3], -1, 1, seed=4)
+  both = evaluation.predict_probabilities(small_model, images, (1.0,), True)
+  mirrored = evaluation.predict_probabilities(small_model, tf.reverse(images, [2]),
+                                              (1.0,), True)
+  np.testing.assert_allclose(both, tf.reverse(mirrored, [2]), atol=1e-6)
+
+
+@pytest.mark.parametrize("height, width", [(50, 70), (33, 33), (1, 1)])
+def test_any_image_size_gets_a_full_resolution_prediction(small_model, height, width):
+  images = tf.random.uniform([1, height, width, 3], -1, 1, seed=5)
+  probabilities = evaluation.predict_probabilities(
+      small_model, images, (0.5, 1.0, 1.5), True)
+  assert probabilities.shape == (1, height, width, 4)
+  np.testing.assert_allclose(tf.reduce_sum(probabilities, -1), 1.0, atol=1e-5)
+
+
+def test_evaluate_sums_the_confusion_matrix_over_the_dataset(small_model):
+  images = tf.random.uniform([3, 33, 49, 3], -1, 1, seed=6)
+  labels = tf.random.uniform([3, 33, 49], 0, 4, dtype=tf.int32, seed=7)
+  dataset = tf.data.Dataset.from_tensor_slices(
+      {"image": images, "label": labels}).batch(1)
+  total = evaluation.evaluate(small_model, dataset, tf.distribute.get_strategy(),
+                              4, 255)
+  predictions = tf.argmax(evaluation.predict_probabilities(small_model, images), -1)
+  expected = evaluation.confusion_matrix(labels, predictions, 4, 255).numpy()
+  np.testing.assert_array_equal(total, expected)
+  assert total.sum() == 3 * 33 * 49
