@@ -72,7 +72,12 @@ class ServingModule(tf.Module):
   def __init__(self, model, info: registry.DatasetInfo,
                scales: Sequence[float] = (1.0,), flip: bool = False):
     super().__init__()
-    self.model = model
+    # Track the plain tf.Variables under the Keras variables, not the Keras
+    # model: a Keras 3 variable is exported as a second, unnamed copy that the
+    # TF1 loader of TF Serving and saved_model_cli restores while the
+    # signatures read the original, which then stays uninitialized.
+    object.__setattr__(self, "model", model)
+    self.model_variables = [v.value for v in model.variables]
     self.scales, self.flip = tuple(scales), flip
     self.metadata = tf.Variable(json.dumps({
         "dataset": info.name, "num_classes": info.num_classes,

@@ -109,9 +109,10 @@ def test_the_served_model_converts_or_refuses_bad_images(exported):
     serve(images=tf.constant(np.zeros((1, 8, 8, 2), np.uint8)))
   with pytest.raises(tf.errors.InvalidArgumentError, match="height > 0 and width > 0"):
     serve(images=tf.constant(np.zeros((1, 0, 8, 3), np.uint8)))
-  with pytest.raises((TypeError, ValueError), match="uint8|float32|dtype"):
+  refused = (TypeError, ValueError, tf.errors.InvalidArgumentError)
+  with pytest.raises(refused, match="uint8"):
     serve(images=tf.constant(rgb.astype(np.float32)))
-  with pytest.raises((TypeError, ValueError)):
+  with pytest.raises(refused):
     serve(images=tf.constant(rgb[0]))  # rank 3
   # The model still serves after every refusal.
   np.testing.assert_array_equal(serve(images=tf.constant(rgb))["labels"], reference)
