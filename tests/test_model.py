@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from deeplab import layers
 from deeplab import model as model_lib
 from tests import harness
 
@@ -75,7 +76,9 @@ def test_sync_batch_norm_flag_reaches_every_batch_norm():
   model = small_model("mobilenet_v2", sync_batch_norm=True)
   norms = [l for l in model.layers
            if isinstance(l, keras.layers.BatchNormalization)]
-  assert norms and all(l.synchronized for l in norms)
+  assert norms and all(isinstance(l, layers.SyncBatchNormalization) for l in norms)
+  plain = small_model("mobilenet_v2", sync_batch_norm=False)
+  assert not any(isinstance(l, layers.SyncBatchNormalization) for l in plain.layers)
 
 
 def test_injected_batch_norm_factory_is_used():
