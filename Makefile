@@ -10,7 +10,7 @@ DEMO := demo_output
 DEMO_DATA := --config.data.train_pattern='$(DEMO)/records/train-*.tfrecord' \
              --config.data.eval_pattern='$(DEMO)/records/val-*.tfrecord'
 
-.PHONY: test demo venv clean
+.PHONY: test demo venv clean bench-peers
 
 venv: $(STAMP)
 
@@ -45,3 +45,14 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Optional: the peers of bench/compare.py in their own venv (.venv-peers).
+# Some go in with --no-deps: their pins clash with tensorflow 2.21, and
+# PyPI's torchvision only supplies Python files here (see bench/compare.py).
+PEERS := .venv-peers
+bench-peers:
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/bin/python -m pip install --quiet -e . -r bench/requirements-peers.txt
+	$(PEERS)/bin/python -m pip install --quiet --no-deps segmentation-models-pytorch timm \
+	    torchvision==0.28.0 tf-models-official==2.20.0

@@ -31,7 +31,55 @@ def scope(*parts: str) -> str:
 
 
 @keras.saving.register_keras_serializable(package="deeplab")
-class SyncBatchNormalization(keras.layers.BatchNormalization):
+class BatchNormalization(keras.layers.BatchNormalization):
+  """Keras batch norm computed by TensorFlow's fused kernel.
+
+  Keras 3 normalizes with separate moments, multiply and add ops in float32
+  (casting mixed-precision inputs up and back). The fused kernel
+  (``FusedBatchNormV3``) does it in one pass on float32, float16 or bfloat16
+  inputs with float32 statistics, and at inference TensorFlow's graph
+  optimizer folds it with the preceding convolution and the following ReLU
+  into one oneDNN call. Same variables, same update rule
+  (``moving = momentum * moving + (1 - momentum) * batch``, with the batch
+  variance biased as in Keras); anything the kernel cannot do (masks,
+  renorm, another axis, rank other than 4, no scale or center, another
+  backend) takes the Keras path.
+  """
+
+  def _fusable(self, inputs, training, mask) -> bool:
+    del training
+    return (mask is None and not self.renorm and self.scale and self.center
+            and len(inputs.shape) == 4 and self.axis in (-1, 3)
+            and keras.backend.backend() == "tensorflow")
+
+  def call(self, inputs, training=None, mask=None):
+    if not self._fusable(inputs, training, mask):
+      return super().call(inputs, training=training, mask=mask)
+    dtype = self.compute_dtype
+    x = tf.cast(inputs, dtype)
+    if training and self.trainable:
+      y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+          x=x, scale=self.gamma.value, offset=self.beta.value,
+          mean=tf.constant([], tf.float32), variance=tf.constant([], tf.float32),
+          epsilon=self.epsilon, is_training=True)
+      # The kernel's batch variance is the unbiased estimate (n / (n - 1));
+      # Keras and the normalization itself use the biased one.
+      count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+      variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
+      decay = 1.0 - self.momentum
+      self.moving_mean.assign(self.moving_mean * self.momentum + mean * decay)
+      self.moving_variance.assign(
+          self.moving_variance * self.momentum + variance * decay)
+      return y
+    y, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=self.gamma.value, offset=self.beta.value,
+        mean=self.moving_mean.value, variance=self.moving_variance.value,
+        epsilon=self.epsilon, is_training=False)
+    return y
+
+
+@keras.saving.register_keras_serializable(package="deeplab")
+class SyncBatchNormalization(BatchNormalization):
   """Batch norm whose training statistics span every replica in sync.
 
   Keras' own ``synchronized=True`` all-reduces sum(x) and sum(x^2) and takes
@@ -42,6 +90,12 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
   batch B compute what one replica of batch N*B would, up to summation order.
   With one replica (or outside ``strategy.run``) it is the plain layer.
   """
+
+  def _fusable(self, inputs, training, mask) -> bool:
+    context = tf.distribute.get_replica_context()
+    synchronizing = (training and self.trainable and context is not None
+                     and context.num_replicas_in_sync > 1)
+    return not synchronizing and super()._fusable(inputs, training, mask)
 
   def _moments(self, inputs, mask):
     context = tf.distribute.get_replica_context()
@@ -82,8 +136,7 @@ class BatchNormSpec:
   def __call__(self, name: str, epsilon: float) -> keras.layers.Layer:
     if self.factory is not None:
       return self.factory(name=name, epsilon=epsilon, momentum=self.momentum)
-    layer = (SyncBatchNormalization if self.synchronized
-             else keras.layers.BatchNormalization)
+    layer = SyncBatchNormalization if self.synchronized else BatchNormalization
     return layer(momentum=self.momentum, epsilon=epsilon, name=name)
 
 

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from deeplab import layers
 from deeplab import model as model_lib
@@ -143,3 +144,41 @@ def test_mobilenetv2_deeplabv3_parameter_count():
   model = model_lib.DeepLab(num_classes=21, backbone="mobilenet_v2",
                             atrous_rates=(), use_decoder=False)
   assert model.count_params() == 2_146_645
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_fused_batch_norm_equals_keras_batch_norm(training):
+  rng = np.random.default_rng(0)
+  x = (rng.normal(size=(2, 5, 7, 6)) * 3 + 10).astype("float32")
+  layers_made = []
+  for cls in (keras.layers.BatchNormalization, layers.BatchNormalization):
+    layer = cls(momentum=0.9, epsilon=1e-5)
+    layer.build(x.shape)
+    layer.set_weights([rng.uniform(0.5, 2, 6).astype("float32") for _ in range(4)]
+                      if not layers_made else layers_made[0].get_weights())
+    layers_made.append(layer)
+  initial = layers_made[0].get_weights()
+  weights = rng.normal(size=x.shape).astype("float32")
+  results = []
+  for layer in layers_made:
+    with tf.GradientTape() as tape:
+      y = layer(x, training=training)
+      loss = tf.reduce_sum(y * weights)
+    grads = tape.gradient(loss, layer.trainable_variables)
+    results.append((y.numpy(), [g.numpy() for g in grads], layer.get_weights()))
+  (y0, g0, w0), (y1, g1, w1) = results
+  np.testing.assert_allclose(y1, y0, atol=2e-5)
+  for a, b in zip(g1, g0):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  for a, b in zip(w1, w0):  # moving statistics updated alike (or untouched)
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+  assert np.allclose(w1[2], initial[2]) != training  # moving mean
+
+
+def test_fused_batch_norm_runs_in_bfloat16():
+  layer = layers.BatchNormalization(dtype="mixed_bfloat16")
+  x = tf.random.normal((2, 4, 4, 3), 5.0)
+  y = layer(x, training=True)
+  assert y.dtype == tf.bfloat16
+  np.testing.assert_allclose(tf.reduce_mean(tf.cast(y, tf.float32), [0, 1, 2]), 0,
+                             atol=0.05)

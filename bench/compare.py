@@ -1,0 +1,404 @@
+"""Side-by-side speed of our DeepLabv3+ and its peers at equal architecture.
+
+Usage (peers come from .venv-peers, made by `make bench-peers`):
+  .venv-peers/bin/python bench/compare.py [--models=mobilenet_v2,xception_65]
+      [--allocators=plain,glibc_tuned] [--write_readme]
+
+For each model and allocator setting one child process builds ours and every
+installed peer of that architecture and times them in alternating rounds
+(ours, peer, ours, peer...), so drifts of the machine hit all alike:
+forward latency at batch 1, forward throughput at batch 8 and one SGD
+training step at batch 4 (softmax cross-entropy on random labels, momentum
+0.9), float32, random weights. FLOPs of one forward pass come from the
+TensorFlow profiler (TF models) or torch's FlopCounterMode; both count a
+multiply-add as two. Peak memory is the maximum resident set size of a
+separate child that only runs that implementation's training steps.
+
+Peers (a missing one is reported as missing, never dropped):
+- smp: segmentation-models-pytorch DeepLabV3Plus (torch CPU), output stride
+  16, separable ASPP + decoder; 512 px (it needs multiples of 16).
+- model_garden: TF Model Garden DeepLabV3+ on its dilated ResNet (v1 stem,
+  multi-grid 1,2,4, plain ASPP 6,12,18), ReLU, 513 px.
+- keras_hub: keras-hub DeepLabV3Plus on ResNet-50 v1; output stride 32
+  only and 512 px (it cannot build at 513).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import numpy as np  # noqa: E402
+
+_MODELS = flags.DEFINE_list(
+    "models", ["mobilenet_v2", "resnet_50", "resnet_101", "xception_65"],
+    "Architectures to compare.")
+_IMPLS = flags.DEFINE_list(
+    "impls", ["ours", "smp", "model_garden", "keras_hub"],
+    "Implementations to measure (ours and peers).")
+_ALLOCATORS = flags.DEFINE_list(
+    "allocators", ["plain", "glibc_tuned"],
+    "Allocator settings: plain, glibc_tuned, tcmalloc, jemalloc.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating timing rounds.")
+_WRITE = flags.DEFINE_bool("write_readme", False, "Write into bench/README.md.")
+_CHILD = flags.DEFINE_string("child", None, "Internal: time|memory.")
+_OUT = flags.DEFINE_string("out", None, "Internal: JSON result path.")
+
+README = REPO / "bench" / "README.md"
+BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
+NUM_CLASSES = 21
+
+# glibc's malloc returns freed blocks above the mmap threshold to the kernel
+# and trims the heap top eagerly, so each step of a large model page-faults
+# its activations in again. Raising both thresholds keeps them mapped.
+GLIBC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+               "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
+               "MALLOC_TOP_PAD_": str(256 << 20)}
+PRELOADS = {"tcmalloc": "libtcmalloc_minimal.so.4", "jemalloc": "libjemalloc.so.2"}
+
+
+def allocator_env(name: str):
+  """Environment for a child under allocator ``name``; None if unavailable."""
+  env = dict(os.environ)
+  if name == "plain":
+    return env
+  if name == "glibc_tuned":
+    env.update(GLIBC_TUNED)
+    return env
+  for folder in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"):
+    path = pathlib.Path(folder) / PRELOADS[name]
+    if path.exists():
+      env["LD_PRELOAD"] = str(path)
+      return env
+  return None
+
+
+# ---------------------------------------------------------------- builders
+
+
+class Impl:
+  """One implementation of one architecture: timing closures and FLOPs."""
+
+  def __init__(self, name, size, forward, train_step, flops, params, note=""):
+    self.name, self.size, self.note = name, size, note
+    self.forward, self.train_step = forward, train_step
+    self.flops, self.params = flops, params
+
+
+def _tf_flops(fn, size):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.profiler import model_analyzer  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.profiler import option_builder  # pylint: disable=g-import-not-at-top
+  graph = tf.function(fn).get_concrete_function(
+      tf.TensorSpec([1, size, size, 3], tf.float32)).graph
+  options = option_builder.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  return model_analyzer.profile(graph, options=options).total_float_ops
+
+
+def _tf_impl(name, model, size, optimizer, note=""):
+  """Timing closures for a TF/Keras model mapping images to logits."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  forward = tf.function(lambda x: model(x, training=False))
+
+  @tf.function
+  def step(images, labels):
+    with tf.GradientTape() as tape:
+      logits = tf.cast(model(images, training=True), tf.float32)
+      logits = tf.image.resize(logits, tf.shape(labels)[1:3]) \
+          if logits.shape[1] != labels.shape[1] else logits
+      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+          labels, logits))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+  rng = np.random.default_rng(0)
+  data = {b: tf.constant(rng.uniform(-1, 1, (b, size, size, 3)).astype("float32"))
+          for b in (1, 4, 8)}
+  labels = tf.constant(rng.integers(0, NUM_CLASSES, (4, size, size)).astype("int32"))
+  params = int(sum(np.prod(v.shape) for v in model.weights))
+  return Impl(name, size, lambda b: forward(data[b]).numpy(),
+              lambda: step(data[4], labels).numpy(),
+              lambda: _tf_flops(lambda x: model(x, training=False), size),
+              params, note)
+
+
+def build_ours(arch: str):
+  import keras  # pylint: disable=g-import-not-at-top
+  from deeplab import model as model_lib  # pylint: disable=g-import-not-at-top
+  model = model_lib.DeepLab(
+      num_classes=NUM_CLASSES, backbone=arch, output_stride=16,
+      atrous_rates=(6, 12, 18),
+      multi_grid=(1, 2, 4) if arch.startswith("resnet") else (1, 1, 1))
+  return _tf_impl("ours", model, 513, keras.optimizers.SGD(0.001, momentum=0.9),
+                  "separable ASPP 6,12,18 + decoder")
+
+
+def build_model_garden(arch: str):
+  if not arch.startswith("resnet"):
+    return None
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  from official.core import exp_factory  # pylint: disable=g-import-not-at-top
+  from official.vision.modeling import factory  # pylint: disable=g-import-not-at-top
+  config = exp_factory.get_exp_config("seg_deeplabv3plus_pascal").task.model
+  config.backbone.dilated_resnet.model_id = int(arch.split("_")[1])
+  config.norm_activation.activation = "relu"
+  config.norm_activation.use_sync_bn = False
+  model = factory.build_segmentation_model(
+      tf_keras.layers.InputSpec(shape=[None, 513, 513, 3]), config)
+
+  def logits(x, training):
+    return model(x, training=training)["logits"]
+  wrapper = _Wrapped(model, logits)
+  return _tf_impl("model_garden", wrapper, 513,
+                  tf_keras.optimizers.SGD(0.001, momentum=0.9),
+                  "plain ASPP 6,12,18 + decoder, logits at stride 4")
+
+
+class _Wrapped:
+  """A model whose call returns logits, with the model's variables."""
+
+  def __init__(self, model, call):
+    self._model, self._call = model, call
+
+  def __call__(self, x, training=False):
+    return self._call(x, training)
+
+  @property
+  def trainable_variables(self):
+    return self._model.trainable_variables
+
+  @property
+  def weights(self):
+    return self._model.weights
+
+
+def build_keras_hub(arch: str):
+  if arch != "resnet_50":
+    return None
+  import keras  # pylint: disable=g-import-not-at-top
+  import keras_hub  # pylint: disable=g-import-not-at-top
+  encoder = keras_hub.models.ResNetBackbone(
+      input_conv_filters=[64], input_conv_kernel_sizes=[7],
+      stackwise_num_filters=[64, 128, 256, 512],
+      stackwise_num_blocks=[3, 4, 6, 3], stackwise_num_strides=[1, 2, 2, 2],
+      block_type="bottleneck_block", use_pre_activation=False)
+  backbone = keras_hub.models.DeepLabV3Backbone(
+      image_encoder=encoder, projection_filters=48, low_level_feature_key="P2",
+      spatial_pyramid_pooling_key="P5", upsampling_size=8,
+      dilation_rates=[6, 12, 18])
+  model = keras_hub.models.DeepLabV3ImageSegmenter(
+      backbone=backbone, num_classes=NUM_CLASSES)
+  return _tf_impl("keras_hub", model, 512, keras.optimizers.SGD(0.001, momentum=0.9),
+                  "output stride 32, plain ASPP, 512 px")
+
+
+def _import_smp():
+  """segmentation_models_pytorch without torchvision's compiled ops.
+
+  PyPI's torchvision wheels do not load beside the CPU torch build (their
+  operator registration fails), but smp only needs torchvision's
+  pure-Python model classes: register an empty package so that importing
+  ``torchvision.models.*`` skips ``torchvision/__init__``.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.find_spec("torchvision")
+  if spec is None:
+    raise ImportError("torchvision's Python files are not installed")
+  package = types.ModuleType("torchvision")
+  package.__path__ = [str(pathlib.Path(spec.origin).parent)]
+  sys.modules.setdefault("torchvision", package)
+  import segmentation_models_pytorch as smp  # pylint: disable=g-import-not-at-top
+  return smp
+
+
+def build_smp(arch: str):
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch.utils import flop_counter  # pylint: disable=g-import-not-at-top
+  smp = _import_smp()
+  torch.set_num_threads(os.cpu_count())
+  encoder = {"mobilenet_v2": "mobilenet_v2", "resnet_50": "resnet50",
+             "resnet_101": "resnet101", "xception_65": "tu-xception65"}[arch]
+  model = smp.DeepLabV3Plus(encoder_name=encoder, encoder_weights=None,
+                            classes=NUM_CLASSES, encoder_output_stride=16)
+  size = 512
+  generator = torch.Generator().manual_seed(0)
+  data = {b: torch.rand(b, 3, size, size, generator=generator) * 2 - 1
+          for b in (1, 4, 8)}
+  labels = torch.randint(0, NUM_CLASSES, (4, size, size), generator=generator)
+  optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+  loss_fn = torch.nn.CrossEntropyLoss()
+
+  def forward(batch):
+    model.eval()
+    with torch.inference_mode():
+      return model(data[batch])
+
+  def step():
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model(data[4]), labels)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+  def flops():
+    model.eval()
+    with torch.inference_mode(), flop_counter.FlopCounterMode(display=False) as c:
+      model(data[1])
+    return c.get_total_flops()
+
+  params = sum(p.numel() for p in model.parameters()) + sum(
+      b.numel() for n, b in model.named_buffers() if "num_batches" not in n)
+  return Impl("smp", size, forward, step, flops, params,
+              "separable ASPP 12,24,36 + decoder, 512 px")
+
+
+BUILDERS = {"ours": build_ours, "smp": build_smp,
+            "model_garden": build_model_garden, "keras_hub": build_keras_hub}
+
+
+# ---------------------------------------------------------------- children
+
+
+def _seconds(fn) -> float:
+  start = time.perf_counter()
+  fn()
+  return time.perf_counter() - start
+
+
+def build_all(arch, impls):
+  """{name: Impl} of what builds, {name: reason} of what does not."""
+  built, missing = {}, {}
+  for name in impls:
+    try:
+      impl = BUILDERS[name](arch)
+    except ImportError as e:
+      missing[name] = f"not installed ({e})"
+      continue
+    if impl is not None:
+      built[name] = impl
+  return built, missing
+
+
+def child_time(arch, impls, rounds):
+  built, missing = build_all(arch, impls)
+  for impl in built.values():  # warm-up: tracing, primitive creation
+    for _ in range(2):
+      impl.forward(1)
+    impl.forward(8)
+    impl.train_step()
+    impl.train_step()
+  times = {name: {"b1": [], "b8": [], "train": []} for name in built}
+  for _ in range(rounds):
+    for name, impl in built.items():
+      times[name]["b1"] += [_seconds(lambda: impl.forward(1)) for _ in range(3)]
+      times[name]["b8"].append(_seconds(lambda: impl.forward(8)))
+      times[name]["train"].append(_seconds(impl.train_step))
+  result = {"missing": missing, "impls": {}}
+  for name, impl in built.items():
+    t = {k: statistics.median(v) for k, v in times[name].items()}
+    flops = impl.flops()
+    result["impls"][name] = dict(
+        size=impl.size, params=impl.params, note=impl.note, gflops=flops / 1e9,
+        latency_ms=1e3 * t["b1"], throughput=8 / t["b8"], train_s=t["train"],
+        achieved=flops * 8 / t["b8"] / 1e9)
+  return result
+
+
+def child_memory(arch, impl_name):
+  built, missing = build_all(arch, [impl_name])
+  if impl_name not in built:
+    return {"missing": missing}
+  for _ in range(3):
+    built[impl_name].train_step()
+  return {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def run_child(kind, arch, env, impls):
+  out = pathlib.Path(f"/tmp/compare_{os.getpid()}_{kind}_{arch}.json")
+  command = [sys.executable, __file__, f"--child={kind}", f"--models={arch}",
+             f"--impls={','.join(impls)}", f"--rounds={_ROUNDS.value}",
+             f"--out={out}"]
+  result = subprocess.run(command, env=env, capture_output=True, text=True)
+  if result.returncode != 0:
+    raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+  return json.loads(out.read_text())
+
+
+# ---------------------------------------------------------------- report
+
+
+def table(rows) -> str:
+  lines = [
+      "| model | allocator | implementation | px | GFLOPs | forward b1 (ms) | "
+      "b8 (img/s) | train b4 (s) | peak RSS train (GiB) | achieved GFLOP/s | "
+      "ours/peer b1, b8, train |",
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+  for arch, allocator, name, r, ours in rows:
+    if "missing" in r:
+      lines.append(f"| {arch} | {allocator} | {name} | | | {r['missing']} | | | | | |")
+      continue
+    ratio = ""
+    if name != "ours" and ours is not None:
+      ratio = (f"{r['latency_ms'] / ours['latency_ms']:.2f}x, "
+               f"{ours['throughput'] / r['throughput']:.2f}x, "
+               f"{r['train_s'] / ours['train_s']:.2f}x")
+    lines.append(
+        f"| {arch} | {allocator} | {name} | {r['size']} | {r['gflops']:.1f} | "
+        f"{r['latency_ms']:.0f} | {r['throughput']:.2f} | {r['train_s']:.2f} | "
+        f"{r.get('peak_rss_gib', float('nan')):.2f} | {r['achieved']:.0f} | {ratio} |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  if _CHILD.value:
+    arch = _MODELS.value[0]
+    result = (child_time(arch, _IMPLS.value, _ROUNDS.value)
+              if _CHILD.value == "time" else child_memory(arch, _IMPLS.value[0]))
+    pathlib.Path(_OUT.value).write_text(json.dumps(result))
+    return
+  rows = []
+  for allocator in _ALLOCATORS.value:
+    env = allocator_env(allocator)
+    if env is None:
+      print(f"allocator {allocator}: library not installed, skipped")
+      continue
+    for arch in _MODELS.value:
+      timed = run_child("time", arch, env, _IMPLS.value)
+      ours = timed["impls"].get("ours")
+      for name in _IMPLS.value:
+        if name in timed["missing"]:
+          rows.append((arch, allocator, name, {"missing": timed["missing"][name]}, None))
+        elif name in timed["impls"]:
+          r = timed["impls"][name]
+          r.update(run_child("memory", arch, env, [name]))
+          rows.append((arch, allocator, name, r, ours))
+      print(table(rows[-len(timed["impls"]) - len(timed["missing"]):]), flush=True)
+  text = table(rows)
+  print(text)
+  if _WRITE.value:
+    readme = README.read_text()
+    head, rest = readme.split(BEGIN)
+    _, tail = rest.split(END)
+    README.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+  app.run(main)
