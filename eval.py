@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from deeplab import folding
 from deeplab.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -37,6 +38,7 @@ def main(argv):
     loop.continuous_eval(config, _WORKDIR.value, _TIMEOUT.value)
     return
   model, step = loop.restore_model(config, _WORKDIR.value, _CHECKPOINT.value)
+  model = folding.inference_model(model)  # Same logits, about 25% faster.
   metrics = loop.evaluate_model(config, model, _WORKDIR.value, step)
   print(json.dumps(metrics, indent=2))
 

@@ -29,6 +29,7 @@ import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants
 
 from deeplab import evaluation
+from deeplab import folding
 from deeplab import model as model_lib
 from deeplab.data import augment
 from deeplab.data import registry
@@ -132,7 +133,8 @@ def export_saved_model(model, info: registry.DatasetInfo, export_dir: str,
     output_stride: run at another output stride than trained (e.g. 8).
     legacy_names: add the ``legacy`` signature.
   """
-  model = with_output_stride(model, output_stride or model.output_stride)
+  model = folding.inference_model(
+      with_output_stride(model, output_stride or model.output_stride))
   module = ServingModule(model, info, scales, flip)
   signatures = {"serving_default": module.serve.get_concrete_function(),
                 "serve_encoded": module.serve_encoded.get_concrete_function()}
@@ -161,6 +163,7 @@ def export_tflite(model, path: str, height: int, width: int,
   if quantization not in ("float32", "float16", "int8"):
     raise ValueError("quantization must be float32, float16 or int8, got "
                      f"{quantization!r}")
+  model = folding.inference_model(model)
 
   @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32,
                                               name="image")])

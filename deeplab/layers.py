@@ -128,10 +128,17 @@ class BatchNormSpec:
     factory: optional callable ``(name, epsilon, momentum) -> Layer`` that
       replaces ``keras.layers.BatchNormalization``; inject a custom
       normalization here.
+    folded: inference only: no batch norm layers; the convolutions carry a
+      bias instead, into which ``deeplab.folding`` folds trained statistics.
   """
   momentum: float = 0.9997
   synchronized: bool = False
   factory: Optional[Callable[..., keras.layers.Layer]] = None
+  folded: bool = False
+
+  def apply(self, x, name: str, epsilon: float):
+    """``x`` through a new batch norm layer ``name`` (unchanged if folded)."""
+    return x if self.folded else self(name, epsilon)(x)
 
   def __call__(self, name: str, epsilon: float) -> keras.layers.Layer:
     if self.factory is not None:
@@ -196,9 +203,9 @@ def conv_bn_act(x, filters: int, kernel_size: int, *, name: str,
     padding = "valid"
   x = keras.layers.Conv2D(
       filters, kernel_size, strides=strides, dilation_rate=rate,
-      padding=padding, use_bias=False, kernel_initializer="he_normal",
+      padding=padding, use_bias=norm.folded, kernel_initializer="he_normal",
       name=name)(x)
-  x = norm(name + ".BatchNorm", epsilon)(x)
+  x = norm.apply(x, name + ".BatchNorm", epsilon)
   return activation_layer(x, activation, name)
 
 
@@ -213,8 +220,8 @@ def depthwise_bn_act(x, *, name: str, norm: BatchNormSpec, epsilon: float,
     padding = "valid"
   x = keras.layers.DepthwiseConv2D(
       kernel_size, strides=strides, dilation_rate=rate, padding=padding,
-      use_bias=False, depthwise_initializer="he_normal", name=name)(x)
-  x = norm(name + ".BatchNorm", epsilon)(x)
+      use_bias=norm.folded, depthwise_initializer="he_normal", name=name)(x)
+  x = norm.apply(x, name + ".BatchNorm", epsilon)
   return activation_layer(x, activation, name)
 
 

@@ -107,6 +107,8 @@ class DeepLab(keras.Model):
     batch_norm_factory: optional callable ``(name, epsilon, momentum) ->
       Layer`` replacing Keras batch norm (must be registered with Keras to
       survive ``.keras`` saving).
+    fold_batch_norm: inference form without batch norm layers (convolutions
+      with biases); made from a trained model by ``deeplab.folding``.
   """
 
   def __init__(self,
@@ -130,6 +132,7 @@ class DeepLab(keras.Model):
                dtype_policy: str = "float32",
                input_shape: Sequence[Optional[int]] = (None, None, 3),
                batch_norm_factory=None,
+               fold_batch_norm: bool = False,
                **kwargs):
     check_arguments(
         num_classes=num_classes, backbone=backbone,
@@ -146,7 +149,8 @@ class DeepLab(keras.Model):
     # === Layers and functional graph ===
     norm = layers.BatchNormSpec(momentum=batch_norm_momentum,
                                 synchronized=sync_batch_norm,
-                                factory=batch_norm_factory)
+                                factory=batch_norm_factory,
+                                folded=fold_batch_norm)
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtype_policy)
     try:
@@ -197,6 +201,7 @@ class DeepLab(keras.Model):
     self.dtype_policy_name = dtype_policy
     self.model_input_shape = input_shape
     self.batch_norm_factory = batch_norm_factory
+    self.fold_batch_norm = fold_batch_norm
 
   def get_config(self):
     return {
@@ -223,6 +228,7 @@ class DeepLab(keras.Model):
         "input_shape": list(self.model_input_shape),
         "batch_norm_factory": keras.saving.serialize_keras_object(
             self.batch_norm_factory),
+        "fold_batch_norm": self.fold_batch_norm,
     }
 
   @classmethod

@@ -27,6 +27,7 @@ from PIL import Image
 import tensorflow as tf
 
 from deeplab import evaluation
+from deeplab import folding
 from deeplab import progress
 from deeplab import visualize
 from deeplab.data import augment
@@ -53,6 +54,7 @@ def list_inputs(spec: str) -> List[str]:
 def checkpoint_predictor(config, workdir: str) -> Tuple[Predictor, registry.DatasetInfo]:
   from deeplab.training import loop  # pylint: disable=g-import-not-at-top
   model, _ = loop.restore_model(config, workdir)
+  model = folding.inference_model(model)
   scales, flip = tuple(config.eval.scales), config.eval.flip
 
   @tf.function(reduce_retracing=True)

@@ -1,0 +1,58 @@
+"""Batch norm folding: the inference form computes what the trained model does."""
+
+import keras
+import numpy as np
+import pytest
+
+from deeplab import folding
+from deeplab import layers
+from tests.test_model import small_model
+
+
+def with_trained_statistics(model, seed=0):
+  """Moves every batch norm away from its identity initialization."""
+  rng = np.random.default_rng(seed)
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      channels = layer.gamma.shape[0]
+      layer.set_weights([rng.uniform(0.5, 1.5, channels), rng.normal(0, 0.2, channels),
+                         rng.normal(0, 0.2, channels), rng.uniform(0.5, 2.0, channels)])
+  return model
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "xception_41", "resnet_50"])
+def test_folded_model_equals_the_model_at_inference(backbone):
+  model = with_trained_statistics(small_model(backbone))
+  folded = folding.fold_batch_norm(model)
+  assert folded.fold_batch_norm and folded.count_params() < model.count_params()
+  assert not any(isinstance(l, keras.layers.BatchNormalization) for l in folded.layers)
+  x = np.random.default_rng(1).uniform(-1, 1, (2, 65, 49, 3)).astype("float32")
+  expected = model(x, training=False).numpy()
+  got = folded(x, training=False).numpy()
+  assert np.abs(expected).max() > 1e-3
+  np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
+  # Folding is idempotent, and the folded form survives its config.
+  assert folding.fold_batch_norm(folded) is folded
+  rebuilt = type(folded).from_config(folded.get_config())
+  rebuilt.set_weights(folded.get_weights())
+  np.testing.assert_array_equal(rebuilt(x).numpy(), got)
+
+
+def test_a_custom_normalization_is_not_folded():
+  def factory(name, epsilon, momentum):
+    del epsilon, momentum
+    return keras.layers.LayerNormalization(name=name)
+
+  model = small_model("mobilenet_v2", batch_norm_factory=factory)
+  assert folding.inference_model(model) is model
+  with pytest.raises(ValueError, match="LayerNormalization.*cannot be folded"):
+    folding.fold_batch_norm(model)
+
+
+def test_folded_batch_norm_spec_makes_biased_convolutions():
+  spec = layers.BatchNormSpec(folded=True)
+  inputs = keras.Input((8, 8, 4))
+  out = layers.conv_bn_act(inputs, 6, 3, name="c", norm=spec, epsilon=1e-3)
+  model = keras.Model(inputs, out)
+  assert [l.name for l in model.layers if l.weights] == ["c"]
+  assert model.get_layer("c").use_bias
