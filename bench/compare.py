@@ -46,7 +46,7 @@ _MODELS = flags.DEFINE_list(
     "models", ["mobilenet_v2", "resnet_50", "resnet_101", "xception_65"],
     "Architectures to compare.")
 _IMPLS = flags.DEFINE_list(
-    "impls", ["ours", "smp", "model_garden", "keras_hub"],
+    "impls", ["ours", "ours_bf16", "smp", "model_garden", "keras_hub"],
     "Implementations to measure (ours and peers).")
 _ALLOCATORS = flags.DEFINE_list(
     "allocators", ["plain", "glibc_tuned"],
@@ -108,11 +108,13 @@ def _tf_flops(fn, size):
   return model_analyzer.profile(graph, options=options).total_float_ops
 
 
-def _tf_impl(name, model, size, optimizer, note=""):
-  """Timing closures for a TF/Keras model mapping images to logits."""
+def _tf_impl(name, model, size, optimizer, note="", inference_model=None):
+  """Timing closures for a TF/Keras model mapping images to logits; the
+  forward passes run ``inference_model`` if given (same function)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  forward = tf.function(lambda x: model(x, training=False))
+  inference_model = inference_model or model
+  forward = tf.function(lambda x: inference_model(x, training=False))
 
   @tf.function
   def step(images, labels):
@@ -133,19 +135,28 @@ def _tf_impl(name, model, size, optimizer, note=""):
   params = int(sum(np.prod(v.shape) for v in model.weights))
   return Impl(name, size, lambda b: forward(data[b]).numpy(),
               lambda: step(data[4], labels).numpy(),
-              lambda: _tf_flops(lambda x: model(x, training=False), size),
+              lambda: _tf_flops(lambda x: inference_model(x, training=False), size),
               params, note)
 
 
-def build_ours(arch: str):
+def build_ours(arch: str, dtype_policy: str = "float32"):
   import keras  # pylint: disable=g-import-not-at-top
+  from deeplab import folding  # pylint: disable=g-import-not-at-top
   from deeplab import model as model_lib  # pylint: disable=g-import-not-at-top
   model = model_lib.DeepLab(
       num_classes=NUM_CLASSES, backbone=arch, output_stride=16,
-      atrous_rates=(6, 12, 18),
+      atrous_rates=(6, 12, 18), dtype_policy=dtype_policy,
       multi_grid=(1, 2, 4) if arch.startswith("resnet") else (1, 1, 1))
-  return _tf_impl("ours", model, 513, keras.optimizers.SGD(0.001, momentum=0.9),
-                  "separable ASPP 6,12,18 + decoder")
+  name = "ours" if dtype_policy == "float32" else "ours_bf16"
+  # Forward passes time the folded inference form that eval, predict and
+  # export run; training times the model with its batch norms.
+  return _tf_impl(name, model, 513, keras.optimizers.SGD(0.001, momentum=0.9),
+                  "separable ASPP 6,12,18 + decoder; forward BN-folded",
+                  inference_model=folding.fold_batch_norm(model))
+
+
+def build_ours_bf16(arch: str):
+  return build_ours(arch, "mixed_bfloat16")
 
 
 def build_model_garden(arch: str):
@@ -269,7 +280,7 @@ def build_smp(arch: str):
               "separable ASPP 12,24,36 + decoder, 512 px")
 
 
-BUILDERS = {"ours": build_ours, "smp": build_smp,
+BUILDERS = {"ours": build_ours, "ours_bf16": build_ours_bf16, "smp": build_smp,
             "model_garden": build_model_garden, "keras_hub": build_keras_hub}
 
 
@@ -290,6 +301,11 @@ def build_all(arch, impls):
       impl = BUILDERS[name](arch)
     except ImportError as e:
       missing[name] = f"not installed ({e})"
+      continue
+    except Exception as e:  # pylint: disable=broad-except
+      if name == "ours":
+        raise
+      missing[name] = f"failed to build: {type(e).__name__}: {str(e)[:200]}"
       continue
     if impl is not None:
       built[name] = impl
@@ -348,7 +364,7 @@ def table(rows) -> str:
   lines = [
       "| model | allocator | implementation | px | GFLOPs | forward b1 (ms) | "
       "b8 (img/s) | train b4 (s) | peak RSS train (GiB) | achieved GFLOP/s | "
-      "ours/peer b1, b8, train |",
+      "speed-up b1, b8, train |",
       "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
   for arch, allocator, name, r, ours in rows:
     if "missing" in r:
@@ -356,9 +372,14 @@ def table(rows) -> str:
       continue
     ratio = ""
     if name != "ours" and ours is not None:
-      ratio = (f"{r['latency_ms'] / ours['latency_ms']:.2f}x, "
-               f"{ours['throughput'] / r['throughput']:.2f}x, "
-               f"{r['train_s'] / ours['train_s']:.2f}x")
+      # Peers: how many times faster ours is. ours_bf16: how many times
+      # faster bfloat16 is than our float32.
+      speedups = (r["latency_ms"] / ours["latency_ms"],
+                  ours["throughput"] / r["throughput"],
+                  r["train_s"] / ours["train_s"])
+      if name == "ours_bf16":
+        speedups = tuple(1 / x for x in speedups)
+      ratio = ", ".join(f"{x:.2f}x" for x in speedups)
     lines.append(
         f"| {arch} | {allocator} | {name} | {r['size']} | {r['gflops']:.1f} | "
         f"{r['latency_ms']:.0f} | {r['throughput']:.2f} | {r['train_s']:.2f} | "
@@ -391,13 +412,16 @@ def main(argv):
           r.update(run_child("memory", arch, env, [name]))
           rows.append((arch, allocator, name, r, ours))
       print(table(rows[-len(timed["impls"]) - len(timed["missing"]):]), flush=True)
-  text = table(rows)
-  print(text)
-  if _WRITE.value:
-    readme = README.read_text()
-    head, rest = readme.split(BEGIN)
-    _, tail = rest.split(END)
-    README.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+      if _WRITE.value:  # after every model, so a cut-off run keeps its rows
+        write_readme(table(rows))
+  print(table(rows))
+
+
+def write_readme(text: str):
+  readme = README.read_text()
+  head, rest = readme.split(BEGIN)
+  _, tail = rest.split(END)
+  README.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
 
 
 if __name__ == "__main__":
