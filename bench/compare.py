@@ -4,15 +4,18 @@ Usage (peers come from .venv-peers, made by `make bench-peers`):
   .venv-peers/bin/python bench/compare.py [--models=mobilenet_v2,xception_65]
       [--allocators=plain,glibc_tuned] [--write_readme]
 
-For each model and allocator setting one child process builds ours and every
-installed peer of that architecture and times them in alternating rounds
-(ours, peer, ours, peer...), so drifts of the machine hit all alike:
+For each model and allocator setting, two worker processes (one for the
+TensorFlow implementations, one for torch: each runtime's spinning threads
+would slow the other in one process) build ours and every installed peer
+of that architecture and take turns in alternating rounds, so drifts of
+the machine hit all alike:
 forward latency at batch 1, forward throughput at batch 8 and one SGD
 training step at batch 4 (softmax cross-entropy on random labels, momentum
 0.9), float32, random weights. FLOPs of one forward pass come from the
 TensorFlow profiler (TF models) or torch's FlopCounterMode; both count a
 multiply-add as two. Peak memory is the maximum resident set size of a
-separate child that only runs that implementation's training steps.
+separate child that only runs that implementation's training steps (under
+the first allocator setting only).
 
 Peers (a missing one is reported as missing, never dropped):
 - smp: segmentation-models-pytorch DeepLabV3Plus (torch CPU), output stride
@@ -53,7 +56,7 @@ _ALLOCATORS = flags.DEFINE_list(
     "Allocator settings: plain, glibc_tuned, tcmalloc, jemalloc.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating timing rounds.")
 _WRITE = flags.DEFINE_bool("write_readme", False, "Write into bench/README.md.")
-_CHILD = flags.DEFINE_string("child", None, "Internal: time|memory.")
+_CHILD = flags.DEFINE_string("child", None, "Internal: worker|memory.")
 _OUT = flags.DEFINE_string("out", None, "Internal: JSON result path.")
 
 README = REPO / "bench" / "README.md"
@@ -312,7 +315,17 @@ def build_all(arch, impls):
   return built, missing
 
 
-def child_time(arch, impls, rounds):
+TORCH_IMPLS = ("smp",)
+
+
+def worker(arch, impls):
+  """A timing worker: builds ``impls``, then serves commands on stdin.
+
+  'round' times every impl once (3 batch-1 runs, 1 batch-8 run, 1 training
+  step) and answers the seconds; 'finish' answers FLOPs, parameters and
+  the process's peak RSS. Between commands the worker blocks on stdin, so
+  its threads sleep while another worker is timed.
+  """
   built, missing = build_all(arch, impls)
   for impl in built.values():  # warm-up: tracing, primitive creation
     for _ in range(2):
@@ -320,21 +333,43 @@ def child_time(arch, impls, rounds):
     impl.forward(8)
     impl.train_step()
     impl.train_step()
-  times = {name: {"b1": [], "b8": [], "train": []} for name in built}
-  for _ in range(rounds):
-    for name, impl in built.items():
-      times[name]["b1"] += [_seconds(lambda: impl.forward(1)) for _ in range(3)]
-      times[name]["b8"].append(_seconds(lambda: impl.forward(8)))
-      times[name]["train"].append(_seconds(impl.train_step))
-  result = {"missing": missing, "impls": {}}
-  for name, impl in built.items():
-    t = {k: statistics.median(v) for k, v in times[name].items()}
-    flops = impl.flops()
-    result["impls"][name] = dict(
-        size=impl.size, params=impl.params, note=impl.note, gflops=flops / 1e9,
-        latency_ms=1e3 * t["b1"], throughput=8 / t["b8"], train_s=t["train"],
-        achieved=flops * 8 / t["b8"] / 1e9)
-  return result
+  print(json.dumps({"missing": missing}), flush=True)
+  for command in sys.stdin:
+    if command.strip() == "round":
+      times = {}
+      for name, impl in built.items():
+        times[name] = {"b1": [_seconds(lambda: impl.forward(1)) for _ in range(3)],
+                       "b8": [_seconds(lambda: impl.forward(8))],
+                       "train": [_seconds(impl.train_step)]}
+      print(json.dumps(times), flush=True)
+    else:
+      info = {name: dict(size=impl.size, params=impl.params, note=impl.note,
+                         flops=impl.flops()) for name, impl in built.items()}
+      print(json.dumps({"info": info, "peak_rss_gib": resource.getrusage(
+          resource.RUSAGE_SELF).ru_maxrss / 2**20}), flush=True)
+      return
+
+
+class Worker:
+  """The parent's handle on a worker process."""
+
+  def __init__(self, arch, impls, env):
+    self.log = open(f"/tmp/compare_{os.getpid()}_{arch}_{impls[0]}.log", "w")
+    self.process = subprocess.Popen(
+        [sys.executable, __file__, "--child=worker", f"--models={arch}",
+         f"--impls={','.join(impls)}"], env=env, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+
+  def ask(self, command=None):
+    if command is not None:
+      self.process.stdin.write(command + "\n")
+      self.process.stdin.flush()
+    line = self.process.stdout.readline()
+    if not line:
+      self.process.wait()
+      raise RuntimeError(f"worker exited with {self.process.returncode}; "
+                         f"see {self.log.name}")
+    return json.loads(line)
 
 
 def child_memory(arch, impl_name):
@@ -346,15 +381,49 @@ def child_memory(arch, impl_name):
   return {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
-def run_child(kind, arch, env, impls):
-  out = pathlib.Path(f"/tmp/compare_{os.getpid()}_{kind}_{arch}.json")
-  command = [sys.executable, __file__, f"--child={kind}", f"--models={arch}",
-             f"--impls={','.join(impls)}", f"--rounds={_ROUNDS.value}",
-             f"--out={out}"]
+def measure_memory(arch, env, name):
+  out = pathlib.Path(f"/tmp/compare_{os.getpid()}_memory_{arch}_{name}.json")
+  command = [sys.executable, __file__, "--child=memory", f"--models={arch}",
+             f"--impls={name}", f"--out={out}"]
   result = subprocess.run(command, env=env, capture_output=True, text=True)
   if result.returncode != 0:
     raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-  return json.loads(out.read_text())
+  return json.loads(out.read_text()).get("peak_rss_gib", float("nan"))
+
+
+def compare(arch, impls, env, rounds, with_memory):
+  """Alternating rounds over one TensorFlow and one torch worker.
+
+  TensorFlow's and torch's thread pools each spin for a while after work;
+  in one process each would steal the other's cores, so the two runtimes
+  get separate processes and take turns.
+  """
+  groups = [[i for i in impls if i not in TORCH_IMPLS],
+            [i for i in impls if i in TORCH_IMPLS]]
+  workers = [Worker(arch, group, env) for group in groups if group]
+  missing = {}
+  for w in workers:
+    missing.update(w.ask()["missing"])
+  times = {}
+  for _ in range(rounds):
+    for w in workers:
+      for name, t in w.ask("round").items():
+        for key, values in t.items():
+          times.setdefault(name, {}).setdefault(key, []).extend(values)
+  results = {}
+  for w in workers:
+    finished = w.ask("finish")
+    w.process.wait()
+    for name, info in finished["info"].items():
+      t = {k: statistics.median(v) for k, v in times[name].items()}
+      results[name] = dict(
+          size=info["size"], params=info["params"], note=info["note"],
+          gflops=info["flops"] / 1e9, latency_ms=1e3 * t["b1"],
+          throughput=8 / t["b8"], train_s=t["train"],
+          achieved=info["flops"] * 8 / t["b8"] / 1e9,
+          peak_rss_gib=(measure_memory(arch, env, name) if with_memory
+                        else float("nan")))
+  return results, missing
 
 
 # ---------------------------------------------------------------- report
@@ -383,35 +452,35 @@ def table(rows) -> str:
     lines.append(
         f"| {arch} | {allocator} | {name} | {r['size']} | {r['gflops']:.1f} | "
         f"{r['latency_ms']:.0f} | {r['throughput']:.2f} | {r['train_s']:.2f} | "
-        f"{r.get('peak_rss_gib', float('nan')):.2f} | {r['achieved']:.0f} | {ratio} |")
+        f"{r['peak_rss_gib']:.2f} | {r['achieved']:.0f} | {ratio} |".replace("| nan |", "| - |"))
   return "\n".join(lines)
 
 
 def main(argv):
   del argv
-  if _CHILD.value:
-    arch = _MODELS.value[0]
-    result = (child_time(arch, _IMPLS.value, _ROUNDS.value)
-              if _CHILD.value == "time" else child_memory(arch, _IMPLS.value[0]))
+  if _CHILD.value == "worker":
+    worker(_MODELS.value[0], _IMPLS.value)
+    return
+  if _CHILD.value == "memory":
+    result = child_memory(_MODELS.value[0], _IMPLS.value[0])
     pathlib.Path(_OUT.value).write_text(json.dumps(result))
     return
   rows = []
-  for allocator in _ALLOCATORS.value:
+  for index, allocator in enumerate(_ALLOCATORS.value):
     env = allocator_env(allocator)
     if env is None:
       print(f"allocator {allocator}: library not installed, skipped")
       continue
     for arch in _MODELS.value:
-      timed = run_child("time", arch, env, _IMPLS.value)
-      ours = timed["impls"].get("ours")
-      for name in _IMPLS.value:
-        if name in timed["missing"]:
-          rows.append((arch, allocator, name, {"missing": timed["missing"][name]}, None))
-        elif name in timed["impls"]:
-          r = timed["impls"][name]
-          r.update(run_child("memory", arch, env, [name]))
-          rows.append((arch, allocator, name, r, ours))
-      print(table(rows[-len(timed["impls"]) - len(timed["missing"]):]), flush=True)
+      # Peak memory is measured under the first allocator setting only.
+      results, missing = compare(arch, _IMPLS.value, env, _ROUNDS.value,
+                                 with_memory=index == 0)
+      ours = results.get("ours")
+      added = [(arch, allocator, name,
+                results.get(name) or {"missing": missing[name]}, ours)
+               for name in _IMPLS.value if name in results or name in missing]
+      rows.extend(added)
+      print(table(added), flush=True)
       if _WRITE.value:  # after every model, so a cut-off run keeps its rows
         write_readme(table(rows))
   print(table(rows))
