@@ -38,7 +38,7 @@ def main(argv):
     loop.continuous_eval(config, _WORKDIR.value, _TIMEOUT.value)
     return
   model, step = loop.restore_model(config, _WORKDIR.value, _CHECKPOINT.value)
-  model = folding.inference_model(model)  # Same logits, about 25% faster.
+  model = folding.inference_model(model)  # Same logits, faster.
   metrics = loop.evaluate_model(config, model, _WORKDIR.value, step)
   print(json.dumps(metrics, indent=2))
 

@@ -59,8 +59,6 @@ _WRITE = flags.DEFINE_bool("write_readme", False, "Write into bench/README.md.")
 _CHILD = flags.DEFINE_string("child", None, "Internal: worker|memory.")
 _OUT = flags.DEFINE_string("out", None, "Internal: JSON result path.")
 
-README = REPO / "bench" / "README.md"
-BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
 NUM_CLASSES = 21
 
 # glibc's malloc returns freed blocks above the mmap threshold to the kernel
@@ -145,11 +143,9 @@ def _tf_impl(name, model, size, optimizer, note="", inference_model=None):
 def build_ours(arch: str, dtype_policy: str = "float32"):
   import keras  # pylint: disable=g-import-not-at-top
   from deeplab import folding  # pylint: disable=g-import-not-at-top
-  from deeplab import model as model_lib  # pylint: disable=g-import-not-at-top
-  model = model_lib.DeepLab(
-      num_classes=NUM_CLASSES, backbone=arch, output_stride=16,
-      atrous_rates=(6, 12, 18), dtype_policy=dtype_policy,
-      multi_grid=(1, 2, 4) if arch.startswith("resnet") else (1, 1, 1))
+  # Imported here, as every framework is: the torch worker imports none.
+  from bench import common  # pylint: disable=g-import-not-at-top
+  model = common.deeplab_v3_plus(arch, dtype_policy=dtype_policy)
   name = "ours" if dtype_policy == "float32" else "ours_bf16"
   # Forward passes time the folded inference form that eval, predict and
   # export run; training times the model with its batch norms.
@@ -482,15 +478,9 @@ def main(argv):
       rows.extend(added)
       print(table(added), flush=True)
       if _WRITE.value:  # after every model, so a cut-off run keeps its rows
-        write_readme(table(rows))
+        from bench import common  # pylint: disable=g-import-not-at-top
+        common.write_readme("compare", table(rows))
   print(table(rows))
-
-
-def write_readme(text: str):
-  readme = README.read_text()
-  head, rest = readme.split(BEGIN)
-  _, tail = rest.split(END)
-  README.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from ml_collections import config_flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench import common  # noqa: E402
 from deeplab import evaluation  # noqa: E402
 from deeplab import export_lib  # noqa: E402
 from deeplab.data import pipeline  # noqa: E402
@@ -41,9 +42,6 @@ _SIZE = flags.DEFINE_list("size", ["369", "481"], "TFLite input height,width.")
 _CALIBRATION = flags.DEFINE_integer("calibration", 32, "int8 calibration images.")
 _LIMIT = flags.DEFINE_integer("limit", 0, "Validation images (0: all).")
 _WRITE = flags.DEFINE_bool("write_readme", False, "Write the table into bench/README.md.")
-
-README = REPO / "bench" / "README.md"
-BEGIN, END = "<!-- export_quality:begin -->", "<!-- export_quality:end -->"
 
 
 def pixels(batch):
@@ -120,12 +118,7 @@ def main(argv):
   table = "\n".join(lines)
   print(table)
   if _WRITE.value:
-    text = README.read_text()
-    if BEGIN not in text:
-      text += f"\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    README.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+    common.write_readme("export_quality", table)
 
 
 if __name__ == "__main__":

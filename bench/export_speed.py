@@ -25,12 +25,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench import common  # noqa: E402
 from deeplab import export_lib  # noqa: E402
-from deeplab import model as model_lib  # noqa: E402
 from deeplab.data import registry  # noqa: E402
 
 _BACKBONES = flags.DEFINE_list("backbones", ["mobilenet_v2", "xception_65"],
@@ -38,21 +37,12 @@ _BACKBONES = flags.DEFINE_list("backbones", ["mobilenet_v2", "xception_65"],
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds of 3 runs.")
 _WRITE = flags.DEFINE_bool("write_readme", False, "Write into bench/README.md.")
 
-README = pathlib.Path(__file__).resolve().parent / "README.md"
-BEGIN, END = "<!-- export_speed:begin -->", "<!-- export_speed:end -->"
 SIZE = 513
 
 
 def measure(backbone, folder):
   rng = np.random.default_rng(0)
-  model = model_lib.DeepLab(
-      num_classes=21, backbone=backbone,
-      multi_grid=(1, 2, 4) if backbone.startswith("resnet") else (1, 1, 1))
-  for layer in model.layers:
-    if isinstance(layer, keras.layers.BatchNormalization):
-      n = layer.gamma.shape[0]
-      layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n),
-                         rng.normal(0, 0.1, n), rng.uniform(0.5, 2, n)])
+  model = common.randomize_batch_norm(common.deeplab_v3_plus(backbone), rng)
   image = rng.integers(0, 256, (1, SIZE, SIZE, 3)).astype(np.uint8)
   saved = os.path.join(folder, backbone)
   export_lib.export_saved_model(model, registry.get("pascal_voc_seg"), saved)
@@ -99,10 +89,7 @@ def main(argv):
   text = "\n".join(lines)
   print(text)
   if _WRITE.value:
-    readme = README.read_text()
-    head, rest = readme.split(BEGIN)
-    _, tail = rest.split(END)
-    README.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    common.write_readme("export_speed", text)
 
 
 if __name__ == "__main__":

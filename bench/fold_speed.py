@@ -19,12 +19,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench import common  # noqa: E402
 from deeplab import folding  # noqa: E402
-from deeplab import model as model_lib  # noqa: E402
 
 _BACKBONES = flags.DEFINE_list("backbones", ["mobilenet_v2", "xception_65", "resnet_50"],
                                "Backbones to measure.")
@@ -36,14 +35,7 @@ def main(argv):
   rng = np.random.default_rng(0)
   x = tf.constant(rng.uniform(-1, 1, (1, 513, 513, 3)).astype("float32"))
   for backbone in _BACKBONES.value:
-    model = model_lib.DeepLab(
-        num_classes=21, backbone=backbone,
-        multi_grid=(1, 2, 4) if backbone.startswith("resnet") else (1, 1, 1))
-    for layer in model.layers:
-      if isinstance(layer, keras.layers.BatchNormalization):
-        n = layer.gamma.shape[0]
-        layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n),
-                           rng.normal(0, 0.1, n), rng.uniform(0.5, 2, n)])
+    model = common.randomize_batch_norm(common.deeplab_v3_plus(backbone), rng)
     folded = folding.fold_batch_norm(model)
     forms = {"batch norm": tf.function(lambda v, m=model: m(v, training=False)),
              "folded": tf.function(lambda v, m=folded: m(v, training=False))}

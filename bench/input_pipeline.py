@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from bench import common  # noqa: E402
 from configs import camvid_mobilenetv2  # noqa: E402
 from deeplab.data import pipeline  # noqa: E402
 
@@ -32,9 +33,6 @@ _ROOT = flags.DEFINE_string("camvid_root", str(REPO.parent / "shared/data/camvid
 _RECORDS = flags.DEFINE_string("records", None, "Existing CamVid records folder.")
 _BATCHES = flags.DEFINE_integer("batches", 60, "Batches to time after warm-up.")
 _WRITE = flags.DEFINE_bool("write_readme", False, "Write the figure into bench/README.md.")
-
-README = REPO / "bench" / "README.md"
-BEGIN, END = "<!-- input_pipeline:begin -->", "<!-- input_pipeline:end -->"
 
 
 def measure(records_dir: str, batches: int) -> float:
@@ -72,10 +70,7 @@ def main(argv):
           "with nothing else).")
   print(line)
   if _WRITE.value:
-    text = README.read_text()
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    README.write_text(f"{head}{BEGIN}\n{line}\n{END}{tail}")
+    common.write_readme("input_pipeline", line)
 
 
 if __name__ == "__main__":

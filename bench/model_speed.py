@@ -26,6 +26,7 @@ from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench import common  # noqa: E402
 from deeplab import model as model_lib  # noqa: E402
 
 _BACKBONES = flags.DEFINE_list(
@@ -36,17 +37,11 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per measurement.")
 _WRITE = flags.DEFINE_bool("write_readme", False,
                            "Write the table into bench/README.md.")
 
-README = pathlib.Path(__file__).resolve().parent / "README.md"
-BEGIN, END = "<!-- model_speed:begin -->", "<!-- model_speed:end -->"
-
 
 def build(backbone: str) -> model_lib.DeepLab:
   if backbone == "mobilenet_v2":
-    return model_lib.DeepLab(num_classes=21, backbone=backbone,
-                             atrous_rates=(), use_decoder=False)
-  return model_lib.DeepLab(num_classes=21, backbone=backbone,
-                           multi_grid=(1, 2, 4) if "resnet" in backbone
-                           else (1, 1, 1))
+    return common.deeplab_v3_plus(backbone, atrous_rates=(), use_decoder=False)
+  return common.deeplab_v3_plus(backbone)
 
 
 def flops(model, size: int) -> float:
@@ -108,10 +103,7 @@ def main(argv):
   text = table(rows, _SIZE.value)
   print(text)
   if _WRITE.value:
-    readme = README.read_text()
-    head, rest = readme.split(BEGIN)
-    _, tail = rest.split(END)
-    README.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    common.write_readme("model_speed", text)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench import common  # noqa: E402
 from deeplab import folding  # noqa: E402
-from deeplab import model as model_lib  # noqa: E402
 
 _BACKBONE = flags.DEFINE_string("backbone", "xception_65", "Backbone.")
 _BATCH = flags.DEFINE_integer("batch", 1, "Batch size.")
@@ -56,10 +56,8 @@ def kind_and_flops(layer, inputs, output):
 
 def main(argv):
   del argv
-  model = model_lib.DeepLab(
-      num_classes=21, backbone=_BACKBONE.value, dtype_policy=_POLICY.value,
-      multi_grid=(1, 2, 4) if _BACKBONE.value.startswith("resnet") else (1, 1, 1))
-  model = folding.fold_batch_norm(model)
+  model = folding.fold_batch_norm(
+      common.deeplab_v3_plus(_BACKBONE.value, dtype_policy=_POLICY.value))
   x = tf.constant(np.random.default_rng(0).uniform(
       -1, 1, (_BATCH.value, 513, 513, 3)).astype("float32"))
 

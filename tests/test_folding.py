@@ -4,25 +4,15 @@ import keras
 import numpy as np
 import pytest
 
+from bench import common
 from deeplab import folding
 from deeplab import layers
 from tests.test_model import small_model
 
 
-def with_trained_statistics(model, seed=0):
-  """Moves every batch norm away from its identity initialization."""
-  rng = np.random.default_rng(seed)
-  for layer in model.layers:
-    if isinstance(layer, keras.layers.BatchNormalization):
-      channels = layer.gamma.shape[0]
-      layer.set_weights([rng.uniform(0.5, 1.5, channels), rng.normal(0, 0.2, channels),
-                         rng.normal(0, 0.2, channels), rng.uniform(0.5, 2.0, channels)])
-  return model
-
-
 @pytest.mark.parametrize("backbone", ["mobilenet_v2", "xception_41", "resnet_50"])
 def test_folded_model_equals_the_model_at_inference(backbone):
-  model = with_trained_statistics(small_model(backbone))
+  model = common.randomize_batch_norm(small_model(backbone), np.random.default_rng(0))
   folded = folding.fold_batch_norm(model)
   assert folded.fold_batch_norm and folded.count_params() < model.count_params()
   assert not any(isinstance(l, keras.layers.BatchNormalization) for l in folded.layers)

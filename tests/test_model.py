@@ -150,14 +150,16 @@ def test_mobilenetv2_deeplabv3_parameter_count():
 def test_fused_batch_norm_equals_keras_batch_norm(training):
   rng = np.random.default_rng(0)
   x = (rng.normal(size=(2, 5, 7, 6)) * 3 + 10).astype("float32")
+  initial = [rng.uniform(0.5, 2, 6).astype("float32") for _ in range(4)]
   layers_made = []
   for cls in (keras.layers.BatchNormalization, layers.BatchNormalization):
     layer = cls(momentum=0.9, epsilon=1e-5)
     layer.build(x.shape)
-    layer.set_weights([rng.uniform(0.5, 2, 6).astype("float32") for _ in range(4)]
-                      if not layers_made else layers_made[0].get_weights())
+    layer.set_weights(initial)
     layers_made.append(layer)
-  initial = layers_made[0].get_weights()
+  fused = tf.function(lambda v: layers_made[1](v, training=training))
+  ops = {op.type for op in fused.get_concrete_function(x).graph.get_operations()}
+  assert "FusedBatchNormV3" in ops  # the fused kernel, not the Keras path
   weights = rng.normal(size=x.shape).astype("float32")
   results = []
   for layer in layers_made:

@@ -1,0 +1,42 @@
+"""What the benchmarks share: the measured model, trained-looking batch
+norm statistics, and writing a figure between markers in bench/README.md."""
+
+import pathlib
+
+import keras
+import numpy as np
+
+from deeplab import model as model_lib
+
+README = pathlib.Path(__file__).resolve().parent / "README.md"
+
+
+def deeplab_v3_plus(backbone: str, **kwargs) -> model_lib.DeepLab:
+  """DeepLabv3+ as benchmarked: OS 16, 21 classes, separable ASPP (6, 12,
+  18) + decoder, multi-grid (1, 2, 4) for ResNets; ``kwargs`` override."""
+  kwargs.setdefault("multi_grid", (1, 2, 4) if backbone.startswith("resnet")
+                    else (1, 1, 1))
+  return model_lib.DeepLab(num_classes=21, backbone=backbone, **kwargs)
+
+
+def randomize_batch_norm(model: keras.Model, rng: np.random.Generator):
+  """Gives every batch norm random statistics, as training would, so that
+  folding and quantization are measured on something other than identity."""
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      n = layer.gamma.shape[0]
+      layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n),
+                         rng.normal(0, 0.1, n), rng.uniform(0.5, 2, n)])
+  return model
+
+
+def write_readme(name: str, text: str):
+  """Replaces what stands between ``<!-- name:begin -->`` and
+  ``<!-- name:end -->`` in bench/README.md (appended if absent)."""
+  begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+  readme = README.read_text()
+  if begin not in readme:
+    readme += f"\n{begin}\n{end}\n"
+  head, rest = readme.split(begin)
+  _, tail = rest.split(end)
+  README.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
