@@ -175,6 +175,25 @@ def activation_layer(x, activation: Optional[str], name: str):
   raise ValueError(f"activation must be 'relu', 'relu6' or None, got {activation!r}")
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
+class ReLUOfSum(keras.layers.Layer):
+  """ReLU of a residual sum that something else also reads: ``max(x, 0)``.
+
+  The same values as ``keras.layers.ReLU``, built from a ``Maximum`` op
+  instead of ``Relu``. TensorFlow's graph remapper (2.21, CPU) fuses
+  Conv2D + BiasAdd + Add + Relu into one op without checking that the Add
+  has no other reader; where it has one (Xception's unit input, read by the
+  next unit's ReLU and by its shortcut) the rewrite fails ("Mutation::Apply
+  error: fanout ... exist for missing node") and the remapper gives up on
+  the whole graph, leaving every convolution of the folded model without
+  its bias and ReLU fusion. ``tests/test_model.py`` checks that the
+  remapper succeeds on the folded Xception graph.
+  """
+
+  def call(self, inputs):
+    return tf.maximum(inputs, tf.zeros((), inputs.dtype))
+
+
 def conv_bn_act(x, filters: int, kernel_size: int, *, name: str,
                 norm: BatchNormSpec, epsilon: float, strides: int = 1,
                 rate: int = 1, activation: Optional[str] = "relu",

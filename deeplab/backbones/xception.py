@@ -69,7 +69,10 @@ def _xception_module(x, depth_list: Sequence[int], skip: str, stride: int,
     conv_name = layers.scope(name, f"separable_conv{i + 1}")
     if not activation_inside:
       # Pre-activation: ReLU on the unit's input, none after the batch norms.
-      residual = keras.layers.ReLU(name=conv_name + ".preact")(residual)
+      # The unit's input is the previous unit's sum, which the shortcut
+      # reads too (see layers.ReLUOfSum).
+      relu = layers.ReLUOfSum if i == 0 else keras.layers.ReLU
+      residual = relu(name=conv_name + ".preact")(residual)
     residual = layers.atrous_separable_conv(
         residual, depth_list[i], name=conv_name, norm=norm,
         epsilon=BATCH_NORM_EPSILON, strides=stride if i == 2 else 1,
