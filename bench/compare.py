@@ -17,6 +17,11 @@ multiply-add as two. Peak memory is the maximum resident set size of a
 separate child that only runs that implementation's training steps (under
 the first allocator setting only).
 
+Our rows: ``ours`` (float32; forward passes on the BN-folded model),
+``ours_bf16`` (``mixed_bfloat16``) and ``ours_inference`` (the float32
+forward passes in a worker of their own that runs as an inference-only
+process does, with oneDNN told the weights never change; no training).
+
 Peers (a missing one is reported as missing, never dropped):
 - smp: segmentation-models-pytorch DeepLabV3Plus (torch CPU), output stride
   16, separable ASPP + decoder; 512 px (it needs multiples of 16).
@@ -49,7 +54,8 @@ _MODELS = flags.DEFINE_list(
     "models", ["mobilenet_v2", "resnet_50", "resnet_101", "xception_65"],
     "Architectures to compare.")
 _IMPLS = flags.DEFINE_list(
-    "impls", ["ours", "ours_bf16", "smp", "model_garden", "keras_hub"],
+    "impls", ["ours", "ours_bf16", "ours_inference", "smp", "model_garden",
+              "keras_hub"],
     "Implementations to measure (ours and peers).")
 _ALLOCATORS = flags.DEFINE_list(
     "allocators", ["plain", "glibc_tuned"],
@@ -156,6 +162,15 @@ def build_ours(arch: str, dtype_policy: str = "float32"):
 
 def build_ours_bf16(arch: str):
   return build_ours(arch, "mixed_bfloat16")
+
+
+def build_ours_inference(arch: str):
+  """Our forward passes as an inference-only process runs them (the
+  ``deeplab.predict`` CLI): its worker runs with INFERENCE_ENV."""
+  impl = build_ours(arch)
+  impl.name, impl.train_step = "ours_inference", None
+  impl.note = "forward only, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1"
+  return impl
 
 
 def build_model_garden(arch: str):
@@ -279,7 +294,8 @@ def build_smp(arch: str):
               "separable ASPP 12,24,36 + decoder, 512 px")
 
 
-BUILDERS = {"ours": build_ours, "ours_bf16": build_ours_bf16, "smp": build_smp,
+BUILDERS = {"ours": build_ours, "ours_bf16": build_ours_bf16,
+            "ours_inference": build_ours_inference, "smp": build_smp,
             "model_garden": build_model_garden, "keras_hub": build_keras_hub}
 
 
@@ -312,6 +328,10 @@ def build_all(arch, impls):
 
 
 TORCH_IMPLS = ("smp",)
+# The environment of `python -m deeplab.predict` (see there); the worker
+# imports nothing of ours before its children start, so it is given here.
+INFERENCE_ENV = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}
+INFERENCE_IMPLS = ("ours_inference",)
 
 
 def worker(arch, impls):
@@ -327,8 +347,8 @@ def worker(arch, impls):
     for _ in range(2):
       impl.forward(1)
     impl.forward(8)
-    impl.train_step()
-    impl.train_step()
+    for _ in range(2 if impl.train_step else 0):
+      impl.train_step()
   print(json.dumps({"missing": missing}), flush=True)
   for command in sys.stdin:
     if command.strip() == "round":
@@ -336,7 +356,7 @@ def worker(arch, impls):
       for name, impl in built.items():
         times[name] = {"b1": [_seconds(lambda: impl.forward(1)) for _ in range(3)],
                        "b8": [_seconds(lambda: impl.forward(8))],
-                       "train": [_seconds(impl.train_step)]}
+                       "train": [_seconds(impl.train_step)] if impl.train_step else []}
       print(json.dumps(times), flush=True)
     else:
       info = {name: dict(size=impl.size, params=impl.params, note=impl.note,
@@ -394,9 +414,11 @@ def compare(arch, impls, env, rounds, with_memory):
   in one process each would steal the other's cores, so the two runtimes
   get separate processes and take turns.
   """
-  groups = [[i for i in impls if i not in TORCH_IMPLS],
-            [i for i in impls if i in TORCH_IMPLS]]
-  workers = [Worker(arch, group, env) for group in groups if group]
+  tf_impls = [i for i in impls if i not in TORCH_IMPLS + INFERENCE_IMPLS]
+  groups = [(tf_impls, env),
+            ([i for i in impls if i in TORCH_IMPLS], env),
+            ([i for i in impls if i in INFERENCE_IMPLS], {**env, **INFERENCE_ENV})]
+  workers = [Worker(arch, group, group_env) for group, group_env in groups if group]
   missing = {}
   for w in workers:
     missing.update(w.ask()["missing"])
@@ -411,13 +433,15 @@ def compare(arch, impls, env, rounds, with_memory):
     finished = w.ask("finish")
     w.process.wait()
     for name, info in finished["info"].items():
-      t = {k: statistics.median(v) for k, v in times[name].items()}
+      t = {k: statistics.median(v) if v else float("nan")
+           for k, v in times[name].items()}
       results[name] = dict(
           size=info["size"], params=info["params"], note=info["note"],
           gflops=info["flops"] / 1e9, latency_ms=1e3 * t["b1"],
           throughput=8 / t["b8"], train_s=t["train"],
           achieved=info["flops"] * 8 / t["b8"] / 1e9,
-          peak_rss_gib=(measure_memory(arch, env, name) if with_memory
+          peak_rss_gib=(measure_memory(arch, env, name)
+                        if with_memory and name not in INFERENCE_IMPLS
                         else float("nan")))
   return results, missing
 
@@ -437,14 +461,14 @@ def table(rows) -> str:
       continue
     ratio = ""
     if name != "ours" and ours is not None:
-      # Peers: how many times faster ours is. ours_bf16: how many times
-      # faster bfloat16 is than our float32.
+      # Peers: how many times faster ours is. Our variants (ours_bf16,
+      # ours_inference): how many times faster they are than ours.
       speedups = (r["latency_ms"] / ours["latency_ms"],
                   ours["throughput"] / r["throughput"],
                   r["train_s"] / ours["train_s"])
-      if name == "ours_bf16":
+      if name.startswith("ours_"):
         speedups = tuple(1 / x for x in speedups)
-      ratio = ", ".join(f"{x:.2f}x" for x in speedups)
+      ratio = ", ".join(f"{x:.2f}x" for x in speedups).replace("nanx", "-")
     lines.append(
         f"| {arch} | {allocator} | {name} | {r['size']} | {r['gflops']:.1f} | "
         f"{r['latency_ms']:.0f} | {r['throughput']:.2f} | {r['train_s']:.2f} | "
