@@ -472,7 +472,7 @@ def table(rows) -> str:
     lines.append(
         f"| {arch} | {allocator} | {name} | {r['size']} | {r['gflops']:.1f} | "
         f"{r['latency_ms']:.0f} | {r['throughput']:.2f} | {r['train_s']:.2f} | "
-        f"{r['peak_rss_gib']:.2f} | {r['achieved']:.0f} | {ratio} |".replace("| nan |", "| - |"))
+        f"{r['peak_rss_gib']:.2f} | {r['achieved']:.0f} | {ratio} |".replace(" nan |", " - |"))
   return "\n".join(lines)
 
 
