@@ -476,6 +476,28 @@ def table(rows) -> str:
   return "\n".join(lines)
 
 
+def _row_key(line: str):
+  """(model, allocator, implementation) of a table row."""
+  return tuple(cell.strip() for cell in line.split("|")[1:4])
+
+
+def write_rows(new_table: str):
+  """Puts the rows of ``new_table`` into bench/README.md's table: a row for
+  the same model, allocator and implementation is replaced in place, the
+  others are added after it, and rows this run did not measure stay."""
+  from bench import common  # pylint: disable=g-import-not-at-top
+  new_lines = new_table.splitlines()
+  header, rows = new_lines[:2], new_lines[2:]
+  old = common.README.read_text()
+  begin, end = "<!-- compare:begin -->", "<!-- compare:end -->"
+  kept = (old.split(begin)[1].split(end)[0].strip().splitlines()[2:]
+          if begin in old else [])
+  fresh = {_row_key(line): line for line in rows}
+  merged = [fresh.pop(_row_key(line), line) for line in kept]
+  merged += [line for line in rows if _row_key(line) in fresh]
+  common.write_readme("compare", "\n".join(header + merged))
+
+
 def main(argv):
   del argv
   if _CHILD.value == "worker":
@@ -502,8 +524,7 @@ def main(argv):
       rows.extend(added)
       print(table(added), flush=True)
       if _WRITE.value:  # after every model, so a cut-off run keeps its rows
-        from bench import common  # pylint: disable=g-import-not-at-top
-        common.write_readme("compare", table(rows))
+        write_rows(table(added))
   print(table(rows))
 
 
