@@ -40,3 +40,11 @@ def write_readme(name: str, text: str):
   head, rest = readme.split(begin)
   _, tail = rest.split(end)
   README.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
+
+
+def report(name: str, text: str, write: bool):
+  """Prints a benchmark's figures and, if ``write``, puts them into
+  bench/README.md between the ``name`` markers."""
+  print(text)
+  if write:
+    write_readme(name, text)

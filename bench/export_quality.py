@@ -116,9 +116,7 @@ def main(argv):
     lines.append(f"| TFLite {name} | {sizes[name]:,} | {miou[name]:.4f} | "
                  f"{miou['keras'] - miou[name]:+.4f} | {agree[name] / total:.4%} |")
   table = "\n".join(lines)
-  print(table)
-  if _WRITE.value:
-    common.write_readme("export_quality", table)
+  common.report("export_quality", table, _WRITE.value)
 
 
 if __name__ == "__main__":

@@ -87,9 +87,7 @@ def main(argv):
       lines.append(f"| {backbone} | " + " | ".join(f"{v:.0f}" for v in ms.values()) + " |")
       print(lines[-1], flush=True)
   text = "\n".join(lines)
-  print(text)
-  if _WRITE.value:
-    common.write_readme("export_speed", text)
+  common.report("export_speed", text, _WRITE.value)
 
 
 if __name__ == "__main__":

@@ -68,9 +68,7 @@ def main(argv):
   line = (f"Training pipeline, CamVid train, crop 513x513, scale 0.5-2.0, "
           f"flip, batch 8: **{rate:.1f} images/s** (2 cores, both shared "
           "with nothing else).")
-  print(line)
-  if _WRITE.value:
-    common.write_readme("input_pipeline", line)
+  common.report("input_pipeline", line, _WRITE.value)
 
 
 if __name__ == "__main__":

@@ -101,9 +101,7 @@ def main(argv):
     rows.append(measure(backbone, _SIZE.value, _REPEATS.value))
     print(rows[-1], flush=True)
   text = table(rows, _SIZE.value)
-  print(text)
-  if _WRITE.value:
-    common.write_readme("model_speed", text)
+  common.report("model_speed", text, _WRITE.value)
 
 
 if __name__ == "__main__":
