@@ -30,10 +30,24 @@ def randomize_batch_norm(model: keras.Model, rng: np.random.Generator):
   return model
 
 
+def _markers(name: str):
+  return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def read_readme(name: str) -> str:
+  """What stands between the ``name`` markers of bench/README.md ('' if
+  they are absent)."""
+  begin, end = _markers(name)
+  readme = README.read_text()
+  if begin not in readme:
+    return ""
+  return readme.split(begin)[1].split(end)[0].strip()
+
+
 def write_readme(name: str, text: str):
   """Replaces what stands between ``<!-- name:begin -->`` and
   ``<!-- name:end -->`` in bench/README.md (appended if absent)."""
-  begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+  begin, end = _markers(name)
   readme = README.read_text()
   if begin not in readme:
     readme += f"\n{begin}\n{end}\n"

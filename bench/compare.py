@@ -166,7 +166,7 @@ def build_ours_bf16(arch: str):
 
 def build_ours_inference(arch: str):
   """Our forward passes as an inference-only process runs them (the
-  ``deeplab.predict`` CLI): its worker runs with INFERENCE_ENV."""
+  ``deeplab.predict`` CLI): its worker runs with that CLI's INFERENCE_ENV."""
   impl = build_ours(arch)
   impl.name, impl.train_step = "ours_inference", None
   impl.note = "forward only, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1"
@@ -328,9 +328,7 @@ def build_all(arch, impls):
 
 
 TORCH_IMPLS = ("smp",)
-# The environment of `python -m deeplab.predict` (see there); the worker
-# imports nothing of ours before its children start, so it is given here.
-INFERENCE_ENV = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}
+# Run in a worker with `python -m deeplab.predict`'s environment.
 INFERENCE_IMPLS = ("ours_inference",)
 
 
@@ -408,12 +406,15 @@ def measure_memory(arch, env, name):
 
 
 def compare(arch, impls, env, rounds, with_memory):
-  """Alternating rounds over one TensorFlow and one torch worker.
+  """Alternating rounds over the TensorFlow, torch and inference workers.
 
   TensorFlow's and torch's thread pools each spin for a while after work;
   in one process each would steal the other's cores, so the two runtimes
-  get separate processes and take turns.
+  get separate processes and take turns. The inference-only implementation
+  needs an environment a training process must not have, hence a third.
   """
+  # Only this parent imports it: the torch worker stays TensorFlow-free.
+  from deeplab.predict import INFERENCE_ENV  # pylint: disable=g-import-not-at-top
   tf_impls = [i for i in impls if i not in TORCH_IMPLS + INFERENCE_IMPLS]
   groups = [(tf_impls, env),
             ([i for i in impls if i in TORCH_IMPLS], env),
@@ -488,10 +489,7 @@ def write_rows(new_table: str):
   from bench import common  # pylint: disable=g-import-not-at-top
   new_lines = new_table.splitlines()
   header, rows = new_lines[:2], new_lines[2:]
-  old = common.README.read_text()
-  begin, end = "<!-- compare:begin -->", "<!-- compare:end -->"
-  kept = (old.split(begin)[1].split(end)[0].strip().splitlines()[2:]
-          if begin in old else [])
+  kept = common.read_readme("compare").splitlines()[2:]
   fresh = {_row_key(line): line for line in rows}
   merged = [fresh.pop(_row_key(line), line) for line in kept]
   merged += [line for line in rows if _row_key(line) in fresh]

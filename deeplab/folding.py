@@ -5,7 +5,7 @@ with ``s = gamma / sqrt(variance + epsilon)``, so the convolution before it
 can absorb it: kernel ``k * s`` per output channel, bias
 ``beta - s * mean``. The folded model has no batch norm layers, only
 convolutions with biases followed by ReLUs, which TensorFlow's graph
-optimizer fuses; batch-1 latency drops by about a quarter for Xception-65
+optimizer fuses; batch-1 latency drops by about a fifth for Xception-65
 and MobileNetV2 (``bench/fold_speed.py``). eval.py, prediction and export
 use this form.
 """

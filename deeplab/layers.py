@@ -186,8 +186,8 @@ class ReLUOfSum(keras.layers.Layer):
   next unit's ReLU and by its shortcut) the rewrite fails ("Mutation::Apply
   error: fanout ... exist for missing node") and the remapper gives up on
   the whole graph, leaving every convolution of the folded model without
-  its bias and ReLU fusion. ``tests/test_model.py`` checks that the
-  remapper succeeds on the folded Xception graph.
+  its bias and ReLU fusion. ``tests/test_folding.py`` checks that grappler
+  fuses the folded graphs' convolutions.
   """
 
   def call(self, inputs):

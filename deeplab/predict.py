@@ -130,8 +130,8 @@ def main(argv):
 
 # This process only predicts, so its weights never change: oneDNN may keep
 # each convolution's weights in its own blocked layout instead of
-# reordering them on every call (bench/README.md: Xception-65 batch 1
-# about 10% faster). Never set where a model trains, since the cached copies
+# reordering them on every call (bench/README.md, ``ours_inference``:
+# batch 1 11-16% faster for ResNets and Xception-65). Never set where a model trains, since the cached copies
 # would go stale; TF Serving can take the same variable.
 INFERENCE_ENV = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}
 

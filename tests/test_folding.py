@@ -1,8 +1,13 @@
 """Batch norm folding: the inference form computes what the trained model does."""
 
+import collections
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
+from tensorflow.python.grappler import tf_optimizer
 
 from bench import common
 from deeplab import folding
@@ -51,11 +56,6 @@ def test_folded_batch_norm_spec_makes_biased_convolutions():
 def _grappler_op_counts(model, size=65):
   """Op counts of the folded model's forward graph after grappler, as the
   CPU runtime would run it (every node placed on the CPU)."""
-  import collections  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tensorflow.core.protobuf import config_pb2  # pylint: disable=g-import-not-at-top
-  from tensorflow.python.grappler import tf_optimizer  # pylint: disable=g-import-not-at-top
-
   function = tf.function(lambda x: model(x, training=False))
   concrete = function.get_concrete_function(
       tf.TensorSpec([1, size, size, 3], tf.float32))
