@@ -17,6 +17,7 @@ checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Optional, Sequence
 
 import keras
@@ -55,13 +56,15 @@ class BatchNormalization(keras.layers.BatchNormalization):
   def call(self, inputs, training=None, mask=None):
     if not self._fusable(inputs, training, mask):
       return super().call(inputs, training=training, mask=mask)
-    dtype = self.compute_dtype
-    x = tf.cast(inputs, dtype)
-    if training and self.trainable:
-      y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-          x=x, scale=self.gamma.value, offset=self.beta.value,
-          mean=tf.constant([], tf.float32), variance=tf.constant([], tf.float32),
-          epsilon=self.epsilon, is_training=True)
+    x = tf.cast(inputs, self.compute_dtype)
+    training = bool(training and self.trainable)
+    if training:
+      mean = variance = tf.constant([], tf.float32)
+    else:
+      mean, variance = self.moving_mean.value, self.moving_variance.value
+    y, mean, variance = fused_batch_norm(x, self.gamma.value, self.beta.value,
+                                         mean, variance, self.epsilon, training)
+    if training:
       # The kernel's batch variance is the unbiased estimate (n / (n - 1));
       # Keras and the normalization itself use the biased one.
       count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
@@ -70,12 +73,41 @@ class BatchNormalization(keras.layers.BatchNormalization):
       self.moving_mean.assign(self.moving_mean * self.momentum + mean * decay)
       self.moving_variance.assign(
           self.moving_variance * self.momentum + variance * decay)
-      return y
-    y, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-        x=x, scale=self.gamma.value, offset=self.beta.value,
-        mean=self.moving_mean.value, variance=self.moving_variance.value,
-        epsilon=self.epsilon, is_training=False)
     return y
+
+
+# oneDNN's bfloat16 batch norm kernels need the channel count to be a multiple
+# of this; other counts (Xception's 728, MobileNetV2's 24) fall back to a
+# generic loop 3-7x slower than the padded kernel (bench/README.md).
+_BF16_CHANNEL_BLOCK = 16
+
+
+def fused_batch_norm(x, scale, offset, mean, variance, epsilon: float,
+                     training: bool):
+  """``FusedBatchNormV3`` over the last axis: (y, batch or given mean, variance).
+
+  bfloat16 inputs whose channel count is not a multiple of 16 are padded
+  with zero channels (scale 1, offset 0, variance 1) up to the next
+  multiple, normalized and sliced back: same values, the fast kernel.
+  """
+  channels = x.shape[-1]
+  pad = -channels % _BF16_CHANNEL_BLOCK if x.dtype == tf.bfloat16 else 0
+  if pad:
+    x = tf.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, pad]])
+    scale = tf.pad(scale, [[0, pad]], constant_values=1.0)
+    offset = tf.pad(offset, [[0, pad]])
+    if not training:
+      mean = tf.pad(mean, [[0, pad]])
+      variance = tf.pad(variance, [[0, pad]], constant_values=1.0)
+  y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+      x=x, scale=scale, offset=offset, mean=mean, variance=variance,
+      epsilon=epsilon, is_training=training)
+  if pad:
+    # tf.slice, whose gradient is a Pad; StridedSlice's gradient kernel is
+    # several times slower in bfloat16.
+    y = tf.slice(y, [0] * len(x.shape), [-1] * (len(x.shape) - 1) + [channels])
+    mean, variance = mean[:channels], variance[:channels]
+  return y, mean, variance
 
 
 @keras.saving.register_keras_serializable(package="deeplab")
@@ -194,6 +226,85 @@ class ReLUOfSum(keras.layers.Layer):
     return tf.maximum(inputs, tf.zeros((), inputs.dtype))
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
+class PointwiseConv2D(keras.layers.Conv2D):
+  """A 1x1, stride-1 ``Conv2D`` computed as one matrix product.
+
+  The same layer as ``keras.layers.Conv2D(filters, 1)``: same kernel
+  ``[1, 1, in, out]``, same outputs. Over NHWC it is
+  ``[N*H*W, in] @ [in, out]``, and as a ``MatMul`` its two gradients are
+  matrix products too. oneDNN's bfloat16 convolution gradient with respect
+  to the kernel runs at about float32 speed, its matrix product 3-4x faster:
+  bfloat16 training steps of Xception-65 and ResNet-50 take 15-17% less time,
+  float32 ones the same (bench/README.md). Folded inference models keep
+  ``Conv2D``, which grappler fuses with its bias and ReLU.
+  """
+
+  def __init__(self, filters, kernel_size=1, **kwargs):
+    super().__init__(filters, kernel_size, **kwargs)
+    if (self.kernel_size != (1, 1) or self.strides != (1, 1)
+        or self.groups != 1 or self.data_format != "channels_last"):
+      raise ValueError(
+          f"{self.name}: PointwiseConv2D needs kernel_size 1, strides 1, "
+          f"groups 1 and channels_last, got kernel_size {self.kernel_size}, "
+          f"strides {self.strides}, groups {self.groups}, {self.data_format}")
+
+  def call(self, inputs):
+    channels = self.kernel.shape[2]
+    kernel = tf.cast(tf.reshape(self.kernel, [channels, self.filters]),
+                     self.compute_dtype)
+    y = tf.matmul(tf.reshape(inputs, [-1, channels]), kernel)
+    if self.use_bias:
+      y = tf.nn.bias_add(y, tf.cast(self.bias, self.compute_dtype))
+    y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [self.filters]], 0))
+    return y if self.activation is None else self.activation(y)
+
+
+@keras.saving.register_keras_serializable(package="deeplab")
+class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
+  """``keras.layers.DepthwiseConv2D`` whose strided bfloat16 gradients run in float32.
+
+  oneDNN has no fast bfloat16 kernel for the input gradient of a strided
+  depthwise convolution (3-4x slower than float32 at Xception's and
+  MobileNetV2's stride-2 layers, bench/README.md). Under a bfloat16 compute
+  dtype and a stride above 1, the forward pass stays in bfloat16 and the
+  gradients are computed in float32 and cast back. Everything else is the
+  Keras layer.
+  """
+
+  def call(self, inputs):
+    if self.compute_dtype != "bfloat16" or max(self.strides) == 1:
+      return super().call(inputs)
+    convolve = functools.partial(
+        keras.ops.depthwise_conv, strides=self.strides, padding=self.padding,
+        dilation_rate=self.dilation_rate, data_format=self.data_format)
+    outputs = _with_float32_gradients(convolve)(
+        tf.cast(inputs, self.compute_dtype),
+        tf.cast(self.kernel, self.compute_dtype))
+    if self.use_bias:
+      outputs = tf.nn.bias_add(outputs, tf.cast(tf.reshape(self.bias, [-1]),
+                                                self.compute_dtype))
+    return outputs if self.activation is None else self.activation(outputs)
+
+
+def _with_float32_gradients(fn):
+  """``fn(x, kernel)`` as it is, with its gradients computed in float32."""
+
+  @tf.custom_gradient
+  def wrapped(x, kernel):
+    def grad(dy):
+      x32, kernel32 = tf.cast(x, tf.float32), tf.cast(kernel, tf.float32)
+      with tf.GradientTape() as tape:
+        tape.watch([x32, kernel32])
+        y32 = fn(x32, kernel32)
+      dx, dkernel = tape.gradient(y32, [x32, kernel32],
+                                  output_gradients=tf.cast(dy, tf.float32))
+      return tf.cast(dx, x.dtype), tf.cast(dkernel, kernel.dtype)
+    return fn(x, kernel), grad
+
+  return wrapped
+
+
 def conv_bn_act(x, filters: int, kernel_size: int, *, name: str,
                 norm: BatchNormSpec, epsilon: float, strides: int = 1,
                 rate: int = 1, activation: Optional[str] = "relu",
@@ -220,7 +331,9 @@ def conv_bn_act(x, filters: int, kernel_size: int, *, name: str,
   if explicit_padding and strides > 1:
     x = fixed_padding(x, kernel_size, rate, name)
     padding = "valid"
-  x = keras.layers.Conv2D(
+  pointwise = kernel_size == 1 and strides == 1 and not norm.folded
+  conv = PointwiseConv2D if pointwise else keras.layers.Conv2D
+  x = conv(
       filters, kernel_size, strides=strides, dilation_rate=rate,
       padding=padding, use_bias=norm.folded, kernel_initializer="he_normal",
       name=name)(x)
@@ -237,7 +350,7 @@ def depthwise_bn_act(x, *, name: str, norm: BatchNormSpec, epsilon: float,
   if explicit_padding and strides > 1:
     x = fixed_padding(x, kernel_size, rate, name)
     padding = "valid"
-  x = keras.layers.DepthwiseConv2D(
+  x = DepthwiseConv2D(
       kernel_size, strides=strides, dilation_rate=rate, padding=padding,
       use_bias=norm.folded, depthwise_initializer="he_normal", name=name)(x)
   x = norm.apply(x, name + ".BatchNorm", epsilon)

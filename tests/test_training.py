@@ -327,7 +327,8 @@ def test_weight_decay_covers_conv_kernels_only():
   paths = {k.path for k in kernels}
   assert "aspp1_pointwise/kernel" in paths and "logits.semantic/kernel" in paths
   assert not any("depthwise" in p and "pointwise" not in p for p in paths)
-  convs = [l for l in model.layers if type(l) is keras.layers.Conv2D]
+  convs = [l for l in model.layers if hasattr(l, "kernel")
+           and not isinstance(l, keras.layers.DepthwiseConv2D)]
   assert len(kernels) == len(convs)
   value = float(loss_lib.weight_decay_loss(kernels, 4e-5))
   assert value == pytest.approx(4e-5 * sum(float(np.sum(np.square(k))) for k in kernels) / 2, rel=1e-5)

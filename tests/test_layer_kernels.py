@@ -1,0 +1,183 @@
+"""The layers that route around slow oneDNN kernels compute what Keras does.
+
+``PointwiseConv2D`` (1x1 conv as a matrix product), bfloat16 batch norm with
+channels padded to a multiple of 16, and ``DepthwiseConv2D`` with float32
+gradients when strided under bfloat16: each must give Keras' values and
+gradients, and each must really take its route (checked in the traced graph).
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab import layers
+from deeplab import model as model_lib
+
+
+def _op_types(fn, *args):
+  return [op.type for op in tf.function(fn).get_concrete_function(*args)
+          .graph.get_operations()]
+
+
+def _values_and_gradients(layer, x, weights):
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    y = layer(x)
+    loss = tf.reduce_sum(tf.cast(y, tf.float32) * weights)
+  grads = tape.gradient(loss, [x] + layer.trainable_variables)
+  return [np.asarray(tf.cast(t, tf.float32)) for t in [y] + grads]
+
+
+@pytest.mark.parametrize("use_bias, activation", [(False, None), (True, "relu")])
+def test_pointwise_conv_equals_keras_conv2d(use_bias, activation):
+  rng = np.random.default_rng(0)
+  x = tf.constant(rng.normal(size=(2, 7, 5, 6)).astype("float32"))
+  made = [cls(4, 1, use_bias=use_bias, activation=activation,
+              bias_initializer="random_normal")
+          for cls in (keras.layers.Conv2D, layers.PointwiseConv2D)]
+  made[0].build(x.shape)
+  made[1].build(x.shape)
+  made[1].set_weights(made[0].get_weights())
+  weights = rng.normal(size=(2, 7, 5, 4)).astype("float32")
+  for want, got in zip(*(_values_and_gradients(m, x, weights) for m in made)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  ops = _op_types(made[1], tf.TensorSpec([None, None, None, 6]))
+  assert "MatMul" in ops and "Conv2D" not in ops
+
+
+def test_pointwise_conv_in_bfloat16_and_unknown_sizes():
+  layer = layers.PointwiseConv2D(3, dtype="mixed_bfloat16")
+  fn = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 5])])
+  y = fn(tf.ones((1, 9, 4, 5)))
+  assert y.dtype == tf.bfloat16 and y.shape == (1, 9, 4, 3)
+  assert layer.kernel.dtype == "float32"
+
+
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=3), dict(strides=2),
+                                    dict(groups=2)])
+def test_pointwise_conv_rejects_other_convolutions(kwargs):
+  with pytest.raises(ValueError, match="pw_bad: PointwiseConv2D needs"):
+    layers.PointwiseConv2D(4, name="pw_bad", **kwargs)
+
+
+def test_model_uses_matrix_products_for_pointwise_convs_until_folded():
+  model = model_lib.DeepLab(num_classes=3, backbone="mobilenet_v2",
+                            depth_multiplier=0.35, atrous_rates=(),
+                            use_decoder=False)
+  project = model.get_layer("MobilenetV2.expanded_conv_1.project")
+  assert isinstance(project, layers.PointwiseConv2D)
+  folded = model_lib.DeepLab.from_config(
+      {**model.get_config(), "fold_batch_norm": True})
+  assert type(folded.get_layer(project.name)) is keras.layers.Conv2D
+
+
+def _reference_batch_norm(x, scale, offset, mean, variance, training):
+  y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+      x=x, scale=scale, offset=offset, mean=mean, variance=variance,
+      epsilon=1e-3, is_training=training)
+  return y, mean, variance
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("channels", [24, 728])
+def test_bfloat16_batch_norm_padding_changes_nothing(training, channels):
+  rng = np.random.default_rng(channels)
+  x = tf.constant((rng.normal(size=(2, 5, 3, channels)) * 3 + 1), tf.bfloat16)
+  scale, offset, mean, variance = (
+      tf.constant(rng.uniform(0.5, 2, channels), tf.float32) for _ in range(4))
+  if training:
+    mean = variance = tf.constant([], tf.float32)
+  dy = tf.constant(rng.normal(size=x.shape), tf.bfloat16)
+  results = []
+  for fn in (_reference_batch_norm, layers.fused_batch_norm):
+    def run(x, scale, offset, fn=fn):
+      if fn is layers.fused_batch_norm:
+        return fn(x, scale, offset, mean, variance, 1e-3, training)
+      return fn(x, scale, offset, mean, variance, training)
+    with tf.GradientTape() as tape:
+      tape.watch([x, scale, offset])
+      y, batch_mean, batch_variance = run(x, scale, offset)
+    grads = tape.gradient(y, [x, scale, offset], output_gradients=dy)
+    results.append([np.asarray(tf.cast(t, tf.float32))
+                    for t in [y, batch_mean, batch_variance] + grads])
+  for want, got in zip(*results):
+    assert got.shape == want.shape
+    # Both are bfloat16 results of float32 arithmetic: at most an ulp or so.
+    np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-2)
+  graph = tf.function(
+      lambda v: layers.fused_batch_norm(v, scale, offset, mean, variance,
+                                        1e-3, training)).get_concrete_function(
+          tf.TensorSpec(x.shape, tf.bfloat16)).graph
+  [norm] = [op for op in graph.get_operations()
+            if op.type == "FusedBatchNormV3"]
+  assert norm.inputs[0].shape[-1] == -channels // 16 * -16
+  # Sliced back with Slice (StridedSlice's gradient is slow in bfloat16).
+  assert [c.type for c in norm.outputs[0].consumers()] == ["Slice"]
+
+
+def test_batch_norm_pads_only_bfloat16_with_odd_channel_counts():
+  def ops(dtype, channels):
+    scale = tf.ones([channels])
+    return _op_types(
+        lambda v: layers.fused_batch_norm(v, scale, scale, scale, scale, 1e-3,
+                                          False),
+        tf.TensorSpec([1, 4, 4, channels], dtype))
+  assert "Pad" in ops(tf.bfloat16, 24)
+  assert "Pad" not in ops(tf.bfloat16, 32)
+  assert "Pad" not in ops(tf.float32, 24)
+
+
+def test_padded_bfloat16_batch_norm_layer_updates_statistics_like_float32():
+  rng = np.random.default_rng(1)
+  x = tf.cast(tf.constant(rng.normal(size=(2, 6, 6, 24)) * 2 + 3, tf.float32),
+              tf.bfloat16)
+  made = [layers.BatchNormalization(momentum=0.5, dtype=policy)
+          for policy in ("float32", "mixed_bfloat16")]
+  for layer in made:
+    layer(tf.cast(x, tf.float32), training=True)
+  f32, bf16 = made
+  for a, b in zip(bf16.get_weights(), f32.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(f32.moving_mean.numpy(), 0.0)
+
+
+@pytest.mark.parametrize("strides, padding", [(2, "valid"), (2, "same"),
+                                              (1, "same")])
+def test_depthwise_conv_bfloat16_gradients(strides, padding):
+  rng = np.random.default_rng(strides)
+  x = tf.constant(rng.normal(size=(2, 11, 9, 5)), tf.float32)
+  made = [cls(3, strides=strides, padding=padding, dtype=policy)
+          for cls, policy in ((keras.layers.DepthwiseConv2D, "float32"),
+                              (layers.DepthwiseConv2D, "mixed_bfloat16"),
+                              (keras.layers.DepthwiseConv2D, "mixed_bfloat16"))]
+  def bf16_values(v):
+    return tf.cast(tf.cast(v, tf.bfloat16), tf.float32)
+
+  made[0].build(x.shape)
+  start = [bf16_values(w) for w in made[0].get_weights()]
+  for layer in made[1:]:
+    layer.build(x.shape)
+  for layer in made:
+    layer.set_weights(start)
+  # Inputs and weights rounded to bfloat16 once, so every layer computes
+  # with the same numbers.
+  x = bf16_values(x)
+  # Loss weights (the output gradient) also bfloat16 values: float32
+  # gradients from the same numbers then differ from ours only by the final
+  # rounding to bfloat16.
+  weights = bf16_values(rng.normal(size=made[0](x).shape))
+  f32, ours, keras_bf16 = (_values_and_gradients(m, x, weights) for m in made)
+  np.testing.assert_array_equal(ours[0], keras_bf16[0])  # the same forward op
+  if strides == 1:  # Keras' own layer, gradients and all
+    for want, got in zip(keras_bf16, ours):
+      np.testing.assert_array_equal(got, want)
+  else:  # input and kernel gradients computed in float32
+    for want, got in zip(f32[1:3], ours[1:3]):
+      np.testing.assert_allclose(got, want, rtol=2 ** -8, atol=1e-6)
+  backprop = [op for op in tf.function(lambda v: tf.gradients(
+      made[1](v), v)).get_concrete_function(
+          tf.TensorSpec(x.shape)).graph.get_operations()
+      if op.type == "DepthwiseConv2dNativeBackpropInput"]
+  assert [op.get_attr("T") for op in backprop] == (
+      [tf.float32] if strides > 1 else [tf.bfloat16])
