@@ -266,14 +266,17 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
 
   oneDNN has no fast bfloat16 kernel for the input gradient of a strided
   depthwise convolution (3-4x slower than float32 at Xception's and
-  MobileNetV2's stride-2 layers, bench/README.md). Under a bfloat16 compute
-  dtype and a stride above 1, the forward pass stays in bfloat16 and the
-  gradients are computed in float32 and cast back. Everything else is the
-  Keras layer.
+  MobileNetV2's stride-2 layers, bench/README.md). In training calls under
+  a bfloat16 compute dtype with a stride above 1, the forward pass stays in
+  bfloat16 and the gradients are computed in float32 and cast back.
+  Everything else is the Keras layer.
   """
 
-  def call(self, inputs):
-    if self.compute_dtype != "bfloat16" or max(self.strides) == 1:
+  def call(self, inputs, training=None):
+    # Only training needs gradients; elsewhere the wrapper would only keep
+    # grappler from fusing the convolution with its bias and activation.
+    if (not training or self.compute_dtype != "bfloat16"
+        or max(self.strides) == 1):
       return super().call(inputs)
     convolve = functools.partial(
         keras.ops.depthwise_conv, strides=self.strides, padding=self.padding,

@@ -23,7 +23,7 @@ def _op_types(fn, *args):
 def _values_and_gradients(layer, x, weights):
   with tf.GradientTape() as tape:
     tape.watch(x)
-    y = layer(x)
+    y = layer(x, training=True)
     loss = tf.reduce_sum(tf.cast(y, tf.float32) * weights)
   grads = tape.gradient(loss, [x] + layer.trainable_variables)
   return [np.asarray(tf.cast(t, tf.float32)) for t in [y] + grads]
@@ -176,8 +176,11 @@ def test_depthwise_conv_bfloat16_gradients(strides, padding):
     for want, got in zip(f32[1:3], ours[1:3]):
       np.testing.assert_allclose(got, want, rtol=2 ** -8, atol=1e-6)
   backprop = [op for op in tf.function(lambda v: tf.gradients(
-      made[1](v), v)).get_concrete_function(
+      made[1](v, training=True), v)).get_concrete_function(
           tf.TensorSpec(x.shape)).graph.get_operations()
       if op.type == "DepthwiseConv2dNativeBackpropInput"]
   assert [op.get_attr("T") for op in backprop] == (
       [tf.float32] if strides > 1 else [tf.bfloat16])
+  # Outside training the plain Keras op, which grappler can fuse.
+  assert "IdentityN" not in _op_types(lambda v: made[1](v, training=False),
+                                      tf.TensorSpec(x.shape))
