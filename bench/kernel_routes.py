@@ -48,7 +48,7 @@ def _layer_pass(make_layer, shape, policy):
   def run():
     with tf.GradientTape() as tape:
       tape.watch(x)
-      loss = tf.reduce_sum(tf.cast(layer(x), tf.float32))
+      loss = tf.reduce_sum(tf.cast(layer(x, training=True), tf.float32))
     return tape.gradient(loss, [x] + layer.trainable_variables)
 
   return run
