@@ -335,8 +335,8 @@ INFERENCE_IMPLS = ("ours_inference",)
 def worker(arch, impls):
   """A timing worker: builds ``impls``, then serves commands on stdin.
 
-  'round' times every impl once (3 batch-1 runs, 1 batch-8 run, 1 training
-  step) and answers the seconds; 'finish' answers FLOPs, parameters and
+  'round' times every impl once (3 batch-1 runs, 2 batch-8 runs, 1
+  training step) and answers the seconds; 'finish' answers FLOPs, parameters and
   the process's peak RSS. Between commands the worker blocks on stdin, so
   its threads sleep while another worker is timed.
   """
@@ -353,7 +353,7 @@ def worker(arch, impls):
       times = {}
       for name, impl in built.items():
         times[name] = {"b1": [_seconds(lambda: impl.forward(1)) for _ in range(3)],
-                       "b8": [_seconds(lambda: impl.forward(8))],
+                       "b8": [_seconds(lambda: impl.forward(8)) for _ in range(2)],
                        "train": [_seconds(impl.train_step)] if impl.train_step else []}
       print(json.dumps(times), flush=True)
     else:

@@ -234,9 +234,10 @@ class PointwiseConv2D(keras.layers.Conv2D):
   ``[1, 1, in, out]``, same outputs. Over NHWC it is
   ``[N*H*W, in] @ [in, out]``, and as a ``MatMul`` its two gradients are
   matrix products too. oneDNN's bfloat16 convolution gradient with respect
-  to the kernel runs at about float32 speed, its matrix product 3-4x faster:
-  bfloat16 training steps of Xception-65 and ResNet-50 take 15-17% less time,
-  float32 ones the same (bench/README.md). Folded inference models keep
+  to the kernel runs at about float32 speed, while its bfloat16 matrix
+  products are up to 3.6x faster than float32 ones: bfloat16 training steps
+  of Xception-65 and ResNet-50 take 14-17% less time, float32 ones the same
+  (bench/README.md, bench/kernel_routes.py). Folded inference models keep
   ``Conv2D``, which grappler fuses with its bias and ReLU.
   """
 
