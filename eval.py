@@ -1,26 +1,27 @@
-r"""Evaluates the latest checkpoint of a training workdir.
+r"""Evaluates a training run: its latest checkpoint, or every new one.
 
-  python eval.py --config=configs/<name>.py --workdir=W \
-      [--config.data.eval_pattern=GLOB] [--config.eval.scales='(0.5,0.75,1.0,1.25,1.5,1.75)'] \
-      [--config.eval.flip=True] [--checkpoint=W/checkpoints/ckpt-N]
+  python eval.py --workdir=W [--config.eval.scales='(0.5,0.75,1.0,1.25,1.5,1.75)'] \
+      [--config.eval.flip=True] [--config.data.eval_pattern=GLOB] \
+      [--checkpoint=W/checkpoints/ckpt-N] [--mode=continuous_eval]
 
-Writes W/eval/metrics.json: {"miou", "per_class_iou": {name: iou},
-"pixel_accuracy", "mean_accuracy", "frequency_weighted_iou", "step"}, and
-TensorBoard summaries in W/eval. With --mode=continuous_eval it waits for
-new checkpoints and evaluates each once.
+The run's own config (W/config.json) is used; --config.x=... (or
+--config=FILE) changes evaluation fields on purpose, and a change of the
+model's architecture is refused. Writes W/eval/metrics.json: {"miou",
+"per_class_iou": {name: iou}, "pixel_accuracy", "mean_accuracy",
+"frequency_weighted_iou", "step"}, and TensorBoard summaries in W/eval.
+With --mode=continuous_eval it waits for new checkpoints and evaluates each
+once, until the run's last step.
 """
 
 import json
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 
-from deeplab import folding
-from deeplab.training import loop
+from deeplab import cli
+from deeplab import eval_lib
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file.", lock_config=True)
+_CONFIG = cli.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run folder.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None,
                                   "A checkpoint prefix (default: the latest).")
@@ -33,16 +34,15 @@ _TIMEOUT = flags.DEFINE_float("timeout", 3600, "continuous_eval: seconds to "
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config = _CONFIG.value
+  config = cli.tool_config(_CONFIG.value, _WORKDIR.value)
   if _MODE.value == "continuous_eval":
-    loop.continuous_eval(config, _WORKDIR.value, _TIMEOUT.value)
+    eval_lib.continuous_eval(config, _WORKDIR.value, _TIMEOUT.value)
     return
-  model, step = loop.restore_model(config, _WORKDIR.value, _CHECKPOINT.value)
-  model = folding.inference_model(model)  # Same logits, faster.
-  metrics = loop.evaluate_model(config, model, _WORKDIR.value, step)
+  metrics = eval_lib.evaluate_checkpoint(config, _WORKDIR.value,
+                                         _CHECKPOINT.value)
   print(json.dumps(metrics, indent=2))
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.mark_flags_as_required(["workdir"])
   app.run(main)

@@ -1,41 +1,39 @@
 r"""Trains DeepLab (or resumes a run) from an experiment config.
 
-  python train.py --config=configs/pascal_voc_xception65.py --workdir=/runs/voc \
-      [--mode=train|train_and_eval|continuous_eval] [--strategy=mirrored] \
+  python train.py --config=configs/pascal_voc_xception65.py --workdir=runs/voc \
+      [--mode=train|train_and_eval] [--config.train.strategy=mirrored] \
       [--config.train.steps=N --config.train.max_minutes=M ...]
+  python train.py --workdir=runs/voc          # resume with the run's config
 
 Leaves checkpoints, W/config.json (the resolved config), TensorBoard
 summaries and W/train_log.jsonl in W; a second run resumes from the latest
-checkpoint. SIGTERM / Ctrl-C save a checkpoint before exiting.
+checkpoint. SIGTERM / Ctrl-C save a checkpoint before exiting. Strategies:
+--config.train.strategy=default|mirrored|multi_worker (TF_CONFIG)|tpu, with
+--config.train.tpu=NAME. Continuous evaluation is eval.py's.
 """
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 
+from deeplab import cli
 from deeplab.training import loop
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file.", lock_config=True)
+_CONFIG = cli.define_config_flag(
+    "Experiment config file (configs/<name>.py); default: the config of "
+    "the run in --workdir, to resume it.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder.")
-_MODE = flags.DEFINE_enum("mode", "train", loop.MODES, "What to run.")
-_STRATEGY = flags.DEFINE_string(
-    "strategy", None, "Overrides config.train.strategy: default, mirrored, "
-    "multi_worker (TF_CONFIG) or tpu.")
-_TPU = flags.DEFINE_string("tpu", None, "TPU address (overrides config.train.tpu).")
+_MODE = flags.DEFINE_enum("mode", "train", loop.MODES,
+                          "train, or train_and_eval (evaluate after every "
+                          "checkpoint).")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config = _CONFIG.value
-  if _STRATEGY.value is not None:
-    config.train.strategy = _STRATEGY.value
-  if _TPU.value is not None:
-    config.train.tpu = _TPU.value
-  loop.run(config, _WORKDIR.value, _MODE.value)
+  loop.run(cli.run_config(_CONFIG.value, _WORKDIR.value), _WORKDIR.value,
+           _MODE.value)
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.mark_flags_as_required(["workdir"])
   app.run(main)

@@ -7,5 +7,6 @@ Example:
 """
 
 from deeplab.model import DeepLab, build_model
+from deeplab.model_args import ModelArgs
 
-__all__ = ["DeepLab", "build_model"]
+__all__ = ["DeepLab", "ModelArgs", "build_model"]

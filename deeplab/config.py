@@ -5,13 +5,21 @@ fields; the tree is locked, so a misspelt key (in a config file or on the
 command line, ``--config.train.batch_sise=8``) is an error, and ml_collections'
 type safety rejects a value of the wrong type. ``validate`` then checks the
 values against the rules of the model and the data.
+
+The model's fields (``config.model.*`` and ``config.dataset.num_classes``)
+come from ``deeplab.model_args.ModelArgs``, which documents each of them.
 """
 
 from __future__ import annotations
 
+from typing import Any, Dict, Iterator, Tuple
+
 import ml_collections
 
-from deeplab import model as model_lib
+from deeplab.data import registry
+from deeplab.model_args import ModelArgs
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -22,54 +30,18 @@ def base_config() -> ml_collections.ConfigDict:
   config.dataset = ml_collections.ConfigDict()
   # Name of the dataset (an entry of the dataset table, or a user dataset).
   config.dataset.name = "pascal_voc_seg"
-  # Number of classes the model predicts (the logits' channels).
-  config.dataset.num_classes = 21
   # Label value of pixels that are excluded from loss and metrics.
   config.dataset.ignore_label = 255
   # Class names of a user dataset, one per id; () takes the table's names
   # (or class_0, class_1, ... for a dataset not in the table).
   config.dataset.class_names = ()
 
-  # --- The network. ---
+  # --- The network: every ModelArgs field of an experiment (its
+  # docstrings say what each means), plus where its weights come from. ---
   config.model = ml_collections.ConfigDict()
-  # Backbone: xception_41/65/71, resnet_50/101, mobilenet_v2.
-  config.model.backbone = "xception_65"
-  # Input-to-feature resolution ratio of the encoder output: 8, 16 or 32.
-  config.model.output_stride = 16
-  # Atrous rates of the ASPP 3x3 branches (pixels of the feature map);
-  # (6, 12, 18) at output stride 16, (12, 24, 36) at 8; () for image pooling
-  # + 1x1 only (the MobileNetV2 checkpoints' head).
-  config.model.atrous_rates = (6, 12, 18)
-  # Use atrous separable convs in the ASPP 3x3 branches (else plain convs).
-  config.model.aspp_separable = True
-  # Add ASPP's image-level (global average pool) branch.
-  config.model.image_pooling = True
-  # Channels of each ASPP branch and of its 1x1 projection.
-  config.model.aspp_filters = 256
-  # Dropout probability after the ASPP projection, in training only.
-  config.model.dropout_rate = 0.1
-  # Use the DeepLabv3+ decoder (False: plain DeepLabv3, logits at OS).
-  config.model.use_decoder = True
-  # Use separable convs in the decoder's two 3x3 convs.
-  config.model.decoder_separable = True
-  # Channels of the decoder's 3x3 convs.
-  config.model.decoder_filters = 256
-  # Channels the stride-4 backbone features are projected to (48).
-  config.model.low_level_filters = 48
-  # MobileNetV2 width multiplier (ignored by other backbones).
-  config.model.depth_multiplier = 1.0
-  # Unit rates of the last backbone block, times the block's atrous rate
-  # (Xception: 3 entries; ResNet: one unit per entry, (1, 2, 4) in the paper).
-  config.model.multi_grid = (1, 1, 1)
-  # Moving-average decay of batch norm statistics (the original's 0.9997).
-  config.model.batch_norm_momentum = 0.9997
-  # Epsilon of the ASPP and decoder batch norms (backbones keep their own).
-  config.model.head_batch_norm_epsilon = 1e-5
-  # Reduce batch norm statistics across replicas (set automatically when a
-  # strategy has more than one replica).
-  config.model.sync_batch_norm = False
-  # Compute dtype policy: float32, mixed_bfloat16 or mixed_float16.
-  config.model.dtype_policy = "float32"
+  for field in ModelArgs.config_fields():
+    section, name = ModelArgs.config_key(field.name).split(".")
+    config[section][name] = field.default
   # Path of pretrained backbone weights: an original DeepLab/slim TF1
   # checkpoint prefix or a .keras file of ours; '' starts from scratch.
   config.model.backbone_weights = ""
@@ -144,7 +116,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.max_minutes = 0.0
   # Seed of the weight initialization (same seed: same initial weights).
   config.train.seed = 0
-  # tf.distribute strategy: default, mirrored, multi_worker or tpu.
+  # tf.distribute strategy: one of STRATEGIES (multi_worker reads TF_CONFIG).
   config.train.strategy = "default"
   # TPU name or grpc:// address for strategy 'tpu'.
   config.train.tpu = ""
@@ -163,18 +135,63 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+def get_config() -> ml_collections.ConfigDict:
+  """The defaults, for ``--config`` flags whose file is this one."""
+  return base_config()
+
+
+def leaves(config, prefix: str = "") -> Iterator[Tuple[str, Any]]:
+  """``(dotted.path, value)`` of every field of a config tree."""
+  for key, value in config.items():
+    path = f"{prefix}{key}"
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      yield from leaves(value, path + ".")
+    else:
+      yield path, value
+
+
+def from_dict(values: Dict[str, Any]) -> ml_collections.ConfigDict:
+  """A locked, typed config tree holding ``values`` (e.g. a run's
+  ``config.json``; JSON lists become the tuples the tree holds).
+
+  Raises:
+    ValueError: a key the config tree does not have, or a value of
+      another type, naming the key.
+  """
+  config = base_config()
+  for path, value in leaves(values):
+    set_field(config, path, value)
+  return config
+
+
+def set_field(config: ml_collections.ConfigDict, path: str, value) -> None:
+  """Sets ``config.<path>``; errors name the key."""
+  *sections, name = path.split(".")
+  node = config
+  try:
+    for section in sections:
+      node = node[section]
+    current = node[name]
+  except (KeyError, AttributeError):
+    raise ValueError(f"config.{path} is not a config field") from None
+  if isinstance(current, tuple) and isinstance(value, list):
+    value = tuple(value)
+  if isinstance(current, float) and isinstance(value, int) and \
+      not isinstance(value, bool):
+    value = float(value)
+  try:
+    node[name] = value
+  except TypeError as e:
+    raise ValueError(f"config.{path}={value!r}: {e}") from None
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks values a locked, typed config tree can still get wrong.
 
   Raises:
     ValueError: naming the config key, the rule and the received value.
   """
-  try:
-    model_lib.check_arguments(**model_lib.model_kwargs(config))
-  except model_lib.ArgumentError as e:
-    key = ("dataset.num_classes" if e.field == "num_classes"
-           else f"model.{e.field}")
-    raise ValueError(f"config.{key} must be {e.rule}, got {e.value!r}") from e
+  ModelArgs.from_experiment(config)  # ArgumentError names the key.
   output_stride = config.model.output_stride
   crop = tuple(config.data.crop_size)
   if (len(crop) != 2 or
@@ -197,7 +214,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if data.shuffle_buffer < 1:
     raise ValueError(
         f"config.data.shuffle_buffer must be >= 1, got {data.shuffle_buffer!r}")
-  from deeplab.data import registry  # pylint: disable=g-import-not-at-top
   registry.from_config(config)  # Table agreement of num_classes/ignore_label.
   if config.train.batch_size < 1:
     raise ValueError(
@@ -216,10 +232,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         f"config.train.class_weights has {len(train.class_weights)} entries "
         f"for config.dataset.num_classes={config.dataset.num_classes}")
-  from deeplab.training import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
-  if train.strategy not in strategy_lib.STRATEGIES:
-    raise ValueError(f"config.train.strategy must be one of "
-                     f"{strategy_lib.STRATEGIES}, got {train.strategy!r}")
+  if train.strategy not in STRATEGIES:
+    raise ValueError(f"config.train.strategy must be one of {STRATEGIES}, "
+                     f"got {train.strategy!r}")
   if not config.eval.scales or any(s <= 0 for s in config.eval.scales):
     raise ValueError(f"config.eval.scales must be positive, got "
                      f"{tuple(config.eval.scales)!r}")

@@ -20,15 +20,11 @@ from __future__ import annotations
 
 import os
 
-from absl import app
-from absl import flags
 from absl import logging
-from ml_collections import config_flags
-import tensorflow as tf
 
 from deeplab import model as model_lib
+from deeplab import run_dir
 from deeplab import weights as weights_lib
-from deeplab.training import loop
 
 
 def convert(config, source: str, workdir: str) -> weights_lib.LoadReport:
@@ -50,31 +46,32 @@ def convert(config, source: str, workdir: str) -> weights_lib.LoadReport:
   if report.missing or report.mismatched:
     raise ValueError(f"{source} does not fit the config's model:\n"
                      + report.summary())
-  loop.prepare_workdir(workdir)
-  loop.write_config(config, workdir)
-  manager = tf.train.CheckpointManager(
-      tf.train.Checkpoint(model=model),
-      os.path.join(workdir, loop.CHECKPOINT_DIR), max_to_keep=1)
-  path = manager.save(checkpoint_number=0)
-  logging.info("Wrote %s", path)
+  logging.info("Wrote %s", run_dir.save_model(model, config, workdir, step=0))
   return report
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config describing the source's architecture.",
-    lock_config=True)
-_SOURCE = flags.DEFINE_string("source", None,
-                              "A .tflite file or a TF1 checkpoint prefix.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the checkpoint.")
+def _cli():
+  """``python -m deeplab.convert``: flags, then ``convert``."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from deeplab import cli  # pylint: disable=g-import-not-at-top
 
+  config_flag = cli.define_config_flag(
+      "Config describing the source's architecture (default: the config of "
+      "the run in --workdir).")
+  source = flags.DEFINE_string("source", None,
+                               "A .tflite file or a TF1 checkpoint prefix.")
+  workdir = flags.DEFINE_string("workdir", None, "Folder for the checkpoint.")
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  report = convert(_CONFIG.value, _SOURCE.value, _WORKDIR.value)
-  print(report.summary())
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    config = cli.run_config(config_flag.value, workdir.value)
+    print(convert(config, source.value, workdir.value).summary())
+
+  flags.mark_flags_as_required(["source", "workdir"])
+  app.run(main)
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config", "source", "workdir"])
-  app.run(main)
+  _cli()

@@ -51,7 +51,7 @@ def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
     flip: also average the left-right flipped input.
     output_stride: padding alignment (default: the model's).
   """
-  output_stride = output_stride or model.output_stride
+  output_stride = output_stride or model.args.output_stride
   size = tf.shape(images)[1:3]
   total = 0.0
   count = 0

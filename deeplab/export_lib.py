@@ -24,26 +24,30 @@ from __future__ import annotations
 import json
 from typing import Iterable, Optional, Sequence
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants
 
+
 from deeplab import evaluation
 from deeplab import folding
 from deeplab import model as model_lib
+from deeplab import run_dir
 from deeplab.data import augment
+from deeplab.data import pipeline
 from deeplab.data import registry
 
 
 def with_output_stride(model: model_lib.DeepLab, output_stride: int):
   """The same weights at another output stride (ASPP rates scaled along)."""
-  if output_stride == model.output_stride:
+  args = model.args
+  if output_stride == args.output_stride:
     return model
-  config = model.get_config()
-  factor = model.output_stride / output_stride
-  config["atrous_rates"] = [int(round(r * factor)) for r in model.atrous_rates]
-  config["output_stride"] = output_stride
-  rebuilt = model_lib.DeepLab.from_config(config)
+  factor = args.output_stride / output_stride
+  rebuilt = model_lib.DeepLab(args.replace(
+      output_stride=output_stride,
+      atrous_rates=tuple(int(round(r * factor)) for r in args.atrous_rates)))
   rebuilt.set_weights(model.get_weights())
   return rebuilt
 
@@ -85,7 +89,7 @@ class ServingModule(tf.Module):
         "ignore_label": info.ignore_label,
         "class_names": list(info.class_names),
         "colormap": info.colormap.tolist(),
-        "output_stride": model.output_stride, "scales": list(scales),
+        "output_stride": model.args.output_stride, "scales": list(scales),
         "flip": flip}), trainable=False)
 
   def _predict(self, images):
@@ -134,7 +138,7 @@ def export_saved_model(model, info: registry.DatasetInfo, export_dir: str,
     legacy_names: add the ``legacy`` signature.
   """
   model = folding.inference_model(
-      with_output_stride(model, output_stride or model.output_stride))
+      with_output_stride(model, output_stride or model.args.output_stride))
   module = ServingModule(model, info, scales, flip)
   signatures = {"serving_default": module.serve.get_concrete_function(),
                 "serve_encoded": module.serve_encoded.get_concrete_function()}
@@ -199,3 +203,83 @@ def _convert(converter, quantization, representative_images) -> bytes:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
   return converter.convert()
+
+
+def _calibration_pattern(config) -> str:
+  pattern = config.data.train_pattern
+  if not pattern:
+    raise ValueError(
+        "int8 quantization calibrates on training images: set "
+        "--config.data.train_pattern (it is empty in this run's config)")
+  pipeline.list_files(pattern, "config.data.train_pattern")
+  return pattern
+
+
+def representative_images(config, height: int, width: int, count: int):
+  """Up to ``count`` training images (never validation ones: calibrating on
+  them would leak them into the model) resized to the TFLite input.
+
+  Raises:
+    ValueError / FileNotFoundError: ``config.data.train_pattern`` is empty
+      or matches no file (the message names the field).
+  """
+  pattern = _calibration_pattern(config)
+  dataset = pipeline.eval_dataset(
+      config, pattern=pattern,
+      pattern_field="config.data.train_pattern").take(count)
+  for batch in dataset:
+    image = (batch["image"][0] + 1.0) * 127.5
+    yield tf.image.resize(image, (height, width)).numpy().astype(np.float32)
+
+
+def export_run(config, workdir: str, export_dir: Optional[str] = None,
+               tflite_path: Optional[str] = None,
+               tflite_size: Optional[Sequence[int]] = None,
+               quantization: str = "float32", representative_count: int = 32,
+               output_stride: Optional[int] = None,
+               legacy_names: bool = False) -> int:
+  """Exports the latest checkpoint of a run: SavedModel and/or TFLite.
+
+  Args:
+    config: the run's config (``run_dir.read_config``, possibly changed:
+      ``config.eval.scales``/``flip`` are baked into the SavedModel).
+    workdir: the run folder.
+    export_dir: SavedModel folder, or None.
+    tflite_path: TFLite file, or None.
+    tflite_size: TFLite input (height, width); default: the crop size.
+    quantization: TFLite 'float32', 'float16' or 'int8' (calibrated on
+      ``representative_count`` images of ``config.data.train_pattern``).
+    representative_count: int8 calibration images.
+    output_stride: export at another output stride than trained.
+    legacy_names: add the SavedModel's ``legacy`` signature.
+
+  Returns:
+    The step of the exported checkpoint.
+
+  Raises:
+    ValueError: neither output given, or int8 without training records
+      (checked before anything is written).
+  """
+  if not export_dir and not tflite_path:
+    raise ValueError("give an export_dir (--export_dir) and/or a tflite "
+                     "path (--tflite)")
+  if tflite_path and quantization == "int8":
+    _calibration_pattern(config)
+  model, step = run_dir.restore_model(config, workdir)
+  output_stride = output_stride or model.args.output_stride
+  if export_dir:
+    export_saved_model(model, registry.from_config(config), export_dir,
+                       tuple(config.eval.scales), config.eval.flip,
+                       output_stride, legacy_names)
+    logging.info("SavedModel of step %d written to %s", step, export_dir)
+  if tflite_path:
+    height, width = tuple(tflite_size or config.data.crop_size)
+    images = None
+    if quantization == "int8":
+      images = representative_images(config, height, width,
+                                     representative_count)
+    size = export_tflite(with_output_stride(model, output_stride), tflite_path,
+                         height, width, quantization, images)
+    logging.info("TFLite (%s, %dx%d) of step %d written to %s: %d bytes",
+                 quantization, height, width, step, tflite_path, size)
+  return step

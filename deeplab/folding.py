@@ -5,9 +5,8 @@ with ``s = gamma / sqrt(variance + epsilon)``, so the convolution before it
 can absorb it: kernel ``k * s`` per output channel, bias
 ``beta - s * mean``. The folded model has no batch norm layers, only
 convolutions with biases followed by ReLUs, which TensorFlow's graph
-optimizer fuses; batch-1 latency drops by about a fifth for Xception-65
-and MobileNetV2 (``bench/fold_speed.py``). eval.py, prediction and export
-use this form.
+optimizer fuses (``bench/fold_speed.py`` times both forms; figures in
+bench/README.md). Evaluation, prediction and export use this form.
 """
 
 from __future__ import annotations
@@ -41,12 +40,10 @@ def fold_batch_norm(model: model_lib.DeepLab) -> model_lib.DeepLab:
     ValueError: the model's normalization layers are not batch norms that
       follow a convolution (a custom ``batch_norm_factory``).
   """
-  if model.fold_batch_norm:
+  if model.args.fold_batch_norm:
     return model
-  config = model.get_config()
-  config.update(fold_batch_norm=True, sync_batch_norm=False,
-                batch_norm_factory=None)
-  folded = model_lib.DeepLab.from_config(config)
+  folded = model_lib.DeepLab(model.args.replace(
+      fold_batch_norm=True, sync_batch_norm=False, batch_norm_factory=None))
   source = {layer.name: layer for layer in model.layers}
   used = set()
   for layer in folded.layers:
@@ -78,6 +75,6 @@ def fold_batch_norm(model: model_lib.DeepLab) -> model_lib.DeepLab:
 def inference_model(model: model_lib.DeepLab) -> model_lib.DeepLab:
   """The fastest inference form: folded, unless a custom normalization
   factory makes folding meaningless (then ``model`` itself)."""
-  if model.batch_norm_factory is not None:
+  if model.args.batch_norm_factory is not None:
     return model
   return fold_batch_norm(model)

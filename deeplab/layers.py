@@ -17,11 +17,12 @@ checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Callable, Optional, Sequence
 
 import keras
 import tensorflow as tf
+
+from deeplab import kernels
 
 SCOPE_SEPARATOR = "."
 
@@ -29,123 +30,6 @@ SCOPE_SEPARATOR = "."
 def scope(*parts: str) -> str:
   """Joins original-checkpoint scope parts into a Keras layer name."""
   return SCOPE_SEPARATOR.join(p for p in parts if p)
-
-
-@keras.saving.register_keras_serializable(package="deeplab")
-class BatchNormalization(keras.layers.BatchNormalization):
-  """Keras batch norm computed by TensorFlow's fused kernel.
-
-  Keras 3 normalizes with separate moments, multiply and add ops in float32
-  (casting mixed-precision inputs up and back). The fused kernel
-  (``FusedBatchNormV3``) does it in one pass on float32, float16 or bfloat16
-  inputs with float32 statistics (training steps 25-35% faster, see
-  bench/README.md). For inference ``deeplab.folding`` removes batch norm
-  altogether. Same variables, same update rule
-  (``moving = momentum * moving + (1 - momentum) * batch``, with the batch
-  variance biased as in Keras); anything the kernel cannot do (masks,
-  renorm, another axis, rank other than 4, no scale or center, another
-  backend) takes the Keras path.
-  """
-
-  def _fusable(self, inputs, training, mask) -> bool:
-    del training
-    return (mask is None and not self.renorm and self.scale and self.center
-            and len(inputs.shape) == 4 and self.axis in (-1, 3)
-            and keras.backend.backend() == "tensorflow")
-
-  def call(self, inputs, training=None, mask=None):
-    if not self._fusable(inputs, training, mask):
-      return super().call(inputs, training=training, mask=mask)
-    x = tf.cast(inputs, self.compute_dtype)
-    training = bool(training and self.trainable)
-    if training:
-      mean = variance = tf.constant([], tf.float32)
-    else:
-      mean, variance = self.moving_mean.value, self.moving_variance.value
-    y, mean, variance = fused_batch_norm(x, self.gamma.value, self.beta.value,
-                                         mean, variance, self.epsilon, training)
-    if training:
-      # The kernel's batch variance is the unbiased estimate (n / (n - 1));
-      # Keras and the normalization itself use the biased one.
-      count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
-      variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
-      decay = 1.0 - self.momentum
-      self.moving_mean.assign(self.moving_mean * self.momentum + mean * decay)
-      self.moving_variance.assign(
-          self.moving_variance * self.momentum + variance * decay)
-    return y
-
-
-# oneDNN's bfloat16 batch norm kernels need the channel count to be a multiple
-# of this; other counts (Xception's 728, MobileNetV2's 24) fall back to a
-# generic loop 3-7x slower than the padded kernel (bench/README.md).
-_BF16_CHANNEL_BLOCK = 16
-
-
-def fused_batch_norm(x, scale, offset, mean, variance, epsilon: float,
-                     training: bool):
-  """``FusedBatchNormV3`` over the last axis: (y, batch or given mean, variance).
-
-  bfloat16 inputs whose channel count is not a multiple of 16 are padded
-  with zero channels (scale 1, offset 0, variance 1) up to the next
-  multiple, normalized and sliced back: same values, the fast kernel.
-  """
-  channels = x.shape[-1]
-  pad = -channels % _BF16_CHANNEL_BLOCK if x.dtype == tf.bfloat16 else 0
-  if pad:
-    x = tf.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, pad]])
-    scale = tf.pad(scale, [[0, pad]], constant_values=1.0)
-    offset = tf.pad(offset, [[0, pad]])
-    if not training:
-      mean = tf.pad(mean, [[0, pad]])
-      variance = tf.pad(variance, [[0, pad]], constant_values=1.0)
-  y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-      x=x, scale=scale, offset=offset, mean=mean, variance=variance,
-      epsilon=epsilon, is_training=training)
-  if pad:
-    # tf.slice, whose gradient is a Pad; StridedSlice's gradient kernel is
-    # several times slower in bfloat16.
-    y = tf.slice(y, [0] * len(x.shape), [-1] * (len(x.shape) - 1) + [channels])
-    mean, variance = mean[:channels], variance[:channels]
-  return y, mean, variance
-
-
-@keras.saving.register_keras_serializable(package="deeplab")
-class SyncBatchNormalization(BatchNormalization):
-  """Batch norm whose training statistics span every replica in sync.
-
-  Keras' own ``synchronized=True`` all-reduces sum(x) and sum(x^2) and takes
-  E[x^2] - E[x]^2, which cancels catastrophically in float32 when a channel's
-  mean is large against its spread (relative errors near 1e-4 in the logits of
-  a MobileNetV2 head). This layer reduces in two passes instead, the global
-  mean first and then the summed squared deviations from it, so N replicas of
-  batch B compute what one replica of batch N*B would, up to summation order.
-  With one replica (or outside ``strategy.run``) it is the plain layer.
-  """
-
-  def _fusable(self, inputs, training, mask) -> bool:
-    context = tf.distribute.get_replica_context()
-    synchronizing = (training and self.trainable and context is not None
-                     and context.num_replicas_in_sync > 1)
-    return not synchronizing and super()._fusable(inputs, training, mask)
-
-  def _moments(self, inputs, mask):
-    context = tf.distribute.get_replica_context()
-    if mask is not None or context is None or context.num_replicas_in_sync == 1:
-      return super()._moments(inputs, mask)
-    x = tf.cast(inputs, tf.float32)
-    axes = list(self._reduction_axes)
-    count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
-    total = context.all_reduce(
-        tf.distribute.ReduceOp.SUM,
-        tf.concat([tf.reduce_sum(x, axis=axes), count[None]], axis=0))
-    global_count = total[-1]
-    mean = total[:-1] / tf.maximum(global_count, 1.0)
-    squared = context.all_reduce(
-        tf.distribute.ReduceOp.SUM,
-        tf.reduce_sum(tf.square(x - mean), axis=axes))
-    variance = squared / tf.maximum(global_count, 1.0)
-    return tf.cast(mean, inputs.dtype), tf.cast(variance, inputs.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +59,8 @@ class BatchNormSpec:
   def __call__(self, name: str, epsilon: float) -> keras.layers.Layer:
     if self.factory is not None:
       return self.factory(name=name, epsilon=epsilon, momentum=self.momentum)
-    layer = SyncBatchNormalization if self.synchronized else BatchNormalization
+    layer = (kernels.TwoPassSyncBatchNorm if self.synchronized
+             else kernels.FusedBatchNorm)
     return layer(momentum=self.momentum, epsilon=epsilon, name=name)
 
 
@@ -207,108 +92,6 @@ def activation_layer(x, activation: Optional[str], name: str):
   raise ValueError(f"activation must be 'relu', 'relu6' or None, got {activation!r}")
 
 
-@keras.saving.register_keras_serializable(package="deeplab")
-class ReLUOfSum(keras.layers.Layer):
-  """ReLU of a residual sum that something else also reads: ``max(x, 0)``.
-
-  The same values as ``keras.layers.ReLU``, built from a ``Maximum`` op
-  instead of ``Relu``. TensorFlow's graph remapper (2.21, CPU) fuses
-  Conv2D + BiasAdd + Add + Relu into one op without checking that the Add
-  has no other reader; where it has one (Xception's unit input, read by the
-  next unit's ReLU and by its shortcut) the rewrite fails ("Mutation::Apply
-  error: fanout ... exist for missing node") and the remapper gives up on
-  the whole graph, leaving every convolution of the folded model without
-  its bias and ReLU fusion. ``tests/test_folding.py`` checks that grappler
-  fuses the folded graphs' convolutions.
-  """
-
-  def call(self, inputs):
-    return tf.maximum(inputs, tf.zeros((), inputs.dtype))
-
-
-@keras.saving.register_keras_serializable(package="deeplab")
-class PointwiseConv2D(keras.layers.Conv2D):
-  """A 1x1, stride-1 ``Conv2D`` computed as one matrix product.
-
-  The same layer as ``keras.layers.Conv2D(filters, 1)``: same kernel
-  ``[1, 1, in, out]``, same outputs. Over NHWC it is
-  ``[N*H*W, in] @ [in, out]``, and as a ``MatMul`` its two gradients are
-  matrix products too. oneDNN's bfloat16 convolution gradient with respect
-  to the kernel runs at about float32 speed, while its bfloat16 matrix
-  products are up to 3.6x faster than float32 ones: bfloat16 training steps
-  of Xception-65 and ResNet-50 take 14-17% less time, float32 ones the same
-  (bench/README.md, bench/kernel_routes.py). Folded inference models keep
-  ``Conv2D``, which grappler fuses with its bias and ReLU.
-  """
-
-  def __init__(self, filters, kernel_size=1, **kwargs):
-    super().__init__(filters, kernel_size, **kwargs)
-    if (self.kernel_size != (1, 1) or self.strides != (1, 1)
-        or self.groups != 1 or self.data_format != "channels_last"):
-      raise ValueError(
-          f"{self.name}: PointwiseConv2D needs kernel_size 1, strides 1, "
-          f"groups 1 and channels_last, got kernel_size {self.kernel_size}, "
-          f"strides {self.strides}, groups {self.groups}, {self.data_format}")
-
-  def call(self, inputs):
-    channels = self.kernel.shape[2]
-    kernel = tf.cast(tf.reshape(self.kernel, [channels, self.filters]),
-                     self.compute_dtype)
-    y = tf.matmul(tf.reshape(inputs, [-1, channels]), kernel)
-    if self.use_bias:
-      y = tf.nn.bias_add(y, tf.cast(self.bias, self.compute_dtype))
-    y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [self.filters]], 0))
-    return y if self.activation is None else self.activation(y)
-
-
-@keras.saving.register_keras_serializable(package="deeplab")
-class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
-  """``keras.layers.DepthwiseConv2D`` whose strided bfloat16 gradients run in float32.
-
-  oneDNN has no fast bfloat16 kernel for the input gradient of a strided
-  depthwise convolution (3-4x slower than float32 at Xception's and
-  MobileNetV2's stride-2 layers, bench/README.md). In training calls under
-  a bfloat16 compute dtype with a stride above 1, the forward pass stays in
-  bfloat16 and the gradients are computed in float32 and cast back.
-  Everything else is the Keras layer.
-  """
-
-  def call(self, inputs, training=None):
-    # Only training needs gradients; elsewhere the wrapper would only keep
-    # grappler from fusing the convolution with its bias and activation.
-    if (not training or self.compute_dtype != "bfloat16"
-        or max(self.strides) == 1):
-      return super().call(inputs)
-    convolve = functools.partial(
-        keras.ops.depthwise_conv, strides=self.strides, padding=self.padding,
-        dilation_rate=self.dilation_rate, data_format=self.data_format)
-    outputs = _with_float32_gradients(convolve)(
-        tf.cast(inputs, self.compute_dtype),
-        tf.cast(self.kernel, self.compute_dtype))
-    if self.use_bias:
-      outputs = tf.nn.bias_add(outputs, tf.cast(tf.reshape(self.bias, [-1]),
-                                                self.compute_dtype))
-    return outputs if self.activation is None else self.activation(outputs)
-
-
-def _with_float32_gradients(fn):
-  """``fn(x, kernel)`` as it is, with its gradients computed in float32."""
-
-  @tf.custom_gradient
-  def wrapped(x, kernel):
-    def grad(dy):
-      x32, kernel32 = tf.cast(x, tf.float32), tf.cast(kernel, tf.float32)
-      with tf.GradientTape() as tape:
-        tape.watch([x32, kernel32])
-        y32 = fn(x32, kernel32)
-      dx, dkernel = tape.gradient(y32, [x32, kernel32],
-                                  output_gradients=tf.cast(dy, tf.float32))
-      return tf.cast(dx, x.dtype), tf.cast(dkernel, kernel.dtype)
-    return fn(x, kernel), grad
-
-  return wrapped
-
-
 def conv_bn_act(x, filters: int, kernel_size: int, *, name: str,
                 norm: BatchNormSpec, epsilon: float, strides: int = 1,
                 rate: int = 1, activation: Optional[str] = "relu",
@@ -336,7 +119,7 @@ def conv_bn_act(x, filters: int, kernel_size: int, *, name: str,
     x = fixed_padding(x, kernel_size, rate, name)
     padding = "valid"
   pointwise = kernel_size == 1 and strides == 1 and not norm.folded
-  conv = PointwiseConv2D if pointwise else keras.layers.Conv2D
+  conv = kernels.MatMulPointwiseConv if pointwise else keras.layers.Conv2D
   x = conv(
       filters, kernel_size, strides=strides, dilation_rate=rate,
       padding=padding, use_bias=norm.folded, kernel_initializer="he_normal",
@@ -354,7 +137,7 @@ def depthwise_bn_act(x, *, name: str, norm: BatchNormSpec, epsilon: float,
   if explicit_padding and strides > 1:
     x = fixed_padding(x, kernel_size, rate, name)
     padding = "valid"
-  x = DepthwiseConv2D(
+  x = kernels.Float32GradDepthwiseConv(
       kernel_size, strides=strides, dilation_rate=rate, padding=padding,
       use_bias=norm.folded, depthwise_initializer="he_normal", name=name)(x)
   x = norm.apply(x, name + ".BatchNorm", epsilon)

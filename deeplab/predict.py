@@ -1,8 +1,11 @@
 r"""Segments images and writes id masks, colored masks and overlays.
 
-  python -m deeplab.predict --config=configs/<name>.py --workdir=W \
-      --input='photos/*.jpg' --output_dir=O
+  python -m deeplab.predict --workdir=W --input='photos/*.jpg' --output_dir=O \
+      [--config.eval.scales='(0.75,1.0,1.25)' --config.eval.flip=True]
   python -m deeplab.predict --saved_model=E --input=photos/ --output_dir=O
+
+A run folder is read with its own config (W/config.json); --config.x=...
+changes evaluation fields (scales, flip) on purpose.
 
 --input is an image file, a folder, or a glob. For each image ``x`` it
 writes ``O/x_ids.png`` (class ids), ``O/x_color.png`` (the dataset's
@@ -19,9 +22,6 @@ import os
 import sys
 from typing import Callable, List, Tuple
 
-from absl import app
-from absl import flags
-from ml_collections import config_flags
 import numpy as np
 from PIL import Image
 import tensorflow as tf
@@ -29,6 +29,7 @@ import tensorflow as tf
 from deeplab import evaluation
 from deeplab import folding
 from deeplab import progress
+from deeplab import run_dir
 from deeplab import visualize
 from deeplab.data import augment
 from deeplab.data import builder
@@ -52,8 +53,8 @@ def list_inputs(spec: str) -> List[str]:
 
 
 def checkpoint_predictor(config, workdir: str) -> Tuple[Predictor, registry.DatasetInfo]:
-  from deeplab.training import loop  # pylint: disable=g-import-not-at-top
-  model, _ = loop.restore_model(config, workdir)
+  """Predicts with the latest checkpoint of a run, batch norm folded."""
+  model, _ = run_dir.restore_model(config, workdir)
   model = folding.inference_model(model)
   scales, flip = tuple(config.eval.scales), config.eval.flip
 
@@ -68,6 +69,7 @@ def checkpoint_predictor(config, workdir: str) -> Tuple[Predictor, registry.Data
 
 
 def saved_model_predictor(export_dir: str) -> Tuple[Predictor, registry.DatasetInfo]:
+  """Predicts with an exported SavedModel's ``serving_default``."""
   loaded = tf.saved_model.load(export_dir)
   serve = loaded.signatures["serving_default"]
   meta = json.loads(loaded.metadata.numpy().decode())
@@ -102,42 +104,50 @@ def predict_files(paths, predictor: Predictor, info: registry.DatasetInfo,
   return problems
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config (with --workdir).", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training run folder.")
-_SAVED_MODEL = flags.DEFINE_string("saved_model", None,
-                                   "SavedModel folder (instead of config/workdir).")
-_INPUT = flags.DEFINE_string("input", None, "Image file, folder or glob.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where outputs go.")
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if _SAVED_MODEL.value:
-    predictor, info = saved_model_predictor(_SAVED_MODEL.value)
-  elif _CONFIG.value is not None and _WORKDIR.value:
-    predictor, info = checkpoint_predictor(_CONFIG.value, _WORKDIR.value)
-  else:
-    raise app.UsageError("give --saved_model, or --config and --workdir")
-  problems = predict_files(list_inputs(_INPUT.value), predictor, info,
-                           _OUTPUT_DIR.value)
-  for problem in problems:
-    print(problem, file=sys.stderr)
-  if problems:
-    sys.exit(1)
-
-
 # This process only predicts, so its weights never change: oneDNN may keep
 # each convolution's weights in its own blocked layout instead of
-# reordering them on every call (bench/README.md, ``ours_inference``:
-# batch 1 11-16% faster for ResNets and Xception-65). Never set where a model trains, since the cached copies
-# would go stale; TF Serving can take the same variable.
+# reordering them on every call (bench/README.md, ``ours_inference``).
+# Never set where a model trains, since the cached copies would go stale;
+# TF Serving can take the same variable.
 INFERENCE_ENV = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}
+
+
+def _cli():
+  """``python -m deeplab.predict``: flags, then ``predict_files``."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from deeplab import cli  # pylint: disable=g-import-not-at-top
+
+  config_flag = cli.define_config_flag(
+      "With --workdir: changes to the run's config (e.g. eval scales).")
+  workdir = flags.DEFINE_string("workdir", None, "Training run folder.")
+  saved_model = flags.DEFINE_string("saved_model", None,
+                                    "SavedModel folder (instead of --workdir).")
+  inputs = flags.DEFINE_string("input", None, "Image file, folder or glob.")
+  output_dir = flags.DEFINE_string("output_dir", None, "Where outputs go.")
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if bool(saved_model.value) == bool(workdir.value):
+      raise app.UsageError("give --saved_model or --workdir (one of them)")
+    if saved_model.value:
+      predictor, info = saved_model_predictor(saved_model.value)
+    else:
+      predictor, info = checkpoint_predictor(
+          cli.tool_config(config_flag.value, workdir.value), workdir.value)
+    problems = predict_files(list_inputs(inputs.value), predictor, info,
+                             output_dir.value)
+    for problem in problems:
+      print(problem, file=sys.stderr)
+    if problems:
+      sys.exit(1)
+
+  flags.mark_flags_as_required(["input", "output_dir"])
+  app.run(main)
 
 
 if __name__ == "__main__":
   for _key, _value in INFERENCE_ENV.items():
     os.environ.setdefault(_key, _value)  # read when the first kernel is built
-  flags.mark_flags_as_required(["input", "output_dir"])
-  app.run(main)
+  _cli()

@@ -7,17 +7,7 @@ The last line is ``total_params=<int>`` (weights and batch norm statistics).
 The model is built at the config's crop size so the table shows real shapes.
 """
 
-from absl import app
-from absl import flags
-from ml_collections import config_flags
-
 from deeplab import model as model_lib
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (configs/<name>.py).",
-    lock_config=True)
-_LINE_LENGTH = flags.DEFINE_integer(
-    "line_length", 140, "Width of the printed layer table in characters.")
 
 
 def print_summary(config, line_length: int = 140) -> int:
@@ -33,12 +23,24 @@ def print_summary(config, line_length: int = 140) -> int:
   return total
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  print_summary(_CONFIG.value, _LINE_LENGTH.value)
+def _cli():
+  """``python -m deeplab.summary``: flags, then ``print_summary``."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from deeplab import cli  # pylint: disable=g-import-not-at-top
+
+  config_flag = cli.define_config_flag("Experiment config file "
+                                       "(configs/<name>.py).")
+  line_length = flags.DEFINE_integer(
+      "line_length", 140, "Width of the printed layer table in characters.")
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    print_summary(config_flag.value, line_length.value)
+
+  app.run(main)
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("config")
-  app.run(main)
+  _cli()

@@ -176,12 +176,12 @@ def load_backbone_weights(model: keras.Model, path: str) -> LoadReport:
     ValueError: a backbone weight is missing or has another shape (a
       checkpoint of another backbone or width).
   """
-  root = backbones.ROOT_SCOPES[model.backbone] + "/"
+  root = backbones.ROOT_SCOPES[model.args.backbone] + "/"
   report = assign_by_original_names(model, read_source(path),
                                     select=lambda name: name.startswith(root))
   if report.missing or report.mismatched:
     raise ValueError(
-        f"backbone weights {path!r} do not fit backbone {model.backbone!r}:\n"
+        f"backbone weights {path!r} do not fit backbone {model.args.backbone!r}:\n"
         + report.summary())
   logging.info("Backbone weights from %s: %s", path, report.summary())
   return report

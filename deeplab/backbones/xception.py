@@ -16,6 +16,7 @@ from typing import Dict, Sequence
 
 import keras
 
+from deeplab import kernels
 from deeplab import layers
 from deeplab.backbones import common
 
@@ -70,8 +71,8 @@ def _xception_module(x, depth_list: Sequence[int], skip: str, stride: int,
     if not activation_inside:
       # Pre-activation: ReLU on the unit's input, none after the batch norms.
       # The unit's input is the previous unit's sum, which the shortcut
-      # reads too (see layers.ReLUOfSum).
-      relu = layers.ReLUOfSum if i == 0 else keras.layers.ReLU
+      # reads too (see kernels.ReLUOfSum).
+      relu = kernels.ReLUOfSum if i == 0 else keras.layers.ReLU
       residual = relu(name=conv_name + ".preact")(residual)
     residual = layers.atrous_separable_conv(
         residual, depth_list[i], name=conv_name, norm=norm,

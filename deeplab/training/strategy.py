@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+from deeplab.config import STRATEGIES
 
 
 def make_strategy(name: str, tpu_address: str = "") -> tf.distribute.Strategy:

@@ -1,0 +1,106 @@
+"""Evaluation of a run: metrics files, TensorBoard summaries, and continuous
+evaluation of new checkpoints.
+
+``evaluate_model`` scores a model on the config's eval records and writes
+``W/eval/metrics.json`` (and ``metrics-<step>.json``), TensorBoard scalars
+and a few predicted masks. ``evaluate_checkpoint`` restores a checkpoint of
+a run and scores its inference form (batch norm folded: the same logits,
+faster); ``continuous_eval`` does that for each new checkpoint. Training
+calls ``evaluate_model`` on its live model (``train_and_eval``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from deeplab import evaluation
+from deeplab import folding
+from deeplab import run_dir
+from deeplab.data import pipeline
+from deeplab.data import registry
+
+
+def evaluate_model(config, model, workdir: str, step: int,
+                   strategy: Optional[tf.distribute.Strategy] = None,
+                   pattern: Optional[str] = None) -> Dict:
+  """Evaluates ``model`` on the eval records; writes metrics and summaries.
+
+  Writes ``workdir/eval/metrics.json`` (and ``metrics-<step>.json``) and
+  TensorBoard scalars (mIoU, per-class IoU, pixel accuracy) and a few
+  predicted masks beside their images.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  info = registry.from_config(config)
+  dataset = strategy.distribute_datasets_from_function(
+      lambda context: pipeline.eval_dataset(config, context, pattern))
+  matrix = evaluation.evaluate(model, dataset, strategy, info.num_classes,
+                               info.ignore_label, tuple(config.eval.scales),
+                               config.eval.flip)
+  metrics = evaluation.metrics_from_confusion(matrix, info.class_names,
+                                              info.evaluated_classes)
+  metrics["step"] = int(step)
+  eval_dir = os.path.join(workdir, "eval")
+  tf.io.gfile.makedirs(eval_dir)
+  for name in ("metrics.json", f"metrics-{step}.json"):
+    with tf.io.gfile.GFile(os.path.join(eval_dir, name), "w") as f:
+      json.dump(metrics, f, indent=2)
+  with tf.summary.create_file_writer(eval_dir).as_default():
+    tf.summary.scalar("miou", metrics["miou"], step)
+    tf.summary.scalar("pixel_accuracy", metrics["pixel_accuracy"], step)
+    for name, iou in metrics["per_class_iou"].items():
+      if iou is not None:
+        tf.summary.scalar(f"iou/{name}", iou, step)
+    _summarize_predictions(config, model, info, step, pattern)
+  logging.info("Step %d: mIoU %.4f, pixel accuracy %.4f", step,
+               metrics["miou"], metrics["pixel_accuracy"])
+  return metrics
+
+
+def _summarize_predictions(config, model, info, step: int, pattern=None):
+  """A few eval images beside their predicted and true masks, colored."""
+  count = config.eval.num_summary_images
+  if not count:
+    return
+  colormap = tf.constant(np.concatenate(
+      [info.colormap, np.zeros((256 - info.num_classes, 3), np.uint8)]))
+  panels = []
+  for batch in pipeline.eval_dataset(config, pattern=pattern).take(count):
+    image = batch["image"][:1]
+    probabilities = evaluation.predict_probabilities(model, image)
+    predicted = tf.gather(colormap, tf.argmax(probabilities, -1)[0])
+    truth = tf.gather(colormap, tf.cast(batch["label"][0], tf.int32))
+    pixels = tf.cast((image[0] + 1.0) * 127.5, tf.uint8)
+    panels.append(tf.concat([pixels, predicted, truth], axis=1))
+  tf.summary.image("image_prediction_truth",
+                   tf.stack([tf.image.resize_with_pad(p, 256, 768, "nearest")
+                             for p in panels]), step, max_outputs=count)
+
+
+def evaluate_checkpoint(config, workdir: str, checkpoint: Optional[str] = None,
+                        strategy: Optional[tf.distribute.Strategy] = None
+                        ) -> Dict:
+  """Restores a checkpoint of the run (default: the latest), folds its batch
+  norm and evaluates it; returns the metrics ``evaluate_model`` wrote."""
+  model, step = run_dir.restore_model(config, workdir, checkpoint)
+  return evaluate_model(config, folding.inference_model(model), workdir, step,
+                        strategy)
+
+
+def continuous_eval(config, workdir: str, timeout_seconds: float = 3600,
+                    strategy: Optional[tf.distribute.Strategy] = None
+                    ) -> List[Dict]:
+  """Evaluates each new checkpoint of ``workdir`` once, until training ends
+  (the final step is evaluated) or no checkpoint arrives for ``timeout``."""
+  results = []
+  for checkpoint in tf.train.checkpoints_iterator(
+      run_dir.checkpoint_dir(workdir), timeout=timeout_seconds):
+    results.append(evaluate_checkpoint(config, workdir, checkpoint, strategy))
+    if results[-1]["step"] >= config.train.steps:
+      break
+  return results

@@ -1,0 +1,248 @@
+"""The one definition of DeepLab's arguments.
+
+Each field of ``ModelArgs`` carries its default, its rule, its meaning, where
+it lives in an experiment config, and whether it decides which weights the
+model has. Everything else is derived from here: ``DeepLab``'s keyword
+arguments and ``get_config``, the experiment config's ``model`` section
+(``deeplab.config``), and the "same architecture?" rule that guards resuming
+and restoring a run (``deeplab.run_dir``). Adding a model option is one
+field here plus its use in ``deeplab.model``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import keras
+
+from deeplab import backbones
+
+OUTPUT_STRIDES = (8, 16, 32)
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+class ArgumentError(ValueError):
+  """A model argument broke its rule.
+
+  Attributes:
+    field: the argument's name.
+    config_key: where the argument lives in an experiment config
+      (``model.output_stride``, ``dataset.num_classes``), or None.
+    rule: what the value must be.
+    value: the value received.
+  """
+
+  def __init__(self, field: str, rule: str, value, config_key: Optional[str]):
+    name = f"config.{config_key}" if config_key else field
+    super().__init__(f"{name} must be {rule}, got {value!r}")
+    self.field, self.config_key, self.rule, self.value = (
+        field, config_key, rule, value)
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(value) -> bool:
+  return _is_int(value) and value >= 1
+
+
+def _positive_ints(values) -> bool:
+  return isinstance(values, tuple) and all(_positive_int(v) for v in values)
+
+
+def _arg(default, doc: str, check: Optional[Callable[[Any], bool]] = None,
+         rule: str = "", *, weights: Optional[Callable[[Any], Any]] = None,
+         config_key: Optional[str] = "model"):
+  """A ``ModelArgs`` field.
+
+  Args:
+    default: the default value.
+    doc: what the field means (shown in the config's documentation).
+    check: predicate the value must satisfy (None: any value).
+    rule: the rule in words, for the error message.
+    weights: if the field decides the model's weights, the function of its
+      value that does (``lambda v: v`` for the value itself, ``len`` when
+      only the count matters); None if weights fit any value.
+    config_key: section of the experiment config holding the field
+      (``model``, ``dataset``), or None for arguments of the built model
+      only (input shape, folding, normalization factory).
+  """
+  return dataclasses.field(default=default, metadata=dict(
+      doc=doc, check=check, rule=rule, weights=weights, section=config_key))
+
+
+def _satisfies(check, value) -> bool:
+  if check is None:
+    return True
+  try:
+    return bool(check(value))
+  except TypeError:  # A value of another type ("8" for 8) breaks the rule.
+    return False
+
+
+def _same(value):
+  return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelArgs:
+  """DeepLab's arguments, validated when made (``ArgumentError`` names the
+  first bad one). Sequences are stored as tuples."""
+
+  num_classes: int = _arg(
+      21, "Number of classes the model predicts (the logits' channels).",
+      _positive_int, "an integer >= 1", weights=_same, config_key="dataset")
+  backbone: str = _arg(
+      "xception_65", "Backbone: xception_41/65/71, resnet_50/101, "
+      "mobilenet_v2.", lambda v: v in backbones.BACKBONES,
+      f"one of {sorted(backbones.BACKBONES)}", weights=_same)
+  output_stride: int = _arg(
+      16, "Input-to-feature resolution ratio of the encoder output.",
+      lambda v: v in OUTPUT_STRIDES, f"one of {OUTPUT_STRIDES}")
+  atrous_rates: Tuple[int, ...] = _arg(
+      (6, 12, 18), "Atrous rates of the ASPP 3x3 branches (feature-map "
+      "pixels): (6, 12, 18) at output stride 16, (12, 24, 36) at 8; () for "
+      "image pooling + 1x1 only (the MobileNetV2 checkpoints' head).",
+      _positive_ints, "a sequence of positive integers", weights=len)
+  aspp_separable: bool = _arg(
+      True, "Atrous separable convs in the ASPP 3x3 branches (else plain).",
+      weights=_same)
+  image_pooling: bool = _arg(
+      True, "Add ASPP's image-level (global average pool) branch.",
+      weights=_same)
+  aspp_filters: int = _arg(
+      256, "Channels of each ASPP branch and of its 1x1 projection.",
+      _positive_int, "an integer >= 1", weights=_same)
+  dropout_rate: float = _arg(
+      0.1, "Dropout probability after the ASPP projection, training only.",
+      lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+  use_decoder: bool = _arg(
+      True, "The DeepLabv3+ decoder (False: plain DeepLabv3, logits at the "
+      "output stride).", weights=_same)
+  decoder_separable: bool = _arg(
+      True, "Separable convs in the decoder's two 3x3 convs.", weights=_same)
+  decoder_filters: int = _arg(
+      256, "Channels of the decoder's 3x3 convs.", _positive_int,
+      "an integer >= 1", weights=_same)
+  low_level_filters: int = _arg(
+      48, "Channels the stride-4 backbone features are projected to.",
+      _positive_int, "an integer >= 1", weights=_same)
+  depth_multiplier: float = _arg(
+      1.0, "MobileNetV2 width multiplier (ignored by other backbones).",
+      lambda v: v > 0, "> 0", weights=_same)
+  multi_grid: Tuple[int, ...] = _arg(
+      (1, 1, 1), "Unit rates of the last backbone block, times the block's "
+      "atrous rate (Xception: 3 entries; ResNet: one unit per entry, "
+      "(1, 2, 4) in the paper).", _positive_ints,
+      "a sequence of positive integers", weights=len)
+  batch_norm_momentum: float = _arg(
+      0.9997, "Moving-average decay of batch norm statistics.",
+      lambda v: 0.0 < v < 1.0, "in (0, 1)")
+  head_batch_norm_epsilon: float = _arg(
+      1e-5, "Epsilon of the ASPP and decoder batch norms (backbones keep "
+      "their own: 1e-3 Xception and MobileNetV2, 1e-5 ResNet).",
+      lambda v: v > 0, "> 0")
+  sync_batch_norm: bool = _arg(
+      False, "Reduce batch norm statistics across replicas (set "
+      "automatically when a strategy has more than one replica).")
+  dtype_policy: str = _arg(
+      "float32", "Compute dtype policy; logits are always float32.",
+      lambda v: v in DTYPE_POLICIES, f"one of {DTYPE_POLICIES}")
+  input_shape: Tuple[Optional[int], ...] = _arg(
+      (None, None, 3), "(height, width, 3); None dims accept any size.",
+      lambda v: len(v) == 3 and v[2] == 3, "(height, width, 3)",
+      config_key=None)
+  batch_norm_factory: Optional[Callable[..., Any]] = _arg(
+      None, "Callable (name, epsilon, momentum) -> Layer replacing batch "
+      "norm (register it with Keras to survive .keras saving).",
+      config_key=None)
+  fold_batch_norm: bool = _arg(
+      False, "Inference form without batch norm layers (convolutions with "
+      "biases), made from a trained model by deeplab.folding.",
+      config_key=None)
+
+  def __post_init__(self):
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if isinstance(value, list):
+        value = tuple(value)
+        object.__setattr__(self, field.name, value)
+      if not _satisfies(field.metadata["check"], value):
+        raise self.error(field.name, field.metadata["rule"], value)
+    if not self.backbone.startswith("resnet") and len(self.multi_grid) != 3:
+      raise self.error("multi_grid", f"3 rates for {self.backbone} (one per "
+                       "conv of the last unit)", self.multi_grid)
+
+  @classmethod
+  def error(cls, name: str, rule: str, value) -> ArgumentError:
+    return ArgumentError(name, rule, value, cls.config_key(name))
+
+  @staticmethod
+  def config_key(name: str) -> Optional[str]:
+    """``section.name`` of a field in an experiment config, or None."""
+    section = _FIELDS[name].metadata["section"]
+    return f"{section}.{name}" if section else None
+
+  @staticmethod
+  def config_fields():
+    """The fields an experiment config holds, as dataclass fields."""
+    return [f for f in _FIELDS.values() if f.metadata["section"]]
+
+  @classmethod
+  def from_experiment(cls, config, **overrides) -> "ModelArgs":
+    """The arguments an experiment config tree describes.
+
+    Raises:
+      ArgumentError: naming the config key of the first bad value.
+    """
+    values = {}
+    for field in cls.config_fields():
+      section, name = cls.config_key(field.name).split(".")
+      values[field.name] = config[section][name]
+    values.update(overrides)
+    return cls(**values)
+
+  def replace(self, **changes) -> "ModelArgs":
+    return dataclasses.replace(self, **changes)
+
+  def weight_signature(self) -> Dict[str, Any]:
+    """What decides the weights: ``{field: value or count}``.
+
+    Two models with the same signature have the same weights with the same
+    shapes (output stride, rates and multi-grid values do not matter: a
+    model trained at one runs at another).
+    """
+    return {f.name: f.metadata["weights"](getattr(self, f.name))
+            for f in _FIELDS.values() if f.metadata["weights"] is not None}
+
+  def differences(self, other: "ModelArgs") -> Dict[str, Tuple[Any, Any]]:
+    """Fields whose weight signatures differ: ``{field: (self, other)}``."""
+    mine, theirs = self.weight_signature(), other.weight_signature()
+    return {name: (getattr(self, name), getattr(other, name))
+            for name in mine if mine[name] != theirs[name]}
+
+  def to_config(self) -> Dict[str, Any]:
+    """JSON-able dict (tuples as lists, the factory serialized by Keras)."""
+    config = {}
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if isinstance(value, tuple):
+        value = list(value)
+      if field.name == "batch_norm_factory":
+        value = keras.saving.serialize_keras_object(value)
+      config[field.name] = value
+    return config
+
+  @classmethod
+  def from_config(cls, config: Dict[str, Any]) -> "ModelArgs":
+    """Inverse of ``to_config``; keys that are not fields are ignored."""
+    values = {k: v for k, v in config.items() if k in _FIELDS}
+    if "batch_norm_factory" in values:
+      values["batch_norm_factory"] = keras.saving.deserialize_keras_object(
+          values["batch_norm_factory"])
+    return cls(**values)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(ModelArgs)}

@@ -1,0 +1,182 @@
+"""A run folder: its resolved config, its checkpoints, and what may change.
+
+Training (or ``deeplab.convert``) writes ``W/config.json``, the resolved
+experiment config, and numbered checkpoints in ``W/checkpoints``. Every
+later tool (evaluation, export, prediction, a resumed run, a run
+initialized from this one) reads the config from here instead of
+re-deriving it from a ``.py`` file, and may change any field except those
+that decide the model's weights (``ModelArgs.weight_signature``): such a
+change is refused with the field named.
+
+Layout:
+  W/config.json          the resolved config (``write_config``)
+  W/checkpoints/ckpt-N   checkpoints numbered by training step
+  W/train_log.jsonl      one JSON record per logged training step
+  W/train/, W/eval/      TensorBoard summaries; W/eval/metrics.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import ml_collections
+import tensorflow as tf
+
+from deeplab import config as config_lib
+from deeplab import model as model_lib
+from deeplab.model_args import ModelArgs
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+LOG_FILE = "train_log.jsonl"
+
+
+def prepare(workdir: str) -> str:
+  """Creates ``workdir``; refuses an empty path or a path that is a file."""
+  if not workdir:
+    raise ValueError("--workdir is required")
+  if tf.io.gfile.exists(workdir) and not tf.io.gfile.isdir(workdir):
+    raise ValueError(f"--workdir={workdir!r} is a file, not a folder")
+  tf.io.gfile.makedirs(workdir)
+  return workdir
+
+
+def config_path(workdir: str) -> str:
+  return os.path.join(workdir, CONFIG_FILE)
+
+
+def has_config(workdir: str) -> bool:
+  return bool(workdir) and tf.io.gfile.exists(config_path(workdir))
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run wrote, as a locked, typed config tree.
+
+  Raises:
+    FileNotFoundError: ``workdir`` holds no ``config.json``.
+    ValueError: the file is not JSON or has a field the config tree lacks
+      (the message names the file and the field).
+  """
+  path = config_path(workdir)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"{path} does not exist: {workdir!r} is not a "
+                            "run folder (train.py or deeplab.convert writes it)")
+  with tf.io.gfile.GFile(path) as f:
+    try:
+      values = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path} is not valid JSON: {e}") from None
+  try:
+    return config_lib.from_dict(values)
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from None
+
+
+def check_architecture(config, saved, where: str) -> None:
+  """Raises ValueError naming every field where ``config`` describes other
+  weights than ``saved`` (the config of the run in ``where``)."""
+  differences = ModelArgs.from_experiment(config).differences(
+      ModelArgs.from_experiment(saved))
+  if differences:
+    raise ValueError(
+        "the config does not describe the model of the run in "
+        f"{where} (its weights would not fit): " + "; ".join(
+            f"config.{ModelArgs.config_key(name)}={ours!r} (the run has "
+            f"{theirs!r})" for name, (ours, theirs) in differences.items()))
+
+
+def write_config(config, workdir: str) -> None:
+  """Writes the resolved config to ``workdir/config.json``.
+
+  Raises:
+    ValueError: the workdir holds a run whose weights the config does not
+      describe (``check_architecture``).
+  """
+  if has_config(workdir):
+    check_architecture(config, read_config(workdir), workdir)
+  with tf.io.gfile.GFile(config_path(workdir), "w") as f:
+    json.dump(json.loads(config.to_json()), f, indent=2, sort_keys=True)
+
+
+def config_with_changes(workdir: str,
+                        changes: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """The run's config with ``changes`` (``{"eval.flip": True, ...}``) applied.
+
+  Raises:
+    ValueError: a change names no config field, has the wrong type, breaks
+      a rule, or would change the model's weights; the message names it.
+  """
+  saved = read_config(workdir)
+  config = config_lib.from_dict(saved.to_dict())
+  for path, value in changes.items():
+    config_lib.set_field(config, path, value)
+  check_architecture(config, saved, workdir)
+  config_lib.validate(config)
+  return config
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(workdir, CHECKPOINT_DIR)
+
+
+def latest_checkpoint(workdir: str) -> Optional[str]:
+  """The newest checkpoint prefix of the run, or None."""
+  return tf.train.latest_checkpoint(checkpoint_dir(workdir))
+
+
+def checkpoint_step(path: str) -> int:
+  """The training step of a checkpoint prefix (``.../ckpt-<step>``)."""
+  try:
+    return int(path.rsplit("-", 1)[1])
+  except (IndexError, ValueError):
+    raise ValueError(f"{path!r} is not a checkpoint prefix ending in "
+                     "-<step>") from None
+
+
+def restore_model(config, workdir: str, checkpoint: Optional[str] = None
+                  ) -> Tuple[model_lib.DeepLab, int]:
+  """Builds the config's model and restores a checkpoint of the run.
+
+  Args:
+    config: the run's config (``read_config``, possibly with changes).
+    workdir: the run folder.
+    checkpoint: a checkpoint prefix; default: the run's latest.
+
+  Returns:
+    (model, step).
+
+  Raises:
+    FileNotFoundError: the run has no checkpoint.
+    ValueError: the config describes other weights than the run's.
+  """
+  checkpoint = checkpoint or latest_checkpoint(workdir)
+  if checkpoint is None:
+    raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}")
+  if has_config(workdir):
+    check_architecture(config, read_config(workdir), workdir)
+  model = model_lib.build_model(config)
+  try:
+    tf.train.Checkpoint(model=model).restore(checkpoint) \
+        .assert_existing_objects_matched().expect_partial()
+  except AssertionError as e:
+    raise ValueError(f"{checkpoint} does not hold every weight of the config's "
+                     f"model: {str(e)[:500]}") from None
+  return model, checkpoint_step(checkpoint)
+
+
+def save_model(model, config, workdir: str, step: int = 0) -> str:
+  """Makes ``workdir`` a run holding ``model``'s weights (for imported
+  weights): its config and ``checkpoints/ckpt-<step>``."""
+  prepare(workdir)
+  write_config(config, workdir)
+  manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(model=model), checkpoint_dir(workdir), max_to_keep=1)
+  return manager.save(checkpoint_number=step)
+
+
+def append_log(workdir: str, record: Dict[str, Any]) -> None:
+  """Appends one JSON record to ``workdir/train_log.jsonl``."""
+  with tf.io.gfile.GFile(os.path.join(workdir, LOG_FILE), "a") as f:
+    f.write(json.dumps(record) + "\n")

@@ -1,0 +1,128 @@
+"""The trainer: model, optimizer and checkpoint under a strategy, and the
+compiled training step.
+
+The loss of a replica is its summed pixel losses divided by the number of
+labelled pixels of the *global* batch (an all-reduce), so the summed
+gradients equal those of one device on the whole batch, whatever the
+replica count; weight decay is divided by the number of replicas for the
+same reason.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+from deeplab import model as model_lib
+from deeplab import run_dir
+from deeplab.data import registry
+from deeplab.training import loss as loss_lib
+from deeplab.training import schedule as schedule_lib
+from deeplab.training import strategy as strategy_lib
+from deeplab.training import warm_start
+
+
+def freeze_batch_norm(model: keras.Model):
+  """Keeps batch norm statistics and scales fixed (inference mode in training),
+  the original's ``fine_tune_batch_norm=False`` for small batches."""
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      layer.trainable = False
+
+
+class Trainer:
+  """Holds the model, optimizer, checkpoint and the compiled train step."""
+
+  def __init__(self, config, workdir: str, strategy: tf.distribute.Strategy):
+    self.config, self.workdir, self.strategy = config, workdir, strategy
+    self.info = registry.from_config(config)
+    self.chief = strategy_lib.is_chief(strategy)
+    train = config.train
+    replicas = strategy.num_replicas_in_sync
+    # Every worker and every rerun starts from the same initial weights.
+    keras.utils.set_random_seed(train.seed)
+    with strategy.scope():
+      self.model = model_lib.build_model(config, sync_batch_norm=replicas > 1)
+      if not train.fine_tune_batch_norm:
+        freeze_batch_norm(self.model)
+      self.schedule = schedule_lib.PolyWithWarmup(
+          train.base_learning_rate, train.steps, train.learning_power,
+          train.end_learning_rate, train.warmup_steps,
+          train.warmup_learning_rate)
+      optimizer = keras.optimizers.SGD(self.schedule, momentum=train.momentum)
+      if config.model.dtype_policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+      self.optimizer = optimizer
+      self.optimizer.build(self.model.trainable_variables)
+      # The dropout layers' random-generator states (variables that are not
+      # weights) are saved too, so a resumed run draws the same masks.
+      weights = {id(w) for w in self.model.weights}
+      random_state = [v for v in self.model.variables if id(v) not in weights]
+      self.checkpoint = tf.train.Checkpoint(model=self.model,
+                                            optimizer=self.optimizer,
+                                            random_state=random_state)
+    directory = run_dir.checkpoint_dir(workdir)
+    if not self.chief:  # Other workers save to a scratch folder (collective).
+      directory = tempfile.mkdtemp(prefix="deeplab_worker_")
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, directory, max_to_keep=train.keep_checkpoints)
+    self.kernels = loss_lib.decayed_kernels(self.model)
+
+  @property
+  def step(self) -> int:
+    return int(self.optimizer.iterations.numpy())
+
+  def restore_or_initialize(self):
+    latest = self.manager.latest_checkpoint
+    if self.chief is False:
+      latest = run_dir.latest_checkpoint(self.workdir)
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+      logging.info("Resumed from %s at step %d", latest, self.step)
+    elif self.config.train.init_checkpoint:
+      warm_start.initialize(self.model, self.config.train.init_checkpoint,
+                 self.config.train.initialize_last_layer)
+
+  def save(self):
+    path = self.manager.save(checkpoint_number=self.step)
+    if self.chief:
+      logging.info("Saved %s", path)
+    return path
+
+  def make_train_loop(self):
+    """A tf.function running ``n`` steps; returns the mean loss."""
+    config, info = self.config, self.info
+    class_weights = tuple(config.train.class_weights)
+    replicas = self.strategy.num_replicas_in_sync
+
+    def step_fn(images, labels):
+      with tf.GradientTape() as tape:
+        logits = self.model(images, training=True)
+        losses, weights = loss_lib.pixel_losses(
+            logits, labels, info.num_classes, info.ignore_label, class_weights)
+        losses, weights = loss_lib.hard_pixel_losses(
+            losses, weights, config.train.top_k_percent_pixels)
+        context = tf.distribute.get_replica_context()
+        count = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                   tf.reduce_sum(weights))
+        loss = tf.reduce_sum(losses) / tf.maximum(count, 1.0)
+        loss += loss_lib.weight_decay_loss(
+            self.kernels, config.train.weight_decay) / replicas
+        scaled = self.optimizer.scale_loss(loss)
+      grads = tape.gradient(scaled, self.model.trainable_variables)
+      self.optimizer.apply(grads, self.model.trainable_variables)
+      return loss
+
+    @tf.function
+    def loop(iterator, steps):
+      total = tf.constant(0.0)
+      for _ in tf.range(steps):
+        per_replica = self.strategy.run(step_fn, args=next(iterator))
+        total += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                                      axis=None)
+      return total / tf.cast(steps, tf.float32)
+
+    return loop

@@ -1,0 +1,38 @@
+"""Starting a run from other weights: a run folder of ours, a .keras file,
+or an original DeepLab TF1 checkpoint, matched by original variable names."""
+
+from __future__ import annotations
+
+from typing import Dict
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deeplab import naming
+from deeplab import run_dir
+from deeplab import weights as weights_lib
+
+
+def read_init_source(path: str) -> Dict[str, np.ndarray]:
+  """Weights by original name from a .keras file, a TF1 checkpoint (the
+  original's), or a training workdir of ours (its latest checkpoint)."""
+  if tf.io.gfile.isdir(path):
+    model, _ = run_dir.restore_model(run_dir.read_config(path), path)
+    return {n: np.asarray(v) for n, v in naming.original_names(model).items()}
+  return weights_lib.read_source(path)
+
+
+def initialize(model: keras.Model, path: str, initialize_last_layer: bool):
+  """Loads ``path`` by original names; logs what was and was not restored."""
+  select = None
+  if not initialize_last_layer:
+    select = lambda name: not name.startswith("logits/")
+  report = weights_lib.assign_by_original_names(model, read_init_source(path),
+                                                select)
+  logging.info("Initialized from %s: %s", path, report.summary())
+  if not report.loaded:
+    raise ValueError(f"init checkpoint {path!r} shares no weight with the "
+                     f"model:\n{report.summary()}")
+  return report
