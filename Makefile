@@ -53,6 +53,6 @@ PEERS := .venv-peers
 bench-peers:
 	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
 	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
-	$(PEERS)/bin/python -m pip install --quiet -e . -r bench/requirements-peers.txt
+	$(PEERS)/bin/python -m pip install --quiet -e '.[test]' -r bench/requirements-peers.txt
 	$(PEERS)/bin/python -m pip install --quiet --no-deps segmentation-models-pytorch timm \
 	    torchvision==0.28.0 tf-models-official==2.20.0

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 from deeplab import model as model_lib
+from tests.harness import randomize_batch_norm  # noqa: F401 (re-exported)
 
 README = pathlib.Path(__file__).resolve().parent / "README.md"
 
@@ -17,17 +18,6 @@ def deeplab_v3_plus(backbone: str, **kwargs) -> model_lib.DeepLab:
   kwargs.setdefault("multi_grid", (1, 2, 4) if backbone.startswith("resnet")
                     else (1, 1, 1))
   return model_lib.DeepLab(num_classes=21, backbone=backbone, **kwargs)
-
-
-def randomize_batch_norm(model: keras.Model, rng: np.random.Generator):
-  """Gives every batch norm random statistics, as training would, so that
-  folding and quantization are measured on something other than identity."""
-  for layer in model.layers:
-    if isinstance(layer, keras.layers.BatchNormalization):
-      n = layer.gamma.shape[0]
-      layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n),
-                         rng.normal(0, 0.1, n), rng.uniform(0.5, 2, n)])
-  return model
 
 
 def _markers(name: str):

@@ -18,3 +18,10 @@ def shared_path(*parts: str) -> pathlib.Path:
     pytest.skip(f"{path} is absent: ../shared/data is beside the repo in CI, "
                 "not on a user's fresh clone")
   return path
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+  """Synthetic train (160) and val (24) records, one shard each."""
+  from tests import harness  # pylint: disable=g-import-not-at-top
+  return harness.make_synthetic_records(tmp_path_factory.mktemp("synthetic"))

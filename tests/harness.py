@@ -1,14 +1,52 @@
-"""One test harness for models: config round trip, shapes, a training step,
-save/reload, mixed precision. Parameterized by the tests that use it."""
+"""The test harness: model checks (config round trip, shapes, a training
+step, save/reload), small models, training runs of the CLI on synthetic
+records, and the released model and CamVid frames of ../shared.
+
+Every test module takes its helpers from here (fixtures from conftest.py);
+no test module imports another, nor anything under bench/.
+"""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
+from PIL import Image
 
+from deeplab import config as config_lib
 from deeplab import model as model_lib
+from deeplab import naming
+from deeplab import run_dir
+from tests.conftest import REPO
+from tests.conftest import shared_path
+
+
+# --- Models. ---
+
+
+def small_model(backbone, output_stride=16, **kwargs):
+  """The real backbone with a narrow head, for fast tests."""
+  kwargs.setdefault("atrous_rates", (1, 2))
+  return model_lib.DeepLab(
+      num_classes=3, backbone=backbone, output_stride=output_stride,
+      aspp_filters=16, decoder_filters=16, low_level_filters=8,
+      depth_multiplier=0.35 if backbone == "mobilenet_v2" else 1.0,
+      multi_grid=(1, 2, 4), **kwargs)
+
+
+def randomize_batch_norm(model: keras.Model, rng: np.random.Generator):
+  """Gives every batch norm random statistics, as training would, so that
+  folding and quantization are checked on something other than identity."""
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      n = layer.gamma.shape[0]
+      layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n),
+                         rng.normal(0, 0.1, n), rng.uniform(0.5, 2, n)])
+  return model
 
 
 def random_images(shape, seed=0):
@@ -24,7 +62,7 @@ def expected_size(size: int, stride: int) -> int:
 
 def check_forward_shape(model: keras.Model, height: int, width: int):
   logits = model(random_images((2, height, width, 3)), training=False)
-  assert tuple(logits.shape) == (2, height, width, model.num_classes)
+  assert tuple(logits.shape) == (2, height, width, model.args.num_classes)
   assert logits.dtype == "float32"
   assert np.all(np.isfinite(np.asarray(logits)))
 
@@ -61,7 +99,7 @@ def check_training_step(model: keras.Model, size: int = 33):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(3)
   x = random_images((2, size, size, 3), seed=4)
-  y = rng.integers(0, model.num_classes, (2, size, size)).astype("int32")
+  y = rng.integers(0, model.args.num_classes, (2, size, size)).astype("int32")
   loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
   optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
   kernels = [w for w in model.trainable_weights if "kernel" in w.path]
@@ -81,3 +119,120 @@ def check_training_step(model: keras.Model, size: int = 33):
   assert not unmoved, f"kernels that did not move in a step: {unmoved}"
   assert all(not np.array_equal(b, np.asarray(w))
              for b, w in zip(stats_before, stats)), "batch norm stats frozen"
+
+
+# --- Training runs of train.py on synthetic records. ---
+
+
+def make_synthetic_records(out, train_size=160, val_size=24, png_dir=None):
+  """Writes synthetic train/val records (one shard each) into ``out``."""
+  command = [sys.executable, "-m", "datasets.make_synthetic",
+             f"--output_dir={out}", f"--train_size={train_size}",
+             f"--val_size={val_size}", "--num_shards=1"]
+  if png_dir:
+    command.append(f"--png_dir={png_dir}")
+  subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+  return out
+
+
+def tiny_overrides(records, **extra):
+  """A deterministic few-step run of the synthetic config at 65x65."""
+  values = {
+      "data.train_pattern": f"{records}/train-*.tfrecord",
+      "data.eval_pattern": f"{records}/val-*.tfrecord",
+      "data.crop_size": "(65,65)", "data.deterministic": "True",
+      "data.shuffle_buffer": "16", "train.batch_size": "4",
+      "train.steps": "12", "train.checkpoint_every": "4",
+      "train.steps_per_loop": "2", "eval.num_summary_images": "0",
+  }
+  values.update(extra)
+  return [f"--config.{k}={v}" for k, v in values.items()]
+
+
+class Launched:
+  """A CLI process whose output goes to a file (a full pipe would block it)."""
+
+  def __init__(self, command, log_path, env):
+    self.log_path = log_path
+    with open(log_path, "w") as log:
+      self.process = subprocess.Popen(command, cwd=REPO, env=env, text=True,
+                                      stdout=log, stderr=subprocess.STDOUT)
+
+  def output(self) -> str:
+    return self.log_path.read_text()
+
+  def wait(self, timeout=600):
+    try:
+      code = self.process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      self.process.kill()
+      raise AssertionError(f"ran over {timeout}s:\n{self.output()[-5000:]}")
+    return code, self.output()
+
+  def assert_running(self, deadline):
+    assert time.time() < deadline, f"timed out:\n{self.output()[-5000:]}"
+    assert self.process.poll() is None, f"exited:\n{self.output()[-5000:]}"
+
+
+def run_train(workdir, overrides, env=None, wait=True, extra_flags=(),
+              config="configs/synthetic.py"):
+  """``train.py`` on ``workdir``; (exit code, output), or the ``Launched``."""
+  command = [sys.executable, "train.py", f"--workdir={workdir}", *extra_flags,
+             *overrides]
+  if config:
+    command.insert(2, f"--config={config}")
+  workdir.parent.mkdir(parents=True, exist_ok=True)
+  index = len(list(workdir.parent.glob(f"{workdir.name}.*.log")))
+  launched = Launched(command, workdir.parent / f"{workdir.name}.{index}.log", env)
+  return launched.wait() if wait else launched
+
+
+def run_cli(*args, timeout=600):
+  """Runs ``python ARGS...`` in the repo; returns the CompletedProcess."""
+  return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+def config_with(records, **extra):
+  """The synthetic config with ``tiny_overrides`` applied, in this process."""
+  from configs import synthetic  # pylint: disable=g-import-not-at-top
+  config = synthetic.get_config()
+  for flag in tiny_overrides(records, **extra):
+    key, value = flag[len("--config."):].split("=", 1)
+    current = dict(config_lib.leaves(config))[key]
+    config_lib.set_field(
+        config, key,
+        tuple(int(v) for v in value.strip("()").split(","))
+        if isinstance(current, tuple) else
+        (value == "True") if isinstance(current, bool) else type(current)(value))
+  return config
+
+
+def final_weights(workdir, config):
+  """The run's latest weights by original name, and their step."""
+  model, step = run_dir.restore_model(config, str(workdir))
+  return {n: np.asarray(v) for n, v in naming.original_names(model).items()}, step
+
+
+# --- The released model and real CamVid frames (../shared). ---
+
+RELEASED_CONFIG = "configs/pascal_voc_mobilenetv2_dm05.py"
+
+
+def released_tflite():
+  return shared_path("pretrained", "deeplabv3_257_mv_gpu.tflite")
+
+
+def camvid_frames(count: int) -> list:
+  """The first ``count`` CamVid val frames, uint8 [360, 480, 3], with paths."""
+  folder = shared_path("camvid", "val")
+  paths = sorted(folder.glob("*.png"))[:count]
+  return [(p, np.asarray(Image.open(p).convert("RGB"))) for p in paths]
+
+
+def convert_released(workdir):
+  """Runs the converter CLI on the released TFLite file into ``workdir``."""
+  result = run_cli("-m", "deeplab.convert", f"--config={RELEASED_CONFIG}",
+                   f"--source={released_tflite()}", f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout

@@ -17,8 +17,8 @@ from configs import pascal_voc_mobilenetv2_dm05
 from deeplab import evaluation
 from deeplab import export_lib
 from deeplab.data import augment
-from deeplab.training import loop
-from tests import released
+from deeplab import run_dir
+from tests import harness
 from tests.conftest import REPO
 
 
@@ -26,15 +26,14 @@ from tests.conftest import REPO
 def exported(tmp_path_factory):
   """(workdir, export_dir, tflite path) from the CLIs, and the Keras model."""
   root = tmp_path_factory.mktemp("export")
-  released.convert_released(root / "w")
+  harness.convert_released(root / "w")
   result = subprocess.run(
-      [sys.executable, "export.py", f"--config={released.RELEASED_CONFIG}",
-       f"--workdir={root / 'w'}", f"--export_dir={root / 'saved'}",
+      [sys.executable, "export.py", f"--workdir={root / 'w'}", f"--export_dir={root / 'saved'}",
        "--legacy_names", f"--tflite={root / 'model.tflite'}",
        "--tflite_size=257,257"], cwd=REPO, capture_output=True, text=True,
       timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
-  model, _ = loop.restore_model(pascal_voc_mobilenetv2_dm05.get_config(), str(root / "w"))
+  model, _ = run_dir.restore_model(pascal_voc_mobilenetv2_dm05.get_config(), str(root / "w"))
   return root, model
 
 
@@ -66,7 +65,7 @@ print(json.loads(loaded.metadata.numpy())["class_names"][15])
 
 def test_saved_model_in_a_fresh_process_and_saved_model_cli(exported):
   root, model = exported
-  frames = released.camvid_frames(2)
+  frames = harness.camvid_frames(2)
   images = np.stack([image for _, image in frames])  # 360x480: not aligned.
   np.save(root / "frames.npy", images)
   (root / "pngs.json").write_text(json.dumps([str(p) for p, _ in frames]))
@@ -135,13 +134,13 @@ def tflite_labels(path, images):
 
 def test_tflite_float32_float16_and_int8_agree_with_keras_on_real_images(exported):
   root, model = exported
-  frames = [image for _, image in released.camvid_frames(6)]
+  frames = [image for _, image in harness.camvid_frames(6)]
   images = tf.image.resize(np.stack(frames), (257, 257)).numpy()
   expected = keras_labels(model, images)
   agreement = {"float32": np.mean(tflite_labels(root / "model.tflite", images) == expected)}
   sizes = {"float32": (root / "model.tflite").stat().st_size}
   calibration = tf.image.resize(
-      np.stack([image for _, image in released.camvid_frames(10)[6:]]), (257, 257)).numpy()
+      np.stack([image for _, image in harness.camvid_frames(10)[6:]]), (257, 257)).numpy()
   for quantization in ("float16", "int8"):
     path = root / f"{quantization}.tflite"
     sizes[quantization] = export_lib.export_tflite(
@@ -159,7 +158,7 @@ def test_predict_cli_writes_masks_and_overlays_and_names_bad_files(exported, tmp
   root, model = exported
   inputs = tmp_path / "in"
   inputs.mkdir()
-  frames = released.camvid_frames(2)
+  frames = harness.camvid_frames(2)
   for path, image in frames:
     Image.fromarray(image).save(inputs / path.name)
   (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
@@ -179,8 +178,7 @@ def test_predict_cli_writes_masks_and_overlays_and_names_bad_files(exported, tmp
   # From the checkpoint instead of the SavedModel: the same ids.
   out2 = tmp_path / "out2"
   result = subprocess.run(
-      [sys.executable, "-m", "deeplab.predict", f"--config={released.RELEASED_CONFIG}",
-       f"--workdir={root / 'w'}", f"--input={inputs}/0*.png", f"--output_dir={out2}"],
+      [sys.executable, "-m", "deeplab.predict", f"--workdir={root / 'w'}", f"--input={inputs}/0*.png", f"--output_dir={out2}"],
       cwd=REPO, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   for path, _ in frames:

@@ -9,17 +9,16 @@ import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.grappler import tf_optimizer
 
-from bench import common
 from deeplab import folding
 from deeplab import layers
-from tests.test_model import small_model
+from tests import harness
 
 
 @pytest.mark.parametrize("backbone", ["mobilenet_v2", "xception_41", "resnet_50"])
 def test_folded_model_equals_the_model_at_inference(backbone):
-  model = common.randomize_batch_norm(small_model(backbone), np.random.default_rng(0))
+  model = harness.randomize_batch_norm(harness.small_model(backbone), np.random.default_rng(0))
   folded = folding.fold_batch_norm(model)
-  assert folded.fold_batch_norm and folded.count_params() < model.count_params()
+  assert folded.args.fold_batch_norm and folded.count_params() < model.count_params()
   assert not any(isinstance(l, keras.layers.BatchNormalization) for l in folded.layers)
   x = np.random.default_rng(1).uniform(-1, 1, (2, 65, 49, 3)).astype("float32")
   expected = model(x, training=False).numpy()
@@ -38,7 +37,7 @@ def test_a_custom_normalization_is_not_folded():
     del epsilon, momentum
     return keras.layers.LayerNormalization(name=name)
 
-  model = small_model("mobilenet_v2", batch_norm_factory=factory)
+  model = harness.small_model("mobilenet_v2", batch_norm_factory=factory)
   assert folding.inference_model(model) is model
   with pytest.raises(ValueError, match="LayerNormalization.*cannot be folded"):
     folding.fold_batch_norm(model)
@@ -79,7 +78,7 @@ def test_folded_graph_fuses_every_convolution_with_its_bias(backbone):
   # every Conv2D, BiasAdd and Relu as separate ops.
   # Only atrous convolutions, which TensorFlow runs between SpaceToBatchND
   # and BatchToSpaceND, stay apart from their bias.
-  ops = _grappler_op_counts(folding.fold_batch_norm(small_model(backbone)))
+  ops = _grappler_op_counts(folding.fold_batch_norm(harness.small_model(backbone)))
   assert ops["_FusedConv2D"] > 0
   unfused = ops["Conv2D"] + ops["DepthwiseConv2dNative"]
   assert unfused <= ops["SpaceToBatchND"], ops

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab import kernels
 from deeplab import layers
 from deeplab import model as model_lib
 
@@ -35,7 +36,7 @@ def test_pointwise_conv_equals_keras_conv2d(use_bias, activation):
   x = tf.constant(rng.normal(size=(2, 7, 5, 6)).astype("float32"))
   made = [cls(4, 1, use_bias=use_bias, activation=activation,
               bias_initializer="random_normal")
-          for cls in (keras.layers.Conv2D, layers.PointwiseConv2D)]
+          for cls in (keras.layers.Conv2D, kernels.MatMulPointwiseConv)]
   made[0].build(x.shape)
   made[1].build(x.shape)
   made[1].set_weights(made[0].get_weights())
@@ -47,7 +48,7 @@ def test_pointwise_conv_equals_keras_conv2d(use_bias, activation):
 
 
 def test_pointwise_conv_in_bfloat16_and_unknown_sizes():
-  layer = layers.PointwiseConv2D(3, dtype="mixed_bfloat16")
+  layer = kernels.MatMulPointwiseConv(3, dtype="mixed_bfloat16")
   fn = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 5])])
   y = fn(tf.ones((1, 9, 4, 5)))
   assert y.dtype == tf.bfloat16 and y.shape == (1, 9, 4, 3)
@@ -57,8 +58,8 @@ def test_pointwise_conv_in_bfloat16_and_unknown_sizes():
 @pytest.mark.parametrize("kwargs", [dict(kernel_size=3), dict(strides=2),
                                     dict(groups=2)])
 def test_pointwise_conv_rejects_other_convolutions(kwargs):
-  with pytest.raises(ValueError, match="pw_bad: PointwiseConv2D needs"):
-    layers.PointwiseConv2D(4, name="pw_bad", **kwargs)
+  with pytest.raises(ValueError, match="pw_bad: MatMulPointwiseConv needs"):
+    kernels.MatMulPointwiseConv(4, name="pw_bad", **kwargs)
 
 
 def test_model_uses_matrix_products_for_pointwise_convs_until_folded():
@@ -66,7 +67,7 @@ def test_model_uses_matrix_products_for_pointwise_convs_until_folded():
                             depth_multiplier=0.35, atrous_rates=(),
                             use_decoder=False)
   project = model.get_layer("MobilenetV2.expanded_conv_1.project")
-  assert isinstance(project, layers.PointwiseConv2D)
+  assert isinstance(project, kernels.MatMulPointwiseConv)
   folded = model_lib.DeepLab.from_config(
       {**model.get_config(), "fold_batch_norm": True})
   assert type(folded.get_layer(project.name)) is keras.layers.Conv2D
@@ -90,9 +91,9 @@ def test_bfloat16_batch_norm_padding_changes_nothing(training, channels):
     mean = variance = tf.constant([], tf.float32)
   dy = tf.constant(rng.normal(size=x.shape), tf.bfloat16)
   results = []
-  for fn in (_reference_batch_norm, layers.fused_batch_norm):
+  for fn in (_reference_batch_norm, kernels.fused_batch_norm):
     def run(x, scale, offset, fn=fn):
-      if fn is layers.fused_batch_norm:
+      if fn is kernels.fused_batch_norm:
         return fn(x, scale, offset, mean, variance, 1e-3, training)
       return fn(x, scale, offset, mean, variance, training)
     with tf.GradientTape() as tape:
@@ -106,7 +107,7 @@ def test_bfloat16_batch_norm_padding_changes_nothing(training, channels):
     # Both are bfloat16 results of float32 arithmetic: at most an ulp or so.
     np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-2)
   graph = tf.function(
-      lambda v: layers.fused_batch_norm(v, scale, offset, mean, variance,
+      lambda v: kernels.fused_batch_norm(v, scale, offset, mean, variance,
                                         1e-3, training)).get_concrete_function(
           tf.TensorSpec(x.shape, tf.bfloat16)).graph
   [norm] = [op for op in graph.get_operations()
@@ -120,7 +121,7 @@ def test_batch_norm_pads_only_bfloat16_with_odd_channel_counts():
   def ops(dtype, channels):
     scale = tf.ones([channels])
     return _op_types(
-        lambda v: layers.fused_batch_norm(v, scale, scale, scale, scale, 1e-3,
+        lambda v: kernels.fused_batch_norm(v, scale, scale, scale, scale, 1e-3,
                                           False),
         tf.TensorSpec([1, 4, 4, channels], dtype))
   assert "Pad" in ops(tf.bfloat16, 24)
@@ -132,7 +133,7 @@ def test_padded_bfloat16_batch_norm_layer_updates_statistics_like_float32():
   rng = np.random.default_rng(1)
   x = tf.cast(tf.constant(rng.normal(size=(2, 6, 6, 24)) * 2 + 3, tf.float32),
               tf.bfloat16)
-  made = [layers.BatchNormalization(momentum=0.5, dtype=policy)
+  made = [kernels.FusedBatchNorm(momentum=0.5, dtype=policy)
           for policy in ("float32", "mixed_bfloat16")]
   for layer in made:
     layer(tf.cast(x, tf.float32), training=True)
@@ -149,7 +150,7 @@ def test_depthwise_conv_bfloat16_gradients(strides, padding):
   x = tf.constant(rng.normal(size=(2, 11, 9, 5)), tf.float32)
   made = [cls(3, strides=strides, padding=padding, dtype=policy)
           for cls, policy in ((keras.layers.DepthwiseConv2D, "float32"),
-                              (layers.DepthwiseConv2D, "mixed_bfloat16"),
+                              (kernels.Float32GradDepthwiseConv, "mixed_bfloat16"),
                               (keras.layers.DepthwiseConv2D, "mixed_bfloat16"))]
   def bf16_values(v):
     return tf.cast(tf.cast(v, tf.bfloat16), tf.float32)

@@ -5,23 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import layers
+from deeplab import kernels
 from deeplab import model as model_lib
 from tests import harness
 
 BACKBONES = ["xception_41", "xception_65", "xception_71", "resnet_50",
              "resnet_101", "mobilenet_v2"]
-
-
-def small_model(backbone, output_stride=16, **kwargs):
-  """The real backbone with a narrow head, for fast tests."""
-  multi_grid = (1, 2, 4)
-  kwargs.setdefault("atrous_rates", (1, 2))
-  return model_lib.DeepLab(
-      num_classes=3, backbone=backbone, output_stride=output_stride,
-      aspp_filters=16, decoder_filters=16, low_level_filters=8,
-      depth_multiplier=0.35 if backbone == "mobilenet_v2" else 1.0,
-      multi_grid=multi_grid, **kwargs)
 
 
 @pytest.mark.parametrize("backbone, output_stride", [
@@ -30,24 +19,24 @@ def small_model(backbone, output_stride=16, **kwargs):
 def test_output_shapes_at_strides_and_odd_sizes(backbone, output_stride):
   # Every backbone at every stride is covered feature by feature in
   # test_backbones.py; here the whole model, head included.
-  model = small_model(backbone, output_stride)
+  model = harness.small_model(backbone, output_stride)
   for height, width in [(65, 65), (37, 50)]:
     harness.check_forward_shape(model, height, width)
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_config_round_trip(backbone):
-  harness.check_config_round_trip(small_model(backbone))
+  harness.check_config_round_trip(harness.small_model(backbone))
 
 
 @pytest.mark.parametrize("backbone", ["xception_65", "resnet_50", "mobilenet_v2"])
 def test_save_and_reload(backbone, tmp_path):
-  harness.check_save_reload(small_model(backbone), tmp_path / "model.keras")
+  harness.check_save_reload(harness.small_model(backbone), tmp_path / "model.keras")
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_one_training_step(backbone):
-  harness.check_training_step(small_model(backbone))
+  harness.check_training_step(harness.small_model(backbone))
 
 
 @pytest.mark.parametrize("variant", [
@@ -57,14 +46,14 @@ def test_one_training_step(backbone):
     dict(image_pooling=False),
 ])
 def test_head_variants(variant):
-  model = small_model("mobilenet_v2", **variant)
+  model = harness.small_model("mobilenet_v2", **variant)
   harness.check_forward_shape(model, 49, 49)
   harness.check_config_round_trip(model)
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_builds_runs_and_trains(policy):
-  model = small_model("mobilenet_v2", dtype_policy=policy)
+  model = harness.small_model("mobilenet_v2", dtype_policy=policy)
   conv = model.get_layer("MobilenetV2.Conv")
   assert conv.compute_dtype == policy.split("_")[1]
   assert conv.variable_dtype == "float32"
@@ -74,12 +63,12 @@ def test_mixed_precision_builds_runs_and_trains(policy):
 
 
 def test_sync_batch_norm_flag_reaches_every_batch_norm():
-  model = small_model("mobilenet_v2", sync_batch_norm=True)
+  model = harness.small_model("mobilenet_v2", sync_batch_norm=True)
   norms = [l for l in model.layers
            if isinstance(l, keras.layers.BatchNormalization)]
-  assert norms and all(isinstance(l, layers.SyncBatchNormalization) for l in norms)
-  plain = small_model("mobilenet_v2", sync_batch_norm=False)
-  assert not any(isinstance(l, layers.SyncBatchNormalization) for l in plain.layers)
+  assert norms and all(isinstance(l, kernels.TwoPassSyncBatchNorm) for l in norms)
+  plain = harness.small_model("mobilenet_v2", sync_batch_norm=False)
+  assert not any(isinstance(l, kernels.TwoPassSyncBatchNorm) for l in plain.layers)
 
 
 def test_injected_batch_norm_factory_is_used():
@@ -90,7 +79,7 @@ def test_injected_batch_norm_factory_is_used():
     return keras.layers.BatchNormalization(name=name, epsilon=epsilon,
                                            momentum=momentum, center=True)
 
-  model = small_model("mobilenet_v2", batch_norm_factory=factory)
+  model = harness.small_model("mobilenet_v2", batch_norm_factory=factory)
   norms = [l.name for l in model.layers
            if isinstance(l, keras.layers.BatchNormalization)]
   assert sorted(made) == sorted(norms)
@@ -104,7 +93,7 @@ def test_batch_norm_defaults_follow_the_original():
 
 
 def test_dropout_only_in_training():
-  model = small_model("mobilenet_v2", dropout_rate=0.5)
+  model = harness.small_model("mobilenet_v2", dropout_rate=0.5)
   x = harness.random_images((1, 33, 33, 3))
   np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
   assert not np.allclose(model(x, training=True), model(x, training=True))
@@ -152,7 +141,7 @@ def test_fused_batch_norm_equals_keras_batch_norm(training):
   x = (rng.normal(size=(2, 5, 7, 6)) * 3 + 10).astype("float32")
   initial = [rng.uniform(0.5, 2, 6).astype("float32") for _ in range(4)]
   layers_made = []
-  for cls in (keras.layers.BatchNormalization, layers.BatchNormalization):
+  for cls in (keras.layers.BatchNormalization, kernels.FusedBatchNorm):
     layer = cls(momentum=0.9, epsilon=1e-5)
     layer.build(x.shape)
     layer.set_weights(initial)
@@ -178,7 +167,7 @@ def test_fused_batch_norm_equals_keras_batch_norm(training):
 
 
 def test_fused_batch_norm_runs_in_bfloat16():
-  layer = layers.BatchNormalization(dtype="mixed_bfloat16")
+  layer = kernels.FusedBatchNorm(dtype="mixed_bfloat16")
   x = tf.random.normal((2, 4, 4, 3), 5.0)
   y = layer(x, training=True)
   assert y.dtype == tf.bfloat16

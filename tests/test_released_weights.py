@@ -8,8 +8,8 @@ from configs import pascal_voc_mobilenetv2_dm05
 from configs import synthetic
 from deeplab import convert
 from deeplab import naming
-from deeplab.training import loop
-from tests import released
+from deeplab import run_dir
+from tests import harness
 
 
 def _write_tf1_checkpoint(prefix, arrays):
@@ -35,7 +35,7 @@ def test_a_tf1_checkpoint_under_the_original_names_converts_exactly(tmp_path):
   report = convert.convert(config, str(tmp_path / "model.ckpt"), str(tmp_path / "w"))
   assert sorted(report.unused) == sorted(extras)
   assert len(report.loaded) == len(arrays) and not report.missing
-  model, step = loop.restore_model(config, str(tmp_path / "w"))
+  model, step = run_dir.restore_model(config, str(tmp_path / "w"))
   assert step == 0
   for name, value in naming.original_names(model).items():
     np.testing.assert_array_equal(np.asarray(value), arrays[name], err_msg=name)
@@ -62,15 +62,15 @@ def test_a_missing_source_is_named(tmp_path):
 
 def test_the_released_tflite_model_and_ours_agree_on_real_images(tmp_path):
   """The acceptance test: same logits (1e-3) and labels (99.9%) as Google's."""
-  output = released.convert_released(tmp_path)
+  output = harness.convert_released(tmp_path)
   assert "loaded 272 tensors" in output
   config = pascal_voc_mobilenetv2_dm05.get_config()
-  model, _ = loop.restore_model(config, str(tmp_path))
-  interpreter = tf.lite.Interpreter(str(released.released_tflite()))
+  model, _ = run_dir.restore_model(config, str(tmp_path))
+  interpreter = tf.lite.Interpreter(str(harness.released_tflite()))
   interpreter.allocate_tensors()
   source = interpreter.get_input_details()[0]
   target = interpreter.get_output_details()[0]
-  frames = [image for _, image in released.camvid_frames(8)]
+  frames = [image for _, image in harness.camvid_frames(8)]
   inputs = tf.image.resize(np.stack(frames), (257, 257)).numpy() / 127.5 - 1.0
   worst, agree, pixels = 0.0, 0, 0
   for image in inputs.astype(np.float32):

@@ -5,95 +5,23 @@ import re
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import synthetic
 from deeplab import naming
+from deeplab import run_dir
 from deeplab.training import loop
 from deeplab.training import loss as loss_lib
 from deeplab.training import schedule as schedule_lib
-from tests.conftest import REPO
-
-
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-  out = tmp_path_factory.mktemp("synthetic")
-  subprocess.run([sys.executable, "-m", "datasets.make_synthetic",
-                  f"--output_dir={out}", "--train_size=160", "--val_size=24",
-                  "--num_shards=1"], cwd=REPO, check=True, capture_output=True)
-  return out
-
-
-def tiny_overrides(records, **extra):
-  """A deterministic few-step run of the synthetic config at 65x65."""
-  values = {
-      "data.train_pattern": f"{records}/train-*.tfrecord",
-      "data.eval_pattern": f"{records}/val-*.tfrecord",
-      "data.crop_size": "(65,65)", "data.deterministic": "True",
-      "data.shuffle_buffer": "16", "train.batch_size": "4",
-      "train.steps": "12", "train.checkpoint_every": "4",
-      "train.steps_per_loop": "2", "eval.num_summary_images": "0",
-  }
-  values.update(extra)
-  return [f"--config.{k}={v}" for k, v in values.items()]
-
-
-class Launched:
-  """A train.py process whose output goes to a file (a full pipe would block it)."""
-
-  def __init__(self, command, log_path, env):
-    self.log_path = log_path
-    with open(log_path, "w") as log:
-      self.process = subprocess.Popen(command, cwd=REPO, env=env, text=True,
-                                      stdout=log, stderr=subprocess.STDOUT)
-
-  def output(self) -> str:
-    return self.log_path.read_text()
-
-  def wait(self, timeout=600):
-    try:
-      code = self.process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-      self.process.kill()
-      raise AssertionError(f"train.py ran over {timeout}s:\n{self.output()[-5000:]}")
-    return code, self.output()
-
-  def assert_running(self, deadline):
-    assert time.time() < deadline, f"timed out:\n{self.output()[-5000:]}"
-    assert self.process.poll() is None, f"train.py exited:\n{self.output()[-5000:]}"
-
-
-def run_train(workdir, overrides, env=None, wait=True, extra_flags=()):
-  command = [sys.executable, "train.py", "--config=configs/synthetic.py",
-             f"--workdir={workdir}", *extra_flags, *overrides]
-  workdir.parent.mkdir(parents=True, exist_ok=True)
-  index = len(list(workdir.parent.glob(f"{workdir.name}.*.log")))
-  launched = Launched(command, workdir.parent / f"{workdir.name}.{index}.log", env)
-  return launched.wait() if wait else launched
-
-
-def final_weights(workdir, overrides_config):
-  model, step = loop.restore_model(overrides_config, str(workdir))
-  return {n: np.asarray(v) for n, v in naming.original_names(model).items()}, step
-
-
-def config_with(records, **extra):
-  config = synthetic.get_config()
-  for flag in tiny_overrides(records, **extra):
-    key, value = flag[len("--config."):].split("=", 1)
-    section, field = key.split(".")
-    current = config[section][field]
-    config[section][field] = (tuple(int(v) for v in value.strip("()").split(","))
-                              if isinstance(current, tuple) else
-                              (value == "True") if isinstance(current, bool)
-                              else type(current)(value))
-  return config
+from deeplab.training import trainer as trainer_lib
+from tests.harness import config_with
+from tests.harness import final_weights
+from tests.harness import run_cli
+from tests.harness import run_train
+from tests.harness import tiny_overrides
 
 
 @pytest.mark.slow
@@ -110,7 +38,7 @@ def test_the_tiny_default_learns_the_synthetic_shapes(records, tmp_path):
   assert metrics["step"] == 300
   assert metrics["miou"] >= 0.5, metrics
   assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 300
-  log = [json.loads(l) for l in (tmp_path / loop.LOG_FILE).read_text().splitlines()]
+  log = [json.loads(l) for l in (tmp_path / run_dir.LOG_FILE).read_text().splitlines()]
   assert log[-1]["loss"] < log[0]["loss"]
 
 
@@ -175,11 +103,11 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(records, tmp_pa
     env = dict(os.environ, TF_CONFIG=json.dumps(
         {"cluster": cluster, "task": {"type": "worker", "index": index}}))
     processes.append(run_train(tmp_path / "multi", overrides, env=env,
-                               wait=False, extra_flags=["--strategy=multi_worker"]))
+                               wait=False, extra_flags=["--config.train.strategy=multi_worker"]))
   results = [p.wait() for p in processes]
   assert all(code == 0 for code, _ in results), [out[-5000:] for _, out in results]
-  single = [json.loads(l) for l in (tmp_path / "single" / loop.LOG_FILE).read_text().splitlines()]
-  multi = [json.loads(l) for l in (tmp_path / "multi" / loop.LOG_FILE).read_text().splitlines()]
+  single = [json.loads(l) for l in (tmp_path / "single" / run_dir.LOG_FILE).read_text().splitlines()]
+  multi = [json.loads(l) for l in (tmp_path / "multi" / run_dir.LOG_FILE).read_text().splitlines()]
   assert [r["step"] for r in multi] == [r["step"] for r in single]
   np.testing.assert_allclose([r["loss"] for r in multi],
                              [r["loss"] for r in single], rtol=1e-5)
@@ -217,8 +145,7 @@ print("max_abs_diff", float(np.abs(got - whole).max()))
 
 @pytest.mark.parametrize("mode", ["sync", "local"])
 def test_synchronized_batch_norm_over_two_replicas_equals_one_batch(mode, tmp_path):
-  result = subprocess.run([sys.executable, "-c", SYNC_BN_SCRIPT, mode], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+  result = run_cli("-c", SYNC_BN_SCRIPT, mode, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   diff = float(re.search(r"max_abs_diff (\S+)", result.stdout).group(1))
   if mode == "sync":
@@ -231,7 +158,7 @@ def test_sigterm_and_max_minutes_stop_cleanly_with_a_checkpoint(records, tmp_pat
                                          "train.checkpoint_every": "100000"})
   launched = run_train(tmp_path / "term", overrides, wait=False)
   deadline = time.time() + 300
-  while not (tmp_path / "term" / loop.LOG_FILE).exists():
+  while not (tmp_path / "term" / run_dir.LOG_FILE).exists():
     launched.assert_running(deadline)
     time.sleep(0.05)
   launched.process.send_signal(signal.SIGTERM)
@@ -264,7 +191,7 @@ def test_fine_tune_from_a_workdir_with_a_fresh_logits_layer(records, tmp_path):
   config.dataset.num_classes = 3
   config.train.init_checkpoint = str(tmp_path / "source")
   config.train.initialize_last_layer = False
-  trainer = loop.Trainer(config, str(tmp_path / "target"), tf.distribute.get_strategy())
+  trainer = trainer_lib.Trainer(config, str(tmp_path / "target"), tf.distribute.get_strategy())
   trainer.restore_or_initialize()
   source, _ = final_weights(tmp_path / "source", config_with(records))
   names = naming.original_names(trainer.model)
@@ -338,26 +265,23 @@ def test_restoring_with_another_architecture_names_the_fields(records, tmp_path)
   code, output = run_train(tmp_path, tiny_overrides(records, **{"train.steps": "2"}))
   assert code == 0, output
   config = config_with(records)
-  model, step = loop.restore_model(config, str(tmp_path))
+  model, step = run_dir.restore_model(config, str(tmp_path))
   assert step == 2
   config.model.use_decoder = False
   config.model.depth_multiplier = 1.0
-  with pytest.raises(ValueError, match=r"config.model.depth_multiplier=1.0 .*"
-                     r"config.model.use_decoder=False \(the run in .* has True\)"):
-    loop.restore_model(config, str(tmp_path))
+  with pytest.raises(ValueError, match=r"config.model.use_decoder=False \(the "
+                     r"run has True\); config.model.depth_multiplier=1.0"):
+    run_dir.restore_model(config, str(tmp_path))
   # Output stride is not an architecture change: the same weights run at 8.
   config = config_with(records, **{"model.output_stride": "8"})
-  loop.restore_model(config, str(tmp_path))
+  run_dir.restore_model(config, str(tmp_path))
 
 
 def test_eval_cli_writes_the_metrics_contract(records, tmp_path):
   code, output = run_train(tmp_path, tiny_overrides(records, **{"train.steps": "2"}))
   assert code == 0, output
-  result = subprocess.run(
-      [sys.executable, "eval.py", "--config=configs/synthetic.py",
-       f"--workdir={tmp_path}", f"--config.data.eval_pattern={records}/val-*.tfrecord",
-       "--config.eval.scales=(0.75,1.0)", "--config.eval.flip=True"],
-      cwd=REPO, capture_output=True, text=True, timeout=600)
+  result = run_cli("eval.py", f"--workdir={tmp_path}",
+                   "--config.eval.scales=(0.75,1.0)", "--config.eval.flip=True")
   assert result.returncode == 0, result.stderr[-3000:]
   metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
   assert metrics["step"] == 2
