@@ -1,8 +1,8 @@
 r"""TFLite size and mIoU drop against the Keras model, on validation records.
 
 Usage:
-  python bench/export_quality.py --config=configs/<name>.py --workdir=W \
-      --config.data.train_pattern=... --config.data.eval_pattern=... \
+  python bench/export_quality.py --workdir=W \
+      [--config.data.train_pattern=... --config.data.eval_pattern=...] \
       [--size=369,481] [--calibration=32] [--limit=0] [--write_readme]
 
 Exports the workdir's model to TFLite at a fixed input size in float32,
@@ -25,18 +25,18 @@ sys.path.insert(0, str(REPO))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import common  # noqa: E402
+from deeplab import cli  # noqa: E402
 from deeplab import evaluation  # noqa: E402
 from deeplab import export_lib  # noqa: E402
 from deeplab.data import pipeline  # noqa: E402
+from deeplab import run_dir  # noqa: E402
 from deeplab.data import registry  # noqa: E402
-from deeplab.training import loop  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.")
+_CONFIG = cli.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.")
 _SIZE = flags.DEFINE_list("size", ["369", "481"], "TFLite input height,width.")
 _CALIBRATION = flags.DEFINE_integer("calibration", 32, "int8 calibration images.")
@@ -64,10 +64,10 @@ def tflite_runner(path):
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  config = cli.tool_config(_CONFIG.value, _WORKDIR.value)
   height, width = (int(v) for v in _SIZE.value)
   info = registry.from_config(config)
-  model, step = loop.restore_model(config, _WORKDIR.value)
+  model, step = run_dir.restore_model(config, _WORKDIR.value)
 
   @tf.function
   def keras_labels(image):

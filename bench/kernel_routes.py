@@ -6,11 +6,11 @@ For each route, at the shapes of Xception-65 and MobileNetV2 training
 (batch 4, 513x513 crops, output stride 16), the median time of a forward
 and backward pass (gradients of a sum with respect to the input and the
 weights) in float32 and bfloat16 compute, plain against routed:
-- 1x1 convolution: ``keras.layers.Conv2D`` vs ``deeplab.layers.PointwiseConv2D``.
+- 1x1 convolution: ``keras.layers.Conv2D`` vs ``deeplab.kernels.MatMulPointwiseConv``.
 - batch norm in training mode: the fused kernel on the raw channels vs
-  ``deeplab.layers.fused_batch_norm`` (bfloat16 channels padded to 16).
+  ``deeplab.kernels.fused_batch_norm`` (bfloat16 channels padded to 16).
 - strided depthwise convolution: ``keras.layers.DepthwiseConv2D`` vs
-  ``deeplab.layers.DepthwiseConv2D`` (bfloat16 gradients in float32).
+  ``deeplab.kernels.Float32GradDepthwiseConv`` (bfloat16 gradients in float32).
 """
 
 import os
@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import common  # noqa: E402
-from deeplab import layers  # noqa: E402
+from deeplab import kernels  # noqa: E402
 
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds of 5 calls.")
 _WRITE = flags.DEFINE_bool("write_readme", False, "Write into bench/README.md.")
@@ -68,7 +68,7 @@ def _batch_norm_pass(routed, shape, policy):
                                        is_training=True)[0]
 
   def padded(v, s, o):
-    return layers.fused_batch_norm(v, s, o, empty, empty, 1e-3, True)[0]
+    return kernels.fused_batch_norm(v, s, o, empty, empty, 1e-3, True)[0]
 
   norm = padded if routed else plain
 
@@ -90,7 +90,7 @@ def cases():
         form: (lambda p, cls=cls, h=h, cin=cin, cout=cout: _layer_pass(
             lambda q: cls(cout, 1, use_bias=False, dtype=q), (h, h, cin), p))
         for form, cls in (("plain", keras.layers.Conv2D),
-                          ("routed", layers.PointwiseConv2D))}
+                          ("routed", kernels.MatMulPointwiseConv))}
   for h, c in ((33, 728), (65, 728), (129, 24), (33, 736)):
     yield "batch norm + ReLU", f"{h}x{h}x{c}", {
         form: (lambda p, routed=routed, h=h, c=c: _batch_norm_pass(
@@ -103,7 +103,7 @@ def cases():
             lambda q: cls(3, strides=2, padding=padding, use_bias=False,
                           dtype=q), (h, h, c), p))
         for form, cls in (("plain", keras.layers.DepthwiseConv2D),
-                          ("routed", layers.DepthwiseConv2D))}
+                          ("routed", kernels.Float32GradDepthwiseConv))}
 
 
 def main(argv):

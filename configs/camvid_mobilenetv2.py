@@ -9,11 +9,7 @@ def get_config():
   config.dataset.num_classes = 11
   config.dataset.ignore_label = 11
   config.model.backbone = "mobilenet_v2"
-  config.model.depth_multiplier = 1.0
-  config.model.output_stride = 16
   config.model.atrous_rates = ()
-  # The decoder recovers thin classes (poles, signs) that OS 16 blurs.
-  config.model.use_decoder = True
   config.data.train_pattern = "camvid_records/train-*.tfrecord"
   config.data.eval_pattern = "camvid_records/val-*.tfrecord"
   # Trained from scratch on a 2-core CPU in 30 minutes (bench/README.md):
@@ -21,7 +17,6 @@ def get_config():
   # cheap (about 0.35 steps/s) while seeing whole objects; evaluation runs
   # on full 360x480 frames.
   config.data.crop_size = (257, 257)
-  config.data.min_scale = 0.5
   config.data.max_scale = 1.0
   config.train.batch_size = 8
   config.train.steps = 600

@@ -7,10 +7,6 @@ def get_config():
   config = config_lib.base_config()
   config.dataset.name = "cityscapes"
   config.dataset.num_classes = 19
-  config.dataset.ignore_label = 255
-  config.model.backbone = "xception_65"
-  config.model.output_stride = 16
-  config.model.atrous_rates = (6, 12, 18)
   # The original Cityscapes recipe: 769x769 crops, 90k steps, batch 8.
   config.data.crop_size = (769, 769)
   config.train.batch_size = 8

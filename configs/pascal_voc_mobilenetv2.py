@@ -10,14 +10,7 @@ from deeplab import config as config_lib
 
 def get_config():
   config = config_lib.base_config()
-  config.dataset.name = "pascal_voc_seg"
-  config.dataset.num_classes = 21
   config.model.backbone = "mobilenet_v2"
-  config.model.depth_multiplier = 1.0
-  config.model.output_stride = 16
   config.model.atrous_rates = ()
   config.model.use_decoder = False
-  config.data.crop_size = (513, 513)
-  config.train.batch_size = 16
-  config.train.steps = 30000
   return config

@@ -10,8 +10,6 @@ from deeplab import config as config_lib
 
 def get_config():
   config = config_lib.base_config()
-  config.dataset.name = "pascal_voc_seg"
-  config.dataset.num_classes = 21
   config.model.backbone = "mobilenet_v2"
   config.model.depth_multiplier = 0.5
   config.model.output_stride = 8
@@ -19,6 +17,4 @@ def get_config():
   config.model.use_decoder = False
   # 257 = 8 * 32 + 1, the released TFLite model's input size.
   config.data.crop_size = (257, 257)
-  config.train.batch_size = 16
-  config.train.steps = 30000
   return config

@@ -12,10 +12,8 @@ def get_config():
   config = config_lib.base_config()
   config.dataset.name = "synthetic"
   config.dataset.num_classes = 5
-  config.dataset.ignore_label = 255
   config.model.backbone = "mobilenet_v2"
   config.model.depth_multiplier = 0.5
-  config.model.output_stride = 16
   config.model.atrous_rates = (2, 4)
   config.model.aspp_filters = 64
   config.model.decoder_filters = 64

@@ -1,0 +1,175 @@
+"""The shape of the code: one definition of the model's arguments, imports
+that point downward, no flags at library import, no shadowed Keras names."""
+
+import ast
+import dataclasses
+import importlib
+import pathlib
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from deeplab import config as config_lib
+from deeplab import model as model_lib
+from deeplab.model_args import ArgumentError
+from deeplab.model_args import ModelArgs
+from tests.conftest import REPO
+
+LIBRARY = sorted(p for p in (REPO / "deeplab").rglob("*.py"))
+# What evaluation, export and prediction use: none may reach training code.
+INFERENCE_MODULES = ["deeplab.eval_lib", "deeplab.export_lib", "deeplab.predict",
+                     "deeplab.convert", "deeplab.folding", "deeplab.run_dir",
+                     "deeplab.cli"]
+
+
+def module_name(path: pathlib.Path) -> str:
+  parts = path.relative_to(REPO).with_suffix("").parts
+  return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def top_level_imports(path: pathlib.Path):
+  """deeplab.* modules imported when ``path`` is imported (not in functions)."""
+  names = set()
+  for node in ast.parse(path.read_text()).body:
+    if isinstance(node, ast.ImportFrom) and node.module and \
+        node.module.startswith("deeplab"):
+      for alias in node.names:
+        candidate = f"{node.module}.{alias.name}"
+        names.add(candidate if (REPO / candidate.replace(".", "/")).with_suffix(
+            ".py").exists() or (REPO / candidate.replace(".", "/")).is_dir()
+                  else node.module)
+    elif isinstance(node, ast.Import):
+      names.update(a.name for a in node.names if a.name.startswith("deeplab"))
+  return names
+
+
+def import_graph():
+  return {module_name(p): top_level_imports(p) - {module_name(p)}
+          for p in LIBRARY}
+
+
+def test_the_library_has_no_import_cycle():
+  graph = import_graph()
+  state = {}
+
+  def visit(node, path):
+    if state.get(node) == "done":
+      return
+    assert state.get(node) != "open", f"import cycle: {' -> '.join(path + [node])}"
+    state[node] = "open"
+    for child in sorted(graph.get(node, ())):
+      if child != "deeplab":  # The package's __init__ imports its leaves.
+        visit(child, path + [node])
+    state[node] = "done"
+
+  for name in sorted(graph):
+    visit(name, [])
+
+
+@pytest.mark.parametrize("name", INFERENCE_MODULES)
+def test_inference_code_does_not_reach_training_code(name):
+  graph = import_graph()
+  seen, todo = set(), [name]
+  while todo:
+    node = todo.pop()
+    if node in seen:
+      continue
+    seen.add(node)
+    todo.extend(graph.get(node, ()))
+  assert not [n for n in seen if n.startswith("deeplab.training")], sorted(seen)
+
+
+def test_no_library_module_defines_flags_when_imported():
+  script = (
+      "import importlib\n"
+      "from absl import flags\n"
+      f"for name in {[module_name(p) for p in LIBRARY]!r}:\n"
+      "  importlib.import_module(name)\n"
+      "print(sorted(m for m in flags.FLAGS.flags_by_module_dict()\n"
+      "             if 'deeplab' in m))\n")
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_no_layer_of_ours_shadows_a_keras_name():
+  for path in LIBRARY:
+    module = importlib.import_module(module_name(path))
+    for value in vars(module).values():
+      if (isinstance(value, type) and issubclass(value, keras.layers.Layer)
+          and value.__module__ == module.__name__):
+        assert not hasattr(keras.layers, value.__name__), value
+
+
+def test_the_config_model_section_is_derived_from_model_args():
+  config = config_lib.base_config()
+  fields = ModelArgs.config_fields()
+  assert {f.name for f in fields if ModelArgs.config_key(f.name).startswith(
+      "model.")} | {"backbone_weights"} == set(config.model.keys())
+  for field in fields:
+    section, name = ModelArgs.config_key(field.name).split(".")
+    assert config[section][name] == field.default
+  args = ModelArgs.from_experiment(config)
+  assert args == ModelArgs()
+
+
+def test_model_config_round_trip_goes_through_model_args():
+  model = model_lib.DeepLab(num_classes=4, backbone="mobilenet_v2",
+                            depth_multiplier=0.25, atrous_rates=(2,),
+                            aspp_filters=16, decoder_filters=16)
+  config = model.get_config()
+  assert set(config) == {f.name for f in dataclasses.fields(ModelArgs)} | {
+      "name", "trainable"}
+  rebuilt = model_lib.DeepLab.from_config(config)
+  assert rebuilt.args == model.args and rebuilt.name == model.name
+
+
+def test_weight_signature_says_what_changes_the_weights():
+  base = ModelArgs(backbone="resnet_50", multi_grid=(1, 2, 4))
+  assert not base.differences(base.replace(output_stride=8,
+                                           atrous_rates=(12, 24, 36)))
+  assert not base.differences(base.replace(dropout_rate=0.5,
+                                           dtype_policy="mixed_bfloat16"))
+  assert set(base.differences(base.replace(atrous_rates=(6, 12)))) == {
+      "atrous_rates"}
+  # One ResNet unit per multi-grid entry: the count changes the weights.
+  assert set(base.differences(base.replace(multi_grid=(1, 2)))) == {"multi_grid"}
+  assert set(base.differences(base.replace(num_classes=3, use_decoder=False))) \
+      == {"num_classes", "use_decoder"}
+
+
+@pytest.mark.parametrize("changes, key", [
+    (dict(dropout_rate="0.1"), "config.model.dropout_rate must be in [0, 1)"),
+    (dict(num_classes=True), "config.dataset.num_classes must be an integer"),
+    (dict(input_shape=(1, 2)), "input_shape must be (height, width, 3)"),
+])
+def test_model_args_errors_name_the_config_key(changes, key):
+  with pytest.raises(ArgumentError) as error:
+    ModelArgs(**changes)
+  assert key in str(error.value)
+
+
+def _assignments(path):
+  """(key, value) of ``config.a.b = <literal>`` lines of a config file."""
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+      target = ast.unparse(node.targets[0])
+      if target.startswith("config.") and target.count(".") == 2:
+        try:
+          yield target[len("config."):], ast.literal_eval(node.value)
+        except ValueError:
+          continue
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("[!_]*.py")),
+                         ids=lambda p: p.stem)
+def test_configs_set_only_what_differs_from_the_defaults(path):
+  if "config_lib.base_config()" not in path.read_text():
+    pytest.skip(f"{path.name} starts from another experiment's config")
+  defaults = dict(config_lib.leaves(config_lib.base_config()))
+  restated = [key for key, value in _assignments(path)
+              if defaults[key] == value]
+  assert not restated, f"{path.name} restates defaults: {restated}"
