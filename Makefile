@@ -21,6 +21,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -n 2 --durations=15 tests
 
 # The main job on built-in data: synthetic records, a few minutes of training

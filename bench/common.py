@@ -3,9 +3,6 @@ norm statistics, and writing a figure between markers in bench/README.md."""
 
 import pathlib
 
-import keras
-import numpy as np
-
 from deeplab import model as model_lib
 from tests.harness import randomize_batch_norm  # noqa: F401 (re-exported)
 

@@ -148,9 +148,10 @@ def _tf_impl(name, model, size, optimizer, note="", inference_model=None):
 
 def build_ours(arch: str, dtype_policy: str = "float32"):
   import keras  # pylint: disable=g-import-not-at-top
-  from deeplab import folding  # pylint: disable=g-import-not-at-top
+
   # Imported here, as every framework is: the torch worker imports none.
   from bench import common  # pylint: disable=g-import-not-at-top
+  from deeplab import folding  # pylint: disable=g-import-not-at-top
   model = common.deeplab_v3_plus(arch, dtype_policy=dtype_policy)
   name = "ours" if dtype_policy == "float32" else "ours_bf16"
   # Forward passes time the folded inference form that eval, predict and
@@ -176,9 +177,9 @@ def build_ours_inference(arch: str):
 def build_model_garden(arch: str):
   if not arch.startswith("resnet"):
     return None
-  import tf_keras  # pylint: disable=g-import-not-at-top
   from official.core import exp_factory  # pylint: disable=g-import-not-at-top
   from official.vision.modeling import factory  # pylint: disable=g-import-not-at-top
+  import tf_keras  # pylint: disable=g-import-not-at-top
   config = exp_factory.get_exp_config("seg_deeplabv3plus_pascal").task.model
   config.backbone.dilated_resnet.model_id = int(arch.split("_")[1])
   config.norm_activation.activation = "relu"
@@ -352,8 +353,8 @@ def worker(arch, impls):
     if command.strip() == "round":
       times = {}
       for name, impl in built.items():
-        times[name] = {"b1": [_seconds(lambda: impl.forward(1)) for _ in range(3)],
-                       "b8": [_seconds(lambda: impl.forward(8)) for _ in range(2)],
+        times[name] = {"b1": [_seconds(lambda i=impl: i.forward(1)) for _ in range(3)],
+                       "b8": [_seconds(lambda i=impl: i.forward(8)) for _ in range(2)],
                        "train": [_seconds(impl.train_step)] if impl.train_step else []}
       print(json.dumps(times), flush=True)
     else:

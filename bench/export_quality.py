@@ -32,8 +32,8 @@ from bench import common  # noqa: E402
 from deeplab import cli  # noqa: E402
 from deeplab import evaluation  # noqa: E402
 from deeplab import export_lib  # noqa: E402
-from deeplab.data import pipeline  # noqa: E402
 from deeplab import run_dir  # noqa: E402
+from deeplab.data import pipeline  # noqa: E402
 from deeplab.data import registry  # noqa: E402
 
 _CONFIG = cli.define_config_flag()

@@ -29,7 +29,6 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants
 
-
 from deeplab import evaluation
 from deeplab import folding
 from deeplab import model as model_lib

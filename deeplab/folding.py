@@ -11,8 +11,8 @@ bench/README.md). Evaluation, prediction and export use this form.
 
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 
 from deeplab import model as model_lib
 

@@ -27,6 +27,7 @@ def _cli():
   """``python -m deeplab.summary``: flags, then ``print_summary``."""
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
+
   from deeplab import cli  # pylint: disable=g-import-not-at-top
 
   config_flag = cli.define_config_flag("Experiment config file "

@@ -24,7 +24,6 @@ from deeplab import run_dir
 from tests.conftest import REPO
 from tests.conftest import shared_path
 
-
 # --- Models. ---
 
 
@@ -166,7 +165,7 @@ class Launched:
       code = self.process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
       self.process.kill()
-      raise AssertionError(f"ran over {timeout}s:\n{self.output()[-5000:]}")
+      raise AssertionError(f"ran over {timeout}s:\n{self.output()[-5000:]}") from None
     return code, self.output()
 
   def assert_running(self, deadline):

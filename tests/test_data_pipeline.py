@@ -108,6 +108,7 @@ def test_out_of_range_labels_stop_the_pipeline_naming_the_record(tmp_path):
   mask = np.full((9, 9), 9, np.uint8)  # 9 is no synthetic class id.
   writer = records.ShardWriter(str(tmp_path), "train", 1)
   import io  # pylint: disable=g-import-not-at-top
+
   from PIL import Image  # pylint: disable=g-import-not-at-top
   encoded = []
   for array in (rgb, mask):
@@ -146,6 +147,7 @@ def test_padding_uses_mean_pixel_and_ignore_label_and_flip_keeps_alignment():
 
 def test_tfds_source_with_mock_data(tmp_path):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   from datasets import build_tfds  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   # oxford_iiit_pet's masks hold 1 (pet), 2 (background), 3 (border).

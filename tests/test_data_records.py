@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from deeplab.data import builder
 from deeplab.data import records
-from tests.conftest import REPO, shared_path
+from tests.conftest import REPO
+from tests.conftest import shared_path
 
 
 def png(array, mode=None):

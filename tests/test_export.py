@@ -16,8 +16,8 @@ import tensorflow as tf
 from configs import pascal_voc_mobilenetv2_dm05
 from deeplab import evaluation
 from deeplab import export_lib
-from deeplab.data import augment
 from deeplab import run_dir
+from deeplab.data import augment
 from tests import harness
 from tests.conftest import REPO
 
@@ -177,9 +177,8 @@ def test_predict_cli_writes_masks_and_overlays_and_names_bad_files(exported, tmp
     assert np.asarray(Image.open(f"{stem}_overlay.png")).shape == image.shape
   # From the checkpoint instead of the SavedModel: the same ids.
   out2 = tmp_path / "out2"
-  result = subprocess.run(
-      [sys.executable, "-m", "deeplab.predict", f"--workdir={root / 'w'}", f"--input={inputs}/0*.png", f"--output_dir={out2}"],
-      cwd=REPO, capture_output=True, text=True, timeout=600)
+  result = harness.run_cli("-m", "deeplab.predict", f"--workdir={root / 'w'}",
+                           f"--input={inputs}/0*.png", f"--output_dir={out2}")
   assert result.returncode == 0, result.stderr[-3000:]
   for path, _ in frames:
     np.testing.assert_array_equal(np.asarray(Image.open(out2 / f"{path.stem}_ids.png")),

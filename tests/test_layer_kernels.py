@@ -12,7 +12,6 @@ import pytest
 import tensorflow as tf
 
 from deeplab import kernels
-from deeplab import layers
 from deeplab import model as model_lib
 
 

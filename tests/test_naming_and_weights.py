@@ -1,6 +1,5 @@
 """The original-name table, backbone weight loading, and the TFLite check."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf

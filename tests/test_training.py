@@ -1,8 +1,8 @@
 """Training: learning, resume after SIGKILL, multi-worker parity, stops, errors."""
 
 import json
-import re
 import os
+import re
 import signal
 import socket
 import time
@@ -247,6 +247,7 @@ def test_loss_ignores_pixels_weights_classes_and_mines_hard_pixels():
 
 def test_weight_decay_covers_conv_kernels_only():
   import keras  # pylint: disable=g-import-not-at-top
+
   from deeplab import model as model_lib  # pylint: disable=g-import-not-at-top
   model = model_lib.DeepLab(num_classes=3, backbone="mobilenet_v2",
                             depth_multiplier=0.35, atrous_rates=(2,))
