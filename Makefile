@@ -31,8 +31,8 @@ demo: $(STAMP)
 	$(PY) -m datasets.make_synthetic --output_dir=$(DEMO)/records --png_dir=$(DEMO)/images
 	rm -rf $(DEMO)/run $(DEMO)/saved_model $(DEMO)/predictions
 	$(PY) train.py --config=configs/synthetic.py --workdir=$(DEMO)/run $(DEMO_DATA)
-	$(PY) eval.py --config=configs/synthetic.py --workdir=$(DEMO)/run $(DEMO_DATA) > $(DEMO)/eval.log
-	$(PY) export.py --config=configs/synthetic.py --workdir=$(DEMO)/run --export_dir=$(DEMO)/saved_model/1
+	$(PY) eval.py --workdir=$(DEMO)/run > $(DEMO)/eval.log
+	$(PY) export.py --workdir=$(DEMO)/run --export_dir=$(DEMO)/saved_model/1
 	$(PY) -m deeplab.predict --saved_model=$(DEMO)/saved_model/1 --input='$(DEMO)/images/0000[0-7].png' --output_dir=$(DEMO)/predictions
 	@echo
 	@echo "Demo finished. Results in $(DEMO)/:"
