@@ -14,7 +14,7 @@ def get_config():
   config.data.eval_pattern = "camvid_records/val-*.tfrecord"
   # Trained from scratch on a 2-core CPU in 30 minutes (bench/README.md):
   # 257x257 crops (16 * 16 + 1) of frames scaled by 0.5-1.0 keep a step
-  # cheap (about 0.35 steps/s) while seeing whole objects; evaluation runs
+  # cheap while seeing whole objects; evaluation runs
   # on full 360x480 frames.
   config.data.crop_size = (257, 257)
   config.data.max_scale = 1.0

@@ -109,3 +109,11 @@ def test_changes_are_typed_and_validated(tmp_path):
     run_dir.config_with_changes(str(tmp_path), {"train.batch_size": "eight"})
   with pytest.raises(ValueError, match="config.model.output_stride must be"):
     run_dir.config_with_changes(str(tmp_path), {"model.output_stride": 12})
+
+
+def test_continuous_eval_scores_the_last_checkpoint_and_stops(trained):
+  workdir, _, _ = trained
+  result = run_cli("eval.py", f"--workdir={workdir}", "--mode=continuous_eval",
+                   "--timeout=5")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert json.loads((workdir / "eval" / "metrics-4.json").read_text())["step"] == 4
