@@ -1,48 +1,7 @@
-r"""Evaluates a training run: its latest checkpoint, or every new one.
+"""Thin entry point; the tool is ``deeplab.tools.eval`` (console script
+``deeplab-eval``), whose docstring says how to use it."""
 
-  python eval.py --workdir=W [--config.eval.scales='(0.5,0.75,1.0,1.25,1.5,1.75)'] \
-      [--config.eval.flip=True] [--config.data.eval_pattern=GLOB] \
-      [--checkpoint=W/checkpoints/ckpt-N] [--mode=continuous_eval]
-
-The run's own config (W/config.json) is used; --config.x=... (or
---config=FILE) changes evaluation fields on purpose, and a change of the
-model's architecture is refused. Writes W/eval/metrics.json: {"miou",
-"per_class_iou": {name: iou}, "pixel_accuracy", "mean_accuracy",
-"frequency_weighted_iou", "step"}, and TensorBoard summaries in W/eval.
-With --mode=continuous_eval it waits for new checkpoints and evaluates each
-once, until the run's last step.
-"""
-
-import json
-
-from absl import app
-from absl import flags
-
-from deeplab import cli
-from deeplab import eval_lib
-
-_CONFIG = cli.define_config_flag()
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training run folder.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None,
-                                  "A checkpoint prefix (default: the latest).")
-_MODE = flags.DEFINE_enum("mode", "eval", ["eval", "continuous_eval"],
-                          "Evaluate once, or every new checkpoint.")
-_TIMEOUT = flags.DEFINE_float("timeout", 3600, "continuous_eval: seconds to "
-                              "wait for a new checkpoint before stopping.")
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config = cli.tool_config(_CONFIG.value, _WORKDIR.value)
-  if _MODE.value == "continuous_eval":
-    eval_lib.continuous_eval(config, _WORKDIR.value, _TIMEOUT.value)
-    return
-  metrics = eval_lib.evaluate_checkpoint(config, _WORKDIR.value,
-                                         _CHECKPOINT.value)
-  print(json.dumps(metrics, indent=2))
-
+from deeplab.tools import eval
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  eval.main()

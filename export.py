@@ -1,61 +1,7 @@
-r"""Exports a training run as a SavedModel for TF Serving, and/or TFLite.
+"""Thin entry point; the tool is ``deeplab.tools.export`` (console script
+``deeplab-export``), whose docstring says how to use it."""
 
-  python export.py --workdir=W --export_dir=E \
-      [--output_stride=8] [--config.eval.scales='(0.75,1.0,1.25)'] \
-      [--config.eval.flip=True] [--legacy_names] \
-      [--tflite=model.tflite --tflite_size=513,513 --quantization=int8]
-
-The run's own config (W/config.json) is used; --config.x=... changes
-export fields (eval scales, flip, records) on purpose. The SavedModel's
-signatures are described in deeplab/export_lib.py. int8 TFLite calibrates
-on --representative_count images of config.data.train_pattern (training
-images only), resized to the TFLite input size.
-"""
-
-from absl import app
-from absl import flags
-
-from deeplab import cli
-from deeplab import export_lib
-
-_CONFIG = cli.define_config_flag()
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training run folder.")
-_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "SavedModel folder.")
-_OUTPUT_STRIDE = flags.DEFINE_enum(
-    "output_stride", None, ["8", "16", "32"], "Output stride of the exported "
-    "model (default: the trained one; ASPP rates scale along).")
-_LEGACY = flags.DEFINE_bool(
-    "legacy_names", False, "Add the 'legacy' signature (ImageTensor -> "
-    "SemanticPredictions) of the original frozen graph.")
-_TFLITE = flags.DEFINE_string("tflite", None, "Also write a TFLite file here.")
-_TFLITE_SIZE = flags.DEFINE_list(
-    "tflite_size", None, "TFLite input height,width (default: the crop size).")
-_QUANTIZATION = flags.DEFINE_enum("quantization", "float32",
-                                  ["float32", "float16", "int8"],
-                                  "TFLite weight/activation type.")
-_REPRESENTATIVE = flags.DEFINE_integer(
-    "representative_count", 32, "Training images calibrating int8 "
-    "quantization.", lower_bound=1)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not _EXPORT_DIR.value and not _TFLITE.value:
-    raise app.UsageError("give --export_dir and/or --tflite")
-  size = _TFLITE_SIZE.value
-  if size is not None and (len(size) != 2 or not all(v.isdigit() for v in size)):
-    raise app.UsageError(f"--tflite_size must be HEIGHT,WIDTH, got {size}")
-  export_lib.export_run(
-      cli.tool_config(_CONFIG.value, _WORKDIR.value), _WORKDIR.value,
-      export_dir=_EXPORT_DIR.value, tflite_path=_TFLITE.value,
-      tflite_size=tuple(int(v) for v in size) if size else None,
-      quantization=_QUANTIZATION.value,
-      representative_count=_REPRESENTATIVE.value,
-      output_stride=int(_OUTPUT_STRIDE.value) if _OUTPUT_STRIDE.value else None,
-      legacy_names=_LEGACY.value)
-
+from deeplab.tools import export
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  export.main()

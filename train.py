@@ -1,39 +1,7 @@
-r"""Trains DeepLab (or resumes a run) from an experiment config.
+"""Thin entry point; the tool is ``deeplab.tools.train`` (console script
+``deeplab-train``), whose docstring says how to use it."""
 
-  python train.py --config=configs/pascal_voc_xception65.py --workdir=runs/voc \
-      [--mode=train|train_and_eval] [--config.train.strategy=mirrored] \
-      [--config.train.steps=N --config.train.max_minutes=M ...]
-  python train.py --workdir=runs/voc          # resume with the run's config
-
-Leaves checkpoints, W/config.json (the resolved config), TensorBoard
-summaries and W/train_log.jsonl in W; a second run resumes from the latest
-checkpoint. SIGTERM / Ctrl-C save a checkpoint before exiting. Strategies:
---config.train.strategy=default|mirrored|multi_worker (TF_CONFIG)|tpu, with
---config.train.tpu=NAME. Continuous evaluation is eval.py's.
-"""
-
-from absl import app
-from absl import flags
-
-from deeplab import cli
-from deeplab.training import loop
-
-_CONFIG = cli.define_config_flag(
-    "Experiment config file (configs/<name>.py); default: the config of "
-    "the run in --workdir, to resume it.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder.")
-_MODE = flags.DEFINE_enum("mode", "train", loop.MODES,
-                          "train, or train_and_eval (evaluate after every "
-                          "checkpoint).")
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  loop.run(cli.run_config(_CONFIG.value, _WORKDIR.value), _WORKDIR.value,
-           _MODE.value)
-
+from deeplab.tools import train
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  train.main()

@@ -25,8 +25,8 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from bench import common  # noqa: E402
-from configs import camvid_mobilenetv2  # noqa: E402
 from deeplab.data import pipeline  # noqa: E402
+from deeplab_configs import camvid_mobilenetv2  # noqa: E402
 
 _ROOT = flags.DEFINE_string("camvid_root", str(REPO.parent / "shared/data/camvid"),
                             "CamVid folder (train/ trainannot/).")

@@ -15,7 +15,7 @@ batch 8 is too small to re-estimate it (the original's advice). Figures in
 bench/README.md.
 """
 
-from configs import camvid_mobilenetv2
+from deeplab_configs import camvid_mobilenetv2
 
 
 def get_config():

@@ -14,9 +14,10 @@ import os
 from absl import app
 from absl import flags
 
-from datasets import common
 from deeplab.data import builder
 from deeplab.data import registry
+
+from . import common
 
 _ROOT = flags.DEFINE_string("ade20k_root", None, "ADEChallengeData2016 folder.")
 SPLITS = {"train": "training", "val": "validation"}
@@ -40,6 +41,11 @@ def main(argv):
                dataset="ade20k")
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point."""
   flags.mark_flags_as_required(["ade20k_root", "output_dir"])
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

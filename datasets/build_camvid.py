@@ -14,9 +14,10 @@ import os
 from absl import app
 from absl import flags
 
-from datasets import common
 from deeplab.data import builder
 from deeplab.data import registry
+
+from . import common
 
 _ROOT = flags.DEFINE_string("camvid_root", None, "CamVid folder.")
 
@@ -46,6 +47,11 @@ def main(argv):
                dataset="camvid", unlabelled_splits=unlabelled)
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point."""
   flags.mark_flags_as_required(["camvid_root", "output_dir"])
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

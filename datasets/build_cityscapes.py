@@ -15,9 +15,10 @@ import os
 from absl import app
 from absl import flags
 
-from datasets import common
 from deeplab.data import builder
 from deeplab.data import registry
+
+from . import common
 
 _ROOT = flags.DEFINE_string("cityscapes_root", None, "Cityscapes folder.")
 
@@ -52,6 +53,11 @@ def main(argv):
   common.build(splits(_ROOT.value), spec, dataset="cityscapes")
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point."""
   flags.mark_flags_as_required(["cityscapes_root", "output_dir"])
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

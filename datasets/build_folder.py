@@ -21,9 +21,10 @@ import os
 from absl import app
 from absl import flags
 
-from datasets import common
 from deeplab.data import builder
 from deeplab.data import registry
+
+from . import common
 
 _IMAGES = flags.DEFINE_string("images", None, "Folder of images.")
 _MASKS = flags.DEFINE_string("masks", None, "Folder of masks.")
@@ -85,6 +86,11 @@ def main(argv):
   common.build({_SPLIT.value: samples}, label_spec())
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point."""
   flags.mark_flags_as_required(["images", "masks", "output_dir"])
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -18,10 +18,17 @@ from absl import app
 from absl import flags
 import numpy as np
 from PIL import Image
-import tensorflow_datasets as tfds
 
-from datasets import common
+try:
+  import tensorflow_datasets as tfds
+except ImportError as e:  # An extra: pip install 'deeplab-tf2[tfds]'.
+  raise ImportError(
+      "deeplab-build-tfds needs tensorflow-datasets: pip install "
+      "'deeplab-tf2[tfds]'") from e
+
 from deeplab.data import builder
+
+from . import common
 
 _NAME = flags.DEFINE_string("tfds_name", None, "TFDS dataset name.")
 _SPLIT = flags.DEFINE_string("split", "train", "TFDS split (also the records' split name).")
@@ -84,6 +91,11 @@ def main(argv):
                builder.LabelSpec(_NUM_CLASSES.value, _IGNORE.value))
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point."""
   flags.mark_flags_as_required(["tfds_name", "output_dir"])
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

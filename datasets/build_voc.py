@@ -18,9 +18,10 @@ import os
 from absl import app
 from absl import flags
 
-from datasets import common
 from deeplab.data import builder
 from deeplab.data import registry
+
+from . import common
 
 _ROOT = flags.DEFINE_string("voc_root", None, "The VOC2012 folder.")
 _AUG = flags.DEFINE_string("train_aug_masks", None,
@@ -65,6 +66,11 @@ def main(argv):
                dataset="pascal_voc_seg")
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point."""
   flags.mark_flags_as_required(["voc_root", "output_dir"])
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

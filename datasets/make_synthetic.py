@@ -21,9 +21,10 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
-from datasets import common
 from deeplab.data import builder
 from deeplab.data import registry
+
+from . import common
 
 _TRAIN = flags.DEFINE_integer("train_size", 400, "Training images.")
 _VAL = flags.DEFINE_integer("val_size", 64, "Validation images.")
@@ -153,6 +154,11 @@ def main(argv):
         f.write(sample.image_data)
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point."""
   flags.mark_flags_as_required(["output_dir"])
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

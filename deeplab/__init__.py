@@ -2,7 +2,7 @@
 
 Example:
   >>> import deeplab
-  >>> from configs import pascal_voc_xception65
+  >>> from deeplab_configs import pascal_voc_xception65
   >>> model = deeplab.build_model(pascal_voc_xception65.get_config())
 """
 

@@ -2,7 +2,9 @@
 turns it and ``--workdir`` into the config a tool runs with.
 
 Nothing here defines a flag when imported; each entry point calls
-``define_config_flag()`` once.
+``define_config_flag()`` once and runs through ``run_app``, which lets
+``--config`` name a shipped experiment (``--config=synthetic``) as well as
+a file (``--config=configs/synthetic.py``).
 
 The rule:
 - A tool that creates or continues a run (``train.py``,
@@ -19,8 +21,11 @@ The rule:
 
 from __future__ import annotations
 
-from typing import Any, Dict
+import os
+import re
+from typing import Any, Callable, Dict, List, Sequence
 
+from absl import app
 from absl import flags
 import ml_collections
 from ml_collections import config_flags
@@ -29,6 +34,59 @@ from deeplab import config as config_lib
 from deeplab import run_dir
 
 CONFIG_FLAG = "config"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def shipped_configs() -> Dict[str, str]:
+  """``{name: path}`` of the experiment configs that ship with the package
+  (``configs/`` of the repository, installed as ``deeplab_configs``)."""
+  import deeplab_configs  # pylint: disable=g-import-not-at-top
+  folder = os.path.dirname(deeplab_configs.__file__)
+  return {name[:-3]: os.path.join(folder, name)
+          for name in sorted(os.listdir(folder))
+          if name.endswith(".py") and not name.startswith("_")}
+
+
+def config_file(spec: str) -> str:
+  """The file of a ``--config`` value: a path (with an optional ``:arg``
+  suffix, which ml_collections passes on), or a shipped config's name.
+
+  Raises:
+    app.UsageError: a bare name that is no shipped config and no file.
+  """
+  path = spec.split(":", 1)[0]
+  if os.path.exists(path) or not _NAME.match(path):
+    return spec
+  shipped = shipped_configs()
+  if path not in shipped:
+    raise app.UsageError(
+        f"--config={spec!r} is neither a file nor a shipped config; shipped: "
+        f"{', '.join(shipped)}")
+  return shipped[path] + spec[len(path):]
+
+
+def _with_config_files(argv: Sequence[str]) -> List[str]:
+  """``argv`` with ``--config=NAME`` (or ``--config NAME``) made a path."""
+  argv = list(argv)
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"--{CONFIG_FLAG}="):
+      argv[i] = f"--{CONFIG_FLAG}=" + config_file(arg.split("=", 1)[1])
+    elif arg == f"--{CONFIG_FLAG}" and i + 1 < len(argv):
+      argv[i + 1] = config_file(argv[i + 1])
+  return argv
+
+
+def _parse_flags(argv: Sequence[str]) -> List[str]:
+  try:
+    argv = _with_config_files(argv)
+  except app.UsageError as e:
+    raise SystemExit(f"FATAL Flags parsing error: {e}") from None
+  return app.parse_flags_with_usage(argv)
+
+
+def run_app(main: Callable[[List[str]], Any]) -> None:
+  """``absl.app.run(main)`` whose ``--config`` may be a shipped name."""
+  app.run(main, flags_parser=_parse_flags)
 
 
 def define_config_flag(help_text: str = "Experiment config file "
@@ -40,7 +98,8 @@ def define_config_flag(help_text: str = "Experiment config file "
   without ``--config``; ``given_changes`` tells what the user set.
   """
   return config_flags.DEFINE_config_file(
-      CONFIG_FLAG, config_lib.__file__, help_text, lock_config=True)
+      CONFIG_FLAG, config_lib.__file__, help_text + " A shipped config can "
+      f"be named: {', '.join(shipped_configs())}.", lock_config=True)
 
 
 def _given(path: str) -> bool:
@@ -71,7 +130,6 @@ def run_config(config: ml_collections.ConfigDict,
   if config_file_given():
     return config
   if not run_dir.has_config(workdir):
-    from absl import app  # pylint: disable=g-import-not-at-top
     raise app.UsageError(
         f"give --config=FILE: {workdir!r} holds no run to continue "
         f"({run_dir.config_path(workdir or '.')} is missing)")

@@ -50,7 +50,7 @@ def convert(config, source: str, workdir: str) -> weights_lib.LoadReport:
   return report
 
 
-def _cli():
+def main():
   """``python -m deeplab.convert``: flags, then ``convert``."""
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
@@ -64,15 +64,15 @@ def _cli():
                                "A .tflite file or a TF1 checkpoint prefix.")
   workdir = flags.DEFINE_string("workdir", None, "Folder for the checkpoint.")
 
-  def main(argv):
+  def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = cli.run_config(config_flag.value, workdir.value)
     print(convert(config, source.value, workdir.value).summary())
 
   flags.mark_flags_as_required(["source", "workdir"])
-  app.run(main)
+  cli.run_app(_main)
 
 
 if __name__ == "__main__":
-  _cli()
+  main()

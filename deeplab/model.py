@@ -116,7 +116,7 @@ def build_model(config, input_shape: Sequence[Optional[int]] = (None, None, 3),
 
   Example:
     >>> import deeplab
-    >>> from configs import synthetic
+    >>> from deeplab_configs import synthetic
     >>> model = deeplab.build_model(synthetic.get_config())
   """
   args = ModelArgs.from_experiment(config, input_shape=tuple(input_shape),

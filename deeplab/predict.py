@@ -112,7 +112,7 @@ def predict_files(paths, predictor: Predictor, info: registry.DatasetInfo,
 INFERENCE_ENV = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}
 
 
-def _cli():
+def main():
   """``python -m deeplab.predict``: flags, then ``predict_files``."""
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
@@ -127,7 +127,7 @@ def _cli():
   inputs = flags.DEFINE_string("input", None, "Image file, folder or glob.")
   output_dir = flags.DEFINE_string("output_dir", None, "Where outputs go.")
 
-  def main(argv):
+  def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if bool(saved_model.value) == bool(workdir.value):
@@ -145,10 +145,10 @@ def _cli():
       sys.exit(1)
 
   flags.mark_flags_as_required(["input", "output_dir"])
-  app.run(main)
+  cli.run_app(_main)
 
 
 if __name__ == "__main__":
   for _key, _value in INFERENCE_ENV.items():
     os.environ.setdefault(_key, _value)  # read when the first kernel is built
-  _cli()
+  main()

@@ -23,7 +23,7 @@ def print_summary(config, line_length: int = 140) -> int:
   return total
 
 
-def _cli():
+def main():
   """``python -m deeplab.summary``: flags, then ``print_summary``."""
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
@@ -35,13 +35,13 @@ def _cli():
   line_length = flags.DEFINE_integer(
       "line_length", 140, "Width of the printed layer table in characters.")
 
-  def main(argv):
+  def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     print_summary(config_flag.value, line_length.value)
 
-  app.run(main)
+  cli.run_app(_main)
 
 
 if __name__ == "__main__":
-  _cli()
+  main()

@@ -194,7 +194,7 @@ def run_cli(*args, timeout=600):
 
 def config_with(records, **extra):
   """The synthetic config with ``tiny_overrides`` applied, in this process."""
-  from configs import synthetic  # pylint: disable=g-import-not-at-top
+  from deeplab_configs import synthetic  # pylint: disable=g-import-not-at-top
   config = synthetic.get_config()
   for flag in tiny_overrides(records, **extra):
     key, value = flag[len("--config."):].split("=", 1)

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import synthetic
-from datasets import make_synthetic
 from deeplab.data import audit
 from deeplab.data import augment
 from deeplab.data import builder
 from deeplab.data import pipeline
 from deeplab.data import records
 from deeplab.data import registry
+from deeplab_configs import synthetic
+from deeplab_datasets import make_synthetic
 from tests.conftest import REPO
 
 
@@ -148,7 +148,7 @@ def test_padding_uses_mean_pixel_and_ignore_label_and_flip_keeps_alignment():
 def test_tfds_source_with_mock_data(tmp_path):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  from datasets import build_tfds  # pylint: disable=g-import-not-at-top
+  from deeplab_datasets import build_tfds  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   # oxford_iiit_pet's masks hold 1 (pet), 2 (background), 3 (border).
   masks = [rng.integers(1, 4, (12 + i, 10, 1)).astype(np.uint8) for i in range(3)]

@@ -13,11 +13,11 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from configs import pascal_voc_mobilenetv2_dm05
 from deeplab import evaluation
 from deeplab import export_lib
 from deeplab import run_dir
 from deeplab.data import augment
+from deeplab_configs import pascal_voc_mobilenetv2_dm05
 from tests import harness
 from tests.conftest import REPO
 

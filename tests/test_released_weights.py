@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import pascal_voc_mobilenetv2_dm05
-from configs import synthetic
 from deeplab import convert
 from deeplab import naming
 from deeplab import run_dir
+from deeplab_configs import pascal_voc_mobilenetv2_dm05
+from deeplab_configs import synthetic
 from tests import harness
 
 

@@ -123,7 +123,7 @@ import sys
 import numpy as np, tensorflow as tf, keras
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from configs import synthetic
+from deeplab_configs import synthetic
 from deeplab import model as model_lib
 config = synthetic.get_config()
 config.model.dropout_rate = 0.0

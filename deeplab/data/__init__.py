@@ -1,0 +1,1 @@
+"""Data: the record schema, the dataset table, builders, the tf.data pipeline."""

@@ -1,0 +1,61 @@
+r"""Exports a training run as a SavedModel for TF Serving, and/or TFLite.
+
+  python export.py --workdir=W --export_dir=E \
+      [--output_stride=8] [--config.eval.scales='(0.75,1.0,1.25)'] \
+      [--config.eval.flip=True] [--legacy_names] \
+      [--tflite=model.tflite --tflite_size=513,513 --quantization=int8]
+
+The run's own config (W/config.json) is used; --config.x=... changes
+export fields (eval scales, flip, records) on purpose. The SavedModel's
+signatures are described in deeplab/export_lib.py. int8 TFLite calibrates
+on --representative_count images of config.data.train_pattern (training
+images only), resized to the TFLite input size.
+"""
+
+from absl import app
+from absl import flags
+
+from deeplab import cli
+from deeplab import export_lib
+
+
+def main():
+  """Console-script entry point: flags, then one library call."""
+  config_flag = cli.define_config_flag()
+  workdir = flags.DEFINE_string("workdir", None, "Training run folder.")
+  export_dir = flags.DEFINE_string("export_dir", None, "SavedModel folder.")
+  output_stride = flags.DEFINE_enum(
+      "output_stride", None, ["8", "16", "32"], "Output stride of the exported "
+      "model (default: the trained one; ASPP rates scale along).")
+  legacy = flags.DEFINE_bool(
+      "legacy_names", False, "Add the 'legacy' signature (ImageTensor -> "
+      "SemanticPredictions) of the original frozen graph.")
+  tflite = flags.DEFINE_string("tflite", None, "Also write a TFLite file here.")
+  tflite_size = flags.DEFINE_list(
+      "tflite_size", None, "TFLite input height,width (default: the crop size).")
+  quantization = flags.DEFINE_enum("quantization", "float32",
+                                   ["float32", "float16", "int8"],
+                                   "TFLite weight/activation type.")
+  representative = flags.DEFINE_integer(
+      "representative_count", 32, "Training images calibrating int8 "
+      "quantization.", lower_bound=1)
+
+  def _main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not export_dir.value and not tflite.value:
+      raise app.UsageError("give --export_dir and/or --tflite")
+    size = tflite_size.value
+    if size is not None and (len(size) != 2 or not all(v.isdigit() for v in size)):
+      raise app.UsageError(f"--tflite_size must be HEIGHT,WIDTH, got {size}")
+    export_lib.export_run(
+        cli.tool_config(config_flag.value, workdir.value), workdir.value,
+        export_dir=export_dir.value, tflite_path=tflite.value,
+        tflite_size=tuple(int(v) for v in size) if size else None,
+        quantization=quantization.value,
+        representative_count=representative.value,
+        output_stride=int(output_stride.value) if output_stride.value else None,
+        legacy_names=legacy.value)
+
+  flags.mark_flags_as_required(["workdir"])
+  cli.run_app(_main)

@@ -1,0 +1,39 @@
+r"""Trains DeepLab (or resumes a run) from an experiment config.
+
+  python train.py --config=configs/pascal_voc_xception65.py --workdir=runs/voc \
+      [--mode=train|train_and_eval] [--config.train.strategy=mirrored] \
+      [--config.train.steps=N --config.train.max_minutes=M ...]
+  python train.py --workdir=runs/voc          # resume with the run's config
+
+Leaves checkpoints, W/config.json (the resolved config), TensorBoard
+summaries and W/train_log.jsonl in W; a second run resumes from the latest
+checkpoint. SIGTERM / Ctrl-C save a checkpoint before exiting. Strategies:
+--config.train.strategy=default|mirrored|multi_worker (TF_CONFIG)|tpu, with
+--config.train.tpu=NAME. Continuous evaluation is eval.py's.
+"""
+
+from absl import app
+from absl import flags
+
+from deeplab import cli
+from deeplab.training import loop
+
+
+def main():
+  """Console-script entry point: flags, then one library call."""
+  config_flag = cli.define_config_flag(
+      "Experiment config file (configs/<name>.py); default: the config of "
+      "the run in --workdir, to resume it.")
+  workdir = flags.DEFINE_string("workdir", None, "Run folder.")
+  mode = flags.DEFINE_enum("mode", "train", loop.MODES,
+                           "train, or train_and_eval (evaluate after every "
+                           "checkpoint).")
+
+  def _main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    loop.run(cli.run_config(config_flag.value, workdir.value), workdir.value,
+             mode.value)
+
+  flags.mark_flags_as_required(["workdir"])
+  cli.run_app(_main)
