@@ -11,9 +11,9 @@ splits train (20210) and val (2000), as the original's build_ade20k_data.py.
 
 import os
 
-from absl import app
 from absl import flags
 
+from deeplab import cli
 from deeplab.data import builder
 from deeplab.data import registry
 
@@ -44,7 +44,7 @@ def main(argv):
 def run():
   """Console-script entry point."""
   flags.mark_flags_as_required(["ade20k_root", "output_dir"])
-  app.run(main)
+  cli.run_app(main, __doc__)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ OUT/{split}-NNNNN-of-NNNNN.tfrecord, its size checked against the table.
 
 import os
 
-from absl import app
 from absl import flags
 
+from deeplab import cli
 from deeplab.data import builder
 from deeplab.data import registry
 
@@ -50,7 +50,7 @@ def main(argv):
 def run():
   """Console-script entry point."""
   flags.mark_flags_as_required(["camvid_root", "output_dir"])
-  app.run(main)
+  cli.run_app(main, __doc__)
 
 
 if __name__ == "__main__":

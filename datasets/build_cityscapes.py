@@ -12,9 +12,9 @@ not evaluated) becomes 255, the ignore label.
 import glob
 import os
 
-from absl import app
 from absl import flags
 
+from deeplab import cli
 from deeplab.data import builder
 from deeplab.data import registry
 
@@ -56,7 +56,7 @@ def main(argv):
 def run():
   """Console-script entry point."""
   flags.mark_flags_as_required(["cityscapes_root", "output_dir"])
-  app.run(main)
+  cli.run_app(main, __doc__)
 
 
 if __name__ == "__main__":

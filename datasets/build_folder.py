@@ -18,9 +18,9 @@ Run `python -m datasets.inspect DIR` on the masks first if unsure.
 import json
 import os
 
-from absl import app
 from absl import flags
 
+from deeplab import cli
 from deeplab.data import builder
 from deeplab.data import registry
 
@@ -89,7 +89,7 @@ def main(argv):
 def run():
   """Console-script entry point."""
   flags.mark_flags_as_required(["images", "masks", "output_dir"])
-  app.run(main)
+  cli.run_app(main, __doc__)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ label are reported like any bad mask.
 
 import io
 
-from absl import app
 from absl import flags
 import numpy as np
 from PIL import Image
@@ -26,6 +25,7 @@ except ImportError as e:  # An extra: pip install 'deeplab-tf2[tfds]'.
       "deeplab-build-tfds needs tensorflow-datasets: pip install "
       "'deeplab-tf2[tfds]'") from e
 
+from deeplab import cli
 from deeplab.data import builder
 
 from . import common
@@ -94,7 +94,7 @@ def main(argv):
 def run():
   """Console-script entry point."""
   flags.mark_flags_as_required(["tfds_name", "output_dir"])
-  app.run(main)
+  cli.run_app(main, __doc__)
 
 
 if __name__ == "__main__":

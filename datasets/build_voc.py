@@ -15,9 +15,9 @@ minus the val stems (10582 images).
 
 import os
 
-from absl import app
 from absl import flags
 
+from deeplab import cli
 from deeplab.data import builder
 from deeplab.data import registry
 
@@ -69,7 +69,7 @@ def main(argv):
 def run():
   """Console-script entry point."""
   flags.mark_flags_as_required(["voc_root", "output_dir"])
-  app.run(main)
+  cli.run_app(main, __doc__)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import sys
 from absl import app
 from absl import flags
 
+from deeplab import cli
 from deeplab.data import audit
 from deeplab.data import registry
 
@@ -42,7 +43,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  cli.run_app(main, __doc__)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ real record format and pipeline.
 import io
 import os
 
-from absl import app
 from absl import flags
 import numpy as np
 from PIL import Image
 
+from deeplab import cli
 from deeplab.data import builder
 from deeplab.data import registry
 
@@ -157,7 +157,7 @@ def main(argv):
 def run():
   """Console-script entry point."""
   flags.mark_flags_as_required(["output_dir"])
-  app.run(main)
+  cli.run_app(main, __doc__)
 
 
 if __name__ == "__main__":

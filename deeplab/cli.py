@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Any, Callable, Dict, List, Sequence
 
 from absl import app
@@ -84,8 +85,16 @@ def _parse_flags(argv: Sequence[str]) -> List[str]:
   return app.parse_flags_with_usage(argv)
 
 
-def run_app(main: Callable[[List[str]], Any]) -> None:
-  """``absl.app.run(main)`` whose ``--config`` may be a shipped name."""
+def run_app(main: Callable[[List[str]], Any], doc: str) -> None:
+  """``absl.app.run(main)`` whose ``--config`` may be a shipped name.
+
+  Args:
+    main: the tool's main(argv).
+    doc: the tool's usage text (its module docstring), shown by ``--help``
+      also when the tool runs as a console script, whose ``__main__`` has
+      none.
+  """
+  sys.modules["__main__"].__doc__ = doc
   app.run(main, flags_parser=_parse_flags)
 
 

@@ -71,7 +71,7 @@ def main():
     print(convert(config, source.value, workdir.value).summary())
 
   flags.mark_flags_as_required(["source", "workdir"])
-  cli.run_app(_main)
+  cli.run_app(_main, __doc__)
 
 
 if __name__ == "__main__":

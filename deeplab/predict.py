@@ -145,7 +145,7 @@ def main():
       sys.exit(1)
 
   flags.mark_flags_as_required(["input", "output_dir"])
-  cli.run_app(_main)
+  cli.run_app(_main, __doc__)
 
 
 if __name__ == "__main__":

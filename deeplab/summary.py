@@ -40,7 +40,7 @@ def main():
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     print_summary(config_flag.value, line_length.value)
 
-  cli.run_app(_main)
+  cli.run_app(_main, __doc__)
 
 
 if __name__ == "__main__":

@@ -45,4 +45,4 @@ def main():
     print(json.dumps(metrics, indent=2))
 
   flags.mark_flags_as_required(["workdir"])
-  cli.run_app(_main)
+  cli.run_app(_main, __doc__)

@@ -58,4 +58,4 @@ def main():
         legacy_names=legacy.value)
 
   flags.mark_flags_as_required(["workdir"])
-  cli.run_app(_main)
+  cli.run_app(_main, __doc__)

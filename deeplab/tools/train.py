@@ -36,4 +36,4 @@ def main():
              mode.value)
 
   flags.mark_flags_as_required(["workdir"])
-  cli.run_app(_main)
+  cli.run_app(_main, __doc__)

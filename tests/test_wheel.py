@@ -1,0 +1,136 @@
+"""The built wheel, installed into a fresh virtual environment, works from a
+folder outside the checkout: every console script answers --help, and the
+main job runs from synthetic data to predicted masks.
+
+The fresh environment gets the wheel (``pip install --no-deps``) and reads
+the dependencies (TensorFlow...) from the test's own environment through a
+``.pth`` line, so the test needs no network and no second TensorFlow.
+"""
+
+import ast
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+
+import pytest
+
+from tests.conftest import REPO
+
+# Console script -> the module whose docstring is its usage text.
+TOOLS = {
+    "deeplab-train": "deeplab.tools.train", "deeplab-eval": "deeplab.tools.eval",
+    "deeplab-export": "deeplab.tools.export", "deeplab-predict": "deeplab.predict",
+    "deeplab-convert": "deeplab.convert", "deeplab-summary": "deeplab.summary",
+    "deeplab-make-synthetic": "deeplab_datasets.make_synthetic",
+    "deeplab-build-voc": "deeplab_datasets.build_voc",
+    "deeplab-build-cityscapes": "deeplab_datasets.build_cityscapes",
+    "deeplab-build-ade20k": "deeplab_datasets.build_ade20k",
+    "deeplab-build-camvid": "deeplab_datasets.build_camvid",
+    "deeplab-build-folder": "deeplab_datasets.build_folder",
+    "deeplab-build-tfds": "deeplab_datasets.build_tfds",
+    "deeplab-inspect": "deeplab_datasets.inspect",
+}
+# What the wheel may put at the top of site-packages.
+OUR_NAMES = {"deeplab", "deeplab_configs", "deeplab_datasets"}
+
+
+def _source_copy(destination: pathlib.Path) -> pathlib.Path:
+  """The checkout without its environments and build leftovers."""
+  ignore = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info",
+                                  "__pycache__", ".pytest_cache", "runs",
+                                  "demo_output")
+  shutil.copytree(REPO, destination, ignore=ignore)
+  return destination
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+  """(bin folder, site-packages, a work folder outside the checkout)."""
+  root = tmp_path_factory.mktemp("wheel")
+  source = _source_copy(root / "source")
+  wheels = root / "wheels"
+  result = subprocess.run(
+      [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+       "--quiet", "-w", str(wheels), str(source)],
+      capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  (wheel,) = wheels.glob("deeplab_tf2-*.whl")
+  env_dir = root / "env"
+  venv.EnvBuilder(with_pip=False).create(env_dir)
+  python = env_dir / "bin" / "python"
+  site = pathlib.Path(subprocess.check_output(
+      [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+      text=True).strip())
+  (site / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+  result = subprocess.run(
+      [sys.executable, "-m", "pip", "--python", str(python), "install",
+       "--no-deps", "--quiet", str(wheel)], capture_output=True, text=True,
+      timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  work = root / "work"
+  work.mkdir()
+  return env_dir / "bin", site, work
+
+
+def run(installed, *command, timeout=600):
+  bin_dir, _, work = installed
+  env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+             TF_CPP_MIN_LOG_LEVEL="2")
+  env.pop("PYTHONPATH", None)
+  return subprocess.run(list(command), cwd=work, env=env, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+def test_the_wheel_installs_only_our_names(installed):
+  _, site, _ = installed
+  top = {p.name.split(".")[0].split("-")[0] for p in site.iterdir()
+         if not p.name.endswith((".dist-info", ".pth")) and p.name != "__pycache__"}
+  assert top == OUR_NAMES
+  result = run(installed, "python", "-c",
+               "import deeplab, deeplab.data.pipeline, deeplab.training.loop, "
+               "deeplab_configs.synthetic, deeplab_datasets.build_voc; "
+               "print(deeplab.__file__)")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip().startswith(str(site))
+
+
+@pytest.mark.slow
+def test_every_console_script_answers_help(installed):
+  for tool, module in TOOLS.items():
+    result = run(installed, tool, "--help")
+    # absl's --help prints the usage (the tool's docstring) and exits with 1.
+    source = pathlib.Path(importlib.util.find_spec(module).origin).read_text()
+    usage = ast.get_docstring(ast.parse(source)).splitlines()[0]
+    assert usage in result.stdout, (tool, result.stdout, result.stderr[-2000:])
+    assert "Try --helpfull" in result.stdout, (tool, result.stdout)
+
+
+@pytest.mark.slow
+def test_the_main_job_runs_from_an_installed_wheel(installed):
+  _, _, work = installed
+  steps = [
+      ["deeplab-make-synthetic", "--output_dir=records", "--png_dir=images",
+       "--train_size=8", "--val_size=2", "--image_size=65", "--num_shards=1"],
+      ["deeplab-train", "--config=synthetic", "--workdir=run",
+       "--config.data.train_pattern=records/train-*.tfrecord",
+       "--config.data.eval_pattern=records/val-*.tfrecord",
+       "--config.data.crop_size=(65,65)", "--config.train.batch_size=2",
+       "--config.train.steps=2", "--config.train.steps_per_loop=2",
+       "--config.eval.num_summary_images=0"],
+      ["deeplab-eval", "--workdir=run"],
+      ["deeplab-export", "--workdir=run", "--export_dir=saved/1"],
+      ["deeplab-predict", "--saved_model=saved/1", "--input=images",
+       "--output_dir=predictions"],
+  ]
+  for command in steps:
+    result = run(installed, *command)
+    assert result.returncode == 0, (command, result.stderr[-3000:])
+  assert json.loads((work / "run" / "eval" / "metrics.json").read_text())["step"] == 2
+  assert sorted(p.name for p in (work / "predictions").iterdir())[:3] == [
+      "00000_color.png", "00000_ids.png", "00000_overlay.png"]
