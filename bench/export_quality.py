@@ -33,6 +33,7 @@ from deeplab import cli  # noqa: E402
 from deeplab import evaluation  # noqa: E402
 from deeplab import export_lib  # noqa: E402
 from deeplab import run_dir  # noqa: E402
+from deeplab import weights  # noqa: E402
 from deeplab.data import pipeline  # noqa: E402
 from deeplab.data import registry  # noqa: E402
 
@@ -50,7 +51,7 @@ def pixels(batch):
 
 
 def tflite_runner(path):
-  interpreter = tf.lite.Interpreter(str(path), num_threads=os.cpu_count())
+  interpreter = weights.tflite_interpreter(str(path), num_threads=os.cpu_count())
   interpreter.allocate_tensors()
   source = interpreter.get_input_details()[0]["index"]
   target = interpreter.get_output_details()[0]["index"]

@@ -30,6 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 from bench import common  # noqa: E402
 from deeplab import export_lib  # noqa: E402
+from deeplab import weights  # noqa: E402
 from deeplab.data import registry  # noqa: E402
 
 _BACKBONES = flags.DEFINE_list("backbones", ["mobilenet_v2", "xception_65"],
@@ -49,7 +50,7 @@ def measure(backbone, folder):
   serve = tf.saved_model.load(saved).signatures["serving_default"]
   lite = os.path.join(folder, backbone + ".tflite")
   export_lib.export_tflite(model, lite, SIZE, SIZE)
-  interpreter = tf.lite.Interpreter(lite, num_threads=os.cpu_count())
+  interpreter = weights.tflite_interpreter(lite, num_threads=os.cpu_count())
   interpreter.allocate_tensors()
   source = interpreter.get_input_details()[0]["index"]
   target = interpreter.get_output_details()[0]["index"]

@@ -89,6 +89,21 @@ def read_tf1_checkpoint(prefix: str) -> Dict[str, np.ndarray]:
           for name in reader.get_variable_to_shape_map()}
 
 
+def tflite_interpreter(path: str, **kwargs):
+  """A LiteRT interpreter of ``path`` (``ai-edge-litert``, the successor of
+  ``tf.lite.Interpreter``, which TensorFlow marks for deletion).
+
+  Raises:
+    ImportError: ai-edge-litert is not installed (an extra of ours).
+  """
+  try:
+    from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError("reading or running a .tflite file needs ai-edge-litert: "
+                      "pip install 'deeplab-tf2[tflite]'") from e
+  return litert.Interpreter(model_path=str(path), **kwargs)
+
+
 def read_tflite(path: str, model: keras.Model) -> Dict[str, np.ndarray]:
   """Reads a released DeepLab TFLite file into ``{original_name: array}``.
 
@@ -100,7 +115,7 @@ def read_tflite(path: str, model: keras.Model) -> Dict[str, np.ndarray]:
   Tensors the model has no place for are returned under their own names,
   so the assignment reports them as unused.
   """
-  interpreter = tf.lite.Interpreter(model_path=path)
+  interpreter = tflite_interpreter(path)
   tensors = {}
   for detail in interpreter.get_tensor_details():
     name = detail["name"]

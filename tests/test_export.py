@@ -16,6 +16,7 @@ import tensorflow as tf
 from deeplab import evaluation
 from deeplab import export_lib
 from deeplab import run_dir
+from deeplab import weights
 from deeplab.data import augment
 from deeplab_configs import pascal_voc_mobilenetv2_dm05
 from tests import harness
@@ -118,7 +119,7 @@ def test_the_served_model_converts_or_refuses_bad_images(exported):
 
 
 def tflite_labels(path, images):
-  interpreter = tf.lite.Interpreter(str(path))
+  interpreter = weights.tflite_interpreter(str(path))
   interpreter.allocate_tensors()
   source = interpreter.get_input_details()[0]
   target = interpreter.get_output_details()[0]

@@ -56,7 +56,7 @@ def test_original_names(backbone, expected):
 def test_mobilenet_dm05_matches_the_released_tflite_tensors():
   """Every weight tensor of the released file has our twin, shape for shape."""
   path = shared_path("pretrained", "deeplabv3_257_mv_gpu.tflite")
-  interpreter = tf.lite.Interpreter(str(path))
+  interpreter = weights.tflite_interpreter(str(path))
   tensors = {d["name"]: tuple(d["shape"]) for d in interpreter.get_tensor_details()}
   names = naming.original_names(mobilenet_dm05())
   released = {n: s for n, s in tensors.items()

@@ -7,6 +7,7 @@ import tensorflow as tf
 from deeplab import convert
 from deeplab import naming
 from deeplab import run_dir
+from deeplab import weights
 from deeplab_configs import pascal_voc_mobilenetv2_dm05
 from deeplab_configs import synthetic
 from tests import harness
@@ -66,7 +67,7 @@ def test_the_released_tflite_model_and_ours_agree_on_real_images(tmp_path):
   assert "loaded 272 tensors" in output
   config = pascal_voc_mobilenetv2_dm05.get_config()
   model, _ = run_dir.restore_model(config, str(tmp_path))
-  interpreter = tf.lite.Interpreter(str(harness.released_tflite()))
+  interpreter = weights.tflite_interpreter(str(harness.released_tflite()))
   interpreter.allocate_tensors()
   source = interpreter.get_input_details()[0]
   target = interpreter.get_output_details()[0]
