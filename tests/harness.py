@@ -8,7 +8,9 @@ no test module imports another, nor anything under bench/.
 
 from __future__ import annotations
 
+import collections
 import math
+import os
 import subprocess
 import sys
 import time
@@ -16,6 +18,9 @@ import time
 import keras
 import numpy as np
 from PIL import Image
+import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
+from tensorflow.python.grappler import tf_optimizer
 
 from deeplab import config as config_lib
 from deeplab import model as model_lib
@@ -95,7 +100,6 @@ def check_training_step(model: keras.Model, size: int = 33):
   (Tiny gradients of batch norm gammas can round to no change in float32, so
   connectivity is checked on the gradients and movement on the kernels.)
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(3)
   x = random_images((2, size, size, 3), seed=4)
   y = rng.integers(0, model.args.num_classes, (2, size, size)).astype("int32")
@@ -118,6 +122,50 @@ def check_training_step(model: keras.Model, size: int = 33):
   assert not unmoved, f"kernels that did not move in a step: {unmoved}"
   assert all(not np.array_equal(b, np.asarray(w))
              for b, w in zip(stats_before, stats)), "batch norm stats frozen"
+
+
+# --- Graph fusion as the CPU runtime does it. ---
+
+
+def grappler_op_counts(model, size=65):
+  """Op counts of the folded model's forward graph after grappler, as the
+  CPU runtime would run it (every node placed on the CPU)."""
+  function = tf.function(lambda x: model(x, training=False))
+  concrete = function.get_concrete_function(
+      tf.TensorSpec([1, size, size, 3], tf.float32))
+  graph_def = concrete.graph.as_graph_def()
+  for node in graph_def.node:
+    node.device = "/device:CPU:0"
+  graph = tf.Graph()
+  with graph.as_default():
+    tf.import_graph_def(graph_def, name="")
+    meta_graph = tf.compat.v1.train.export_meta_graph(graph_def=graph_def, graph=graph)
+  meta_graph.collection_def["train_op"].node_list.value.extend(
+      [t.name.split(":")[0] for t in concrete.outputs])
+  optimized = tf_optimizer.OptimizeGraph(config_pb2.ConfigProto(), meta_graph)
+  return collections.Counter(node.op for node in optimized.node)
+
+
+def onednn_enabled() -> bool:
+  """Whether TensorFlow runs its oneDNN CPU kernels in this process (it
+  turns them on by itself only on CPUs with AVX512-VNNI/BF16 or AMX, or
+  with TF_ENABLE_ONEDNN_OPTS=1)."""
+  from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
+  return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def check_fusion(ops, onednn: bool):
+  """Every convolution is fused with its bias where the runtime can fuse
+  it: Conv2D always (both runtimes have _FusedConv2D), depthwise only under
+  oneDNN (TensorFlow's own kernels have no fused depthwise form). Atrous
+  convolutions, which TensorFlow runs between SpaceToBatchND and
+  BatchToSpaceND, stay apart from their bias."""
+  assert ops["_FusedConv2D"] > 0, ops
+  atrous = ops["SpaceToBatchND"]
+  assert ops["Conv2D"] <= atrous, ops
+  if onednn:
+    assert ops["_FusedDepthwiseConv2dNative"] > 0, ops
+    assert ops["Conv2D"] + ops["DepthwiseConv2dNative"] <= atrous, ops
 
 
 # --- Training runs of train.py on synthetic records. ---
@@ -186,10 +234,11 @@ def run_train(workdir, overrides, env=None, wait=True, extra_flags=(),
   return launched.wait() if wait else launched
 
 
-def run_cli(*args, timeout=600):
+def run_cli(*args, timeout=600, env_overrides=None):
   """Runs ``python ARGS...`` in the repo; returns the CompletedProcess."""
+  env = dict(os.environ, **env_overrides) if env_overrides else None
   return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=timeout)
+                        text=True, timeout=timeout, env=env)
 
 
 def config_with(records, **extra):

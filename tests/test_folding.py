@@ -1,13 +1,9 @@
 """Batch norm folding: the inference form computes what the trained model does."""
 
-import collections
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from tensorflow.core.protobuf import config_pb2
-from tensorflow.python.grappler import tf_optimizer
 
 from deeplab import folding
 from deeplab import layers
@@ -52,33 +48,30 @@ def test_folded_batch_norm_spec_makes_biased_convolutions():
   assert model.get_layer("c").use_bias
 
 
-def _grappler_op_counts(model, size=65):
-  """Op counts of the folded model's forward graph after grappler, as the
-  CPU runtime would run it (every node placed on the CPU)."""
-  function = tf.function(lambda x: model(x, training=False))
-  concrete = function.get_concrete_function(
-      tf.TensorSpec([1, size, size, 3], tf.float32))
-  graph_def = concrete.graph.as_graph_def()
-  for node in graph_def.node:
-    node.device = "/device:CPU:0"
-  graph = tf.Graph()
-  with graph.as_default():
-    tf.import_graph_def(graph_def, name="")
-    meta_graph = tf.compat.v1.train.export_meta_graph(graph_def=graph_def, graph=graph)
-  meta_graph.collection_def["train_op"].node_list.value.extend(
-      [t.name.split(":")[0] for t in concrete.outputs])
-  optimized = tf_optimizer.OptimizeGraph(config_pb2.ConfigProto(), meta_graph)
-  return collections.Counter(node.op for node in optimized.node)
-
-
 @pytest.mark.parametrize("backbone", ["xception_41", "mobilenet_v2", "resnet_50"])
 def test_folded_graph_fuses_every_convolution_with_its_bias(backbone):
   # TensorFlow's remapper gives up on a whole graph when one rewrite fails;
-  # Xception's residual sums once made it fail (layers.ReLUOfSum), leaving
+  # Xception's residual sums once made it fail (kernels.ReLUOfSum), leaving
   # every Conv2D, BiasAdd and Relu as separate ops.
-  # Only atrous convolutions, which TensorFlow runs between SpaceToBatchND
-  # and BatchToSpaceND, stay apart from their bias.
-  ops = _grappler_op_counts(folding.fold_batch_norm(harness.small_model(backbone)))
-  assert ops["_FusedConv2D"] > 0
-  unfused = ops["Conv2D"] + ops["DepthwiseConv2dNative"]
-  assert unfused <= ops["SpaceToBatchND"], ops
+  ops = harness.grappler_op_counts(folding.fold_batch_norm(harness.small_model(backbone)))
+  harness.check_fusion(ops, harness.onednn_enabled())
+
+
+FUSION_WITHOUT_ONEDNN = """
+from deeplab import folding
+from tests import harness
+assert not harness.onednn_enabled()
+ops = harness.grappler_op_counts(
+    folding.fold_batch_norm(harness.small_model("xception_41")))
+harness.check_fusion(ops, onednn=False)
+print("fused", ops["_FusedConv2D"])
+"""
+
+
+def test_fusion_without_onednn_as_on_cpus_without_avx512():
+  # TensorFlow leaves oneDNN off on CPUs without AVX512-VNNI/BF16 or AMX;
+  # the same graph must still fuse what TensorFlow's own kernels can.
+  result = harness.run_cli("-c", FUSION_WITHOUT_ONEDNN, timeout=300,
+                           env_overrides={"TF_ENABLE_ONEDNN_OPTS": "0"})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "fused" in result.stdout
