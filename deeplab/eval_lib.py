@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from deeplab import evaluation
 from deeplab import folding
+from deeplab import progress
 from deeplab import run_dir
 from deeplab.data import pipeline
 from deeplab.data import registry
@@ -39,9 +40,11 @@ def evaluate_model(config, model, workdir: str, step: int,
   info = registry.from_config(config)
   dataset = strategy.distribute_datasets_from_function(
       lambda context: pipeline.eval_dataset(config, context, pattern))
-  matrix = evaluation.evaluate(model, dataset, strategy, info.num_classes,
-                               info.ignore_label, tuple(config.eval.scales),
-                               config.eval.flip)
+  images = pipeline.count_records(pattern or config.data.eval_pattern)
+  matrix = evaluation.evaluate(
+      model, dataset, strategy, info.num_classes, info.ignore_label,
+      tuple(config.eval.scales), config.eval.flip,
+      bar=progress.Progress(images, "eval", unit="images"))
   metrics = evaluation.metrics_from_confusion(matrix, info.class_names,
                                               info.evaluated_classes)
   metrics["step"] = int(step)

@@ -17,6 +17,8 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from deeplab import progress
+
 
 def padded_size(size, output_stride: int):
   """Smallest ``output_stride * k + 1 >= size`` (works on ints and tensors)."""
@@ -115,7 +117,8 @@ def metrics_from_confusion(matrix: np.ndarray, class_names: Sequence[str],
 
 def evaluate(model, dataset, strategy: tf.distribute.Strategy, num_classes: int,
              ignore_label: int, scales: Sequence[float] = (1.0,),
-             flip: bool = False, max_batches: Optional[int] = None):
+             flip: bool = False, max_batches: Optional[int] = None,
+             bar: Optional[progress.Progress] = None):
   """Accumulates the confusion matrix over ``dataset`` across replicas.
 
   Args:
@@ -127,14 +130,16 @@ def evaluate(model, dataset, strategy: tf.distribute.Strategy, num_classes: int,
     scales: eval scales.
     flip: add flipped inputs.
     max_batches: stop after this many batches (None: the whole dataset).
+    bar: a progress display, advanced by the images of each batch.
 
   Returns:
     The summed confusion matrix, numpy int64.
   """
   def step(batch):
     probabilities = predict_probabilities(model, batch["image"], scales, flip)
-    return confusion_matrix(batch["label"], tf.argmax(probabilities, -1),
-                            num_classes, ignore_label)
+    matrix = confusion_matrix(batch["label"], tf.argmax(probabilities, -1),
+                              num_classes, ignore_label)
+    return matrix, tf.shape(batch["image"], out_type=tf.int64)[0]
 
   @tf.function(reduce_retracing=True)
   def distributed_step(batch):
@@ -145,6 +150,9 @@ def evaluate(model, dataset, strategy: tf.distribute.Strategy, num_classes: int,
   for i, batch in enumerate(dataset):
     if max_batches is not None and i >= max_batches:
       break
-    total += distributed_step(batch).numpy()
+    matrix, images = distributed_step(batch)
+    total += matrix.numpy()
+    if bar is not None:
+      bar.update(int(images))
   return total
 

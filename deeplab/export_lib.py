@@ -32,6 +32,7 @@ from tensorflow.python.framework import convert_to_constants
 from deeplab import evaluation
 from deeplab import folding
 from deeplab import model as model_lib
+from deeplab import progress
 from deeplab import run_dir
 from deeplab.data import augment
 from deeplab.data import pipeline
@@ -226,9 +227,12 @@ def representative_images(config, height: int, width: int, count: int):
   dataset = pipeline.eval_dataset(
       config, pattern=pattern,
       pattern_field="config.data.train_pattern").take(count)
+  bar = progress.Progress(min(count, pipeline.count_records(pattern)),
+                          "calibrate", unit="images")
   for batch in dataset:
     image = (batch["image"][0] + 1.0) * 127.5
     yield tf.image.resize(image, (height, width)).numpy().astype(np.float32)
+    bar.update()
 
 
 def export_run(config, workdir: str, export_dir: Optional[str] = None,

@@ -1,4 +1,11 @@
-"""A dependency-free progress display: a bar on a terminal, log lines elsewhere."""
+"""A dependency-free progress display: a bar on a terminal, log lines elsewhere.
+
+Our own rather than tqdm or Keras' Progbar: it needs no optional package,
+writes whole lines at a fixed interval when the output is a log file (a
+cluster job's log stays readable), counts the rate only over the work this
+process did (a resumed run starts at its checkpoint's step), and is silent
+on all but one worker.
+"""
 
 from __future__ import annotations
 
@@ -22,17 +29,29 @@ class Progress:
   """
 
   def __init__(self, total: Optional[int], description: str = "",
-               stream=None, log_every: float = 10.0, unit: str = "it"):
+               stream=None, log_every: float = 10.0, unit: str = "it",
+               initial: int = 0, enabled: bool = True):
+    """Args:
+      total: the count at the end (None: unknown, no ETA).
+      description: the line's first word.
+      stream: where lines go (default: stderr).
+      log_every: seconds between lines when the stream is not a terminal.
+      unit: what is counted, for the rate.
+      initial: work already done before this process started (a resumed
+        run's step): shown in the count, left out of the rate.
+      enabled: False prints nothing (the other workers of a cluster job).
+    """
     self.total, self.description, self.unit = total, description, unit
     self.stream = stream or sys.stderr
     self.is_tty = hasattr(self.stream, "isatty") and self.stream.isatty()
     self.log_every = log_every
-    self.done = 0
+    self.initial = self.done = initial
+    self.enabled = enabled
     self.start = self.last_print = time.monotonic()
 
   def line(self, extra: str = "") -> str:
     elapsed = time.monotonic() - self.start
-    rate = self.done / elapsed if elapsed > 0 else 0.0
+    rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
     parts = [self.description] if self.description else []
     if self.total:
       fraction = min(1.0, self.done / self.total)
@@ -51,6 +70,8 @@ class Progress:
 
   def update(self, count: int = 1, extra: str = ""):
     self.done += count
+    if not self.enabled:
+      return
     now = time.monotonic()
     finished = self.total is not None and self.done >= self.total
     if self.is_tty:

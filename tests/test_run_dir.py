@@ -33,6 +33,7 @@ def test_eval_export_and_predict_need_only_the_workdir(trained, tmp_path):
   workdir, _, pngs = trained
   result = run_cli("eval.py", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
+  assert "eval 3/3 ETA" in result.stderr  # A progress line for evaluation.
   metrics = json.loads((workdir / "eval" / "metrics.json").read_text())
   assert metrics["step"] == 4 and metrics["pixels"] == 3 * 161 * 161
   result = run_cli("export.py", f"--workdir={workdir}",
@@ -79,6 +80,7 @@ def test_train_resumes_a_run_from_its_folder_alone(trained, tmp_path):
   assert code == 0, output
   assert "Resumed from" in output and run_dir.latest_checkpoint(str(copy)) \
       .endswith("ckpt-6")
+  assert "train 6/6" in output
   assert run_dir.read_config(str(copy)).train.steps == 6
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from deeplab.data import augment
@@ -37,6 +38,15 @@ def list_files(pattern: str, key: str) -> List[str]:
   if not paths:
     raise FileNotFoundError(f"{key}={pattern!r} matches no files")
   return paths
+
+
+def count_records(pattern: str) -> int:
+  """Records in the files of ``pattern`` (one fast pass over raw bytes)."""
+  files = tf.io.gfile.glob(pattern)
+  if not files:
+    return 0
+  return int(tf.data.TFRecordDataset(files).reduce(
+      np.int64(0), lambda count, _: count + 1))
 
 
 def _check_labels(example, num_classes: int, ignore_label: int):

@@ -101,8 +101,8 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
   loop = trainer.make_train_loop()
   writer = (tf.summary.create_file_writer(os.path.join(workdir, "train"))
             if trainer.chief else tf.summary.create_noop_writer())
-  bar = progress.Progress(train_cfg.steps, "train", unit="steps")
-  bar.done = start_step
+  bar = progress.Progress(train_cfg.steps, "train", unit="steps",
+                          initial=start_step, enabled=trainer.chief)
   deadline = (time.monotonic() + 60 * train_cfg.max_minutes
               if train_cfg.max_minutes > 0 else None)
   loss = float("nan")
