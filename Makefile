@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 DEMO := demo_output
+# Extra train.py flags (tests/test_readme.py shortens the run with them).
+DEMO_FLAGS :=
 DEMO_DATA := --config.data.train_pattern='$(DEMO)/records/train-*.tfrecord' \
              --config.data.eval_pattern='$(DEMO)/records/val-*.tfrecord'
 
@@ -30,7 +32,7 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m datasets.make_synthetic --output_dir=$(DEMO)/records --png_dir=$(DEMO)/images
 	rm -rf $(DEMO)/run $(DEMO)/saved_model $(DEMO)/predictions
-	$(PY) train.py --config=configs/synthetic.py --workdir=$(DEMO)/run $(DEMO_DATA)
+	$(PY) train.py --config=configs/synthetic.py --workdir=$(DEMO)/run $(DEMO_DATA) $(DEMO_FLAGS)
 	$(PY) eval.py --workdir=$(DEMO)/run > $(DEMO)/eval.log
 	$(PY) export.py --workdir=$(DEMO)/run --export_dir=$(DEMO)/saved_model/1
 	$(PY) -m deeplab.predict --saved_model=$(DEMO)/saved_model/1 --input='$(DEMO)/images/0000[0-7].png' --output_dir=$(DEMO)/predictions

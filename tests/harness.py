@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import math
 import os
+import pathlib
 import subprocess
 import sys
 import time
@@ -284,3 +285,97 @@ def convert_released(workdir):
                    f"--source={released_tflite()}", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout
+
+
+# --- Raw datasets in their distribution layouts, tiny. ---
+
+
+def _image_and_mask(rng, ids, height=65, width=81):
+  """A noisy RGB image and a mask of horizontal bands of ``ids``."""
+  image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+  bands = np.array(ids, np.uint8)[np.arange(height) * len(ids) // height]
+  return image, np.repeat(bands[:, None], width, axis=1)
+
+
+def fake_raw_datasets(root, per_split=3) -> dict:
+  """Writes CamVid, PASCAL VOC 2012, Cityscapes, ADE20K and a plain
+  image/mask folder in their distribution layouts under ``root``, with
+  ``per_split`` images per split; returns ``{name: folder}``."""
+  from deeplab.data import registry  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  root = pathlib.Path(root)
+  palette = registry.pascal_colormap().reshape(-1).tolist()
+
+  def save(path, array, palette_png=False):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(array)
+    if palette_png:
+      image = image.convert("P")
+      image.putdata(array.reshape(-1).tolist())
+      image.putpalette(palette)
+    image.save(path)
+
+  voc = root / "VOCdevkit" / "VOC2012"
+  for split in ("train", "val"):
+    stems = [f"2007_{split}_{i}" for i in range(per_split)]
+    for stem in stems:
+      image, mask = _image_and_mask(rng, (0, 15, 255, 7))
+      save(voc / "JPEGImages" / f"{stem}.jpg", image)
+      save(voc / "SegmentationClass" / f"{stem}.png", mask, palette_png=True)
+    lists = voc / "ImageSets" / "Segmentation"
+    lists.mkdir(parents=True, exist_ok=True)
+    (lists / f"{split}.txt").write_text("\n".join(stems) + "\n")
+  (voc / "ImageSets" / "Segmentation" / "trainval.txt").write_text(
+      (voc / "ImageSets" / "Segmentation" / "train.txt").read_text()
+      + (voc / "ImageSets" / "Segmentation" / "val.txt").read_text())
+  for split in ("train", "val"):
+    for i in range(per_split):
+      image, mask = _image_and_mask(rng, (0, 3, 11, 8))
+      save(root / "CamVid" / split / f"{split}_{i}.png", image)
+      save(root / "CamVid" / f"{split}annot" / f"{split}_{i}.png", mask)
+      stem = f"city_{i:06d}_000019"
+      image, mask = _image_and_mask(rng, (7, 8, 0, 26))
+      save(root / "cityscapes" / "leftImg8bit" / split / "city" /
+           f"{stem}_leftImg8bit.png", image)
+      save(root / "cityscapes" / "gtFine" / split / "city" /
+           f"{stem}_gtFine_labelIds.png", mask)
+      folder = {"train": "training", "val": "validation"}[split]
+      image, mask = _image_and_mask(rng, (1, 0, 150, 12))
+      save(root / "ADEChallengeData2016" / "images" / folder /
+           f"ADE_{folder}_{i}.jpg", image)
+      save(root / "ADEChallengeData2016" / "annotations" / folder /
+           f"ADE_{folder}_{i}.png", mask)
+      image, mask = _image_and_mask(rng, (0, 1, 2, 4))
+      save(root / "imgs" / f"{split}_{i}.png", image)
+      save(root / "masks" / f"{split}_{i}.png", mask)
+  return {"voc": voc, "camvid": root / "CamVid", "cityscapes": root / "cityscapes",
+          "ade20k": root / "ADEChallengeData2016", "images": root / "imgs",
+          "masks": root / "masks"}
+
+
+# --- The README's command blocks. ---
+
+
+def readme_command_blocks():
+  """The README's ```sh blocks as lists of commands (continuation lines
+  joined, comments dropped), each command a list of arguments."""
+  import shlex  # pylint: disable=g-import-not-at-top
+  blocks, block, pending = [], None, ""
+  for line in (REPO / "README.md").read_text().splitlines():
+    if block is None:
+      if line.strip() == "```sh":
+        block = []
+      continue
+    if line.strip() == "```":
+      blocks.append(block)
+      block = None
+      continue
+    pending += line.rstrip()
+    if pending.endswith("\\"):
+      pending = pending[:-1] + " "
+      continue
+    words = shlex.split(pending, comments=True)
+    pending = ""
+    if words:
+      block.append(words)
+  return blocks
