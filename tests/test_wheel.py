@@ -1,6 +1,6 @@
 """The built wheel, installed into a fresh virtual environment, works from a
 folder outside the checkout: every console script answers --help, and the
-main job runs from synthetic data to predicted masks.
+README's installed commands run, from synthetic data to predicted masks.
 
 The fresh environment gets the wheel (``pip install --no-deps``) and reads
 the dependencies (TensorFlow...) from the test's own environment through a
@@ -20,6 +20,7 @@ import venv
 
 import pytest
 
+from tests import harness
 from tests.conftest import REPO
 
 # Console script -> the module whose docstring is its usage text.
@@ -111,26 +112,26 @@ def test_every_console_script_answers_help(installed):
     assert "Try --helpfull" in result.stdout, (tool, result.stdout)
 
 
+# Small overrides of the README's installed block (its commands as written
+# train 600 steps on 400 images).
+README_OVERRIDES = {
+    "deeplab-make-synthetic": ["--train_size=8", "--val_size=2", "--image_size=65",
+                               "--num_shards=1"],
+    "deeplab-train": ["--config.data.crop_size=(65,65)", "--config.train.batch_size=2",
+                      "--config.train.steps=2", "--config.train.steps_per_loop=2",
+                      "--config.eval.num_summary_images=0"],
+}
+
+
 @pytest.mark.slow
-def test_the_main_job_runs_from_an_installed_wheel(installed):
+def test_the_readmes_installed_commands_run_from_the_wheel(installed):
+  (block,) = [b for b in harness.readme_command_blocks() if b[0][0] == "pip"]
+  assert block[0] == ["pip", "install", "."]  # Done by the fixture, from the wheel.
+  for command in block[1:]:
+    full = command + README_OVERRIDES.get(command[0], [])
+    result = run(installed, *full)
+    assert result.returncode == 0, (full, result.stderr[-3000:])
   _, _, work = installed
-  steps = [
-      ["deeplab-make-synthetic", "--output_dir=records", "--png_dir=images",
-       "--train_size=8", "--val_size=2", "--image_size=65", "--num_shards=1"],
-      ["deeplab-train", "--config=synthetic", "--workdir=run",
-       "--config.data.train_pattern=records/train-*.tfrecord",
-       "--config.data.eval_pattern=records/val-*.tfrecord",
-       "--config.data.crop_size=(65,65)", "--config.train.batch_size=2",
-       "--config.train.steps=2", "--config.train.steps_per_loop=2",
-       "--config.eval.num_summary_images=0"],
-      ["deeplab-eval", "--workdir=run"],
-      ["deeplab-export", "--workdir=run", "--export_dir=saved/1"],
-      ["deeplab-predict", "--saved_model=saved/1", "--input=images",
-       "--output_dir=predictions"],
-  ]
-  for command in steps:
-    result = run(installed, *command)
-    assert result.returncode == 0, (command, result.stderr[-3000:])
   assert json.loads((work / "run" / "eval" / "metrics.json").read_text())["step"] == 2
   assert sorted(p.name for p in (work / "predictions").iterdir())[:3] == [
       "00000_color.png", "00000_ids.png", "00000_overlay.png"]

@@ -1,8 +1,10 @@
 r"""Evaluates a training run: its latest checkpoint, or every new one.
 
-  python eval.py --workdir=W [--config.eval.scales='(0.5,0.75,1.0,1.25,1.5,1.75)'] \
+  deeplab-eval --workdir=W [--config.eval.scales='(0.5,0.75,1.0,1.25,1.5,1.75)'] \
       [--config.eval.flip=True] [--config.data.eval_pattern=GLOB] \
       [--checkpoint=W/checkpoints/ckpt-N] [--mode=continuous_eval]
+
+(In a checkout, ``python eval.py`` is the same tool.)
 
 The run's own config (W/config.json) is used; --config.x=... (or
 --config=FILE) changes evaluation fields on purpose, and a change of the

@@ -1,9 +1,11 @@
 r"""Exports a training run as a SavedModel for TF Serving, and/or TFLite.
 
-  python export.py --workdir=W --export_dir=E \
+  deeplab-export --workdir=W --export_dir=E \
       [--output_stride=8] [--config.eval.scales='(0.75,1.0,1.25)'] \
       [--config.eval.flip=True] [--legacy_names] \
       [--tflite=model.tflite --tflite_size=513,513 --quantization=int8]
+
+(In a checkout, ``python export.py`` is the same tool.)
 
 The run's own config (W/config.json) is used; --config.x=... changes
 export fields (eval scales, flip, records) on purpose. The SavedModel's

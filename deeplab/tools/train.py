@@ -1,9 +1,12 @@
 r"""Trains DeepLab (or resumes a run) from an experiment config.
 
-  python train.py --config=configs/pascal_voc_xception65.py --workdir=runs/voc \
+  deeplab-train --config=configs/pascal_voc_xception65.py --workdir=runs/voc \
       [--mode=train|train_and_eval] [--config.train.strategy=mirrored] \
       [--config.train.steps=N --config.train.max_minutes=M ...]
   python train.py --workdir=runs/voc          # resume with the run's config
+
+(In a checkout, ``python train.py`` is the same tool; ``--config`` takes a
+shipped config's name or a file.)
 
 Leaves checkpoints, W/config.json (the resolved config), TensorBoard
 summaries and W/train_log.jsonl in W; a second run resumes from the latest
