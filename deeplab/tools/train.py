@@ -1,9 +1,9 @@
 r"""Trains DeepLab (or resumes a run) from an experiment config.
 
-  deeplab-train --config=configs/pascal_voc_xception65.py --workdir=runs/voc \
+  deeplab-train --config=pascal_voc_xception65 --workdir=runs/voc \
       [--mode=train|train_and_eval] [--config.train.strategy=mirrored] \
       [--config.train.steps=N --config.train.max_minutes=M ...]
-  python train.py --workdir=runs/voc          # resume with the run's config
+  deeplab-train --workdir=runs/voc          # resume with the run's config
 
 (In a checkout, ``python train.py`` is the same tool; ``--config`` takes a
 shipped config's name or a file.)
