@@ -12,7 +12,7 @@ come from ``deeplab.model_args.ModelArgs``, which documents each of them.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import ml_collections
 
@@ -128,6 +128,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.scales = (1.0,)
   # Also average the left-right flipped input.
   config.eval.flip = False
+  # (height, width) in pixels every evaluated or exported image is padded to
+  # (bottom/right, mean pixel) before the network, as the original's
+  # eval_crop_size; each of the form output_stride * k + 1. An image larger
+  # than it is padded to the next output_stride * k + 1 instead, so (1, 1)
+  # pads every image that way only. () takes the dataset table's value
+  # (513x513 VOC and ADE20K, 1025x2049 Cityscapes; none for other datasets).
+  config.eval.crop_size = ()
   # Eval images shown with predictions in TensorBoard.
   config.eval.num_summary_images = 3
 
@@ -138,6 +145,14 @@ def base_config() -> ml_collections.ConfigDict:
 def get_config() -> ml_collections.ConfigDict:
   """The defaults, for ``--config`` flags whose file is this one."""
   return base_config()
+
+
+def eval_crop_size(config) -> Optional[Tuple[int, int]]:
+  """The (height, width) evaluation pads to: ``config.eval.crop_size``, or
+  the dataset table's when that is (); None: stride-aligned padding only."""
+  if tuple(config.eval.crop_size):
+    return tuple(config.eval.crop_size)
+  return registry.from_config(config).eval_crop_size
 
 
 def leaves(config, prefix: str = "") -> Iterator[Tuple[str, Any]]:
@@ -235,6 +250,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if train.strategy not in STRATEGIES:
     raise ValueError(f"config.train.strategy must be one of {STRATEGIES}, "
                      f"got {train.strategy!r}")
+  eval_crop = tuple(config.eval.crop_size)
+  if eval_crop and (
+      len(eval_crop) != 2 or
+      not all(isinstance(c, int) and c >= 1 and (c - 1) % output_stride == 0
+              for c in eval_crop)):
+    raise ValueError(
+        "config.eval.crop_size must be () or (height, width) with each of the "
+        f"form output_stride * k + 1 (output_stride={output_stride}: e.g. "
+        f"{output_stride * 32 + 1}), got {eval_crop!r}")
   if not config.eval.scales or any(s <= 0 for s in config.eval.scales):
     raise ValueError(f"config.eval.scales must be positive, got "
                      f"{tuple(config.eval.scales)!r}")

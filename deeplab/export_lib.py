@@ -11,6 +11,9 @@ SavedModel signatures (any batch, height and width):
 - ``legacy`` (with ``legacy_names=True``): ``ImageTensor`` uint8 [1, h, w, 3]
   -> ``SemanticPredictions`` int32 [1, h, w], the names of the original's
   frozen inference graph.
+Every signature pads images as evaluation does (``deeplab.evaluation``: up
+to the evaluation crop size with the mean pixel, as the original's export
+does), then slices the prediction back to the image.
 The model's dataset facts are kept in ``metadata`` (JSON: dataset, class
 names, colormap) for clients such as ``deeplab.predict``.
 
@@ -29,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants
 
+from deeplab import config as config_lib
 from deeplab import evaluation
 from deeplab import folding
 from deeplab import model as model_lib
@@ -74,7 +78,8 @@ class ServingModule(tf.Module):
   """What the SavedModel holds: the model, its inference options, metadata."""
 
   def __init__(self, model, info: registry.DatasetInfo,
-               scales: Sequence[float] = (1.0,), flip: bool = False):
+               scales: Sequence[float] = (1.0,), flip: bool = False,
+               crop_size: Optional[Sequence[int]] = None):
     super().__init__()
     # Track the plain tf.Variables under the Keras variables, not the Keras
     # model: a Keras 3 variable is exported as a second, unnamed copy that the
@@ -83,19 +88,22 @@ class ServingModule(tf.Module):
     object.__setattr__(self, "model", model)
     self.model_variables = [v.value for v in model.variables]
     self.scales, self.flip = tuple(scales), flip
+    self.crop_size = tuple(crop_size) if crop_size else None
     self.metadata = tf.Variable(json.dumps({
         "dataset": info.name, "num_classes": info.num_classes,
         "ignore_label": info.ignore_label,
         "class_names": list(info.class_names),
         "colormap": info.colormap.tolist(),
         "output_stride": model.args.output_stride, "scales": list(scales),
-        "flip": flip}), trainable=False)
+        "flip": flip, "crop_size": list(self.crop_size or ())}),
+        trainable=False)
 
   def _predict(self, images):
     images = tf.cast(to_rgb(images), tf.float32)
     images.set_shape([None, None, None, 3])
     probabilities = evaluation.predict_probabilities(
-        self.model, augment.normalize(images), self.scales, self.flip)
+        self.model, augment.normalize(images), self.scales, self.flip,
+        crop_size=self.crop_size)
     return {"labels": tf.argmax(probabilities, -1, output_type=tf.int32),
             "probabilities": probabilities}
 
@@ -124,7 +132,8 @@ class ServingModule(tf.Module):
 def export_saved_model(model, info: registry.DatasetInfo, export_dir: str,
                        scales: Sequence[float] = (1.0,), flip: bool = False,
                        output_stride: Optional[int] = None,
-                       legacy_names: bool = False) -> str:
+                       legacy_names: bool = False,
+                       crop_size: Optional[Sequence[int]] = None) -> str:
   """Writes a SavedModel for TF Serving (signatures in the module docstring).
 
   Args:
@@ -135,10 +144,12 @@ def export_saved_model(model, info: registry.DatasetInfo, export_dir: str,
     flip: also average flipped inputs.
     output_stride: run at another output stride than trained (e.g. 8).
     legacy_names: add the ``legacy`` signature.
+    crop_size: (height, width) images are padded to (the evaluation crop
+      size); None pads to the output stride's alignment only.
   """
   model = folding.inference_model(
       with_output_stride(model, output_stride or model.args.output_stride))
-  module = ServingModule(model, info, scales, flip)
+  module = ServingModule(model, info, scales, flip, crop_size)
   signatures = {"serving_default": module.serve.get_concrete_function(),
                 "serve_encoded": module.serve_encoded.get_concrete_function()}
   if legacy_names:
@@ -269,7 +280,8 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
   if export_dir:
     export_saved_model(model, registry.from_config(config), export_dir,
                        tuple(config.eval.scales), config.eval.flip,
-                       output_stride, legacy_names)
+                       output_stride, legacy_names,
+                       config_lib.eval_crop_size(config))
     logging.info("SavedModel of step %d written to %s", step, export_dir)
   if tflite_path:
     height, width = tuple(tflite_size or config.data.crop_size)

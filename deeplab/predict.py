@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from deeplab import config as config_lib
 from deeplab import evaluation
 from deeplab import folding
 from deeplab import progress
@@ -57,11 +58,13 @@ def checkpoint_predictor(config, workdir: str) -> Tuple[Predictor, registry.Data
   model, _ = run_dir.restore_model(config, workdir)
   model = folding.inference_model(model)
   scales, flip = tuple(config.eval.scales), config.eval.flip
+  crop_size = config_lib.eval_crop_size(config)
 
   @tf.function(reduce_retracing=True)
   def labels(image):
     probabilities = evaluation.predict_probabilities(
-        model, augment.normalize(image)[None], scales, flip)
+        model, augment.normalize(image)[None], scales, flip,
+        crop_size=crop_size)
     return tf.argmax(probabilities, -1, output_type=tf.int32)[0]
 
   return (lambda image: labels(tf.constant(image)).numpy(),

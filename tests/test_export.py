@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from configs import pascal_voc_mobilenetv2_dm05
+from deeplab import config as config_lib
 from deeplab import evaluation
 from deeplab import export_lib
 from deeplab import run_dir
@@ -38,8 +39,10 @@ def exported(tmp_path_factory):
 
 
 def keras_labels(model, images):
+  # Pads as the export does: to the run's evaluation crop size.
+  crop = config_lib.eval_crop_size(pascal_voc_mobilenetv2_dm05.get_config())
   probabilities = evaluation.predict_probabilities(
-      model, augment.normalize(tf.cast(images, tf.float32)))
+      model, augment.normalize(tf.cast(images, tf.float32)), crop_size=crop)
   return tf.argmax(probabilities, -1, output_type=tf.int32).numpy()
 
 
