@@ -42,24 +42,22 @@ def _resize(images, size):
                                    align_corners=True)
 
 
-def _forward(model, images, output_stride: int, crop_size=None):
-  """Logits at the images' size, padding to the evaluation size first
-  (0 after normalization is the mean pixel)."""
-  shape = tf.shape(images)
-  height, width = shape[1], shape[2]
-  crop_h, crop_w = crop_size or (None, None)
-  target_h = target_size(height, output_stride, crop_h)
-  target_w = target_size(width, output_stride, crop_w)
-  padded = tf.pad(images, [[0, 0], [0, target_h - height],
-                           [0, target_w - width], [0, 0]])
-  logits = model(padded, training=False)
-  return tf.cast(logits[:, :height, :width, :], tf.float32)
+def scale_dimension(size, scale: float):
+  """The original's ``scale_dimension``: ``(size - 1) * scale + 1``, so an
+  aligned size (``output_stride * k + 1``) keeps its corner-aligned grid."""
+  return tf.cast((tf.cast(size, tf.float32) - 1.0) * scale + 1.0, tf.int32)
 
 
 def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
                           flip: bool = False, output_stride: Optional[int] = None,
                           crop_size: Optional[Sequence[int]] = None):
   """Class probabilities [b, h, w, c] of images [b, h, w, 3] in [-1, 1].
+
+  The images are padded (``target_size``), each scale resizes the padded
+  images to ``scale_dimension`` of the padded size, the logits go back to
+  the padded size, their softmax is averaged, and the result is sliced
+  back to the images: the original's ``predict_labels_multi_scale`` on its
+  padded evaluation crop.
 
   Args:
     model: a ``DeepLab`` (or any callable ``model(images, training=False)``
@@ -72,27 +70,32 @@ def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
       (the original's ``eval_crop_size``); None pads to the alignment only.
   """
   output_stride = output_stride or model.args.output_stride
-  crop_size = tuple(crop_size) if crop_size else None
-  size = tf.shape(images)[1:3]
+  crop_h, crop_w = tuple(crop_size) if crop_size else (None, None)
+  shape = tf.shape(images)
+  height, width = shape[1], shape[2]
+  padded_h = target_size(height, output_stride, crop_h)
+  padded_w = target_size(width, output_stride, crop_w)
+  # 0 after normalization is the mean pixel.
+  padded = tf.pad(images, [[0, 0], [0, padded_h - height],
+                           [0, padded_w - width], [0, 0]])
   total = 0.0
   count = 0
   for scale in scales:
     if scale == 1.0:
-      scaled = images
+      scaled = padded
     else:
-      scaled_size = tf.maximum(
-          tf.cast(tf.cast(size, tf.float32) * scale, tf.int32), 1)
-      scaled = _resize(images, scaled_size)
+      scaled = _resize(padded, tf.maximum(
+          scale_dimension(tf.stack([padded_h, padded_w]), scale), 1))
     for flipped in ((False, True) if flip else (False,)):
       inputs = tf.reverse(scaled, [2]) if flipped else scaled
-      logits = _forward(model, inputs, output_stride, crop_size)
+      logits = tf.cast(model(inputs, training=False), tf.float32)
       if flipped:
         logits = tf.reverse(logits, [2])
       if scale != 1.0:
-        logits = _resize(logits, size)
+        logits = _resize(logits, tf.stack([padded_h, padded_w]))
       total += tf.nn.softmax(logits)
       count += 1
-  return total / count
+  return (total / count)[:, :height, :width, :]
 
 
 def confusion_matrix(labels, predictions, num_classes: int, ignore_label: int):

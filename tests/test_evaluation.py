@@ -158,3 +158,19 @@ def test_eval_crop_size_defaults_per_dataset_and_is_validated():
   config.eval.crop_size = (256, 256)
   with pytest.raises(ValueError, match=r"config.eval.crop_size must be .*256"):
     config_lib.validate(config)
+
+
+def test_scales_resize_the_padded_crop_to_the_originals_sizes():
+  images = tf.ones([1, 10, 12, 3])
+  model = MeanModel()
+  probabilities = evaluation.predict_probabilities(
+      model, images, scales=(0.5, 0.75, 1.0, 1.75), output_stride=8,
+      crop_size=(17, 25))
+  # (d - 1) * s + 1 of the padded 17x25 crop, written out by hand (the
+  # image's own 10x12 would give 5x6, 7x9, 17x21 with int(d * s)).
+  assert model.sizes == [(9, 13), (13, 19), (17, 25), (29, 43)]
+  # Every scale saw the same padded crop, whose mean (aligned-corner
+  # resizes of a bottom/right block of ones) is near 120 / 425.
+  assert probabilities.shape == (1, 10, 12, 2)
+  np.testing.assert_allclose(probabilities[0, 0, 0, 0],
+                             sigmoid(120 / 425), atol=0.02)
