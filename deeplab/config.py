@@ -95,7 +95,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.momentum = 0.9
   # L2 weight decay on convolution kernels (not depthwise, bias or BN).
   config.train.weight_decay = 4e-5
-  # Train batch norm scales and statistics (False freezes them: small batches).
+  # Batch norm uses batch statistics and updates its moving ones (False: it
+  # runs on the moving statistics, as at inference, for small batches; gamma
+  # and beta still train, as in the original).
   config.train.fine_tune_batch_norm = True
   # Loss weight per class id, () for none (datasets.inspect prints them).
   config.train.class_weights = ()

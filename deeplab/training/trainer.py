@@ -16,6 +16,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from deeplab import kernels
 from deeplab import model as model_lib
 from deeplab import run_dir
 from deeplab.data import registry
@@ -25,11 +26,23 @@ from deeplab.training import strategy as strategy_lib
 from deeplab.training import warm_start
 
 
-def freeze_batch_norm(model: keras.Model):
-  """Keeps batch norm statistics and scales fixed (inference mode in training),
-  the original's ``fine_tune_batch_norm=False`` for small batches."""
+def batch_norm_in_inference_mode(model: keras.Model):
+  """The original's ``fine_tune_batch_norm=False`` (for small batches): batch
+  norm normalizes with its moving statistics and never updates them, while
+  gamma and beta stay trainable (slim's ``is_training=False`` batch norm
+  keeps its variables in the trainable collection).
+
+  A batch norm injected through ``batch_norm_factory`` that is not a
+  ``kernels.FusedBatchNorm`` cannot run that way while training; it is
+  frozen whole (``trainable=False``) instead, and a warning says so.
+  """
   for layer in model.layers:
-    if isinstance(layer, keras.layers.BatchNormalization):
+    if isinstance(layer, kernels.FusedBatchNorm):
+      layer.inference_statistics = True
+    elif isinstance(layer, keras.layers.BatchNormalization):
+      logging.warning("Batch norm %s (%s) is frozen whole for "
+                      "fine_tune_batch_norm=False", layer.name,
+                      type(layer).__name__)
       layer.trainable = False
 
 
@@ -47,7 +60,7 @@ class Trainer:
     with strategy.scope():
       self.model = model_lib.build_model(config, sync_batch_norm=replicas > 1)
       if not train.fine_tune_batch_norm:
-        freeze_batch_norm(self.model)
+        batch_norm_in_inference_mode(self.model)
       self.schedule = schedule_lib.PolyWithWarmup(
           train.base_learning_rate, train.steps, train.learning_power,
           train.end_learning_rate, train.warmup_steps,
