@@ -106,8 +106,12 @@ def base_config() -> ml_collections.ConfigDict:
   # Weights to start from: .keras file, original TF1 checkpoint prefix, or a
   # workdir of ours; '' starts from backbone_weights or scratch.
   config.train.init_checkpoint = ""
-  # Load the logits layer from init_checkpoint (False: new class count).
+  # Load the last layers from init_checkpoint (False: they start fresh, e.g.
+  # for a new class count; which layers: see the next field).
   config.train.initialize_last_layer = True
+  # The last layers are the logits alone; False (the original's default):
+  # logits, image pooling, ASPP, concat projection and decoder.
+  config.train.last_layers_contain_logits_only = False
   # Save a checkpoint every this many steps.
   config.train.checkpoint_every = 500
   # Checkpoints kept in workdir/checkpoints.

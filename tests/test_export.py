@@ -38,12 +38,17 @@ def exported(tmp_path_factory):
   return root, model
 
 
-def keras_labels(model, images):
-  # Pads as the export does: to the run's evaluation crop size.
-  crop = config_lib.eval_crop_size(pascal_voc_mobilenetv2_dm05.get_config())
+def keras_labels(model, images, crop_size=None):
   probabilities = evaluation.predict_probabilities(
-      model, augment.normalize(tf.cast(images, tf.float32)), crop_size=crop)
+      model, augment.normalize(tf.cast(images, tf.float32)), crop_size=crop_size)
   return tf.argmax(probabilities, -1, output_type=tf.int32).numpy()
+
+
+def served_labels(model, images):
+  """What the SavedModel serves: padded to the run's evaluation crop."""
+  crop = config_lib.eval_crop_size(pascal_voc_mobilenetv2_dm05.get_config())
+  assert crop == (513, 513)  # VOC's, as the original's export pads to.
+  return keras_labels(model, images, crop)
 
 
 # Runs in a fresh interpreter that imports nothing of ours.
@@ -76,7 +81,7 @@ def test_saved_model_in_a_fresh_process_and_saved_model_cli(exported):
                           capture_output=True, text=True, timeout=600, cwd="/")
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip() == "person"
-  expected = keras_labels(model, images)
+  expected = served_labels(model, images)
   assert expected.dtype == np.int32 and len(np.unique(expected)) > 1
   fresh = np.load(root / "fresh_labels.npy")
   assert fresh.dtype == np.int32 and fresh.shape == (2, 360, 480)
@@ -172,7 +177,7 @@ def test_predict_cli_writes_masks_and_overlays_and_names_bad_files(exported, tmp
       capture_output=True, text=True, timeout=600)
   assert result.returncode == 1, result.stderr[-3000:]
   assert "broken.png: unreadable image" in result.stderr
-  expected = keras_labels(model, np.stack([image for _, image in frames]))
+  expected = served_labels(model, np.stack([image for _, image in frames]))
   for (path, image), labels in zip(frames, expected):
     stem = out / path.stem
     np.testing.assert_array_equal(np.asarray(Image.open(f"{stem}_ids.png")), labels)

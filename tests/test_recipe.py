@@ -3,10 +3,13 @@ checks one rule against numbers it computes itself on a hand-made case."""
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from deeplab import kernels
+from deeplab import naming
 from deeplab.training import trainer as trainer_lib
+from deeplab.training import warm_start
 from tests import harness
 
 
@@ -42,3 +45,39 @@ def test_every_batch_norm_of_the_model_keeps_gamma_and_beta_trainable():
   before = [np.array(l.moving_mean) for l in norms]
   model(harness.random_images((1, 33, 33, 3)), training=True)
   assert all(np.array_equal(b, l.moving_mean) for b, l in zip(before, norms))
+
+
+@pytest.mark.parametrize("logits_only", [False, True])
+def test_initialize_last_layer_false_leaves_the_originals_last_layers(
+    tmp_path, logits_only):
+  keras.utils.set_random_seed(0)
+  source = harness.small_model("mobilenet_v2", atrous_rates=(1,))
+  source.save(tmp_path / "source.keras")
+  keras.utils.set_random_seed(1)
+  target = harness.small_model("mobilenet_v2", atrous_rates=(1,))
+  report = warm_start.initialize(target, str(tmp_path / "source.keras"),
+                                 initialize_last_layer=False,
+                                 last_layers_contain_logits_only=logits_only)
+  loaded = set(report.loaded)
+  # The original's get_extra_layer_scopes, written out: logits alone, or
+  # logits, image pooling, ASPP, concat projection and decoder.
+  fresh = {"logits/semantic/weights", "logits/semantic/biases"}
+  if not logits_only:
+    fresh |= {"image_pooling/weights", "aspp0/weights",
+              "aspp1_depthwise/depthwise_weights", "aspp1_pointwise/weights",
+              "concat_projection/weights",
+              "decoder/feature_projection0/weights",
+              "decoder/decoder_conv0_depthwise/depthwise_weights",
+              "decoder/decoder_conv1_pointwise/BatchNorm/gamma"}
+  assert not fresh & loaded
+  kept = {"MobilenetV2/Conv/weights",
+          "MobilenetV2/expanded_conv_16/project/BatchNorm/beta"}
+  if logits_only:
+    kept |= {"aspp0/weights", "decoder/feature_projection0/weights"}
+  assert kept <= loaded
+  names = naming.original_names(target)
+  source_names = naming.original_names(source)
+  for name in names:  # Batch norm and biases start equal (ones, zeros).
+    if "BatchNorm" not in name and not name.endswith("biases"):
+      same = np.array_equal(names[name], source_names[name])
+      assert same == (name in loaded), name

@@ -96,8 +96,10 @@ class Trainer:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
       logging.info("Resumed from %s at step %d", latest, self.step)
     elif self.config.train.init_checkpoint:
-      warm_start.initialize(self.model, self.config.train.init_checkpoint,
-                 self.config.train.initialize_last_layer)
+      train = self.config.train
+      warm_start.initialize(self.model, train.init_checkpoint,
+                            train.initialize_last_layer,
+                            train.last_layers_contain_logits_only)
 
   def save(self):
     path = self.manager.save(checkpoint_number=self.step)
