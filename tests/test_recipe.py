@@ -81,3 +81,36 @@ def test_initialize_last_layer_false_leaves_the_originals_last_layers(
     if "BatchNorm" not in name and not name.endswith("biases"):
       same = np.array_equal(names[name], source_names[name])
       assert same == (name in loaded), name
+
+
+@pytest.mark.parametrize("backbone, root, decay", [
+    # The original's values: feature_extractor.py (Xception 0.9997, ResNet
+    # 0.95) and mobilenet's training_scope (bn_decay=0.997).
+    ("xception_41", "xception_41/", 0.9997),
+    ("resnet_50", "resnet_v1_50/", 0.95),
+    ("mobilenet_v2", "MobilenetV2/", 0.997),
+])
+def test_batch_norm_decay_is_the_originals_per_network(backbone, root, decay):
+  model = harness.small_model(backbone)
+  norms = [l for l in model.layers
+           if isinstance(l, keras.layers.BatchNormalization)]
+  backbone_norms = [l for l in norms
+                    if naming.original_scope(l.name).startswith(root)]
+  head_norms = [l for l in norms if l not in backbone_norms]
+  assert backbone_norms and head_norms
+  assert {l.momentum for l in backbone_norms} == {decay}
+  assert {l.momentum for l in head_norms} == {0.9997}
+  # One training call moves the statistics by (1 - decay) of the way.
+  layer = backbone_norms[0]
+  before = np.array(layer.moving_mean)
+  probe = keras.Model(model.input, layer.input)
+  x = harness.random_images((1, 33, 33, 3))
+  batch_mean = np.asarray(probe(x, training=False)).mean(axis=(0, 1, 2))
+  model(x, training=True)
+  np.testing.assert_allclose(layer.moving_mean,
+                             decay * before + (1 - decay) * batch_mean,
+                             rtol=1e-4, atol=1e-6)
+  overridden = harness.small_model(backbone, backbone_batch_norm_momentum=0.9)
+  assert {l.momentum for l in overridden.layers
+          if naming.original_scope(l.name).startswith(root) and
+          isinstance(l, keras.layers.BatchNormalization)} == {0.9}
