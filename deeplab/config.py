@@ -101,8 +101,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.fine_tune_batch_norm = True
   # Loss weight per class id, () for none (datasets.inspect prints them).
   config.train.class_weights = ()
-  # Fraction of the hardest pixels kept in the loss (1.0: all pixels).
+  # Fraction of the hardest pixels of the batch kept in the loss (1.0: all
+  # pixels).
   config.train.top_k_percent_pixels = 1.0
+  # Steps over which the kept fraction ramps down from 1.0 to
+  # top_k_percent_pixels (the original's hard_example_mining_step); 0: from
+  # the first step.
+  config.train.hard_example_mining_step = 0
   # Weights to start from: .keras file, original TF1 checkpoint prefix, or a
   # workdir of ours; '' starts from backbone_weights or scratch.
   config.train.init_checkpoint = ""
@@ -249,6 +254,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 < train.top_k_percent_pixels <= 1:
     raise ValueError("config.train.top_k_percent_pixels must be in (0, 1], "
                      f"got {train.top_k_percent_pixels!r}")
+  if train.hard_example_mining_step < 0:
+    raise ValueError("config.train.hard_example_mining_step must be >= 0, "
+                     f"got {train.hard_example_mining_step!r}")
   if train.class_weights and len(train.class_weights) != config.dataset.num_classes:
     raise ValueError(
         f"config.train.class_weights has {len(train.class_weights)} entries "

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from deeplab import kernels
 from deeplab import naming
+from deeplab.training import loss as loss_lib
 from deeplab.training import trainer as trainer_lib
 from deeplab.training import warm_start
 from tests import harness
@@ -114,3 +115,43 @@ def test_batch_norm_decay_is_the_originals_per_network(backbone, root, decay):
   assert {l.momentum for l in overridden.layers
           if naming.original_scope(l.name).startswith(root) and
           isinstance(l, keras.layers.BatchNormalization)} == {0.9}
+
+
+def log_softmax(logits):
+  logits = np.asarray(logits, np.float64)
+  return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+
+
+def test_the_loss_divides_weighted_losses_by_the_labelled_pixel_count():
+  logits = np.array([[[[2.0, 0.0], [0.0, 2.0]], [[1.0, 3.0], [0.5, 0.0]]]],
+                    np.float32)  # [1, 2, 2, 2]
+  labels = np.array([[[0, 1], [255, 0]]])
+  weights = (1.0, 3.0)
+  losses, labelled = loss_lib.pixel_losses(logits, labels, 2, 255, weights)
+  total, count = loss_lib.loss_sum_and_count(losses, labelled)
+  ce = -log_softmax(logits)
+  # Labelled pixels: (0,0) class 0, (0,1) class 1 (weight 3), (1,1) class 0.
+  expected_sum = ce[0, 0, 0, 0] + 3 * ce[0, 0, 1, 1] + ce[0, 1, 1, 0]
+  assert float(count) == 3  # Not 1 + 3 + 1, the sum of the weights.
+  assert float(total) / float(count) == pytest.approx(expected_sum / 3, rel=1e-6)
+
+
+def test_hard_pixel_mining_takes_the_top_k_of_the_whole_batch_with_a_ramp():
+  # Two images of 4 pixels: the first has all the hard pixels.
+  losses = tf.constant([[[4.0, 3.0], [2.0, 1.5]], [[0.4, 0.3], [0.0, 0.1]]])
+  labelled = tf.constant([[[1.0, 1.0], [1.0, 1.0]], [[1.0, 1.0], [0.0, 1.0]]])
+  total, count = loss_lib.loss_sum_and_count(losses, labelled, 0.5)
+  # k = int(0.5 * 8) = 4 over the batch: all of the first image (per image
+  # it would be 4 + 3 + 0.4 + 0.3).
+  assert float(total) == pytest.approx(4 + 3 + 2 + 1.5)
+  assert float(count) == 4
+  # Ramp over 100 steps, at step 50: (0.5 * 0.25 + 0.5) of 8 pixels -> 5.
+  total, count = loss_lib.loss_sum_and_count(losses, labelled, 0.25, 50, 100)
+  assert float(total) == pytest.approx(4 + 3 + 2 + 1.5 + 0.4)
+  assert float(count) == 5
+  # From step 100 on: int(0.25 * 8) = 2; at step 0 every pixel, and the
+  # zero loss of the ignored one is not counted.
+  total, count = loss_lib.loss_sum_and_count(losses, labelled, 0.25, 300, 100)
+  assert (float(total), float(count)) == (7.0, 2.0)
+  total, count = loss_lib.loss_sum_and_count(losses, labelled, 0.25, 0, 100)
+  assert float(count) == 7 and float(total) == pytest.approx(11.3)

@@ -2,7 +2,7 @@
 compiled training step.
 
 The loss of a replica is its summed pixel losses divided by the number of
-labelled pixels of the *global* batch (an all-reduce), so the summed
+labelled pixels (with hard-pixel mining: of kept pixels) of the *global* batch (an all-reduce), so the summed
 gradients equal those of one device on the whole batch, whatever the
 replica count; weight decay is divided by the number of replicas for the
 same reason.
@@ -116,14 +116,14 @@ class Trainer:
     def step_fn(images, labels):
       with tf.GradientTape() as tape:
         logits = self.model(images, training=True)
-        losses, weights = loss_lib.pixel_losses(
+        losses, labelled = loss_lib.pixel_losses(
             logits, labels, info.num_classes, info.ignore_label, class_weights)
-        losses, weights = loss_lib.hard_pixel_losses(
-            losses, weights, config.train.top_k_percent_pixels)
+        total, count = loss_lib.loss_sum_and_count(
+            losses, labelled, config.train.top_k_percent_pixels,
+            self.optimizer.iterations, config.train.hard_example_mining_step)
         context = tf.distribute.get_replica_context()
-        count = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                   tf.reduce_sum(weights))
-        loss = tf.reduce_sum(losses) / tf.maximum(count, 1.0)
+        count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+        loss = total / tf.maximum(count, 1.0)
         loss += loss_lib.weight_decay_loss(
             self.kernels, config.train.weight_decay) / replicas
         scaled = self.optimizer.scale_loss(loss)
