@@ -87,10 +87,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.end_learning_rate = 0.0
   # Exponent of the poly decay (1 - step / steps) ** power.
   config.train.learning_power = 0.9
-  # Steps of linear warm-up (the original's slow start); 0 disables it.
+  # Steps of the original's slow start (slow_start_step); 0 disables it.
   config.train.warmup_steps = 0
-  # Learning rate at the start of the warm-up.
+  # Learning rate of the slow start (slow_start_learning_rate).
   config.train.warmup_learning_rate = 1e-4
+  # How the slow start runs (slow_start_burnin_type): 'none' holds
+  # warmup_learning_rate, 'linear' ramps from it to base_learning_rate.
+  config.train.warmup_type = "none"
   # SGD momentum.
   config.train.momentum = 0.9
   # L2 weight decay on convolution kernels (not depthwise, bias or BN).
@@ -261,6 +264,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         f"config.train.class_weights has {len(train.class_weights)} entries "
         f"for config.dataset.num_classes={config.dataset.num_classes}")
+  if train.warmup_type not in ("none", "linear"):
+    raise ValueError("config.train.warmup_type must be 'none' or 'linear', "
+                     f"got {train.warmup_type!r}")
   if train.strategy not in STRATEGIES:
     raise ValueError(f"config.train.strategy must be one of {STRATEGIES}, "
                      f"got {train.strategy!r}")

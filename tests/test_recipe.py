@@ -9,6 +9,7 @@ import tensorflow as tf
 from deeplab import kernels
 from deeplab import naming
 from deeplab.training import loss as loss_lib
+from deeplab.training import schedule as schedule_lib
 from deeplab.training import trainer as trainer_lib
 from deeplab.training import warm_start
 from tests import harness
@@ -155,3 +156,28 @@ def test_hard_pixel_mining_takes_the_top_k_of_the_whole_batch_with_a_ramp():
   assert (float(total), float(count)) == (7.0, 2.0)
   total, count = loss_lib.loss_sum_and_count(losses, labelled, 0.25, 0, 100)
   assert float(count) == 7 and float(total) == pytest.approx(11.3)
+
+
+def test_slow_start_holds_its_rate_by_default_or_ramps_linearly():
+  base, slow, total, warm, power = 0.01, 0.001, 110, 10, 0.9
+
+  def original(step, burnin):
+    """The original's get_model_learning_rate ('poly'), by hand."""
+    if step < warm:
+      if burnin == "linear":
+        return slow + (base - slow) * step / warm
+      return slow
+    return base * (1 - min(step - warm, total - warm) / (total - warm)) ** power
+
+  for burnin in ("none", "linear"):
+    schedule = schedule_lib.PolyWithWarmup(
+        base, total, power=power, warmup_steps=warm,
+        warmup_learning_rate=slow, warmup_type=burnin)
+    for step in (0, 3, 9, 10, 11, 60, 109, 110, 200):
+      assert float(schedule(step)) == pytest.approx(
+          original(step, burnin), rel=1e-5, abs=1e-9), (burnin, step)
+  default = schedule_lib.PolyWithWarmup(base, total, warmup_steps=warm,
+                                        warmup_learning_rate=slow)
+  assert float(default(9)) == pytest.approx(slow)
+  with pytest.raises(ValueError, match="warmup_type must be one of"):
+    schedule_lib.PolyWithWarmup(base, total, warmup_type="cosine")

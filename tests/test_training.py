@@ -222,7 +222,8 @@ def test_a_workdir_that_is_a_file_is_refused(records, tmp_path):
 
 def test_poly_schedule_with_warmup():
   schedule = schedule_lib.PolyWithWarmup(0.01, 110, power=0.9, warmup_steps=10,
-                                         warmup_learning_rate=0.001)
+                                         warmup_learning_rate=0.001,
+                                         warmup_type="linear")
   assert float(schedule(0)) == pytest.approx(0.001)
   assert float(schedule(5)) == pytest.approx(0.0055)
   assert float(schedule(10)) == pytest.approx(0.01)

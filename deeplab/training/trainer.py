@@ -64,7 +64,7 @@ class Trainer:
       self.schedule = schedule_lib.PolyWithWarmup(
           train.base_learning_rate, train.steps, train.learning_power,
           train.end_learning_rate, train.warmup_steps,
-          train.warmup_learning_rate)
+          train.warmup_learning_rate, train.warmup_type)
       optimizer = keras.optimizers.SGD(self.schedule, momentum=train.momentum)
       if config.model.dtype_policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
