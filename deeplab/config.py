@@ -120,6 +120,9 @@ def base_config() -> ml_collections.ConfigDict:
   # The last layers are the logits alone; False (the original's default):
   # logits, image pooling, ASPP, concat projection and decoder.
   config.train.last_layers_contain_logits_only = False
+  # Factor on the gradients of the last layers (twice it on their biases;
+  # every other bias gets 2x), the original's last_layer_gradient_multiplier.
+  config.train.last_layer_gradient_multiplier = 1.0
   # Save a checkpoint every this many steps.
   config.train.checkpoint_every = 500
   # Checkpoints kept in workdir/checkpoints.
@@ -257,6 +260,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 < train.top_k_percent_pixels <= 1:
     raise ValueError("config.train.top_k_percent_pixels must be in (0, 1], "
                      f"got {train.top_k_percent_pixels!r}")
+  if train.last_layer_gradient_multiplier < 0:
+    raise ValueError("config.train.last_layer_gradient_multiplier must be >= 0, "
+                     f"got {train.last_layer_gradient_multiplier!r}")
   if train.hard_example_mining_step < 0:
     raise ValueError("config.train.hard_example_mining_step must be >= 0, "
                      f"got {train.hard_example_mining_step!r}")

@@ -181,3 +181,29 @@ def test_slow_start_holds_its_rate_by_default_or_ramps_linearly():
   assert float(default(9)) == pytest.approx(slow)
   with pytest.raises(ValueError, match="warmup_type must be one of"):
     schedule_lib.PolyWithWarmup(base, total, warmup_type="cosine")
+
+
+@pytest.mark.parametrize("logits_only", [False, True])
+def test_gradient_multipliers_double_biases_and_scale_the_last_layers(
+    logits_only):
+  model = harness.small_model("mobilenet_v2", atrous_rates=(1,))
+  multipliers = trainer_lib.gradient_multipliers(model, 10.0, logits_only)
+  by_name = {n: multipliers[i] for i, v in enumerate(model.trainable_variables)
+             for n, w in naming.original_names(model).items() if w is v}
+  assert len(by_name) == len(multipliers)
+  head = 1.0 if logits_only else 10.0
+  expected = {
+      "logits/semantic/biases": 20.0, "logits/semantic/weights": 10.0,
+      "aspp0/weights": head, "aspp1_depthwise/BatchNorm/gamma": head,
+      "image_pooling/BatchNorm/beta": head,
+      "decoder/decoder_conv1_pointwise/weights": head,
+      "concat_projection/weights": head,
+      "MobilenetV2/Conv/weights": 1.0,
+      "MobilenetV2/expanded_conv_3/project/BatchNorm/gamma": 1.0}
+  assert {n: by_name[n] for n in expected} == expected
+  # Any other bias is doubled (folded models carry one per convolution).
+  folded = harness.small_model("mobilenet_v2", fold_batch_norm=True)
+  plain = trainer_lib.gradient_multipliers(folded)
+  names = {id(v): n for n, v in naming.original_names(folded).items()}
+  assert all(m == (2.0 if names[id(v)].endswith("biases") else 1.0)
+             for m, v in zip(plain, folded.trainable_variables))

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from deeplab import kernels
 from deeplab import model as model_lib
+from deeplab import naming
 from deeplab import run_dir
 from deeplab.data import registry
 from deeplab.training import loss as loss_lib
@@ -44,6 +45,26 @@ def batch_norm_in_inference_mode(model: keras.Model):
                       "fine_tune_batch_norm=False", layer.name,
                       type(layer).__name__)
       layer.trainable = False
+
+
+def gradient_multipliers(model: keras.Model, last_layer_multiplier: float = 1.0,
+                         last_layers_contain_logits_only: bool = False):
+  """The original's gradient multipliers, one per trainable variable.
+
+  Biases get 2x gradients; a variable whose original name contains a
+  last-layer scope (``naming.last_layer_scopes``; a substring match, as the
+  original's ``get_model_gradient_multipliers``) gets
+  ``last_layer_multiplier`` (twice that for its biases).
+  """
+  names = {id(v): n for n, v in naming.original_names(model).items()}
+  scopes = naming.last_layer_scopes(last_layers_contain_logits_only)
+  multipliers = []
+  for variable in model.trainable_variables:
+    name = names.get(id(variable), "")
+    bias = 2.0 if "biases" in name else 1.0
+    last = any(scope in name for scope in scopes)
+    multipliers.append(bias * (last_layer_multiplier if last else 1.0))
+  return multipliers
 
 
 class Trainer:
@@ -112,6 +133,9 @@ class Trainer:
     config, info = self.config, self.info
     class_weights = tuple(config.train.class_weights)
     replicas = self.strategy.num_replicas_in_sync
+    multipliers = gradient_multipliers(
+        self.model, config.train.last_layer_gradient_multiplier,
+        config.train.last_layers_contain_logits_only)
 
     def step_fn(images, labels):
       with tf.GradientTape() as tape:
@@ -128,6 +152,7 @@ class Trainer:
             self.kernels, config.train.weight_decay) / replicas
         scaled = self.optimizer.scale_loss(loss)
       grads = tape.gradient(scaled, self.model.trainable_variables)
+      grads = [g if m == 1.0 else g * m for g, m in zip(grads, multipliers)]
       self.optimizer.apply(grads, self.model.trainable_variables)
       return loss
 
