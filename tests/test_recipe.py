@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab import kernels
+from deeplab import model as model_lib
 from deeplab import naming
 from deeplab.training import loss as loss_lib
 from deeplab.training import schedule as schedule_lib
@@ -207,3 +208,23 @@ def test_gradient_multipliers_double_biases_and_scale_the_last_layers(
   names = {id(v): n for n, v in naming.original_names(folded).items()}
   assert all(m == (2.0 if names[id(v)].endswith("biases") else 1.0)
              for m, v in zip(plain, folded.trainable_variables))
+
+
+@pytest.mark.parametrize("multiplier, first_channels", [
+    # int(32 * m + 0.5) (divisible_by=1 off 1.0), by hand.
+    (0.35, 11), (0.5, 16), (1.0, 32), (1.4, 45)])
+def test_mobilenet_v2_first_unit_never_expands(multiplier, first_channels):
+  model = model_lib.DeepLab(num_classes=3, backbone="mobilenet_v2",
+                            depth_multiplier=multiplier, atrous_rates=(),
+                            use_decoder=False)
+  names = set(naming.original_names(model))
+  assert "MobilenetV2/expanded_conv/depthwise/depthwise_weights" in names
+  assert not any(n.startswith("MobilenetV2/expanded_conv/expand/")
+                 for n in names)
+  depthwise = model.get_layer("MobilenetV2.expanded_conv.depthwise")
+  assert depthwise.kernel.shape[2] == first_channels
+  # The second unit still rounds its expansion (6x) to a multiple of 8.
+  expand = model.get_layer("MobilenetV2.expanded_conv_1.expand")
+  out = model.get_layer("MobilenetV2.expanded_conv.project").kernel.shape[-1]
+  assert expand.kernel.shape[-1] % 8 == 0
+  assert expand.kernel.shape[-1] >= 0.9 * 6 * out

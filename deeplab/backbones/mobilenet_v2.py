@@ -5,7 +5,8 @@ strided units past the output stride as atrous units, and, for depth
 multipliers other than 1.0, rounds channel counts to multiples of 1 instead
 of 8 (``feature_extractor._mobilenet_v2``: ``divisible_by=1``, ``min_depth=1``),
 which is why the released 0.5 model has 8, 12, 16 ... channel layers. The
-expansion widths are always rounded to multiples of 8.
+expansion widths are rounded to multiples of 8, except the first unit's
+(expansion 1, not rounded: it has no expand conv at any multiplier).
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
     unit_stride, rate = tracker.next(stride)
     in_channels = x.shape[-1]
     out_channels = depth(channels)
-    expanded = make_divisible(in_channels * expansion, 8)
+    # The first unit's expansion is expand_input(1, divisible_by=1) in the
+    # original: never rounded up, so it never adds an expand conv (at depth
+    # multipliers such as 0.35 rounding 11 channels to 16 would).
+    expanded = make_divisible(in_channels * expansion, 1 if index == 0 else 8)
     y = x
     if expanded > in_channels:
       y = layers.conv_bn_act(y, expanded, 1, activation="relu6", norm=norm,
