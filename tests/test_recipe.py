@@ -1,6 +1,8 @@
 """The original's training recipe in its details (issue 13): each test
 checks one rule against numbers it computes itself on a hand-made case."""
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -228,3 +230,57 @@ def test_mobilenet_v2_first_unit_never_expands(multiplier, first_channels):
   out = model.get_layer("MobilenetV2.expanded_conv.project").kernel.shape[-1]
   assert expand.kernel.shape[-1] % 8 == 0
   assert expand.kernel.shape[-1] >= 0.9 * 6 * out
+
+
+def truncated_normal_std(stddev):
+  """Standard deviation of N(0, stddev^2) cut at +-2 stddev (TF1's and
+  Keras' truncated normal), from the normal density and distribution."""
+  density = math.exp(-2.0) / math.sqrt(2 * math.pi)
+  mass = math.erf(2 / math.sqrt(2))
+  return stddev * math.sqrt(1 - 2 * 2 * density / mass)
+
+
+def check_truncated_normal(kernel, stddev):
+  kernel = np.asarray(kernel)
+  assert np.abs(kernel).max() <= 2 * stddev + 1e-7
+  assert kernel.std() == pytest.approx(truncated_normal_std(stddev), rel=0.12)
+
+
+def check_glorot_uniform(kernel):
+  kernel = np.asarray(kernel)
+  receptive = int(np.prod(kernel.shape[:-2]))
+  fan_in, fan_out = receptive * kernel.shape[-2], receptive * kernel.shape[-1]
+  limit = math.sqrt(6.0 / (fan_in + fan_out))
+  assert np.abs(kernel).max() <= limit + 1e-7
+  assert kernel.std() == pytest.approx(limit / math.sqrt(3), rel=0.12)
+
+
+def test_initializers_are_the_originals():
+  keras.utils.set_random_seed(0)
+  model = model_lib.DeepLab(num_classes=3, backbone="mobilenet_v2",
+                            depth_multiplier=0.5, atrous_rates=(2,),
+                            output_stride=16)
+  kernel = lambda name: model.get_layer(name).kernel
+  # MobileNetV2: mobilenet's training_scope, truncated normal 0.09.
+  for name in ("MobilenetV2.Conv", "MobilenetV2.expanded_conv_5.expand",
+               "MobilenetV2.expanded_conv_5.depthwise",
+               "MobilenetV2.expanded_conv_16.project"):
+    check_truncated_normal(kernel(name), 0.09)
+  # Head: split_separable_conv2d's 0.33 / 0.06, slim's xavier elsewhere,
+  # 0.01 for the logits.
+  for name in ("aspp1_depthwise", "decoder.decoder_conv0_depthwise"):
+    check_truncated_normal(kernel(name), 0.33)
+  for name in ("aspp1_pointwise", "decoder.decoder_conv1_pointwise"):
+    check_truncated_normal(kernel(name), 0.06)
+  for name in ("aspp0", "image_pooling", "concat_projection",
+               "decoder.feature_projection0"):
+    check_glorot_uniform(kernel(name))
+  check_truncated_normal(kernel("logits.semantic"), 0.01)
+  # Xception: xception_arg_scope, truncated normal 0.09 for every kernel.
+  xception = harness.small_model("xception_41")
+  for name in ("xception_41.entry_flow.conv1_1",
+               "xception_41.middle_flow.block1.unit_1.xception_module."
+               "separable_conv1_depthwise",
+               "xception_41.exit_flow.block2.unit_1.xception_module."
+               "separable_conv3_pointwise"):
+    check_truncated_normal(xception.get_layer(name).kernel, 0.09)

@@ -20,6 +20,8 @@ from deeplab.backbones import common
 
 BATCH_NORM_EPSILON = 1e-3  # slim's default, kept by mobilenet's training_scope.
 ROOT = "MobilenetV2"
+# Every kernel's initializer in mobilenet's training_scope (stddev=0.09).
+INITIALIZER = layers.truncated_normal(0.09)
 
 # (expansion factor, output channels at multiplier 1.0, stride) per unit;
 # unit i is named 'expanded_conv' for i == 0 else f'expanded_conv_{i}'.
@@ -71,6 +73,7 @@ def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
 
   x = layers.conv_bn_act(inputs, depth(32), 3, strides=2, activation="relu6",
                          norm=norm, epsilon=BATCH_NORM_EPSILON,
+                         kernel_initializer=INITIALIZER,
                          name=layers.scope(ROOT, "Conv"))
   features = {2: x}
   tracker = common.StrideTracker(output_stride, current_stride=2)
@@ -87,15 +90,18 @@ def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
     if expanded > in_channels:
       y = layers.conv_bn_act(y, expanded, 1, activation="relu6", norm=norm,
                              epsilon=BATCH_NORM_EPSILON,
+                             kernel_initializer=INITIALIZER,
                              name=layers.scope(name, "expand"))
     y = layers.depthwise_bn_act(y, strides=unit_stride, rate=rate,
                                 activation="relu6", norm=norm,
                                 epsilon=BATCH_NORM_EPSILON,
+                                depthwise_initializer=INITIALIZER,
                                 name=layers.scope(name, "depthwise"))
     if index == LOW_LEVEL_UNIT:
       low_level = y
     y = layers.conv_bn_act(y, out_channels, 1, activation=None, norm=norm,
                            epsilon=BATCH_NORM_EPSILON,
+                           kernel_initializer=INITIALIZER,
                            name=layers.scope(name, "project"))
     if unit_stride == 1 and in_channels == out_channels:
       y = keras.layers.Add(name=name + ".add")([x, y])
