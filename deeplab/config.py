@@ -55,6 +55,14 @@ def base_config() -> ml_collections.ConfigDict:
   # Training crop (height, width) in pixels; each must be
   # output_stride * k + 1 (513 = 16 * 32 + 1), like the original's crops.
   config.data.crop_size = (513, 513)
+  # Resize every image first (training and evaluation) so its shorter side
+  # is this many pixels, unless its longer side would exceed
+  # max_resize_value (the original's min_resize_value); 0: no resize.
+  config.data.min_resize_value = 0
+  # Bound in pixels of the longer side after that resize; 0: none.
+  config.data.max_resize_value = 0
+  # Resized sides become resize_factor * k + 1 pixels (16 for ADE20K); 0: any.
+  config.data.resize_factor = 0
   # Smallest random scale of a training image (factor of its original size).
   config.data.min_scale = 0.5
   # Largest random scale of a training image.
@@ -238,6 +246,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         "config.data.min_scale and max_scale must satisfy 0 < min <= max, "
         f"got {data.min_scale!r}, {data.max_scale!r}")
+  for key in ("min_resize_value", "max_resize_value", "resize_factor"):
+    if data[key] < 0:
+      raise ValueError(f"config.data.{key} must be >= 0, got {data[key]!r}")
   if data.scale_step < 0:
     raise ValueError(f"config.data.scale_step must be >= 0, got {data.scale_step!r}")
   if data.eval_batch_size < 1:

@@ -11,6 +11,7 @@ import tensorflow as tf
 from deeplab import kernels
 from deeplab import model as model_lib
 from deeplab import naming
+from deeplab.data import augment
 from deeplab.training import loss as loss_lib
 from deeplab.training import schedule as schedule_lib
 from deeplab.training import trainer as trainer_lib
@@ -284,3 +285,37 @@ def test_initializers_are_the_originals():
                "xception_41.exit_flow.block2.unit_1.xception_module."
                "separable_conv3_pointwise"):
     check_truncated_normal(xception.get_layer(name).kernel, 0.09)
+
+
+@pytest.mark.parametrize("size, bounds, expected", [
+    # ADE20K's recipe (513, 513, 16): the long side 400 -> 513, the short
+    # side ceil(300 * 513 / 400) = 385 = 16 * 24 + 1.
+    ((300, 400), (513, 513, 16), (385, 513)),
+    # The short side to 350 (1000 -> 438): under max 500 - 499 % 16 = 497,
+    # then both up to 16k + 1: 438 + 11, 350 + 3.
+    ((1000, 800), (350, 500, 16), (449, 353)),
+    # Only the short side's target, no factor.
+    ((200, 100), (300, 0, 0), (600, 300)),
+    # Only a bound of the long side.
+    ((200, 100), (0, 150, 0), (150, 75)),
+])
+def test_resize_to_range_gives_the_originals_sizes(size, bounds, expected):
+  got = augment.resize_to_range_size(size[0], size[1], *bounds)
+  assert tuple(got.numpy()) == expected
+  image = tf.zeros(size + (3,), tf.uint8)
+  label = tf.zeros(size + (1,), tf.uint8)
+  resized, _ = augment.preprocess_eval(image, label, bounds)
+  assert tuple(resized.shape[:2]) == expected
+
+
+def test_the_input_pipeline_resizes_to_range_before_cropping():
+  # A 300x400 image whose rows are its row index: after resize_to_range
+  # (385x513) and a 513x513 crop, rows 385.. are padding (ignore label).
+  image = tf.cast(tf.tile(tf.range(300)[:, None, None] % 200, [1, 400, 3]),
+                  tf.uint8)
+  label = tf.ones([300, 400, 1], tf.uint8)
+  _, cropped = augment.preprocess_train(
+      image, label, crop_size=(513, 513), scale_range=(1.0, 1.0),
+      scale_step=0.0, flip=False, photometric_jitter=False, ignore_label=255,
+      resize_range=(513, 513, 16), seed=tf.constant([1, 2], tf.int64))
+  assert np.sum(cropped.numpy() == 1) == 385 * 513
