@@ -17,6 +17,12 @@ does), then slices the prediction back to the image.
 The model's dataset facts are kept in ``metadata`` (JSON: dataset, class
 names, colormap) for clients such as ``deeplab.predict``.
 
+Frozen graph (``export_frozen_graph``): the original's
+``frozen_inference_graph.pb``, a GraphDef with the weights as constants:
+``ImageTensor:0`` uint8 [1, h, w, 3] -> ``SemanticPredictions:0`` int32
+[1, h, w], for clients of the original's demo (``tf.compat.v1`` sessions,
+``tf.import_graph_def``), with the same padding as the SavedModel.
+
 TFLite: fixed input size, float32 RGB pixels [1, h, w, 3] in [0, 255] ->
 int32 labels [1, h, w] (int64 breaks mobile runtimes), in float32, float16
 or int8 (post-training quantization calibrated on real images).
@@ -25,6 +31,7 @@ or int8 (post-training quantization calibrated on real images).
 from __future__ import annotations
 
 import json
+import os
 from typing import Iterable, Optional, Sequence
 
 from absl import logging
@@ -158,6 +165,56 @@ def export_saved_model(model, info: registry.DatasetInfo, export_dir: str,
   return export_dir
 
 
+FROZEN_GRAPH_NAME = "frozen_inference_graph.pb"
+FROZEN_INPUT = "ImageTensor"
+FROZEN_OUTPUT = "SemanticPredictions"
+
+
+def export_frozen_graph(model, path: str, scales: Sequence[float] = (1.0,),
+                        flip: bool = False,
+                        crop_size: Optional[Sequence[int]] = None) -> int:
+  """Writes the original's frozen inference graph; returns its size in bytes.
+
+  Args:
+    model: a ``DeepLab`` (at the output stride to export).
+    path: the ``.pb`` file (the original names it ``frozen_inference_graph.pb``).
+    scales: eval scales baked into the graph.
+    flip: also average flipped inputs.
+    crop_size: (height, width) images are padded to (the evaluation crop).
+
+  Example (a client that knows nothing of this project)::
+
+    graph_def = tf.compat.v1.GraphDef.FromString(open(path, "rb").read())
+    with tf.Graph().as_default() as graph:
+      tf.compat.v1.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+      labels = session.run("SemanticPredictions:0",
+                           {"ImageTensor:0": image[None]})
+  """
+  model = folding.inference_model(model)
+  crop_size = tuple(crop_size) if crop_size else None
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([1, None, None, 3], tf.uint8, name=FROZEN_INPUT)])
+  def predict(image):
+    probabilities = evaluation.predict_probabilities(
+        model, augment.normalize(image), scales, flip, crop_size=crop_size)
+    labels = tf.argmax(probabilities, -1, output_type=tf.int32)
+    return tf.identity(labels, name=FROZEN_OUTPUT)
+
+  frozen = convert_to_constants.convert_variables_to_constants_v2(
+      predict.get_concrete_function())
+  graph_def = frozen.graph.as_graph_def()
+  names = {node.name for node in graph_def.node}
+  missing = {FROZEN_INPUT, FROZEN_OUTPUT} - names
+  if missing:  # A tf.function renamed a node: a bug here, never user input.
+    raise RuntimeError(f"frozen graph lacks the node(s) {sorted(missing)}")
+  data = graph_def.SerializeToString()
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(data)
+  return len(data)
+
+
 def export_tflite(model, path: str, height: int, width: int,
                   quantization: str = "float32",
                   representative_images: Optional[Iterable[np.ndarray]] = None) -> int:
@@ -247,8 +304,9 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
                tflite_size: Optional[Sequence[int]] = None,
                quantization: str = "float32", representative_count: int = 32,
                output_stride: Optional[int] = None,
-               legacy_names: bool = False) -> int:
-  """Exports the latest checkpoint of a run: SavedModel and/or TFLite.
+               legacy_names: bool = False, frozen_graph: bool = False) -> int:
+  """Exports the latest checkpoint of a run: SavedModel, frozen graph and/or
+  TFLite.
 
   Args:
     config: the run's config (``run_dir.read_config``, possibly changed:
@@ -262,17 +320,23 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
     representative_count: int8 calibration images.
     output_stride: export at another output stride than trained.
     legacy_names: add the SavedModel's ``legacy`` signature.
+    frozen_graph: also write ``export_dir/frozen_inference_graph.pb``, the
+      original's frozen graph (``export_frozen_graph``).
 
   Returns:
     The step of the exported checkpoint.
 
   Raises:
-    ValueError: neither output given, or int8 without training records
-      (checked before anything is written).
+    ValueError: neither output given, a frozen graph without an export_dir,
+      or int8 without training records (checked before anything is
+      written).
   """
   if not export_dir and not tflite_path:
     raise ValueError("give an export_dir (--export_dir) and/or a tflite "
                      "path (--tflite)")
+  if frozen_graph and not export_dir:
+    raise ValueError("the frozen graph is written into the export_dir: give "
+                     "--export_dir with --frozen_graph")
   if tflite_path and quantization == "int8":
     _calibration_pattern(config)
   model, step = run_dir.restore_model(config, workdir)
@@ -283,6 +347,14 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
                        output_stride, legacy_names,
                        config_lib.eval_crop_size(config))
     logging.info("SavedModel of step %d written to %s", step, export_dir)
+  if frozen_graph:
+    path = os.path.join(export_dir, FROZEN_GRAPH_NAME)
+    size = export_frozen_graph(
+        with_output_stride(model, output_stride), path,
+        tuple(config.eval.scales), config.eval.flip,
+        config_lib.eval_crop_size(config))
+    logging.info("Frozen graph of step %d written to %s: %d bytes", step,
+                 path, size)
   if tflite_path:
     height, width = tuple(tflite_size or config.data.crop_size)
     images = None

@@ -191,3 +191,52 @@ def test_predict_cli_writes_masks_and_overlays_and_names_bad_files(exported, tmp
   for path, _ in frames:
     np.testing.assert_array_equal(np.asarray(Image.open(out2 / f"{path.stem}_ids.png")),
                                   np.asarray(Image.open(out / f"{path.stem}_ids.png")))
+
+
+# The original demo's client: TF1 graph and session, nothing of ours.
+FROZEN_CLIENT = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+path, frames, out = sys.argv[1:]
+graph_def = tf.compat.v1.GraphDef.FromString(open(path, "rb").read())
+with tf.Graph().as_default() as graph:
+  tf.compat.v1.import_graph_def(graph_def, name="")
+assert not any(op.type in ("VarHandleOp", "VariableV2", "ReadVariableOp")
+               for op in graph.get_operations()), "weights are not constants"
+image = graph.get_tensor_by_name("ImageTensor:0")
+assert image.dtype == tf.uint8 and image.shape.as_list() == [1, None, None, 3]
+with tf.compat.v1.Session(graph=graph) as session:
+  labels = [session.run("SemanticPredictions:0", {"ImageTensor:0": f[None]})
+            for f in np.load(frames)]
+assert all(l.dtype == np.int32 for l in labels)
+np.save(out, np.concatenate(labels))
+print("ok")
+"""
+
+
+def test_frozen_graph_serves_the_originals_names_to_a_tf1_client(exported):
+  root, model = exported
+  export_dir = root / "with_frozen"
+  export_lib.export_run(pascal_voc_mobilenetv2_dm05.get_config(),
+                        str(root / "w"), export_dir=str(export_dir),
+                        frozen_graph=True)
+  path = export_dir / export_lib.FROZEN_GRAPH_NAME
+  assert path.name == "frozen_inference_graph.pb"  # The original's name.
+  frames = np.stack([image for _, image in harness.camvid_frames(2)])
+  np.save(root / "frozen_frames.npy", frames)
+  result = subprocess.run(
+      [sys.executable, "-c", FROZEN_CLIENT, str(path),
+       str(root / "frozen_frames.npy"), str(root / "frozen_labels.npy")],
+      capture_output=True, text=True, timeout=600, cwd="/")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == "ok"
+  labels = np.load(root / "frozen_labels.npy")
+  assert labels.shape == (2, 360, 480)
+  np.testing.assert_array_equal(labels, served_labels(model, frames))
+
+
+def test_a_frozen_graph_needs_an_export_dir():
+  with pytest.raises(ValueError, match="--export_dir with --frozen_graph"):
+    export_lib.export_run(pascal_voc_mobilenetv2_dm05.get_config(), "/nowhere",
+                          tflite_path="/tmp/x.tflite", frozen_graph=True)
