@@ -235,3 +235,16 @@ def convert_released(workdir):
                    f"--source={released_tflite()}", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout
+
+
+# --- Original checkpoints. ---
+
+
+def write_tf1_checkpoint(prefix, arrays):
+  """A name-based (TF1) checkpoint holding ``{name: array}``, as the
+  original's ``tf.train.Saver`` writes them."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  names = sorted(arrays)
+  tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=names,
+                    shape_and_slices=[""] * len(names),
+                    tensors=[tf.constant(arrays[n]) for n in names])
