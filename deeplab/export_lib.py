@@ -81,12 +81,50 @@ def to_rgb(images):
                    default=lambda: tf.identity(images))
 
 
+def predict_labels(model, images, scales: Sequence[float] = (1.0,),
+                   flip: bool = False,
+                   crop_size: Optional[Sequence[int]] = None,
+                   resize_range: Sequence[float] = (0, 0, 0),
+                   output_stride: Optional[int] = None):
+  """What every export computes: (labels int32 [b, h, w], probabilities
+  float32 [b, h, w, c]) of RGB pixels [b, h, w, 3] in [0, 255].
+
+  As the original's export: the images are first resized to range
+  (``augment.resize_to_range``: the run's min/max resize value and resize
+  factor, if set), then padded and predicted as evaluation does
+  (``evaluation.predict_probabilities``); the labels come back to the
+  input size by nearest neighbour (probabilities bilinearly), aligned
+  corners.
+  """
+  images = tf.cast(images, tf.float32)
+  shape = tf.shape(images)
+  height, width = shape[1], shape[2]
+  resized = bool(resize_range[0] or resize_range[1])
+  if resized:
+    size = augment.resize_to_range_size(height, width, *resize_range)
+    images = tf.raw_ops.ResizeBilinear(images=images, size=size,
+                                       align_corners=True)
+  probabilities = evaluation.predict_probabilities(
+      model, augment.normalize(images), scales, flip, output_stride,
+      crop_size)
+  labels = tf.argmax(probabilities, -1, output_type=tf.int32)
+  if resized:
+    labels = tf.raw_ops.ResizeNearestNeighbor(
+        images=labels[..., None], size=tf.stack([height, width]),
+        align_corners=True)[..., 0]
+    probabilities = tf.raw_ops.ResizeBilinear(
+        images=probabilities, size=tf.stack([height, width]),
+        align_corners=True)
+  return labels, probabilities
+
+
 class ServingModule(tf.Module):
   """What the SavedModel holds: the model, its inference options, metadata."""
 
   def __init__(self, model, info: registry.DatasetInfo,
                scales: Sequence[float] = (1.0,), flip: bool = False,
-               crop_size: Optional[Sequence[int]] = None):
+               crop_size: Optional[Sequence[int]] = None,
+               resize_range: Sequence[float] = (0, 0, 0)):
     super().__init__()
     # Track the plain tf.Variables under the Keras variables, not the Keras
     # model: a Keras 3 variable is exported as a second, unnamed copy that the
@@ -96,23 +134,24 @@ class ServingModule(tf.Module):
     self.model_variables = [v.value for v in model.variables]
     self.scales, self.flip = tuple(scales), flip
     self.crop_size = tuple(crop_size) if crop_size else None
+    self.resize_range = tuple(resize_range)
     self.metadata = tf.Variable(json.dumps({
         "dataset": info.name, "num_classes": info.num_classes,
         "ignore_label": info.ignore_label,
         "class_names": list(info.class_names),
         "colormap": info.colormap.tolist(),
         "output_stride": model.args.output_stride, "scales": list(scales),
-        "flip": flip, "crop_size": list(self.crop_size or ())}),
+        "flip": flip, "crop_size": list(self.crop_size or ()),
+        "resize_range": list(self.resize_range)}),
         trainable=False)
 
   def _predict(self, images):
-    images = tf.cast(to_rgb(images), tf.float32)
+    images = to_rgb(images)
     images.set_shape([None, None, None, 3])
-    probabilities = evaluation.predict_probabilities(
-        self.model, augment.normalize(images), self.scales, self.flip,
-        crop_size=self.crop_size)
-    return {"labels": tf.argmax(probabilities, -1, output_type=tf.int32),
-            "probabilities": probabilities}
+    labels, probabilities = predict_labels(
+        self.model, images, self.scales, self.flip, self.crop_size,
+        self.resize_range)
+    return {"labels": labels, "probabilities": probabilities}
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None, None, None], tf.uint8, name="images")])
@@ -140,7 +179,8 @@ def export_saved_model(model, info: registry.DatasetInfo, export_dir: str,
                        scales: Sequence[float] = (1.0,), flip: bool = False,
                        output_stride: Optional[int] = None,
                        legacy_names: bool = False,
-                       crop_size: Optional[Sequence[int]] = None) -> str:
+                       crop_size: Optional[Sequence[int]] = None,
+                       resize_range: Sequence[float] = (0, 0, 0)) -> str:
   """Writes a SavedModel for TF Serving (signatures in the module docstring).
 
   Args:
@@ -153,10 +193,12 @@ def export_saved_model(model, info: registry.DatasetInfo, export_dir: str,
     legacy_names: add the ``legacy`` signature.
     crop_size: (height, width) images are padded to (the evaluation crop
       size); None pads to the output stride's alignment only.
+    resize_range: (min, max, factor) images are first resized to
+      (``predict_labels``); zeros: none.
   """
   model = folding.inference_model(
       with_output_stride(model, output_stride or model.args.output_stride))
-  module = ServingModule(model, info, scales, flip, crop_size)
+  module = ServingModule(model, info, scales, flip, crop_size, resize_range)
   signatures = {"serving_default": module.serve.get_concrete_function(),
                 "serve_encoded": module.serve_encoded.get_concrete_function()}
   if legacy_names:
@@ -172,7 +214,8 @@ FROZEN_OUTPUT = "SemanticPredictions"
 
 def export_frozen_graph(model, path: str, scales: Sequence[float] = (1.0,),
                         flip: bool = False,
-                        crop_size: Optional[Sequence[int]] = None) -> int:
+                        crop_size: Optional[Sequence[int]] = None,
+                        resize_range: Sequence[float] = (0, 0, 0)) -> int:
   """Writes the original's frozen inference graph; returns its size in bytes.
 
   Args:
@@ -181,6 +224,8 @@ def export_frozen_graph(model, path: str, scales: Sequence[float] = (1.0,),
     scales: eval scales baked into the graph.
     flip: also average flipped inputs.
     crop_size: (height, width) images are padded to (the evaluation crop).
+    resize_range: (min, max, factor) images are first resized to
+      (``predict_labels``); zeros: none.
 
   Example (a client that knows nothing of this project)::
 
@@ -197,9 +242,8 @@ def export_frozen_graph(model, path: str, scales: Sequence[float] = (1.0,),
   @tf.function(input_signature=[
       tf.TensorSpec([1, None, None, 3], tf.uint8, name=FROZEN_INPUT)])
   def predict(image):
-    probabilities = evaluation.predict_probabilities(
-        model, augment.normalize(image), scales, flip, crop_size=crop_size)
-    labels = tf.argmax(probabilities, -1, output_type=tf.int32)
+    labels, _ = predict_labels(model, image, scales, flip, crop_size,
+                               resize_range)
     return tf.identity(labels, name=FROZEN_OUTPUT)
 
   frozen = convert_to_constants.convert_variables_to_constants_v2(
@@ -345,14 +389,15 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
     export_saved_model(model, registry.from_config(config), export_dir,
                        tuple(config.eval.scales), config.eval.flip,
                        output_stride, legacy_names,
-                       config_lib.eval_crop_size(config))
+                       config_lib.eval_crop_size(config),
+                       pipeline.resize_range(config))
     logging.info("SavedModel of step %d written to %s", step, export_dir)
   if frozen_graph:
     path = os.path.join(export_dir, FROZEN_GRAPH_NAME)
     size = export_frozen_graph(
         with_output_stride(model, output_stride), path,
         tuple(config.eval.scales), config.eval.flip,
-        config_lib.eval_crop_size(config))
+        config_lib.eval_crop_size(config), pipeline.resize_range(config))
     logging.info("Frozen graph of step %d written to %s: %d bytes", step,
                  path, size)
   if tflite_path:

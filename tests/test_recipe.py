@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab import export_lib
 from deeplab import kernels
 from deeplab import model as model_lib
 from deeplab import naming
@@ -319,3 +320,30 @@ def test_the_input_pipeline_resizes_to_range_before_cropping():
       scale_step=0.0, flip=False, photometric_jitter=False, ignore_label=255,
       resize_range=(513, 513, 16), seed=tf.constant([1, 2], tf.int64))
   assert np.sum(cropped.numpy() == 1) == 385 * 513
+
+
+def test_exports_resize_to_range_and_bring_the_labels_back():
+  sizes = []
+
+  def model(images, training=False):
+    del training
+    sizes.append(tuple(int(d) for d in images.shape[1:3]))
+    # Class 1 on the right half of whatever the network sees.
+    width = tf.shape(images)[2]
+    right = tf.cast(tf.range(width) >= width // 2, tf.float32)
+    right = tf.broadcast_to(right[None, None, :, None],
+                            tf.shape(images[..., :1]))
+    return tf.concat([1.0 - right, right], -1) * 10.0
+
+  image = tf.zeros([1, 300, 400, 3], tf.uint8)
+  labels, probabilities = export_lib.predict_labels(
+      model, image, crop_size=(513, 513), resize_range=(513, 513, 16),
+      output_stride=16)
+  # Resized to 385x513 (16 * 24 + 1 by 16 * 32 + 1), which fits the crop.
+  assert sizes == [(513, 513)]
+  assert labels.shape == (1, 300, 400) and probabilities.shape == (1, 300, 400, 2)
+  # The network saw the resized image padded to 513 wide, so its right
+  # half starts at column 256 of 513 = column 256 * 399 / 512 of the input.
+  row = labels.numpy()[0, 150]
+  boundary = np.argmax(row == 1)
+  assert abs(boundary - 256 * 399 / 512) <= 1
