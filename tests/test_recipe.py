@@ -2,6 +2,7 @@
 checks one rule against numbers it computes itself on a hand-made case."""
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -347,3 +348,20 @@ def test_exports_resize_to_range_and_bring_the_labels_back():
   row = labels.numpy()[0, 150]
   boundary = np.argmax(row == 1)
   assert abs(boundary - 256 * 399 / 512) <= 1
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("train.warmup_type", "cosine", "config.train.warmup_type must be 'none' or 'linear', got 'cosine'"),
+    ("train.hard_example_mining_step", -1, "config.train.hard_example_mining_step must be >= 0, got -1"),
+    ("train.last_layer_gradient_multiplier", -2.0, "config.train.last_layer_gradient_multiplier must be >= 0"),
+    ("data.min_resize_value", -513, "config.data.min_resize_value must be >= 0, got -513"),
+    ("data.resize_factor", -16, "config.data.resize_factor must be >= 0"),
+    ("eval.crop_size", (513,), "config.eval.crop_size must be"),
+    ("model.backbone_batch_norm_momentum", 1.5, "config.model.backbone_batch_norm_momentum must be None or in"),
+])
+def test_the_new_fields_refuse_bad_values_naming_the_field(path, value, message):
+  from deeplab import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.base_config()
+  config_lib.set_field(config, path, value)
+  with pytest.raises(ValueError, match=re.escape(message)):
+    config_lib.validate(config)
