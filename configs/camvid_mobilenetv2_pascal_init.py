@@ -26,6 +26,9 @@ def get_config():
   config.model.use_decoder = False
   config.train.fine_tune_batch_norm = False
   config.train.initialize_last_layer = False
+  # Only the logits start fresh: the released ASPP and image pooling are
+  # kept (the original's default would reset them too).
+  config.train.last_layers_contain_logits_only = True
   config.train.init_checkpoint = "runs/pascal_dm05"
   # Larger crops of nearly full-size frames: the pretrained features need
   # context more than many small steps.

@@ -21,6 +21,7 @@ def get_config():
   # Weights move fast in a short run; batch norm statistics must follow
   # them within tens of steps, or evaluation (moving statistics) lags.
   config.model.batch_norm_momentum = 0.9
+  config.model.backbone_batch_norm_momentum = 0.9
   config.data.crop_size = (129, 129)
   config.train.batch_size = 8
   config.train.steps = 600

@@ -12,7 +12,7 @@ come from ``deeplab.model_args.ModelArgs``, which documents each of them.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import ml_collections
 
@@ -55,6 +55,14 @@ def base_config() -> ml_collections.ConfigDict:
   # Training crop (height, width) in pixels; each must be
   # output_stride * k + 1 (513 = 16 * 32 + 1), like the original's crops.
   config.data.crop_size = (513, 513)
+  # Resize every image first (training and evaluation) so its shorter side
+  # is this many pixels, unless its longer side would exceed
+  # max_resize_value (the original's min_resize_value); 0: no resize.
+  config.data.min_resize_value = 0
+  # Bound in pixels of the longer side after that resize; 0: none.
+  config.data.max_resize_value = 0
+  # Resized sides become resize_factor * k + 1 pixels (16 for ADE20K); 0: any.
+  config.data.resize_factor = 0
   # Smallest random scale of a training image (factor of its original size).
   config.data.min_scale = 0.5
   # Largest random scale of a training image.
@@ -87,25 +95,42 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.end_learning_rate = 0.0
   # Exponent of the poly decay (1 - step / steps) ** power.
   config.train.learning_power = 0.9
-  # Steps of linear warm-up (the original's slow start); 0 disables it.
+  # Steps of the original's slow start (slow_start_step); 0 disables it.
   config.train.warmup_steps = 0
-  # Learning rate at the start of the warm-up.
+  # Learning rate of the slow start (slow_start_learning_rate).
   config.train.warmup_learning_rate = 1e-4
+  # How the slow start runs (slow_start_burnin_type): 'none' holds
+  # warmup_learning_rate, 'linear' ramps from it to base_learning_rate.
+  config.train.warmup_type = "none"
   # SGD momentum.
   config.train.momentum = 0.9
   # L2 weight decay on convolution kernels (not depthwise, bias or BN).
   config.train.weight_decay = 4e-5
-  # Train batch norm scales and statistics (False freezes them: small batches).
+  # Batch norm uses batch statistics and updates its moving ones (False: it
+  # runs on the moving statistics, as at inference, for small batches; gamma
+  # and beta still train, as in the original).
   config.train.fine_tune_batch_norm = True
   # Loss weight per class id, () for none (datasets.inspect prints them).
   config.train.class_weights = ()
-  # Fraction of the hardest pixels kept in the loss (1.0: all pixels).
+  # Fraction of the hardest pixels of the batch kept in the loss (1.0: all
+  # pixels).
   config.train.top_k_percent_pixels = 1.0
+  # Steps over which the kept fraction ramps down from 1.0 to
+  # top_k_percent_pixels (the original's hard_example_mining_step); 0: from
+  # the first step.
+  config.train.hard_example_mining_step = 0
   # Weights to start from: .keras file, original TF1 checkpoint prefix, or a
   # workdir of ours; '' starts from backbone_weights or scratch.
   config.train.init_checkpoint = ""
-  # Load the logits layer from init_checkpoint (False: new class count).
+  # Load the last layers from init_checkpoint (False: they start fresh, e.g.
+  # for a new class count; which layers: see the next field).
   config.train.initialize_last_layer = True
+  # The last layers are the logits alone; False (the original's default):
+  # logits, image pooling, ASPP, concat projection and decoder.
+  config.train.last_layers_contain_logits_only = False
+  # Factor on the gradients of the last layers (twice it on their biases;
+  # every other bias gets 2x), the original's last_layer_gradient_multiplier.
+  config.train.last_layer_gradient_multiplier = 1.0
   # Save a checkpoint every this many steps.
   config.train.checkpoint_every = 500
   # Checkpoints kept in workdir/checkpoints.
@@ -128,6 +153,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.scales = (1.0,)
   # Also average the left-right flipped input.
   config.eval.flip = False
+  # (height, width) in pixels every evaluated or exported image is padded to
+  # (bottom/right, mean pixel) before the network, as the original's
+  # eval_crop_size; each of the form output_stride * k + 1. An image larger
+  # than it is padded to the next output_stride * k + 1 instead, so (1, 1)
+  # pads every image that way only. () takes the dataset table's value
+  # (513x513 VOC and ADE20K, 1025x2049 Cityscapes; none for other datasets).
+  config.eval.crop_size = ()
   # Eval images shown with predictions in TensorBoard.
   config.eval.num_summary_images = 3
 
@@ -138,6 +170,14 @@ def base_config() -> ml_collections.ConfigDict:
 def get_config() -> ml_collections.ConfigDict:
   """The defaults, for ``--config`` flags whose file is this one."""
   return base_config()
+
+
+def eval_crop_size(config) -> Optional[Tuple[int, int]]:
+  """The (height, width) evaluation pads to: ``config.eval.crop_size``, or
+  the dataset table's when that is (); None: stride-aligned padding only."""
+  if tuple(config.eval.crop_size):
+    return tuple(config.eval.crop_size)
+  return registry.from_config(config).eval_crop_size
 
 
 def leaves(config, prefix: str = "") -> Iterator[Tuple[str, Any]]:
@@ -206,6 +246,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         "config.data.min_scale and max_scale must satisfy 0 < min <= max, "
         f"got {data.min_scale!r}, {data.max_scale!r}")
+  for key in ("min_resize_value", "max_resize_value", "resize_factor"):
+    if data[key] < 0:
+      raise ValueError(f"config.data.{key} must be >= 0, got {data[key]!r}")
   if data.scale_step < 0:
     raise ValueError(f"config.data.scale_step must be >= 0, got {data.scale_step!r}")
   if data.eval_batch_size < 1:
@@ -228,13 +271,31 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 < train.top_k_percent_pixels <= 1:
     raise ValueError("config.train.top_k_percent_pixels must be in (0, 1], "
                      f"got {train.top_k_percent_pixels!r}")
+  if train.last_layer_gradient_multiplier < 0:
+    raise ValueError("config.train.last_layer_gradient_multiplier must be >= 0, "
+                     f"got {train.last_layer_gradient_multiplier!r}")
+  if train.hard_example_mining_step < 0:
+    raise ValueError("config.train.hard_example_mining_step must be >= 0, "
+                     f"got {train.hard_example_mining_step!r}")
   if train.class_weights and len(train.class_weights) != config.dataset.num_classes:
     raise ValueError(
         f"config.train.class_weights has {len(train.class_weights)} entries "
         f"for config.dataset.num_classes={config.dataset.num_classes}")
+  if train.warmup_type not in ("none", "linear"):
+    raise ValueError("config.train.warmup_type must be 'none' or 'linear', "
+                     f"got {train.warmup_type!r}")
   if train.strategy not in STRATEGIES:
     raise ValueError(f"config.train.strategy must be one of {STRATEGIES}, "
                      f"got {train.strategy!r}")
+  eval_crop = tuple(config.eval.crop_size)
+  if eval_crop and (
+      len(eval_crop) != 2 or
+      not all(isinstance(c, int) and c >= 1 and (c - 1) % output_stride == 0
+              for c in eval_crop)):
+    raise ValueError(
+        "config.eval.crop_size must be () or (height, width) with each of the "
+        f"form output_stride * k + 1 (output_stride={output_stride}: e.g. "
+        f"{output_stride * 32 + 1}), got {eval_crop!r}")
   if not config.eval.scales or any(s <= 0 for s in config.eval.scales):
     raise ValueError(f"config.eval.scales must be positive, got "
                      f"{tuple(config.eval.scales)!r}")

@@ -1,18 +1,23 @@
 r"""Imports released DeepLab weights into a checkpoint of ours.
 
+  python -m deeplab.convert --source=xception_coco_voc_trainaug --workdir=W
   python -m deeplab.convert --config=configs/pascal_voc_mobilenetv2_dm05.py \
       --source=deeplabv3_257_mv_gpu.tflite --workdir=W
   python -m deeplab.convert --config=configs/pascal_voc_xception65.py \
-      --source=deeplabv3_pascal_train_aug/model.ckpt --workdir=W
+      --source=deeplabv3_pascal_train_aug_2018_01_04.tar.gz --workdir=W
 
-Sources: the original model zoo's TF1 checkpoints (read by variable name)
-and the TFLite files the TFLite segmentation examples distribute (batch
-norm folded into biases). Every model weight must be found with its shape:
-missing tensors and shape mismatches are errors listing all of them; source
-tensors nothing used (optimizer slots, global_step, other heads) are listed.
-W then holds checkpoints/ckpt-0 and config.json, and eval.py, export.py and
-deeplab.predict use it like a trained run; train.py fine-tunes from it
-(``--config.train.init_checkpoint=W``, with
+Sources (``--source``): a name of the original's model zoo
+(``deeplab.zoo.MODELS``; downloaded once into Keras' file cache, its config
+taken from the zoo's table unless ``--config`` is given), a download
+address, a downloaded ``.tar.gz`` of the zoo, an unpacked TF1 checkpoint
+prefix (read by variable name), or a TFLite file as the TFLite segmentation
+examples distribute (batch norm folded into biases). Every model weight
+must be found with its shape: missing tensors and shape mismatches are
+errors listing all of them; source tensors nothing used (optimizer slots,
+global_step, other heads) are listed. A corrupted tarball is refused with
+the reason. W then holds checkpoints/ckpt-0 and config.json, and eval.py,
+export.py and deeplab.predict use it like a trained run; train.py
+fine-tunes from it (``--config.train.init_checkpoint=W``, with
 ``--config.train.initialize_last_layer=False`` for another class count).
 """
 
@@ -22,26 +27,41 @@ import os
 
 from absl import logging
 
+from deeplab import config as config_lib
 from deeplab import model as model_lib
 from deeplab import run_dir
 from deeplab import weights as weights_lib
+from deeplab import zoo
 
 
 def convert(config, source: str, workdir: str) -> weights_lib.LoadReport:
   """Builds the config's model, fills it from ``source``, saves it in workdir.
 
+  Args:
+    config: the config describing the source's model; None takes the
+      zoo table's for a zoo name.
+    source: a zoo name, an address, a ``.tar.gz``, a checkpoint prefix, a
+      ``.keras`` file or a ``.tflite`` file (module docstring).
+    workdir: the run folder to write.
+
   Raises:
     FileNotFoundError: ``source`` does not exist.
     ValueError: a model weight is missing from the source or has another
-      shape (the config does not describe the source's architecture).
+      shape (the config does not describe the source's architecture), an
+      unreadable tarball, or no config for a source outside the zoo.
   """
+  if config is None:
+    if source not in zoo.MODELS:
+      raise ValueError(f"--source={source!r} is not a model zoo name "
+                       f"({sorted(zoo.MODELS)}): give --config")
+    config = zoo.MODELS[source].get_config()
   model = model_lib.build_model(config)
   if source.endswith(".tflite"):
     if not os.path.isfile(source):
       raise FileNotFoundError(f"--source={source!r} does not exist")
     arrays = weights_lib.read_tflite(source, model)
   else:
-    arrays = weights_lib.read_source(source)
+    arrays = zoo.checkpoint_arrays(source)
   report = weights_lib.assign_by_original_names(model, arrays)
   if report.missing or report.mismatched:
     raise ValueError(f"{source} does not fit the config's model:\n"
@@ -60,14 +80,23 @@ def main():
   config_flag = cli.define_config_flag(
       "Config describing the source's architecture (default: the config of "
       "the run in --workdir).")
-  source = flags.DEFINE_string("source", None,
-                               "A .tflite file or a TF1 checkpoint prefix.")
+  source = flags.DEFINE_string(
+      "source", None, "A model zoo name (deeplab.zoo.MODELS), a download "
+      "address, a .tar.gz of the zoo, a TF1 checkpoint prefix or a .tflite "
+      "file.")
   workdir = flags.DEFINE_string("workdir", None, "Folder for the checkpoint.")
 
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    config = cli.run_config(config_flag.value, workdir.value)
+    if (source.value in zoo.MODELS and not cli.config_file_given() and
+        not run_dir.has_config(workdir.value)):
+      # A zoo name alone: the zoo table's config, with --config.x changes.
+      config = zoo.MODELS[source.value].get_config()
+      for path, value in cli.given_changes(config_flag.value).items():
+        config_lib.set_field(config, path, value)
+    else:
+      config = cli.run_config(config_flag.value, workdir.value)
     print(convert(config, source.value, workdir.value).summary())
 
   flags.mark_flags_as_required(["source", "workdir"])

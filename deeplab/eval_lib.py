@@ -19,6 +19,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from deeplab import config as config_lib
 from deeplab import evaluation
 from deeplab import folding
 from deeplab import progress
@@ -44,6 +45,7 @@ def evaluate_model(config, model, workdir: str, step: int,
   matrix = evaluation.evaluate(
       model, dataset, strategy, info.num_classes, info.ignore_label,
       tuple(config.eval.scales), config.eval.flip,
+      crop_size=config_lib.eval_crop_size(config),
       bar=progress.Progress(images, "eval", unit="images"))
   metrics = evaluation.metrics_from_confusion(matrix, info.class_names,
                                               info.evaluated_classes)
@@ -75,7 +77,8 @@ def _summarize_predictions(config, model, info, step: int, pattern=None):
   panels = []
   for batch in pipeline.eval_dataset(config, pattern=pattern).take(count):
     image = batch["image"][:1]
-    probabilities = evaluation.predict_probabilities(model, image)
+    probabilities = evaluation.predict_probabilities(
+        model, image, crop_size=config_lib.eval_crop_size(config))
     predicted = tf.gather(colormap, tf.argmax(probabilities, -1)[0])
     truth = tf.gather(colormap, tf.cast(batch["label"][0], tf.int32))
     pixels = tf.cast((image[0] + 1.0) * 127.5, tf.uint8)

@@ -1,12 +1,15 @@
 """Evaluation: confusion matrix, mIoU and friends, multi-scale + flip inference.
 
-Inference at any image size: the image is padded (bottom/right, with the
-mean pixel) to the next size of the form ``output_stride * k + 1``, where
-the original's aligned-corner resizes line up exactly, and the logits are
-sliced back. Multi-scale inference averages the softmax probabilities of
-every scale (and of the flipped input), as the original's
-``predict_labels_multi_scale`` does; with scales (1.0,) and no flip it is
-plain inference.
+Inference at any image size: as the original's evaluation and export, the
+image is padded (bottom/right, with the mean pixel) up to the evaluation
+crop size (``eval_crop_size``, 513x513 for VOC), so the image-pooling
+branch averages over the padded area as it did there; a dimension larger
+than the crop (or every dimension, without a crop size) is padded to the
+next size of the form ``output_stride * k + 1``, where the aligned-corner
+resizes line up exactly. The result is sliced back to the image.
+Multi-scale inference averages the softmax probabilities of every scale
+(and of the flipped input), as the original's ``predict_labels_multi_scale``
+does; with scales (1.0,) and no flip it is plain inference.
 """
 
 from __future__ import annotations
@@ -25,55 +28,76 @@ def padded_size(size, output_stride: int):
   return ((size - 1 + output_stride - 1) // output_stride) * output_stride + 1
 
 
+def target_size(size, output_stride: int, crop: Optional[int] = None):
+  """What a dimension of ``size`` is padded to: ``crop`` if it fits in it,
+  else the next ``output_stride * k + 1`` (ints and tensors)."""
+  aligned = padded_size(size, output_stride)
+  if crop is None:
+    return aligned
+  if isinstance(size, int):
+    return crop if size <= crop else aligned
+  return tf.where(size <= crop, crop, aligned)
+
+
 def _resize(images, size):
   return tf.raw_ops.ResizeBilinear(images=images, size=size,
                                    align_corners=True)
 
 
-def _forward(model, images, output_stride: int):
-  """Logits at the images' size, padding to an aligned size first."""
-  shape = tf.shape(images)
-  height, width = shape[1], shape[2]
-  target_h = padded_size(height, output_stride)
-  target_w = padded_size(width, output_stride)
-  padded = tf.pad(images, [[0, 0], [0, target_h - height],
-                           [0, target_w - width], [0, 0]])
-  logits = model(padded, training=False)
-  return tf.cast(logits[:, :height, :width, :], tf.float32)
+def scale_dimension(size, scale: float):
+  """The original's ``scale_dimension``: ``(size - 1) * scale + 1``, so an
+  aligned size (``output_stride * k + 1``) keeps its corner-aligned grid."""
+  return tf.cast((tf.cast(size, tf.float32) - 1.0) * scale + 1.0, tf.int32)
 
 
 def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
-                          flip: bool = False, output_stride: Optional[int] = None):
+                          flip: bool = False, output_stride: Optional[int] = None,
+                          crop_size: Optional[Sequence[int]] = None):
   """Class probabilities [b, h, w, c] of images [b, h, w, 3] in [-1, 1].
 
+  The images are padded (``target_size``), each scale resizes the padded
+  images to ``scale_dimension`` of the padded size, the logits go back to
+  the padded size, their softmax is averaged, and the result is sliced
+  back to the images: the original's ``predict_labels_multi_scale`` on its
+  padded evaluation crop.
+
   Args:
-    model: a ``DeepLab``.
+    model: a ``DeepLab`` (or any callable ``model(images, training=False)``
+      returning logits at the input size).
     images: float32 batch.
     scales: input scales whose probabilities are averaged.
     flip: also average the left-right flipped input.
     output_stride: padding alignment (default: the model's).
+    crop_size: (height, width) images are padded to with the mean pixel
+      (the original's ``eval_crop_size``); None pads to the alignment only.
   """
   output_stride = output_stride or model.args.output_stride
-  size = tf.shape(images)[1:3]
+  crop_h, crop_w = tuple(crop_size) if crop_size else (None, None)
+  shape = tf.shape(images)
+  height, width = shape[1], shape[2]
+  padded_h = target_size(height, output_stride, crop_h)
+  padded_w = target_size(width, output_stride, crop_w)
+  # 0 after normalization is the mean pixel.
+  padded = tf.pad(images, [[0, 0], [0, padded_h - height],
+                           [0, padded_w - width], [0, 0]])
   total = 0.0
   count = 0
   for scale in scales:
     if scale == 1.0:
-      scaled = images
+      scaled = padded
     else:
-      scaled_size = tf.maximum(
-          tf.cast(tf.cast(size, tf.float32) * scale, tf.int32), 1)
-      scaled = _resize(images, scaled_size)
+      scaled = _resize(padded, tf.maximum(
+          scale_dimension(tf.stack([padded_h, padded_w]), scale), 1))
     for flipped in ((False, True) if flip else (False,)):
       inputs = tf.reverse(scaled, [2]) if flipped else scaled
-      logits = _forward(model, inputs, output_stride)
+      logits = tf.cast(model(inputs, training=False), tf.float32)
       if flipped:
         logits = tf.reverse(logits, [2])
       if scale != 1.0:
-        logits = _resize(logits, size)
+        logits = _resize(logits, tf.stack([padded_h, padded_w]))
       total += tf.nn.softmax(logits)
       count += 1
-  return total / count
+  return (total / count)[:, :height, :width, :]
 
 
 def confusion_matrix(labels, predictions, num_classes: int, ignore_label: int):
@@ -118,6 +142,7 @@ def metrics_from_confusion(matrix: np.ndarray, class_names: Sequence[str],
 def evaluate(model, dataset, strategy: tf.distribute.Strategy, num_classes: int,
              ignore_label: int, scales: Sequence[float] = (1.0,),
              flip: bool = False, max_batches: Optional[int] = None,
+             crop_size: Optional[Sequence[int]] = None,
              bar: Optional[progress.Progress] = None):
   """Accumulates the confusion matrix over ``dataset`` across replicas.
 
@@ -130,13 +155,15 @@ def evaluate(model, dataset, strategy: tf.distribute.Strategy, num_classes: int,
     scales: eval scales.
     flip: add flipped inputs.
     max_batches: stop after this many batches (None: the whole dataset).
+    crop_size: evaluation crop size images are padded to (None: alignment).
     bar: a progress display, advanced by the images of each batch.
 
   Returns:
     The summed confusion matrix, numpy int64.
   """
   def step(batch):
-    probabilities = predict_probabilities(model, batch["image"], scales, flip)
+    probabilities = predict_probabilities(model, batch["image"], scales, flip,
+                                          crop_size=crop_size)
     matrix = confusion_matrix(batch["label"], tf.argmax(probabilities, -1),
                               num_classes, ignore_label)
     return matrix, tf.shape(batch["image"], out_type=tf.int64)[0]

@@ -11,8 +11,17 @@ SavedModel signatures (any batch, height and width):
 - ``legacy`` (with ``legacy_names=True``): ``ImageTensor`` uint8 [1, h, w, 3]
   -> ``SemanticPredictions`` int32 [1, h, w], the names of the original's
   frozen inference graph.
+Every signature pads images as evaluation does (``deeplab.evaluation``: up
+to the evaluation crop size with the mean pixel, as the original's export
+does), then slices the prediction back to the image.
 The model's dataset facts are kept in ``metadata`` (JSON: dataset, class
 names, colormap) for clients such as ``deeplab.predict``.
+
+Frozen graph (``export_frozen_graph``): the original's
+``frozen_inference_graph.pb``, a GraphDef with the weights as constants:
+``ImageTensor:0`` uint8 [1, h, w, 3] -> ``SemanticPredictions:0`` int32
+[1, h, w], for clients of the original's demo (``tf.compat.v1`` sessions,
+``tf.import_graph_def``), with the same padding as the SavedModel.
 
 TFLite: fixed input size, float32 RGB pixels [1, h, w, 3] in [0, 255] ->
 int32 labels [1, h, w] (int64 breaks mobile runtimes), in float32, float16
@@ -22,6 +31,7 @@ or int8 (post-training quantization calibrated on real images).
 from __future__ import annotations
 
 import json
+import os
 from typing import Iterable, Optional, Sequence
 
 from absl import logging
@@ -29,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants
 
+from deeplab import config as config_lib
 from deeplab import evaluation
 from deeplab import folding
 from deeplab import model as model_lib
@@ -71,11 +82,50 @@ def to_rgb(images):
                    default=lambda: tf.identity(images))
 
 
+def predict_labels(model, images, scales: Sequence[float] = (1.0,),
+                   flip: bool = False,
+                   crop_size: Optional[Sequence[int]] = None,
+                   resize_range: Sequence[float] = (0, 0, 0),
+                   output_stride: Optional[int] = None):
+  """What every export computes: (labels int32 [b, h, w], probabilities
+  float32 [b, h, w, c]) of RGB pixels [b, h, w, 3] in [0, 255].
+
+  As the original's export: the images are first resized to range
+  (``augment.resize_to_range``: the run's min/max resize value and resize
+  factor, if set), then padded and predicted as evaluation does
+  (``evaluation.predict_probabilities``); the labels come back to the
+  input size by nearest neighbour (probabilities bilinearly), aligned
+  corners.
+  """
+  images = tf.cast(images, tf.float32)
+  shape = tf.shape(images)
+  height, width = shape[1], shape[2]
+  resized = bool(resize_range[0] or resize_range[1])
+  if resized:
+    size = augment.resize_to_range_size(height, width, *resize_range)
+    images = tf.raw_ops.ResizeBilinear(images=images, size=size,
+                                       align_corners=True)
+  probabilities = evaluation.predict_probabilities(
+      model, augment.normalize(images), scales, flip, output_stride,
+      crop_size)
+  labels = tf.argmax(probabilities, -1, output_type=tf.int32)
+  if resized:
+    labels = tf.raw_ops.ResizeNearestNeighbor(
+        images=labels[..., None], size=tf.stack([height, width]),
+        align_corners=True)[..., 0]
+    probabilities = tf.raw_ops.ResizeBilinear(
+        images=probabilities, size=tf.stack([height, width]),
+        align_corners=True)
+  return labels, probabilities
+
+
 class ServingModule(tf.Module):
   """What the SavedModel holds: the model, its inference options, metadata."""
 
   def __init__(self, model, info: registry.DatasetInfo,
-               scales: Sequence[float] = (1.0,), flip: bool = False):
+               scales: Sequence[float] = (1.0,), flip: bool = False,
+               crop_size: Optional[Sequence[int]] = None,
+               resize_range: Sequence[float] = (0, 0, 0)):
     super().__init__()
     # Track the plain tf.Variables under the Keras variables, not the Keras
     # model: a Keras 3 variable is exported as a second, unnamed copy that the
@@ -84,21 +134,25 @@ class ServingModule(tf.Module):
     object.__setattr__(self, "model", model)
     self.model_variables = [v.value for v in model.variables]
     self.scales, self.flip = tuple(scales), flip
+    self.crop_size = tuple(crop_size) if crop_size else None
+    self.resize_range = tuple(resize_range)
     self.metadata = tf.Variable(json.dumps({
         "dataset": info.name, "num_classes": info.num_classes,
         "ignore_label": info.ignore_label,
         "class_names": list(info.class_names),
         "colormap": info.colormap.tolist(),
         "output_stride": model.args.output_stride, "scales": list(scales),
-        "flip": flip}), trainable=False)
+        "flip": flip, "crop_size": list(self.crop_size or ()),
+        "resize_range": list(self.resize_range)}),
+        trainable=False)
 
   def _predict(self, images):
-    images = tf.cast(to_rgb(images), tf.float32)
+    images = to_rgb(images)
     images.set_shape([None, None, None, 3])
-    probabilities = evaluation.predict_probabilities(
-        self.model, augment.normalize(images), self.scales, self.flip)
-    return {"labels": tf.argmax(probabilities, -1, output_type=tf.int32),
-            "probabilities": probabilities}
+    labels, probabilities = predict_labels(
+        self.model, images, self.scales, self.flip, self.crop_size,
+        self.resize_range)
+    return {"labels": labels, "probabilities": probabilities}
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None, None, None], tf.uint8, name="images")])
@@ -125,7 +179,9 @@ class ServingModule(tf.Module):
 def export_saved_model(model, info: registry.DatasetInfo, export_dir: str,
                        scales: Sequence[float] = (1.0,), flip: bool = False,
                        output_stride: Optional[int] = None,
-                       legacy_names: bool = False) -> str:
+                       legacy_names: bool = False,
+                       crop_size: Optional[Sequence[int]] = None,
+                       resize_range: Sequence[float] = (0, 0, 0)) -> str:
   """Writes a SavedModel for TF Serving (signatures in the module docstring).
 
   Args:
@@ -136,16 +192,72 @@ def export_saved_model(model, info: registry.DatasetInfo, export_dir: str,
     flip: also average flipped inputs.
     output_stride: run at another output stride than trained (e.g. 8).
     legacy_names: add the ``legacy`` signature.
+    crop_size: (height, width) images are padded to (the evaluation crop
+      size); None pads to the output stride's alignment only.
+    resize_range: (min, max, factor) images are first resized to
+      (``predict_labels``); zeros: none.
   """
   model = folding.inference_model(
       with_output_stride(model, output_stride or model.args.output_stride))
-  module = ServingModule(model, info, scales, flip)
+  module = ServingModule(model, info, scales, flip, crop_size, resize_range)
   signatures = {"serving_default": module.serve.get_concrete_function(),
                 "serve_encoded": module.serve_encoded.get_concrete_function()}
   if legacy_names:
     signatures["legacy"] = module.legacy.get_concrete_function()
   tf.saved_model.save(module, export_dir, signatures=signatures)
   return export_dir
+
+
+FROZEN_GRAPH_NAME = "frozen_inference_graph.pb"
+FROZEN_INPUT = "ImageTensor"
+FROZEN_OUTPUT = "SemanticPredictions"
+
+
+def export_frozen_graph(model, path: str, scales: Sequence[float] = (1.0,),
+                        flip: bool = False,
+                        crop_size: Optional[Sequence[int]] = None,
+                        resize_range: Sequence[float] = (0, 0, 0)) -> int:
+  """Writes the original's frozen inference graph; returns its size in bytes.
+
+  Args:
+    model: a ``DeepLab`` (at the output stride to export).
+    path: the ``.pb`` file (the original names it ``frozen_inference_graph.pb``).
+    scales: eval scales baked into the graph.
+    flip: also average flipped inputs.
+    crop_size: (height, width) images are padded to (the evaluation crop).
+    resize_range: (min, max, factor) images are first resized to
+      (``predict_labels``); zeros: none.
+
+  Example (a client that knows nothing of this project)::
+
+    graph_def = tf.compat.v1.GraphDef.FromString(open(path, "rb").read())
+    with tf.Graph().as_default() as graph:
+      tf.compat.v1.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+      labels = session.run("SemanticPredictions:0",
+                           {"ImageTensor:0": image[None]})
+  """
+  model = folding.inference_model(model)
+  crop_size = tuple(crop_size) if crop_size else None
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([1, None, None, 3], tf.uint8, name=FROZEN_INPUT)])
+  def predict(image):
+    labels, _ = predict_labels(model, image, scales, flip, crop_size,
+                               resize_range)
+    return tf.identity(labels, name=FROZEN_OUTPUT)
+
+  frozen = convert_to_constants.convert_variables_to_constants_v2(
+      predict.get_concrete_function())
+  graph_def = frozen.graph.as_graph_def()
+  names = {node.name for node in graph_def.node}
+  missing = {FROZEN_INPUT, FROZEN_OUTPUT} - names
+  if missing:  # A tf.function renamed a node: a bug here, never user input.
+    raise RuntimeError(f"frozen graph lacks the node(s) {sorted(missing)}")
+  data = graph_def.SerializeToString()
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(data)
+  return len(data)
 
 
 def export_tflite(model, path: str, height: int, width: int,
@@ -240,8 +352,9 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
                tflite_size: Optional[Sequence[int]] = None,
                quantization: str = "float32", representative_count: int = 32,
                output_stride: Optional[int] = None,
-               legacy_names: bool = False) -> int:
-  """Exports the latest checkpoint of a run: SavedModel and/or TFLite.
+               legacy_names: bool = False, frozen_graph: bool = False) -> int:
+  """Exports the latest checkpoint of a run: SavedModel, frozen graph and/or
+  TFLite.
 
   Args:
     config: the run's config (``run_dir.read_config``, possibly changed:
@@ -255,17 +368,23 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
     representative_count: int8 calibration images.
     output_stride: export at another output stride than trained.
     legacy_names: add the SavedModel's ``legacy`` signature.
+    frozen_graph: also write ``export_dir/frozen_inference_graph.pb``, the
+      original's frozen graph (``export_frozen_graph``).
 
   Returns:
     The step of the exported checkpoint.
 
   Raises:
-    ValueError: neither output given, or int8 without training records
-      (checked before anything is written).
+    ValueError: neither output given, a frozen graph without an export_dir,
+      or int8 without training records (checked before anything is
+      written).
   """
   if not export_dir and not tflite_path:
     raise ValueError("give an export_dir (--export_dir) and/or a tflite "
                      "path (--tflite)")
+  if frozen_graph and not export_dir:
+    raise ValueError("the frozen graph is written into the export_dir: give "
+                     "--export_dir with --frozen_graph")
   if tflite_path and quantization == "int8":
     _calibration_pattern(config)
   model, step = run_dir.restore_model(config, workdir)
@@ -273,8 +392,18 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
   if export_dir:
     export_saved_model(model, registry.from_config(config), export_dir,
                        tuple(config.eval.scales), config.eval.flip,
-                       output_stride, legacy_names)
+                       output_stride, legacy_names,
+                       config_lib.eval_crop_size(config),
+                       pipeline.resize_range(config))
     logging.info("SavedModel of step %d written to %s", step, export_dir)
+  if frozen_graph:
+    path = os.path.join(export_dir, FROZEN_GRAPH_NAME)
+    size = export_frozen_graph(
+        with_output_stride(model, output_stride), path,
+        tuple(config.eval.scales), config.eval.flip,
+        config_lib.eval_crop_size(config), pipeline.resize_range(config))
+    logging.info("Frozen graph of step %d written to %s: %d bytes", step,
+                 path, size)
   if tflite_path:
     height, width = tuple(tflite_size or config.data.crop_size)
     images = None

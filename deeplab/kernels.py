@@ -38,7 +38,14 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
   variance biased as in Keras); anything the kernel cannot do (masks,
   renorm, another axis, rank other than 4, no scale or center, another
   backend) takes the Keras path.
+
+  ``inference_statistics`` (set on the instance, not saved) normalizes with
+  the moving statistics and leaves them alone even when called with
+  ``training=True``, while gamma and beta still train: the original's
+  ``fine_tune_batch_norm=False`` (``deeplab.training.trainer``).
   """
+
+  inference_statistics = False
 
   def _fusable(self, inputs, training, mask) -> bool:
     del training
@@ -47,6 +54,7 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
             and keras.backend.backend() == "tensorflow")
 
   def call(self, inputs, training=None, mask=None):
+    training = bool(training and not self.inference_statistics)
     if not self._fusable(inputs, training, mask):
       return super().call(inputs, training=training, mask=mask)
     x = tf.cast(inputs, self.compute_dtype)

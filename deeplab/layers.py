@@ -64,6 +64,21 @@ class BatchNormSpec:
     return layer(momentum=self.momentum, epsilon=epsilon, name=name)
 
 
+def truncated_normal(stddev: float) -> dict:
+  """TF1's ``truncated_normal_initializer(stddev)`` as a Keras initializer
+  config: every layer given it deserializes its own initializer (one Keras
+  initializer object reused across layers draws the same values each time)."""
+  return {"class_name": "TruncatedNormal", "config": {"stddev": stddev}}
+
+
+# The head's initializers in the original (model.py): slim.conv2d's default
+# xavier (Glorot uniform) for its plain convolutions, and
+# split_separable_conv2d's truncated normals for its separable ones.
+HEAD_CONV_INITIALIZER = "glorot_uniform"
+HEAD_DEPTHWISE_STDDEV = 0.33
+HEAD_POINTWISE_STDDEV = 0.06
+
+
 def fixed_padding(x, kernel_size: int, rate: int, name: str):
   """Pads symmetrically so a VALID strided conv sees the original's borders.
 
@@ -95,7 +110,8 @@ def activation_layer(x, activation: Optional[str], name: str):
 def conv_bn_act(x, filters: int, kernel_size: int, *, name: str,
                 norm: BatchNormSpec, epsilon: float, strides: int = 1,
                 rate: int = 1, activation: Optional[str] = "relu",
-                explicit_padding: bool = False):
+                explicit_padding: bool = False,
+                kernel_initializer="he_normal"):
   """Convolution (no bias), batch norm, activation: the slim ``conv2d`` unit.
 
   Args:
@@ -110,6 +126,8 @@ def conv_bn_act(x, filters: int, kernel_size: int, *, name: str,
     activation: 'relu', 'relu6' or None.
     explicit_padding: pad symmetrically before a strided conv (Xception and
       ResNet ``conv2d_same``); otherwise Keras/TF 'same' padding.
+    kernel_initializer: Keras initializer (name or config) of the kernel;
+      the default, He normal, is the ResNet arg scope's variance scaling.
 
   Returns:
     The output tensor.
@@ -122,8 +140,8 @@ def conv_bn_act(x, filters: int, kernel_size: int, *, name: str,
   conv = kernels.MatMulPointwiseConv if pointwise else keras.layers.Conv2D
   x = conv(
       filters, kernel_size, strides=strides, dilation_rate=rate,
-      padding=padding, use_bias=norm.folded, kernel_initializer="he_normal",
-      name=name)(x)
+      padding=padding, use_bias=norm.folded,
+      kernel_initializer=kernel_initializer, name=name)(x)
   x = norm.apply(x, name + ".BatchNorm", epsilon)
   return activation_layer(x, activation, name)
 
@@ -131,7 +149,8 @@ def conv_bn_act(x, filters: int, kernel_size: int, *, name: str,
 def depthwise_bn_act(x, *, name: str, norm: BatchNormSpec, epsilon: float,
                      kernel_size: int = 3, strides: int = 1, rate: int = 1,
                      activation: Optional[str] = "relu",
-                     explicit_padding: bool = False):
+                     explicit_padding: bool = False,
+                     depthwise_initializer="he_normal"):
   """Depthwise convolution (no bias), batch norm, activation."""
   padding = "same"
   if explicit_padding and strides > 1:
@@ -139,7 +158,8 @@ def depthwise_bn_act(x, *, name: str, norm: BatchNormSpec, epsilon: float,
     padding = "valid"
   x = kernels.Float32GradDepthwiseConv(
       kernel_size, strides=strides, dilation_rate=rate, padding=padding,
-      use_bias=norm.folded, depthwise_initializer="he_normal", name=name)(x)
+      use_bias=norm.folded, depthwise_initializer=depthwise_initializer,
+      name=name)(x)
   x = norm.apply(x, name + ".BatchNorm", epsilon)
   return activation_layer(x, activation, name)
 
@@ -148,7 +168,9 @@ def atrous_separable_conv(x, filters: int, *, name: str, norm: BatchNormSpec,
                           epsilon: float, kernel_size: int = 3,
                           strides: int = 1, rate: int = 1,
                           activation: Optional[str] = "relu",
-                          explicit_padding: bool = False):
+                          explicit_padding: bool = False,
+                          depthwise_initializer=None,
+                          pointwise_initializer=None):
   """Atrous separable convolution exactly as the original's.
 
   3x3 depthwise conv with dilation ``rate`` -> BN -> activation -> 1x1
@@ -170,6 +192,10 @@ def atrous_separable_conv(x, filters: int, *, name: str, norm: BatchNormSpec,
     activation: activation after each batch norm, or None (Xception's
       pre-activation units apply ReLU before the block instead).
     explicit_padding: symmetric padding before a strided depthwise conv.
+    depthwise_initializer: initializer of the depthwise kernel; default
+      the original head's truncated normal (stddev 0.33).
+    pointwise_initializer: initializer of the pointwise kernel; default
+      the original head's truncated normal (stddev 0.06).
 
   Returns:
     The output tensor.
@@ -177,9 +203,13 @@ def atrous_separable_conv(x, filters: int, *, name: str, norm: BatchNormSpec,
   x = depthwise_bn_act(
       x, name=name + "_depthwise", norm=norm, epsilon=epsilon,
       kernel_size=kernel_size, strides=strides, rate=rate,
-      activation=activation, explicit_padding=explicit_padding)
+      activation=activation, explicit_padding=explicit_padding,
+      depthwise_initializer=(depthwise_initializer or
+                             truncated_normal(HEAD_DEPTHWISE_STDDEV)))
   return conv_bn_act(x, filters, 1, name=name + "_pointwise", norm=norm,
-                     epsilon=epsilon, activation=activation)
+                     epsilon=epsilon, activation=activation,
+                     kernel_initializer=(pointwise_initializer or
+                                         truncated_normal(HEAD_POINTWISE_STDDEV)))
 
 
 @keras.saving.register_keras_serializable(package="deeplab")
@@ -234,23 +264,25 @@ def aspp(features, *, filters: int, atrous_rates: Sequence[int],
     pooled = keras.layers.GlobalAveragePooling2D(
         keepdims=True, name="image_pooling.pool")(features)
     pooled = conv_bn_act(pooled, filters, 1, name="image_pooling", norm=norm,
-                         epsilon=epsilon)
+                         epsilon=epsilon, kernel_initializer=HEAD_CONV_INITIALIZER)
     branches.append(
         ResizeBilinear(name="image_pooling.upsample")(pooled, features))
   branches.append(conv_bn_act(features, filters, 1, name="aspp0", norm=norm,
-                              epsilon=epsilon))
+                              epsilon=epsilon,
+                              kernel_initializer=HEAD_CONV_INITIALIZER))
   for i, rate in enumerate(atrous_rates, start=1):
     if separable:
       branch = atrous_separable_conv(features, filters, name=f"aspp{i}",
                                      rate=rate, norm=norm, epsilon=epsilon)
     else:
       branch = conv_bn_act(features, filters, 3, name=f"aspp{i}", rate=rate,
-                           norm=norm, epsilon=epsilon)
+                           norm=norm, epsilon=epsilon,
+                           kernel_initializer=HEAD_CONV_INITIALIZER)
     branches.append(branch)
   x = (keras.layers.Concatenate(name="aspp.concat")(branches)
        if len(branches) > 1 else branches[0])
   x = conv_bn_act(x, filters, 1, name="concat_projection", norm=norm,
-                  epsilon=epsilon)
+                  epsilon=epsilon, kernel_initializer=HEAD_CONV_INITIALIZER)
   return keras.layers.Dropout(dropout_rate,
                               name="concat_projection_dropout")(x)
 
@@ -269,7 +301,8 @@ def decoder(encoder_output, low_level_features, *, low_level_filters: int,
   """
   projected = conv_bn_act(low_level_features, low_level_filters, 1,
                           name="decoder.feature_projection0", norm=norm,
-                          epsilon=epsilon)
+                          epsilon=epsilon,
+                          kernel_initializer=HEAD_CONV_INITIALIZER)
   upsampled = ResizeBilinear(name="decoder.upsample")(encoder_output,
                                                       projected)
   x = keras.layers.Concatenate(name="decoder.concat")([upsampled, projected])
@@ -280,5 +313,6 @@ def decoder(encoder_output, low_level_features, *, low_level_filters: int,
     else:
       # slim.repeat names the two convs decoder_conv0/decoder_conv0_{1,2}.
       x = conv_bn_act(x, filters, 3, name=f"decoder.decoder_conv0.decoder_conv0_{i + 1}",
-                      norm=norm, epsilon=epsilon)
+                      norm=norm, epsilon=epsilon,
+                      kernel_initializer=HEAD_CONV_INITIALIZER)
   return x

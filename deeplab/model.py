@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional, Sequence
 
 import keras
@@ -53,12 +54,15 @@ class DeepLab(keras.Model):
                                 synchronized=a.sync_batch_norm,
                                 factory=a.batch_norm_factory,
                                 folded=a.fold_batch_norm)
+    backbone_norm = dataclasses.replace(
+        norm, momentum=(a.backbone_batch_norm_momentum or
+                        backbones.BATCH_NORM_DECAY[a.backbone]))
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(a.dtype_policy)
     try:
       inputs = keras.Input(shape=a.input_shape, name="image")
       features = backbones.build_backbone(
-          a.backbone, inputs, output_stride=a.output_stride, norm=norm,
+          a.backbone, inputs, output_stride=a.output_stride, norm=backbone_norm,
           depth_multiplier=a.depth_multiplier, multi_grid=a.multi_grid)
       x = layers.aspp(features[a.output_stride], filters=a.aspp_filters,
                       atrous_rates=a.atrous_rates,

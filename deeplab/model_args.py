@@ -138,8 +138,14 @@ class ModelArgs:
       "(1, 2, 4) in the paper).", _positive_ints,
       "a sequence of positive integers", weights=len)
   batch_norm_momentum: float = _arg(
-      0.9997, "Moving-average decay of batch norm statistics.",
+      0.9997, "Moving-average decay of the ASPP and decoder batch norm "
+      "statistics (the original's 0.9997).",
       lambda v: 0.0 < v < 1.0, "in (0, 1)")
+  backbone_batch_norm_momentum: Optional[float] = _arg(
+      None, "Moving-average decay of the backbone's batch norm statistics; "
+      "None: the original's for that backbone (Xception 0.9997, ResNet "
+      "0.95, MobileNetV2 0.997; backbones.BATCH_NORM_DECAY).",
+      lambda v: v is None or 0.0 < v < 1.0, "None or in (0, 1)")
   head_batch_norm_epsilon: float = _arg(
       1e-5, "Epsilon of the ASPP and decoder batch norms (backbones keep "
       "their own: 1e-3 Xception and MobileNetV2, 1e-5 ResNet).",

@@ -13,7 +13,7 @@ attribute. Example::
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Tuple
 
 import keras
 
@@ -30,6 +30,25 @@ WEIGHT_SUFFIX = {
     (keras.layers.BatchNormalization, "moving_mean"): "moving_mean",
     (keras.layers.BatchNormalization, "moving_variance"): "moving_variance",
 }
+
+
+# The original's "last layers" (its model.get_extra_layer_scopes): the scopes
+# that initialize_last_layer=False leaves out of a warm start and that
+# last_layer_gradient_multiplier scales; its last_layers_contain_logits_only
+# keeps only the first.
+LAST_LAYER_SCOPES = ("logits", "image_pooling", "aspp", "concat_projection",
+                     "decoder", "meta_architecture")
+
+
+def last_layer_scopes(logits_only: bool = False) -> Tuple[str, ...]:
+  """The original's last-layer scopes (``logits`` alone if ``logits_only``)."""
+  return LAST_LAYER_SCOPES[:1] if logits_only else LAST_LAYER_SCOPES
+
+
+def in_last_layers(name: str, logits_only: bool = False) -> bool:
+  """Whether the original variable ``name`` lies under a last-layer scope
+  (a prefix match, as the original's ``get_variables_to_restore(exclude)``)."""
+  return name.startswith(last_layer_scopes(logits_only))
 
 
 def original_scope(layer_name: str) -> str:

@@ -26,13 +26,14 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from deeplab import evaluation
+from deeplab import config as config_lib
+from deeplab import export_lib
 from deeplab import folding
 from deeplab import progress
 from deeplab import run_dir
 from deeplab import visualize
-from deeplab.data import augment
 from deeplab.data import builder
+from deeplab.data import pipeline
 from deeplab.data import registry
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -57,12 +58,14 @@ def checkpoint_predictor(config, workdir: str) -> Tuple[Predictor, registry.Data
   model, _ = run_dir.restore_model(config, workdir)
   model = folding.inference_model(model)
   scales, flip = tuple(config.eval.scales), config.eval.flip
+  crop_size = config_lib.eval_crop_size(config)
+
+  resize_range = pipeline.resize_range(config)
 
   @tf.function(reduce_retracing=True)
   def labels(image):
-    probabilities = evaluation.predict_probabilities(
-        model, augment.normalize(image)[None], scales, flip)
-    return tf.argmax(probabilities, -1, output_type=tf.int32)[0]
+    return export_lib.predict_labels(model, image[None], scales, flip,
+                                     crop_size, resize_range)[0][0]
 
   return (lambda image: labels(tf.constant(image)).numpy(),
           registry.from_config(config))

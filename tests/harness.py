@@ -379,3 +379,15 @@ def readme_command_blocks():
     if words:
       block.append(words)
   return blocks
+
+
+# --- Original checkpoints. ---
+
+
+def write_tf1_checkpoint(prefix, arrays):
+  """A name-based (TF1) checkpoint holding ``{name: array}``, as the
+  original's ``tf.train.Saver`` writes them."""
+  names = sorted(arrays)
+  tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=names,
+                    shape_and_slices=[""] * len(names),
+                    tensors=[tf.constant(arrays[n]) for n in names])

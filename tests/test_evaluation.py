@@ -103,3 +103,74 @@ def test_evaluate_sums_the_confusion_matrix_over_the_dataset(small_model):
   expected = evaluation.confusion_matrix(labels, predictions, 4, 255).numpy()
   np.testing.assert_array_equal(total, expected)
   assert total.sum() == 3 * 33 * 49
+
+
+class MeanModel:
+  """Stand-in network: logits (mean of channel 0 over the whole input, 0)
+  at every pixel, so its softmax shows which area the input covered; it
+  also records the input sizes it was given."""
+
+  def __init__(self):
+    self.sizes = []
+
+  def __call__(self, images, training=False):
+    del training
+    self.sizes.append(tuple(int(d) for d in images.shape[1:3]))
+    mean = tf.reduce_mean(images[..., :1], axis=[1, 2], keepdims=True)
+    mean = tf.broadcast_to(mean, tf.shape(images[..., :1]))
+    return tf.concat([mean, tf.zeros_like(mean)], -1)
+
+
+def sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+@pytest.mark.parametrize("height, width, crop, stride, padded_area", [
+    (10, 12, (17, 17), 8, 17 * 17),   # Padded to the crop, as the original.
+    (20, 12, (17, 17), 8, 25 * 17),   # Taller than the crop: 8 * 3 + 1 rows.
+    (10, 12, None, 4, 13 * 13),       # No crop: stride-aligned only.
+    (10, 12, (1, 1), 4, 13 * 13),     # (1, 1): the same.
+])
+def test_images_are_padded_to_the_eval_crop_with_the_mean_pixel(
+    height, width, crop, stride, padded_area):
+  images = tf.ones([1, height, width, 3])  # Padding is 0, the mean pixel.
+  model = MeanModel()
+  probabilities = evaluation.predict_probabilities(
+      model, images, output_stride=stride, crop_size=crop)
+  # The padded area the network saw, from the image's pixel sum alone.
+  expected = sigmoid(height * width / padded_area)
+  assert probabilities.shape == (1, height, width, 2)
+  np.testing.assert_allclose(probabilities[..., 0], expected, rtol=1e-6)
+
+
+def test_eval_crop_size_defaults_per_dataset_and_is_validated():
+  from deeplab import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.base_config()
+  assert config_lib.eval_crop_size(config) == (513, 513)  # VOC.
+  config.dataset.name, config.dataset.num_classes = "cityscapes", 19
+  assert config_lib.eval_crop_size(config) == (1025, 2049)
+  config.dataset.name, config.dataset.num_classes = "camvid", 11
+  config.dataset.ignore_label = 11
+  assert config_lib.eval_crop_size(config) is None
+  config.eval.crop_size = (257, 257)
+  assert config_lib.eval_crop_size(config) == (257, 257)
+  config_lib.validate(config)
+  config.eval.crop_size = (256, 256)
+  with pytest.raises(ValueError, match=r"config.eval.crop_size must be .*256"):
+    config_lib.validate(config)
+
+
+def test_scales_resize_the_padded_crop_to_the_originals_sizes():
+  images = tf.ones([1, 10, 12, 3])
+  model = MeanModel()
+  probabilities = evaluation.predict_probabilities(
+      model, images, scales=(0.5, 0.75, 1.0, 1.75), output_stride=8,
+      crop_size=(17, 25))
+  # (d - 1) * s + 1 of the padded 17x25 crop, written out by hand (the
+  # image's own 10x12 would give 5x6, 7x9, 17x21 with int(d * s)).
+  assert model.sizes == [(9, 13), (13, 19), (17, 25), (29, 43)]
+  # Every scale saw the same padded crop, whose mean (aligned-corner
+  # resizes of a bottom/right block of ones) is near 120 / 425.
+  assert probabilities.shape == (1, 10, 12, 2)
+  np.testing.assert_allclose(probabilities[0, 0, 0, 0],
+                             sigmoid(120 / 425), atol=0.02)

@@ -19,6 +19,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+from deeplab import config as config_lib
 from deeplab import evaluation
 from deeplab import export_lib
 from deeplab import model as model_lib
@@ -35,6 +36,7 @@ class Exported:
   """A run exported by the CLI, and what its checks need."""
   root: pathlib.Path  # w/ (the run), saved/ (SavedModel), model.tflite
   model: object  # the restored Keras model
+  config: object  # the run's config
   frames: Callable[[int], list]  # count -> [(png path, uint8 image)]
   class_names: tuple
   tflite_size: int
@@ -84,14 +86,22 @@ def exported(request, tmp_path_factory):
       "--legacy_names", f"--tflite={root / 'model.tflite'}",
       f"--tflite_size={size},{size}", timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
-  model, _ = run_dir.restore_model(run_dir.read_config(str(root / "w")), str(root / "w"))
-  return Exported(root, model, frames, tuple(class_names), size, agreement)
+  config = run_dir.read_config(str(root / "w"))
+  model, _ = run_dir.restore_model(config, str(root / "w"))
+  return Exported(root, model, config, frames, tuple(class_names), size, agreement)
 
 
-def keras_labels(model, images):
+def keras_labels(model, images, crop_size=None):
   probabilities = evaluation.predict_probabilities(
-      model, augment.normalize(tf.cast(images, tf.float32)))
+      model, augment.normalize(tf.cast(images, tf.float32)), crop_size=crop_size)
   return tf.argmax(probabilities, -1, output_type=tf.int32).numpy()
+
+
+def served_labels(exported, images):
+  """What the exports serve: padded to the run's evaluation crop (VOC's
+  513x513 for the released model, as the original's export pads to)."""
+  return keras_labels(exported.model, images,
+                      config_lib.eval_crop_size(exported.config))
 
 
 # Runs in a fresh interpreter that imports nothing of ours.
@@ -115,7 +125,7 @@ print(json.dumps(json.loads(loaded.metadata.numpy())["class_names"]))
 
 
 def test_saved_model_in_a_fresh_process_and_saved_model_cli(exported):
-  root, model = exported.root, exported.model
+  root = exported.root
   frames = exported.frames(2)
   images = np.stack([image for _, image in frames])  # Sizes not aligned.
   np.save(root / "frames.npy", images)
@@ -124,7 +134,7 @@ def test_saved_model_in_a_fresh_process_and_saved_model_cli(exported):
                           capture_output=True, text=True, timeout=600, cwd="/")
   assert result.returncode == 0, result.stderr[-3000:]
   assert tuple(json.loads(result.stdout.strip().splitlines()[-1])) == exported.class_names
-  expected = keras_labels(model, images)
+  expected = served_labels(exported, images)
   assert expected.dtype == np.int32 and len(np.unique(expected)) > 1
   fresh = np.load(root / "fresh_labels.npy")
   assert fresh.dtype == np.int32 and fresh.shape == images.shape[:3]
@@ -204,7 +214,7 @@ def test_tflite_float32_float16_and_int8_agree_with_keras(exported):
 
 
 def test_predict_cli_writes_masks_and_overlays_and_names_bad_files(exported, tmp_path):
-  root, model = exported.root, exported.model
+  root = exported.root
   inputs = tmp_path / "in"
   inputs.mkdir()
   frames = exported.frames(2)
@@ -218,7 +228,7 @@ def test_predict_cli_writes_masks_and_overlays_and_names_bad_files(exported, tmp
       capture_output=True, text=True, timeout=600)
   assert result.returncode == 1, result.stderr[-3000:]
   assert "broken.png: unreadable image" in result.stderr
-  expected = keras_labels(model, np.stack([image for _, image in frames]))
+  expected = served_labels(exported, np.stack([image for _, image in frames]))
   for (path, image), labels in zip(frames, expected):
     stem = out / path.stem
     np.testing.assert_array_equal(np.asarray(Image.open(f"{stem}_ids.png")), labels)
@@ -232,3 +242,52 @@ def test_predict_cli_writes_masks_and_overlays_and_names_bad_files(exported, tmp
   for path, _ in frames:
     np.testing.assert_array_equal(np.asarray(Image.open(out2 / f"{path.stem}_ids.png")),
                                   np.asarray(Image.open(out / f"{path.stem}_ids.png")))
+
+
+# The original demo's client: TF1 graph and session, nothing of ours.
+FROZEN_CLIENT = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+path, frames, out = sys.argv[1:]
+graph_def = tf.compat.v1.GraphDef.FromString(open(path, "rb").read())
+with tf.Graph().as_default() as graph:
+  tf.compat.v1.import_graph_def(graph_def, name="")
+assert not any(op.type in ("VarHandleOp", "VariableV2", "ReadVariableOp")
+               for op in graph.get_operations()), "weights are not constants"
+image = graph.get_tensor_by_name("ImageTensor:0")
+assert image.dtype == tf.uint8 and image.shape.as_list() == [1, None, None, 3]
+with tf.compat.v1.Session(graph=graph) as session:
+  labels = [session.run("SemanticPredictions:0", {"ImageTensor:0": f[None]})
+            for f in np.load(frames)]
+assert all(l.dtype == np.int32 for l in labels)
+np.save(out, np.concatenate(labels))
+print("ok")
+"""
+
+
+def test_frozen_graph_serves_the_originals_names_to_a_tf1_client(exported):
+  root = exported.root
+  export_dir = root / "with_frozen"
+  result = harness.run_cli("export.py", f"--workdir={root / 'w'}",
+                           f"--export_dir={export_dir}", "--frozen_graph")
+  assert result.returncode == 0, result.stderr[-3000:]
+  path = export_dir / export_lib.FROZEN_GRAPH_NAME
+  assert path.name == "frozen_inference_graph.pb"  # The original's name.
+  frames = np.stack([image for _, image in exported.frames(2)])
+  np.save(root / "frozen_frames.npy", frames)
+  result = subprocess.run(
+      [sys.executable, "-c", FROZEN_CLIENT, str(path),
+       str(root / "frozen_frames.npy"), str(root / "frozen_labels.npy")],
+      capture_output=True, text=True, timeout=600, cwd="/")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == "ok"
+  labels = np.load(root / "frozen_labels.npy")
+  assert labels.shape == frames.shape[:3]
+  np.testing.assert_array_equal(labels, served_labels(exported, frames))
+
+
+def test_a_frozen_graph_needs_an_export_dir(exported):
+  with pytest.raises(ValueError, match="--export_dir with --frozen_graph"):
+    export_lib.export_run(exported.config, str(exported.root / "w"),
+                          tflite_path="/tmp/x.tflite", frozen_graph=True)

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from deeplab import model as model_lib
 from deeplab import naming
 from deeplab import weights
+from tests import harness
 from tests.conftest import shared_path
 
 
@@ -70,13 +70,6 @@ def test_mobilenet_dm05_matches_the_released_tflite_tensors():
   assert sorted(ours_kernels) == sorted(released)
 
 
-def _write_tf1_checkpoint(prefix, arrays):
-  names = sorted(arrays)
-  tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=names,
-                    shape_and_slices=[""] * len(names),
-                    tensors=[tf.constant(arrays[n]) for n in names])
-
-
 def test_backbone_weights_from_an_original_checkpoint(tmp_path):
   source = mobilenet_dm05()
   arrays = {n: np.asarray(v) + 0.5 for n, v in naming.original_names(source).items()
@@ -84,7 +77,7 @@ def test_backbone_weights_from_an_original_checkpoint(tmp_path):
   arrays["global_step"] = np.array(100, np.int64)
   arrays["MobilenetV2/Logits/Conv2d_1c_1x1/weights"] = np.zeros((1, 1, 160, 1001), "float32")
   prefix = tmp_path / "model.ckpt"
-  _write_tf1_checkpoint(prefix, arrays)
+  harness.write_tf1_checkpoint(prefix, arrays)
 
   target = mobilenet_dm05()
   head_before = np.asarray(target.get_layer("aspp0").kernel)
@@ -103,7 +96,7 @@ def test_backbone_weights_of_another_width_are_refused(tmp_path):
                            atrous_rates=(), use_decoder=False)
   arrays = {n: np.asarray(v) for n, v in naming.original_names(wide).items()}
   prefix = tmp_path / "wide.ckpt"
-  _write_tf1_checkpoint(prefix, arrays)
+  harness.write_tf1_checkpoint(prefix, arrays)
   with pytest.raises(ValueError, match="shape mismatches"):
     weights.load_backbone_weights(mobilenet_dm05(), str(prefix))
 

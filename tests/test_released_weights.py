@@ -13,13 +13,6 @@ from deeplab_configs import synthetic
 from tests import harness
 
 
-def _write_tf1_checkpoint(prefix, arrays):
-  names = sorted(arrays)
-  tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=names,
-                    shape_and_slices=[""] * len(names),
-                    tensors=[tf.constant(arrays[n]) for n in names])
-
-
 def _original_arrays(config, offset):
   """A full model's weights under the original names, shifted by ``offset``."""
   from deeplab import model as model_lib  # pylint: disable=g-import-not-at-top
@@ -32,7 +25,7 @@ def test_a_tf1_checkpoint_under_the_original_names_converts_exactly(tmp_path):
   arrays = _original_arrays(config, 0.25)
   extras = {"global_step": np.array(30000, np.int64),
             "logits/semantic/weights/Momentum": np.zeros((1, 1, 64, 5), np.float32)}
-  _write_tf1_checkpoint(tmp_path / "model.ckpt", {**arrays, **extras})
+  harness.write_tf1_checkpoint(tmp_path / "model.ckpt", {**arrays, **extras})
   report = convert.convert(config, str(tmp_path / "model.ckpt"), str(tmp_path / "w"))
   assert sorted(report.unused) == sorted(extras)
   assert len(report.loaded) == len(arrays) and not report.missing
@@ -47,7 +40,7 @@ def test_a_checkpoint_missing_tensors_or_of_another_shape_is_refused(tmp_path):
   arrays = _original_arrays(config, 0.0)
   del arrays["aspp0/weights"]
   arrays["logits/semantic/biases"] = np.zeros(21, np.float32)
-  _write_tf1_checkpoint(tmp_path / "model.ckpt", arrays)
+  harness.write_tf1_checkpoint(tmp_path / "model.ckpt", arrays)
   with pytest.raises(ValueError) as error:
     convert.convert(config, str(tmp_path / "model.ckpt"), str(tmp_path / "w"))
   message = str(error.value)

@@ -43,6 +43,19 @@ BACKBONES: Dict[str, Callable] = {
     "mobilenet_v2": _mobilenet,
 }
 
+# Batch norm decay (Keras momentum) of each backbone in the original:
+# feature_extractor.py passes 0.9997 to the Xception and 0.95 to the ResNet
+# arg scopes; MobileNetV2 keeps its training_scope's bn_decay of 0.997. The
+# ASPP/decoder head uses 0.9997 (model.py), ModelArgs.batch_norm_momentum.
+BATCH_NORM_DECAY = {
+    "xception_41": 0.9997,
+    "xception_65": 0.9997,
+    "xception_71": 0.9997,
+    "resnet_50": 0.95,
+    "resnet_101": 0.95,
+    "mobilenet_v2": 0.997,
+}
+
 # The original checkpoints' root scope of each backbone.
 ROOT_SCOPES = {
     "xception_41": "xception_41",

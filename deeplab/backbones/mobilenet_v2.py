@@ -5,7 +5,8 @@ strided units past the output stride as atrous units, and, for depth
 multipliers other than 1.0, rounds channel counts to multiples of 1 instead
 of 8 (``feature_extractor._mobilenet_v2``: ``divisible_by=1``, ``min_depth=1``),
 which is why the released 0.5 model has 8, 12, 16 ... channel layers. The
-expansion widths are always rounded to multiples of 8.
+expansion widths are rounded to multiples of 8, except the first unit's
+(expansion 1, not rounded: it has no expand conv at any multiplier).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from deeplab.backbones import common
 
 BATCH_NORM_EPSILON = 1e-3  # slim's default, kept by mobilenet's training_scope.
 ROOT = "MobilenetV2"
+# Every kernel's initializer in mobilenet's training_scope (stddev=0.09).
+INITIALIZER = layers.truncated_normal(0.09)
 
 # (expansion factor, output channels at multiplier 1.0, stride) per unit;
 # unit i is named 'expanded_conv' for i == 0 else f'expanded_conv_{i}'.
@@ -70,6 +73,7 @@ def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
 
   x = layers.conv_bn_act(inputs, depth(32), 3, strides=2, activation="relu6",
                          norm=norm, epsilon=BATCH_NORM_EPSILON,
+                         kernel_initializer=INITIALIZER,
                          name=layers.scope(ROOT, "Conv"))
   features = {2: x}
   tracker = common.StrideTracker(output_stride, current_stride=2)
@@ -78,20 +82,26 @@ def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
     unit_stride, rate = tracker.next(stride)
     in_channels = x.shape[-1]
     out_channels = depth(channels)
-    expanded = make_divisible(in_channels * expansion, 8)
+    # The first unit's expansion is expand_input(1, divisible_by=1) in the
+    # original: never rounded up, so it never adds an expand conv (at depth
+    # multipliers such as 0.35 rounding 11 channels to 16 would).
+    expanded = make_divisible(in_channels * expansion, 1 if index == 0 else 8)
     y = x
     if expanded > in_channels:
       y = layers.conv_bn_act(y, expanded, 1, activation="relu6", norm=norm,
                              epsilon=BATCH_NORM_EPSILON,
+                             kernel_initializer=INITIALIZER,
                              name=layers.scope(name, "expand"))
     y = layers.depthwise_bn_act(y, strides=unit_stride, rate=rate,
                                 activation="relu6", norm=norm,
                                 epsilon=BATCH_NORM_EPSILON,
+                                depthwise_initializer=INITIALIZER,
                                 name=layers.scope(name, "depthwise"))
     if index == LOW_LEVEL_UNIT:
       low_level = y
     y = layers.conv_bn_act(y, out_channels, 1, activation=None, norm=norm,
                            epsilon=BATCH_NORM_EPSILON,
+                           kernel_initializer=INITIALIZER,
                            name=layers.scope(name, "project"))
     if unit_stride == 1 and in_channels == out_channels:
       y = keras.layers.Add(name=name + ".add")([x, y])

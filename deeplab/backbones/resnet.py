@@ -17,6 +17,8 @@ from deeplab import layers
 from deeplab.backbones import common
 
 BATCH_NORM_EPSILON = 1e-5  # The original resnet arg scope's epsilon.
+# Kernels keep conv_bn_act's default He normal initializer: the resnet arg
+# scope's variance_scaling_initializer() (factor 2, fan in, truncated normal).
 
 # Units per block (block1..block3); block4 has one unit per multi-grid rate.
 UNITS = {"resnet_50": (3, 4, 6), "resnet_101": (3, 4, 23)}

@@ -21,6 +21,9 @@ from deeplab import layers
 from deeplab.backbones import common
 
 BATCH_NORM_EPSILON = 1e-3  # The original xception_arg_scope's epsilon.
+# Every kernel's initializer in xception_arg_scope (its
+# weights_initializer_stddev=0.09), separable convolutions' halves included.
+INITIALIZER = layers.truncated_normal(0.09)
 
 # (block scope, depth_list, skip connection, units, stride,
 #  activation inside the separable convs)
@@ -79,12 +82,14 @@ def _xception_module(x, depth_list: Sequence[int], skip: str, stride: int,
         epsilon=BATCH_NORM_EPSILON, strides=stride if i == 2 else 1,
         rate=rate * unit_rates[i],
         activation="relu" if activation_inside else None,
-        explicit_padding=True)
+        explicit_padding=True, depthwise_initializer=INITIALIZER,
+        pointwise_initializer=INITIALIZER)
     end_points[conv_name + "_pointwise"] = residual
   if skip == "conv":
     shortcut = layers.conv_bn_act(
         x, depth_list[-1], 1, name=layers.scope(name, "shortcut"), norm=norm,
-        epsilon=BATCH_NORM_EPSILON, strides=stride, activation=None)
+        epsilon=BATCH_NORM_EPSILON, strides=stride, activation=None,
+        kernel_initializer=INITIALIZER)
     return keras.layers.Add(name=name + ".add")([residual, shortcut])
   if skip == "sum":
     return keras.layers.Add(name=name + ".add")([residual, x])
@@ -112,8 +117,10 @@ def xception(inputs, variant: str, output_stride: int,
   end_points: Dict[str, "keras.KerasTensor"] = {}
   x = layers.conv_bn_act(inputs, 32, 3, strides=2, norm=norm,
                          epsilon=BATCH_NORM_EPSILON, explicit_padding=True,
+                         kernel_initializer=INITIALIZER,
                          name=layers.scope(root, "entry_flow.conv1_1"))
   x = layers.conv_bn_act(x, 64, 3, norm=norm, epsilon=BATCH_NORM_EPSILON,
+                         kernel_initializer=INITIALIZER,
                          name=layers.scope(root, "entry_flow.conv1_2"))
   features = {2: x}
   tracker = common.StrideTracker(output_stride, current_stride=2)

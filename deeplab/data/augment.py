@@ -1,6 +1,7 @@
 """Training and evaluation preprocessing, as the original's input_preprocess.
 
-Order for training: random scale (image bilinear with aligned corners,
+Order for training: resize to range (the original's min/max resize value
+and resize factor, off by default), random scale (image bilinear with aligned corners,
 label nearest neighbour), pad bottom/right to the crop size (image with the
 mean pixel 127.5, label with the ignore label), random crop, random
 left-right flip, optional photometric jitter, then pixels to [-1, 1].
@@ -43,6 +44,62 @@ def scale_image_and_label(image, label, scale):
   """Resizes by ``scale``: the image bilinearly, the label by nearest id."""
   shape = tf.cast(tf.shape(image)[:2], tf.float32)
   new_size = tf.cast(shape * scale, tf.int32)
+  image = tf.raw_ops.ResizeBilinear(
+      images=tf.cast(image[None], tf.float32), size=new_size,
+      align_corners=True)[0]
+  label = tf.raw_ops.ResizeNearestNeighbor(
+      images=label[None], size=new_size, align_corners=True)[0]
+  return image, label
+
+
+def resize_to_range_size(height, width, min_size: float = 0,
+                         max_size: float = 0, factor: int = 0):
+  """The size the original's ``resize_to_range`` gives an image.
+
+  The shorter side becomes ``min_size`` unless the longer one would then
+  exceed ``max_size``, in which case the longer side becomes ``max_size``
+  (sides rounded up); with ``factor`` both sides are then raised to the next
+  ``factor * k + 1``, ``max_size`` having first been lowered to such a size
+  so the result never exceeds it. 0 disables a bound.
+
+  Args:
+    height: image height (int or scalar tensor).
+    width: image width.
+    min_size: target of the shorter side (0: none, the image's own).
+    max_size: bound of the longer side (0: none).
+    factor: output sides of the form ``factor * k + 1`` (0: any).
+
+  Returns:
+    int32 tensor [2]: (new height, new width).
+  """
+  size = tf.cast(tf.stack([height, width]), tf.float32)
+  new_size = tf.cast(size, tf.int32)
+  if min_size:
+    new_size = tf.cast(tf.math.ceil(size * (min_size / tf.reduce_min(size))),
+                       tf.int32)
+  if max_size:
+    max_size = float(max_size)
+    if factor:
+      max_size = max_size - (max_size - 1) % factor
+    small = tf.cast(tf.math.ceil(size * (max_size / tf.reduce_max(size))),
+                    tf.int32)
+    new_size = tf.where(
+        tf.cast(tf.reduce_max(new_size), tf.float32) > max_size, small,
+        new_size)
+  if factor:
+    new_size += (factor - (new_size - 1) % factor) % factor
+  return new_size
+
+
+def resize_to_range(image, label, min_size: float = 0, max_size: float = 0,
+                    factor: int = 0):
+  """Resizes image (bilinear) and label (nearest id), aligned corners, to
+  ``resize_to_range_size``; unchanged if no bound is set."""
+  if not (min_size or max_size):
+    return image, label
+  shape = tf.shape(image)
+  new_size = resize_to_range_size(shape[0], shape[1], min_size, max_size,
+                                  factor)
   image = tf.raw_ops.ResizeBilinear(
       images=tf.cast(image[None], tf.float32), size=new_size,
       align_corners=True)[0]
@@ -98,7 +155,7 @@ def photometric(image, seed=None):
 def preprocess_train(image, label, *, crop_size: Sequence[int],
                      scale_range: Tuple[float, float], scale_step: float,
                      flip: bool, photometric_jitter: bool, ignore_label: int,
-                     seed=None):
+                     resize_range=(0, 0, 0), seed=None):
   """One training example: uint8 image/label -> float32 [-1, 1], int32 ids.
 
   Args:
@@ -110,6 +167,8 @@ def preprocess_train(image, label, *, crop_size: Sequence[int],
     flip: random left-right flip.
     photometric_jitter: brightness/contrast/saturation jitter.
     ignore_label: label of padded pixels.
+    resize_range: (min_size, max_size, factor) of ``resize_to_range``,
+      applied first (the original's min/max_resize_value, resize_factor).
     seed: optional stateless seed, shape [2], for a deterministic pipeline.
 
   Returns:
@@ -118,6 +177,7 @@ def preprocess_train(image, label, *, crop_size: Sequence[int],
   seeds = (tf.random.experimental.stateless_split(seed, 4)
            if seed is not None else [None] * 4)
   height, width = crop_size
+  image, label = resize_to_range(image, label, *resize_range)
   scale = random_scale_factor(scale_range[0], scale_range[1], scale_step,
                               seeds[0])
   image, label = scale_image_and_label(image, label, scale)
@@ -134,6 +194,8 @@ def preprocess_train(image, label, *, crop_size: Sequence[int],
   return image, label
 
 
-def preprocess_eval(image, label):
-  """A whole evaluation image: normalized, label as int32 [h, w]."""
+def preprocess_eval(image, label, resize_range=(0, 0, 0)):
+  """A whole evaluation image: resized to range (``resize_to_range``, as
+  the original evaluates), normalized, label as int32 [h, w]."""
+  image, label = resize_to_range(image, label, *resize_range)
   return normalize(image), tf.cast(label[..., 0], tf.int32)

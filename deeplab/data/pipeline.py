@@ -85,6 +85,12 @@ def _read(paths: List[str], input_context, training: bool, seed: int,
   return dataset
 
 
+def resize_range(config):
+  """(min_size, max_size, factor) of ``augment.resize_to_range``."""
+  data = config.data
+  return (data.min_resize_value, data.max_resize_value, data.resize_factor)
+
+
 def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = None,
                   batch_size: Optional[int] = None,
                   start_step: int = 0) -> tf.data.Dataset:
@@ -119,7 +125,8 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
                  scale_range=(data.min_scale, data.max_scale),
                  scale_step=data.scale_step, flip=data.flip,
                  photometric_jitter=data.photometric,
-                 ignore_label=info.ignore_label)
+                 ignore_label=info.ignore_label,
+                 resize_range=resize_range(config))
 
   def prepare(index, serialized):
     example = _check_labels(records.parse(serialized, info.ignore_label),
@@ -154,7 +161,8 @@ def eval_dataset(config, input_context: Optional[tf.distribute.InputContext] = N
   def prepare(serialized):
     example = _check_labels(records.parse(serialized, info.ignore_label),
                             info.num_classes, info.ignore_label)
-    image, label = augment.preprocess_eval(example["image"], example["label"])
+    image, label = augment.preprocess_eval(example["image"], example["label"],
+                                           resize_range(config))
     return {"image": image, "label": label, "filename": example["filename"]}
 
   dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE)

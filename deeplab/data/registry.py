@@ -40,6 +40,11 @@ class DatasetInfo:
     class_names: one name per class id, ``num_classes`` of them.
     colormap: ``[num_classes, 3]`` uint8 RGB color per class id.
     splits: ``{split: number of images}`` of the official splits.
+    eval_crop_size: (height, width) the original evaluates at: every image
+      is padded to it with the mean pixel (its ``eval_crop_size`` flag as
+      its recipes set it for the dataset), or None for datasets the original
+      has no recipe for (images are then padded to the next
+      ``output_stride * k + 1`` only).
   """
   name: str
   num_classes: int
@@ -47,6 +52,7 @@ class DatasetInfo:
   class_names: Tuple[str, ...]
   colormap: np.ndarray
   splits: Dict[str, int]
+  eval_crop_size: Optional[Tuple[int, int]] = None
 
   def __post_init__(self):
     if len(self.class_names) != self.num_classes:
@@ -140,12 +146,14 @@ DATASETS: Dict[str, DatasetInfo] = {
         DatasetInfo("pascal_voc_seg", 21, 255, PASCAL_CLASSES,
                     pascal_colormap(21),
                     {"train": 1464, "train_aug": 10582, "trainval": 2913,
-                     "val": 1449}),
+                     "val": 1449}, eval_crop_size=(513, 513)),
         DatasetInfo("cityscapes", 19, 255, _names(CITYSCAPES_CLASSES),
                     _colors(CITYSCAPES_CLASSES),
-                    {"train": 2975, "val": 500}),
+                    {"train": 2975, "val": 500},
+                    eval_crop_size=(1025, 2049)),
         DatasetInfo("ade20k", 151, 0, ADE20K_CLASSES, pascal_colormap(151),
-                    {"train": 20210, "val": 2000}),
+                    {"train": 20210, "val": 2000},
+                    eval_crop_size=(513, 513)),
         DatasetInfo("camvid", 11, 11, _names(CAMVID_CLASSES),
                     _colors(CAMVID_CLASSES),
                     {"train": 367, "val": 101, "test": 233}),

@@ -2,7 +2,7 @@ r"""Exports a training run as a SavedModel for TF Serving, and/or TFLite.
 
   deeplab-export --workdir=W --export_dir=E \
       [--output_stride=8] [--config.eval.scales='(0.75,1.0,1.25)'] \
-      [--config.eval.flip=True] [--legacy_names] \
+      [--config.eval.flip=True] [--legacy_names] [--frozen_graph] \
       [--tflite=model.tflite --tflite_size=513,513 --quantization=int8]
 
 (In a checkout, ``python export.py`` is the same tool.)
@@ -29,6 +29,10 @@ def main():
   output_stride = flags.DEFINE_enum(
       "output_stride", None, ["8", "16", "32"], "Output stride of the exported "
       "model (default: the trained one; ASPP rates scale along).")
+  frozen = flags.DEFINE_bool(
+      "frozen_graph", False, "Also write EXPORT_DIR/frozen_inference_graph.pb: "
+      "the original's frozen graph (ImageTensor:0 uint8 [1, h, w, 3] -> "
+      "SemanticPredictions:0 int32 [1, h, w]) for its TF1 clients.")
   legacy = flags.DEFINE_bool(
       "legacy_names", False, "Add the 'legacy' signature (ImageTensor -> "
       "SemanticPredictions) of the original frozen graph.")
@@ -57,7 +61,7 @@ def main():
         quantization=quantization.value,
         representative_count=representative.value,
         output_stride=int(output_stride.value) if output_stride.value else None,
-        legacy_names=legacy.value)
+        legacy_names=legacy.value, frozen_graph=frozen.value)
 
   flags.mark_flags_as_required(["workdir"])
   cli.run_app(_main, __doc__)

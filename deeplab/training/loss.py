@@ -1,5 +1,8 @@
 """Softmax cross-entropy with ignore label, class weights, hard-pixel mining,
-and the weight decay of the original (L2 on conv kernels only)."""
+and the weight decay of the original (L2 on conv kernels only), as its
+``add_softmax_cross_entropy_loss_for_each_scale``: the loss is the summed
+(class-weighted) pixel losses divided by the number of labelled pixels, or
+with mining by the number of kept non-zero losses."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import tensorflow as tf
 
 def pixel_losses(logits, labels, num_classes: int, ignore_label: int,
                  class_weights: Sequence[float] = ()):
-  """Per-pixel weighted cross-entropy and weights (0 on ignored pixels).
+  """Per-pixel weighted cross-entropy and the mask of labelled pixels.
 
   Args:
     logits: float32 [b, h, w, c], at the labels' resolution.
@@ -21,7 +24,8 @@ def pixel_losses(logits, labels, num_classes: int, ignore_label: int,
     class_weights: optional weight per class (length c).
 
   Returns:
-    (losses [b, h, w], weights [b, h, w]); losses already weighted.
+    (losses [b, h, w], labelled [b, h, w]): losses already weighted (0 on
+    ignored pixels); labelled is 1 on pixels with a class label.
   """
   labels = tf.cast(labels, tf.int32)
   valid = tf.logical_and(tf.not_equal(labels, ignore_label),
@@ -29,25 +33,52 @@ def pixel_losses(logits, labels, num_classes: int, ignore_label: int,
   safe = tf.where(valid, labels, tf.zeros_like(labels))
   losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
       labels=safe, logits=tf.cast(logits, tf.float32))
-  weights = tf.cast(valid, tf.float32)
+  labelled = tf.cast(valid, tf.float32)
+  weights = labelled
   if class_weights:
     weights *= tf.gather(tf.constant(class_weights, tf.float32), safe)
-  return losses * weights, weights
+  return losses * weights, labelled
 
 
-def hard_pixel_losses(losses, weights, top_k_percent: float):
-  """Keeps the ``top_k_percent`` largest pixel losses of each image (the
-  original's hard example mining), zeroing the rest."""
+def mining_fraction(top_k_percent: float, step=None, mining_steps: int = 0):
+  """Fraction of pixels kept at ``step``: ``top_k_percent``, or, with
+  ``mining_steps``, ramped linearly from 1 at step 0 down to it at
+  ``mining_steps`` (the original's ``hard_example_mining_step``)."""
+  if not mining_steps:
+    return tf.constant(top_k_percent, tf.float32)
+  ratio = tf.minimum(1.0, tf.cast(step, tf.float32) / float(mining_steps))
+  return ratio * top_k_percent + (1.0 - ratio)
+
+
+def loss_sum_and_count(losses, labelled, top_k_percent: float = 1.0,
+                       step=None, mining_steps: int = 0):
+  """The original's loss before its division: (sum, count).
+
+  All pixels (``top_k_percent == 1``): the summed weighted losses and the
+  number of labelled pixels, so class weights change the loss, not its
+  normaliser. Hard-pixel mining: the ``k = int(fraction * pixels)`` largest
+  weighted losses over the whole batch (ignored pixels count in
+  ``pixels`` with loss 0), and the number of them that are not 0.
+
+  Args:
+    losses: weighted pixel losses [b, h, w] (``pixel_losses``).
+    labelled: mask of labelled pixels [b, h, w].
+    top_k_percent: fraction of pixels kept, in (0, 1].
+    step: the training step (for the ramp).
+    mining_steps: steps over which the kept fraction ramps down from 1.
+
+  Returns:
+    (sum of the kept losses, number of pixels they count), float32.
+  """
   if top_k_percent >= 1.0:
-    return losses, weights
-  batch = tf.shape(losses)[0]
-  flat = tf.reshape(losses, [batch, -1])
-  k = tf.maximum(1, tf.cast(tf.cast(tf.shape(flat)[1], tf.float32) * top_k_percent, tf.int32))
-  threshold = tf.math.top_k(flat, k=k).values[:, -1:]
-  keep = tf.cast(flat >= threshold, tf.float32)
-  keep *= tf.cast(tf.reshape(weights, [batch, -1]) > 0, tf.float32)
-  shape = tf.shape(losses)
-  return tf.reshape(flat * keep, shape), tf.reshape(keep, shape)
+    return tf.reduce_sum(losses), tf.reduce_sum(labelled)
+  flat = tf.reshape(losses, [-1])
+  pixels = tf.cast(tf.size(flat), tf.float32)
+  k = tf.cast(mining_fraction(top_k_percent, step, mining_steps) * pixels,
+              tf.int32)
+  kept = tf.math.top_k(flat, k=k, sorted=False).values
+  return (tf.reduce_sum(kept),
+          tf.reduce_sum(tf.cast(tf.not_equal(kept, 0.0), tf.float32)))
 
 
 def decayed_kernels(model: keras.Model):

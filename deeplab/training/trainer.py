@@ -2,7 +2,7 @@
 compiled training step.
 
 The loss of a replica is its summed pixel losses divided by the number of
-labelled pixels of the *global* batch (an all-reduce), so the summed
+labelled pixels (with hard-pixel mining: of kept pixels) of the *global* batch (an all-reduce), so the summed
 gradients equal those of one device on the whole batch, whatever the
 replica count; weight decay is divided by the number of replicas for the
 same reason.
@@ -16,7 +16,9 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from deeplab import kernels
 from deeplab import model as model_lib
+from deeplab import naming
 from deeplab import run_dir
 from deeplab.data import registry
 from deeplab.training import loss as loss_lib
@@ -25,12 +27,44 @@ from deeplab.training import strategy as strategy_lib
 from deeplab.training import warm_start
 
 
-def freeze_batch_norm(model: keras.Model):
-  """Keeps batch norm statistics and scales fixed (inference mode in training),
-  the original's ``fine_tune_batch_norm=False`` for small batches."""
+def batch_norm_in_inference_mode(model: keras.Model):
+  """The original's ``fine_tune_batch_norm=False`` (for small batches): batch
+  norm normalizes with its moving statistics and never updates them, while
+  gamma and beta stay trainable (slim's ``is_training=False`` batch norm
+  keeps its variables in the trainable collection).
+
+  A batch norm injected through ``batch_norm_factory`` that is not a
+  ``kernels.FusedBatchNorm`` cannot run that way while training; it is
+  frozen whole (``trainable=False``) instead, and a warning says so.
+  """
   for layer in model.layers:
-    if isinstance(layer, keras.layers.BatchNormalization):
+    if isinstance(layer, kernels.FusedBatchNorm):
+      layer.inference_statistics = True
+    elif isinstance(layer, keras.layers.BatchNormalization):
+      logging.warning("Batch norm %s (%s) is frozen whole for "
+                      "fine_tune_batch_norm=False", layer.name,
+                      type(layer).__name__)
       layer.trainable = False
+
+
+def gradient_multipliers(model: keras.Model, last_layer_multiplier: float = 1.0,
+                         last_layers_contain_logits_only: bool = False):
+  """The original's gradient multipliers, one per trainable variable.
+
+  Biases get 2x gradients; a variable whose original name contains a
+  last-layer scope (``naming.last_layer_scopes``; a substring match, as the
+  original's ``get_model_gradient_multipliers``) gets
+  ``last_layer_multiplier`` (twice that for its biases).
+  """
+  names = {id(v): n for n, v in naming.original_names(model).items()}
+  scopes = naming.last_layer_scopes(last_layers_contain_logits_only)
+  multipliers = []
+  for variable in model.trainable_variables:
+    name = names.get(id(variable), "")
+    bias = 2.0 if "biases" in name else 1.0
+    last = any(scope in name for scope in scopes)
+    multipliers.append(bias * (last_layer_multiplier if last else 1.0))
+  return multipliers
 
 
 class Trainer:
@@ -47,11 +81,11 @@ class Trainer:
     with strategy.scope():
       self.model = model_lib.build_model(config, sync_batch_norm=replicas > 1)
       if not train.fine_tune_batch_norm:
-        freeze_batch_norm(self.model)
+        batch_norm_in_inference_mode(self.model)
       self.schedule = schedule_lib.PolyWithWarmup(
           train.base_learning_rate, train.steps, train.learning_power,
           train.end_learning_rate, train.warmup_steps,
-          train.warmup_learning_rate)
+          train.warmup_learning_rate, train.warmup_type)
       optimizer = keras.optimizers.SGD(self.schedule, momentum=train.momentum)
       if config.model.dtype_policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -83,8 +117,10 @@ class Trainer:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
       logging.info("Resumed from %s at step %d", latest, self.step)
     elif self.config.train.init_checkpoint:
-      warm_start.initialize(self.model, self.config.train.init_checkpoint,
-                 self.config.train.initialize_last_layer)
+      train = self.config.train
+      warm_start.initialize(self.model, train.init_checkpoint,
+                            train.initialize_last_layer,
+                            train.last_layers_contain_logits_only)
 
   def save(self):
     path = self.manager.save(checkpoint_number=self.step)
@@ -97,22 +133,26 @@ class Trainer:
     config, info = self.config, self.info
     class_weights = tuple(config.train.class_weights)
     replicas = self.strategy.num_replicas_in_sync
+    multipliers = gradient_multipliers(
+        self.model, config.train.last_layer_gradient_multiplier,
+        config.train.last_layers_contain_logits_only)
 
     def step_fn(images, labels):
       with tf.GradientTape() as tape:
         logits = self.model(images, training=True)
-        losses, weights = loss_lib.pixel_losses(
+        losses, labelled = loss_lib.pixel_losses(
             logits, labels, info.num_classes, info.ignore_label, class_weights)
-        losses, weights = loss_lib.hard_pixel_losses(
-            losses, weights, config.train.top_k_percent_pixels)
+        total, count = loss_lib.loss_sum_and_count(
+            losses, labelled, config.train.top_k_percent_pixels,
+            self.optimizer.iterations, config.train.hard_example_mining_step)
         context = tf.distribute.get_replica_context()
-        count = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                   tf.reduce_sum(weights))
-        loss = tf.reduce_sum(losses) / tf.maximum(count, 1.0)
+        count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+        loss = total / tf.maximum(count, 1.0)
         loss += loss_lib.weight_decay_loss(
             self.kernels, config.train.weight_decay) / replicas
         scaled = self.optimizer.scale_loss(loss)
       grads = tape.gradient(scaled, self.model.trainable_variables)
+      grads = [g if m == 1.0 else g * m for g, m in zip(grads, multipliers)]
       self.optimizer.apply(grads, self.model.trainable_variables)
       return loss
 

@@ -24,11 +24,22 @@ def read_init_source(path: str) -> Dict[str, np.ndarray]:
   return weights_lib.read_source(path)
 
 
-def initialize(model: keras.Model, path: str, initialize_last_layer: bool):
-  """Loads ``path`` by original names; logs what was and was not restored."""
+def initialize(model: keras.Model, path: str, initialize_last_layer: bool,
+               last_layers_contain_logits_only: bool = False):
+  """Loads ``path`` by original names; logs what was and was not restored.
+
+  Args:
+    model: the model to initialize.
+    path: a .keras file, TF1 checkpoint prefix or run folder of ours.
+    initialize_last_layer: False leaves the original's last layers at their
+      initial values (``naming.last_layer_scopes``: logits, image pooling,
+      ASPP, concat projection, decoder), as its ``initialize_last_layer``.
+    last_layers_contain_logits_only: the last layers are ``logits`` alone.
+  """
   select = None
   if not initialize_last_layer:
-    select = lambda name: not name.startswith("logits/")
+    select = lambda name: not naming.in_last_layers(
+        name, last_layers_contain_logits_only)
   report = weights_lib.assign_by_original_names(model, read_init_source(path),
                                                 select)
   logging.info("Initialized from %s: %s", path, report.summary())
