@@ -41,18 +41,33 @@ class Exported:
   class_names: tuple
   tflite_size: int
   min_agreement: Dict[str, float]  # TFLite vs Keras labels, per type
+  # Exported forms vs the Keras model: the released model's labels agree
+  # exactly; the untrained synthetic model has near-ties that float
+  # rounding in the folded, fused graphs may flip.
+  exact: bool = True
+
+
+def assert_agree(exported, got, expected):
+  if exported.exact:
+    np.testing.assert_array_equal(got, expected)
+  else:
+    assert got.shape == expected.shape
+    assert np.mean(got == expected) >= 0.999, np.mean(got == expected)
 
 
 def _synthetic(root: pathlib.Path):
-  """The synthetic config's model with random weights and batch norm
-  statistics (labels vary from pixel to pixel, which is what the checks
-  compare), saved as a run."""
+  """The synthetic config's model, untrained, with batch norm statistics
+  gathered from its images (so features vary from pixel to pixel, which is
+  what the checks compare), saved as a run."""
   harness.make_synthetic_records(root / "records", train_size=4, val_size=12,
                                  png_dir=root / "png")
   config = harness.config_with(root / "records")
   keras.utils.set_random_seed(0)
-  model = harness.randomize_batch_norm(model_lib.build_model(config),
-                                       np.random.default_rng(0))
+  model = model_lib.build_model(config)
+  images = np.stack([np.asarray(Image.open(p).convert("RGB"))
+                     for p in sorted((root / "png").glob("*.png"))[:4]])
+  for _ in range(30):  # Moving statistics converge to these images'.
+    model(augment.normalize(tf.constant(images, tf.float32)), training=True)
   run_dir.save_model(model, config, str(root / "w"))
   # 150x130 crops of the 161x161 val images: sizes the model must pad.
   folder = root / "frames"
@@ -88,7 +103,8 @@ def exported(request, tmp_path_factory):
   assert result.returncode == 0, result.stderr[-3000:]
   config = run_dir.read_config(str(root / "w"))
   model, _ = run_dir.restore_model(config, str(root / "w"))
-  return Exported(root, model, config, frames, tuple(class_names), size, agreement)
+  return Exported(root, model, config, frames, tuple(class_names), size, agreement,
+                  exact=request.param == "released")
 
 
 def keras_labels(model, images, crop_size=None):
@@ -138,9 +154,9 @@ def test_saved_model_in_a_fresh_process_and_saved_model_cli(exported):
   assert expected.dtype == np.int32 and len(np.unique(expected)) > 1
   fresh = np.load(root / "fresh_labels.npy")
   assert fresh.dtype == np.int32 and fresh.shape == images.shape[:3]
-  np.testing.assert_array_equal(fresh, expected)
-  np.testing.assert_array_equal(np.load(root / "encoded_labels.npy"), expected)
-  np.testing.assert_array_equal(np.load(root / "legacy_labels.npy"), expected[:1])
+  assert_agree(exported, fresh, expected)
+  np.testing.assert_array_equal(np.load(root / "encoded_labels.npy"), fresh)
+  np.testing.assert_array_equal(np.load(root / "legacy_labels.npy"), fresh[:1])
 
   cli = REPO / ".venv" / "bin" / "saved_model_cli"
   cli = str(cli) if cli.exists() else "saved_model_cli"
@@ -151,7 +167,7 @@ def test_saved_model_in_a_fresh_process_and_saved_model_cli(exported):
        f"images={root / 'one.npy'}", "--outdir", str(root / "cli"),
        "--overwrite"], capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
-  np.testing.assert_array_equal(np.load(root / "cli" / "labels.npy"), expected[:1])
+  np.testing.assert_array_equal(np.load(root / "cli" / "labels.npy"), fresh[:1])
 
 
 def test_the_served_model_converts_or_refuses_bad_images(exported):
@@ -231,7 +247,7 @@ def test_predict_cli_writes_masks_and_overlays_and_names_bad_files(exported, tmp
   expected = served_labels(exported, np.stack([image for _, image in frames]))
   for (path, image), labels in zip(frames, expected):
     stem = out / path.stem
-    np.testing.assert_array_equal(np.asarray(Image.open(f"{stem}_ids.png")), labels)
+    assert_agree(exported, np.asarray(Image.open(f"{stem}_ids.png")), labels)
     assert np.asarray(Image.open(f"{stem}_color.png")).shape == image.shape
     assert np.asarray(Image.open(f"{stem}_overlay.png")).shape == image.shape
   # From the checkpoint instead of the SavedModel: the same ids.
@@ -240,8 +256,8 @@ def test_predict_cli_writes_masks_and_overlays_and_names_bad_files(exported, tmp
                            f"--input={inputs}/0*.png", f"--output_dir={out2}")
   assert result.returncode == 0, result.stderr[-3000:]
   for path, _ in frames:
-    np.testing.assert_array_equal(np.asarray(Image.open(out2 / f"{path.stem}_ids.png")),
-                                  np.asarray(Image.open(out / f"{path.stem}_ids.png")))
+    assert_agree(exported, np.asarray(Image.open(out2 / f"{path.stem}_ids.png")),
+                 np.asarray(Image.open(out / f"{path.stem}_ids.png")))
 
 
 # The original demo's client: TF1 graph and session, nothing of ours.
@@ -284,7 +300,7 @@ def test_frozen_graph_serves_the_originals_names_to_a_tf1_client(exported):
   assert result.stdout.strip() == "ok"
   labels = np.load(root / "frozen_labels.npy")
   assert labels.shape == frames.shape[:3]
-  np.testing.assert_array_equal(labels, served_labels(exported, frames))
+  assert_agree(exported, labels, served_labels(exported, frames))
 
 
 def test_a_frozen_graph_needs_an_export_dir(exported):
