@@ -75,6 +75,28 @@ def _read(paths: List[str], input_context, training: bool, seed: int,
   return dataset
 
 
+def records_per_step(batch_size: int,
+                     input_context: Optional[tf.distribute.InputContext]) -> int:
+  """Records one input pipeline feeds per training step.
+
+  A pipeline yields per-replica batches and feeds every replica of its host
+  (``tf.distribute`` hands its consecutive batches to them in turn): with 8
+  GPUs or TPU cores per host it yields 8 batches a step, not one.
+
+  Args:
+    batch_size: per-replica batch size.
+    input_context: the pipeline's input context (None: one replica).
+  """
+  if input_context is None:
+    return batch_size
+  replicas, pipelines = (input_context.num_replicas_in_sync,
+                         input_context.num_input_pipelines)
+  if replicas % pipelines:
+    raise ValueError(f"{replicas} replicas do not split evenly over "
+                     f"{pipelines} input pipelines")
+  return batch_size * (replicas // pipelines)
+
+
 def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = None,
                   batch_size: Optional[int] = None,
                   start_step: int = 0) -> tf.data.Dataset:
@@ -84,12 +106,12 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
     config: experiment config (``config.data`` and ``config.dataset``).
     input_context: from ``strategy.distribute_datasets_from_function``;
       sets the per-replica batch and this worker's shard.
-    batch_size: per-pipeline batch size; default ``config.train.batch_size``
+    batch_size: per-replica batch size; default ``config.train.batch_size``
       divided by the input context's replicas.
-    start_step: training step to resume at: the first ``start_step``
-      batches are skipped (as serialized records, before any decoding), so
-      a deterministic pipeline continues exactly where an interrupted run
-      stopped.
+    start_step: training step to resume at: the records this pipeline fed
+      in the first ``start_step`` steps are skipped (as serialized records,
+      before any decoding), so a deterministic pipeline continues exactly
+      where an interrupted run stopped.
   """
   data = config.data
   info = registry.from_config(config)
@@ -119,7 +141,8 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
     return augment.preprocess_train(example["image"], example["label"],
                                     seed=element_seed, **options)
 
-  dataset = dataset.enumerate().skip(start_step * batch_size).map(
+  dataset = dataset.enumerate().skip(
+      start_step * records_per_step(batch_size, input_context)).map(
       prepare, num_parallel_calls=AUTOTUNE, deterministic=data.deterministic)
   dataset = dataset.batch(batch_size, drop_remainder=True)
   return dataset.prefetch(AUTOTUNE)

@@ -7,17 +7,21 @@ import tensorflow as tf
 from deeplab.config import STRATEGIES
 
 
-def make_strategy(name: str, tpu_address: str = "") -> tf.distribute.Strategy:
+def make_strategy(name: str, tpu_address: str = "local") -> tf.distribute.Strategy:
   """Returns the strategy ``name``.
 
   Args:
     name: 'default' (one device), 'mirrored' (all local GPUs, or the CPU),
       'multi_worker' (MultiWorkerMirroredStrategy; workers from TF_CONFIG),
       'tpu' (TPUStrategy on ``tpu_address``).
-    tpu_address: TPU name or grpc:// address ('' for a local TPU VM).
+    tpu_address: 'local' for the TPU attached to this VM (TPU VMs), else
+      the TPU's name (pod slices, remote TPUs) or a grpc://host:port
+      address. An empty string would send TensorFlow's resolver to the
+      Cloud TPU API, which needs a TPU name or a TPU environment variable
+      and fails on a plain TPU VM.
 
   Raises:
-    ValueError: an unknown name.
+    ValueError: an unknown name, or strategy 'tpu' with no TPU address.
   """
   if name == "default":
     return tf.distribute.get_strategy()
@@ -26,6 +30,9 @@ def make_strategy(name: str, tpu_address: str = "") -> tf.distribute.Strategy:
   if name == "multi_worker":
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "tpu":
+    if not tpu_address:
+      raise ValueError("config.train.tpu must be 'local' (a TPU VM), a TPU "
+                       "name or a grpc:// address for strategy 'tpu', got ''")
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)

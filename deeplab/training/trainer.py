@@ -33,6 +33,28 @@ def freeze_batch_norm(model: keras.Model):
       layer.trainable = False
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
+class ReplicaAgreeingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+  """Keras' dynamic loss scaling, with every replica deciding overflow alike.
+
+  Keras decides "finite gradients?" from the gradients of the replica it
+  runs on, before they are summed across replicas (under MirroredStrategy
+  it takes replica 0's answer for all): an overflow on another replica is
+  then summed into the weights, which become Inf/NaN. Here the decision is
+  all-reduced: if any replica's gradients overflow, every replica skips the
+  step and halves the loss scale, as dynamic loss scaling intends.
+  """
+
+  def check_finite(self, grads):
+    finite = super().check_finite(grads)
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+      return finite
+    overflowed = context.all_reduce(
+        tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite), tf.float32))
+    return tf.equal(overflowed, 0.0)
+
+
 class Trainer:
   """Holds the model, optimizer, checkpoint and the compiled train step."""
 
@@ -54,7 +76,7 @@ class Trainer:
           train.warmup_learning_rate)
       optimizer = keras.optimizers.SGD(self.schedule, momentum=train.momentum)
       if config.model.dtype_policy == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer = ReplicaAgreeingLossScaleOptimizer(optimizer)
       self.optimizer = optimizer
       self.optimizer.build(self.model.trainable_variables)
       # The dropout layers' random-generator states (variables that are not
