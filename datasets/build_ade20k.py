@@ -13,6 +13,7 @@ import os
 
 from absl import app
 from absl import flags
+import tensorflow as tf
 
 from datasets import common
 from deeplab.data import builder
@@ -26,7 +27,7 @@ def splits(root: str):
   return {split: builder.pair_by_stem(os.path.join(root, "images", folder),
                                       os.path.join(root, "annotations", folder))
           for split, folder in SPLITS.items()
-          if os.path.isdir(os.path.join(root, "images", folder))}
+          if tf.io.gfile.isdir(os.path.join(root, "images", folder))}
 
 
 def main(argv):

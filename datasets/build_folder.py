@@ -16,10 +16,10 @@ Run `python -m datasets.inspect DIR` on the masks first if unsure.
 """
 
 import json
-import os
 
 from absl import app
 from absl import flags
+import tensorflow as tf
 
 from datasets import common
 from deeplab.data import builder
@@ -49,11 +49,11 @@ def color_table(value: str):
   if value in registry.DATASETS:
     return tuple(tuple(int(c) for c in rgb)
                  for rgb in registry.DATASETS[value].colormap)
-  if not os.path.isfile(value):
+  if not tf.io.gfile.exists(value):
     raise flags.ValidationError(
         f"--colormap={value!r} is neither a dataset of the table "
         f"({sorted(registry.DATASETS)}) nor a JSON file")
-  with open(value) as f:
+  with tf.io.gfile.GFile(value) as f:
     table = {int(k): v for k, v in json.load(f).items()}
   if sorted(table) != list(range(len(table))):
     raise flags.ValidationError(

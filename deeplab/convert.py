@@ -18,9 +18,8 @@ deeplab.predict use it like a trained run; train.py fine-tunes from it
 
 from __future__ import annotations
 
-import os
-
 from absl import logging
+import tensorflow as tf
 
 from deeplab import model as model_lib
 from deeplab import run_dir
@@ -37,7 +36,7 @@ def convert(config, source: str, workdir: str) -> weights_lib.LoadReport:
   """
   model = model_lib.build_model(config)
   if source.endswith(".tflite"):
-    if not os.path.isfile(source):
+    if not tf.io.gfile.exists(source):
       raise FileNotFoundError(f"--source={source!r} does not exist")
     arrays = weights_lib.read_tflite(source, model)
   else:

@@ -11,7 +11,6 @@ shape mismatches.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Callable, Dict, List, Mapping, Optional
 
 from absl import logging
@@ -100,7 +99,8 @@ def read_tflite(path: str, model: keras.Model) -> Dict[str, np.ndarray]:
   Tensors the model has no place for are returned under their own names,
   so the assignment reports them as unused.
   """
-  interpreter = tf.lite.Interpreter(model_path=path)
+  with tf.io.gfile.GFile(path, "rb") as f:  # gs:// too.
+    interpreter = tf.lite.Interpreter(model_content=f.read())
   tensors = {}
   for detail in interpreter.get_tensor_details():
     name = detail["name"]
@@ -149,7 +149,7 @@ def read_keras_model(path: str) -> Dict[str, np.ndarray]:
 def read_source(path: str) -> Dict[str, np.ndarray]:
   """Reads a weights source by its kind: .keras file or checkpoint prefix."""
   if path.endswith(".keras"):
-    if not os.path.isfile(path):
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
       raise FileNotFoundError(f"weights file {path!r} does not exist")
     return read_keras_model(path)
   if not tf.io.gfile.exists(path + ".index"):

@@ -6,14 +6,25 @@ stands in for a TPU compiler, which rejects the same dynamic shapes and
 strings.
 """
 
+import io
+import os
 import re
 
+import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 
 from deeplab import config as config_lib
+from deeplab import naming
+from deeplab import predict
+from deeplab import weights
+from deeplab.data import audit
+from deeplab.data import builder
+from deeplab.data import records
 from deeplab.training import strategy as strategy_lib
 from tests.harness import run_cli
+from tests.harness import small_model
 
 # Splits the CPU into argv[1] logical devices, then runs the test's code.
 LOGICAL_CPUS = """
@@ -187,3 +198,52 @@ def test_keras_loss_scaling_alone_lets_another_replicas_overflow_through():
   # gradients and applies the all-reduced sum, Inf included.
   output = _run_script(FLOAT16_OVERFLOW, 2, "keras", timeout=300)
   assert "weights_finite False" in output, output
+
+
+# --- 6. Every user path through tf.io.gfile (ram:// stands in for gs://). ---
+
+
+def _write_png(path, array):
+  buffer = io.BytesIO()
+  Image.fromarray(array).save(buffer, format="PNG")
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(buffer.getvalue())
+
+
+def test_records_are_built_audited_and_listed_on_a_cloud_filesystem():
+  root = "ram://deeplab_test_build"
+  rng = np.random.default_rng(0)
+  for i in range(3):
+    _write_png(f"{root}/images/img{i}.png",
+               rng.integers(0, 255, (9, 11, 3), dtype=np.uint8))
+    _write_png(f"{root}/masks/img{i}.png",
+               rng.integers(0, 3, (9, 11), dtype=np.uint8))
+  samples = builder.pair_by_stem(f"{root}/images", f"{root}/masks")
+  assert [s.mask_path for s in samples] == [
+      f"{root}/masks/img{i}.png" for i in range(3)]
+  assert predict.list_inputs(f"{root}/images") == [s.image_path for s in samples]
+  assert len(predict.list_inputs(f"{root}/images/img1.*")) == 1
+  report = builder.build_split(samples, builder.LabelSpec(3, 255),
+                               f"{root}/out", "train", num_shards=2, workers=1)
+  assert report.written == 3 and not report.problems, report.summary()
+  assert records.existing_shards(f"{root}/out", "train") == report.shards
+  audited = audit.audit_path(f"{root}/out")
+  assert sum(audited.pixels.values()) == 3 * 9 * 11
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    builder.pair_by_stem(f"{root}/nothing", None)
+
+
+def test_backbone_weights_load_from_a_cloud_path(tmp_path):
+  source = small_model("mobilenet_v2")
+  source.save(tmp_path / "backbone.keras")
+  remote = "ram://deeplab_test_weights/backbone.keras"
+  tf.io.gfile.makedirs(os.path.dirname(remote))
+  tf.io.gfile.copy(str(tmp_path / "backbone.keras"), remote, overwrite=True)
+  target = small_model("mobilenet_v2")
+  report = weights.load_backbone_weights(target, remote)
+  assert report.loaded
+  name = "MobilenetV2/Conv/weights"
+  np.testing.assert_array_equal(naming.original_names(target)[name],
+                                naming.original_names(source)[name])
+  with pytest.raises(FileNotFoundError, match="missing.keras"):
+    weights.load_backbone_weights(target, "ram://deeplab_test_weights/missing.keras")

@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
+import tensorflow as tf
 
 from deeplab import progress
 from deeplab.data import records
@@ -112,8 +113,14 @@ class BuildError(ValueError):
   """A problem with the input data, raised in strict mode."""
 
 
+def read_bytes(path: str) -> bytes:
+  """The bytes of a file on any filesystem TensorFlow reads (gs://, ...)."""
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return f.read()
+
+
 def _open(path: str, data: Optional[bytes] = None) -> Image.Image:
-  image = Image.open(io.BytesIO(data) if data is not None else path)
+  image = Image.open(io.BytesIO(data if data is not None else read_bytes(path)))
   image.load()  # Decodes fully: truncated files fail here, not later.
   return image
 
@@ -141,14 +148,13 @@ def _to_rgb(image: Image.Image, notes: List[str]) -> Image.Image:
 def encode_image(path: str, notes: List[str],
                  data: Optional[bytes] = None) -> Tuple[bytes, str, int, int]:
   """Reads an image; returns (bytes, 'jpeg'|'png', height, width)."""
+  if data is None:
+    data = read_bytes(path)
   image = _open(path, data)
   fmt = (image.format or "").lower()
   rgb = _to_rgb(image, notes)
   if rgb is image and fmt in ("jpeg", "png"):
-    if data is not None:
-      return data, fmt, image.height, image.width
-    with open(path, "rb") as f:
-      return f.read(), fmt, image.height, image.width
+    return data, fmt, image.height, image.width
   buffer = io.BytesIO()
   rgb.save(buffer, format="PNG")
   if rgb is image:
@@ -259,18 +265,18 @@ def pair_by_stem(image_dir: str, mask_dir: Optional[str],
   Raises:
     FileNotFoundError: a folder does not exist or holds no images.
   """
-  if not os.path.isdir(image_dir):
+  if not tf.io.gfile.isdir(image_dir):
     raise FileNotFoundError(f"image folder {image_dir!r} does not exist")
-  if mask_dir is not None and not os.path.isdir(mask_dir):
+  if mask_dir is not None and not tf.io.gfile.isdir(mask_dir):
     raise FileNotFoundError(f"mask folder {mask_dir!r} does not exist")
   masks = {}
   if mask_dir is not None:
-    for name in os.listdir(mask_dir):
+    for name in tf.io.gfile.listdir(mask_dir):
       stem, ext = os.path.splitext(name)
       if ext.lower() in IMAGE_EXTENSIONS:
         masks[stem] = os.path.join(mask_dir, name)
   samples = []
-  for name in sorted(os.listdir(image_dir)):
+  for name in sorted(tf.io.gfile.listdir(image_dir)):
     stem, ext = os.path.splitext(name)
     if ext.lower() in IMAGE_EXTENSIONS:
       samples.append(Sample(os.path.join(image_dir, name),
