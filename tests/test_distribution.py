@@ -7,6 +7,7 @@ strings.
 """
 
 import io
+import logging
 import os
 import re
 
@@ -16,13 +17,20 @@ import pytest
 import tensorflow as tf
 
 from deeplab import config as config_lib
+from deeplab import eval_lib
+from deeplab import evaluation
+from deeplab import model as model_lib
 from deeplab import naming
 from deeplab import predict
 from deeplab import weights
 from deeplab.data import audit
 from deeplab.data import builder
+from deeplab.data import pipeline
 from deeplab.data import records
 from deeplab.training import strategy as strategy_lib
+from deeplab.training import trainer as trainer_lib
+from tests.harness import config_with
+from tests.harness import randomize_batch_norm
 from tests.harness import run_cli
 from tests.harness import small_model
 
@@ -80,6 +88,7 @@ def test_an_empty_tpu_address_is_refused_naming_the_field():
 RESUMED_RECORDS = """
 from deeplab.data import pipeline
 from tests.harness import config_with
+from tests.harness import randomize_batch_norm
 config = config_with(sys.argv[2], **{"train.batch_size": str(2 * replicas)})
 
 def batches(start_step, steps):
@@ -112,6 +121,7 @@ import os, signal
 from deeplab import naming, run_dir
 from deeplab.training import loop, trainer as trainer_lib
 from tests.harness import config_with
+from tests.harness import randomize_batch_norm
 records, root = sys.argv[2], sys.argv[3]
 config = config_with(records, **{"train.steps": "4", "train.checkpoint_every": "2",
                                  "train.steps_per_loop": "2"})
@@ -247,3 +257,121 @@ def test_backbone_weights_load_from_a_cloud_path(tmp_path):
                                 naming.original_names(source)[name])
   with pytest.raises(FileNotFoundError, match="missing.keras"):
     weights.load_backbone_weights(target, "ram://deeplab_test_weights/missing.keras")
+
+
+# --- 2 and 7. Evaluation: XLA-compatible, traced once, on the host for TPUs. ---
+
+
+@pytest.fixture(scope="module")
+def synthetic_model(records):
+  config = config_with(records, **{"model.dropout_rate": "0.0"})
+  # Batch norm statistics as after training: an initialized model's logits
+  # are ~1e-6 apart, and any change of float order flips its argmax.
+  model = randomize_batch_norm(model_lib.build_model(config),
+                               np.random.default_rng(0))
+  return config, model
+
+
+def _eval_batches(config):
+  return pipeline.eval_dataset(config).map(
+      lambda b: {"image": b["image"], "label": b["label"]})
+
+
+def test_the_evaluation_step_compiles_with_xla(synthetic_model):
+  config, model = synthetic_model
+  strategy = tf.distribute.get_strategy()
+  plain = evaluation.evaluate(model, _eval_batches(config), strategy, 5, 255,
+                              max_batches=4)
+  compiled = evaluation.evaluate(model, _eval_batches(config), strategy, 5, 255,
+                                 max_batches=4, jit_compile=True)
+  assert compiled.sum() == plain.sum() > 0
+  # XLA's float order differs from oneDNN's: at most a few near-ties flip.
+  assert np.abs(compiled - plain).sum() <= 1e-3 * plain.sum()
+
+
+def test_the_evaluation_function_is_traced_once_across_evaluations(
+    synthetic_model):
+  config, model = synthetic_model
+  strategy = tf.distribute.get_strategy()
+  for _ in range(3):
+    evaluation.evaluate(model, _eval_batches(config), strategy, 5, 255,
+                        max_batches=2)
+  step = evaluation.eval_step(model, strategy, 5, 255)
+  assert step.experimental_get_tracing_count() == 1
+  assert evaluation.eval_step(model, strategy, 5, 255, flip=True) is not step
+
+
+def test_the_training_step_compiles_with_xla_at_the_recipe_crop(records, tmp_path):
+  # configs/synthetic.py's crop (129x129) and batch; XLA refuses dynamic
+  # shapes and strings as a TPU does.
+  config = config_with(records, **{"data.crop_size": "(129,129)",
+                                   "train.batch_size": "2"})
+  trainer = trainer_lib.Trainer(config, str(tmp_path),
+                                tf.distribute.get_strategy())
+  loop = trainer.make_train_loop(jit_compile=True)
+  iterator = iter(pipeline.train_dataset(config))
+  loss = float(loop(iterator, tf.constant(2)))
+  assert np.isfinite(loss) and trainer.step == 2
+
+
+def test_tpu_and_multi_worker_jobs_evaluate_on_the_host():
+  tpu = tf.distribute.TPUStrategy.__new__(tf.distribute.TPUStrategy)
+  assert strategy_lib.evaluates_on_host(tpu)
+  multi = tf.distribute.MultiWorkerMirroredStrategy.__new__(
+      tf.distribute.MultiWorkerMirroredStrategy)
+  assert strategy_lib.evaluates_on_host(multi)
+  assert not strategy_lib.evaluates_on_host(tf.distribute.get_strategy())
+  assert not strategy_lib.evaluates_on_host(
+      tf.distribute.MirroredStrategy(["/cpu:0"]))
+
+
+def test_host_evaluation_gives_the_live_models_metrics(records, tmp_path,
+                                                       monkeypatch):
+  config = config_with(records, **{"eval.num_summary_images": "0"})
+  trainer = trainer_lib.Trainer(config, str(tmp_path),
+                                tf.distribute.get_strategy())
+  loop = trainer.make_train_loop()
+  loop(iter(pipeline.train_dataset(config)), tf.constant(2))
+  live, strategy = trainer.evaluation_model()
+  assert live is trainer.model
+  expected = eval_lib.evaluate_model(config, live, str(tmp_path / "a"), 2,
+                                     strategy)
+  monkeypatch.setattr(strategy_lib, "evaluates_on_host", lambda s: True)
+  host, host_strategy = trainer.evaluation_model()
+  assert host is not trainer.model
+  got = eval_lib.evaluate_model(config, host, str(tmp_path / "b"), 2,
+                                host_strategy)
+  assert got == expected
+  loop(iter(pipeline.train_dataset(config)), tf.constant(1))
+  again, _ = trainer.evaluation_model()  # The same copy, new weights.
+  assert again is host
+  np.testing.assert_array_equal(again.get_weights()[0],
+                                trainer.model.get_weights()[0])
+
+
+# --- 7. Shard counts for clusters. ---
+
+
+def test_default_shard_counts_serve_clusters():
+  assert builder.default_num_shards(10) == 10
+  assert builder.default_num_shards(1449) == 32  # VOC val.
+  assert builder.default_num_shards(10582) == 106  # VOC train_aug.
+  assert builder.default_num_shards(10**6) == 1024
+  with pytest.raises(ValueError, match="num_shards must be >= 1.*got 0"):
+    builder.build_split([builder.Sample("a.png", None)],
+                        builder.LabelSpec(3, 255), "unused", "train", 0)
+
+
+def test_a_pattern_with_fewer_files_than_pipelines_warns(records, caplog):
+  config = config_with(records)  # One train shard.
+  context = tf.distribute.InputContext(num_input_pipelines=2,
+                                       input_pipeline_id=0,
+                                       num_replicas_in_sync=2)
+  with caplog.at_level(logging.WARNING):
+    pipeline.train_dataset(config, context)
+  assert "config.data.train_pattern matches 1 files for 2 input pipelines" \
+      in caplog.text
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    pipeline.train_dataset(config, tf.distribute.InputContext())
+  assert "input pipelines" not in caplog.text

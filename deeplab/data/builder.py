@@ -287,8 +287,30 @@ def pair_by_stem(image_dir: str, mask_dir: Optional[str],
   return samples
 
 
+# Shards of a split: about RECORDS_PER_SHARD records each, at least
+# MIN_SHARDS (a cluster of up to that many input pipelines then gives each
+# worker whole files of its own) and at most MAX_SHARDS.
+RECORDS_PER_SHARD = 100
+MIN_SHARDS = 32
+MAX_SHARDS = 1024
+
+
+def default_num_shards(num_records: int) -> int:
+  """Shards for a split of ``num_records``: enough for a cluster's workers.
+
+  Each input pipeline (one per worker or TPU host) reads its own files
+  when a split has at least as many shards as pipelines; with fewer, every
+  worker reads every file. 32 shards cover clusters of up to 32 workers
+  (or TPU pods of up to 32 hosts), larger splits get one shard per ~100
+  records, and a split never has more shards than records.
+  """
+  shards = min(MAX_SHARDS, max(MIN_SHARDS, -(-num_records // RECORDS_PER_SHARD)))
+  return max(1, min(shards, num_records))
+
+
 def build_split(samples: Sequence[Sample], spec: LabelSpec, output_dir: str,
-                split: str, num_shards: int, expected_count: Optional[int] = None,
+                split: str, num_shards: Optional[int] = None,
+                expected_count: Optional[int] = None,
                 strict: bool = False, workers: Optional[int] = None) -> BuildReport:
   """Encodes ``samples`` in parallel and writes ``split`` shards atomically.
 
@@ -297,7 +319,8 @@ def build_split(samples: Sequence[Sample], spec: LabelSpec, output_dir: str,
     spec: how masks encode classes.
     output_dir: where ``{split}-NNNNN-of-NNNNN.tfrecord`` go.
     split: split name.
-    num_shards: number of shards (records are split into contiguous runs).
+    num_shards: number of shards (records are split into contiguous runs);
+      None: ``default_num_shards``.
     expected_count: the split's size in the dataset table, if known.
     strict: stop at the first problem (nothing is renamed into place).
     workers: processes (default: all cores).
@@ -307,7 +330,13 @@ def build_split(samples: Sequence[Sample], spec: LabelSpec, output_dir: str,
 
   Raises:
     BuildError: in strict mode, the first problem.
+    ValueError: ``num_shards`` below 1.
   """
+  if num_shards is None:
+    num_shards = default_num_shards(len(samples))
+  if num_shards < 1:
+    raise ValueError(f"num_shards must be >= 1 (or None for the default), "
+                     f"got {num_shards!r}")
   report = BuildReport(split)
   num_shards = max(1, min(num_shards, len(samples)))
   writer = records.ShardWriter(output_dir, split, num_shards)

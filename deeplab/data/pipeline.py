@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from absl import logging
 import tensorflow as tf
 
 from deeplab.data import augment
@@ -54,15 +55,22 @@ def _check_labels(example, num_classes: int, ignore_label: int):
 
 
 def _read(paths: List[str], input_context, training: bool, seed: int,
-          deterministic: bool) -> tf.data.Dataset:
+          deterministic: bool, key: str) -> tf.data.Dataset:
   files = tf.data.Dataset.from_tensor_slices(paths)
   shard_records = False
   if input_context and input_context.num_input_pipelines > 1:
-    if len(paths) >= input_context.num_input_pipelines:
-      files = files.shard(input_context.num_input_pipelines,
-                          input_context.input_pipeline_id)
+    pipelines = input_context.num_input_pipelines
+    if len(paths) >= pipelines:
+      files = files.shard(pipelines, input_context.input_pipeline_id)
     else:
       shard_records = True
+      if input_context.input_pipeline_id == 0:
+        logging.warning(
+            "%s matches %d files for %d input pipelines (one per worker): "
+            "every worker reads every file and keeps one record in %d. "
+            "Rebuild the records with at least %d shards (datasets.build_* "
+            "--num_shards; a multiple of the worker count spreads evenly).",
+            key, len(paths), pipelines, pipelines, pipelines)
   if training:
     files = files.shuffle(len(paths), seed=seed if deterministic else None,
                           reshuffle_each_iteration=True)
@@ -123,7 +131,8 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
   seed = data.seed
   if input_context is not None:
     seed += 1000 * input_context.input_pipeline_id
-  dataset = _read(paths, input_context, True, seed, data.deterministic)
+  dataset = _read(paths, input_context, True, seed, data.deterministic,
+                  "config.data.train_pattern")
   dataset = dataset.shuffle(data.shuffle_buffer,
                             seed=seed if data.deterministic else None)
   dataset = dataset.repeat()
@@ -162,7 +171,7 @@ def eval_dataset(config, input_context: Optional[tf.distribute.InputContext] = N
   data = config.data
   info = registry.from_config(config)
   paths = list_files(pattern or data.eval_pattern, pattern_field)
-  dataset = _read(paths, input_context, False, data.seed, True)
+  dataset = _read(paths, input_context, False, data.seed, True, pattern_field)
 
   def prepare(serialized):
     example = _check_labels(records.parse(serialized, info.ignore_label),

@@ -40,6 +40,35 @@ def make_strategy(name: str, tpu_address: str = "local") -> tf.distribute.Strate
   raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
 
 
+_TPU_STRATEGIES = (tf.distribute.TPUStrategy,
+                   tf.distribute.experimental.TPUStrategy)
+
+
+def evaluates_on_host(strategy: tf.distribute.Strategy) -> bool:
+  """True where ``train_and_eval`` evaluates a host copy of the model.
+
+  Under TPUStrategy the evaluation images (each of its own size) would
+  compile the TPU program once per size; under MultiWorkerMirroredStrategy
+  the chief evaluates alone, and a collective all-reduce would wait for
+  workers that are training. Both evaluate a copy of the weights on the
+  chief's host CPU instead: the same model, the same confusion matrix.
+  """
+  return isinstance(strategy, _TPU_STRATEGIES + (
+      tf.distribute.MultiWorkerMirroredStrategy,))
+
+
+def host_cpu(strategy: tf.distribute.Strategy) -> str:
+  """The CPU device of the host that runs this program's first replica."""
+  try:
+    devices = strategy.extended.worker_devices
+  except RuntimeError:  # The default strategy has none: this process's CPU.
+    devices = ()
+  if not devices:
+    return "/device:CPU:0"
+  return tf.DeviceSpec.from_string(devices[0]).replace(
+      device_type="CPU", device_index=0).to_string()
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
   """True on the worker that writes checkpoints and summaries."""
   resolver = getattr(strategy, "cluster_resolver", None)

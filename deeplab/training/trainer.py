@@ -92,6 +92,7 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, directory, max_to_keep=train.keep_checkpoints)
     self.kernels = loss_lib.decayed_kernels(self.model)
+    self._host_model = None  # Built at the first host evaluation.
 
   @property
   def step(self) -> int:
@@ -114,8 +115,28 @@ class Trainer:
       logging.info("Saved %s", path)
     return path
 
-  def make_train_loop(self):
-    """A tf.function running ``n`` steps; returns the mean loss."""
+  def evaluation_model(self):
+    """``(model, strategy)`` that ``train_and_eval`` evaluates.
+
+    The live model under the training strategy, or, where that cannot
+    evaluate (``strategy_lib.evaluates_on_host``: TPUs, multi-worker), a
+    copy of the current weights on the host CPU under the default strategy.
+    The copy is built once, so its evaluation function is traced once.
+    """
+    if not strategy_lib.evaluates_on_host(self.strategy):
+      return self.model, self.strategy
+    with tf.device(strategy_lib.host_cpu(self.strategy)):
+      if self._host_model is None:
+        self._host_model = model_lib.build_model(self.config)
+      self._host_model.set_weights(self.model.get_weights())
+    return self._host_model, tf.distribute.get_strategy()
+
+  def make_train_loop(self, jit_compile: bool = False):
+    """A tf.function running ``n`` steps; returns the mean loss.
+
+    ``jit_compile`` compiles each replica's step with XLA, as TPUStrategy
+    does (a CPU check that the step has no dynamic shapes or strings).
+    """
     config, info = self.config, self.info
     class_weights = tuple(config.train.class_weights)
     replicas = self.strategy.num_replicas_in_sync
@@ -137,6 +158,9 @@ class Trainer:
       grads = tape.gradient(scaled, self.model.trainable_variables)
       self.optimizer.apply(grads, self.model.trainable_variables)
       return loss
+
+    if jit_compile:
+      step_fn = tf.function(step_fn, jit_compile=True)
 
     @tf.function
     def loop(iterator, steps):
