@@ -151,9 +151,12 @@ print("max_abs_diff", max(float(np.abs(expected[n] - got[n]).max())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("replicas", [2, 4])
+@pytest.mark.parametrize("replicas", [2])  # 4 works too, in twice the time.
 def test_resume_with_several_replicas_matches_an_uninterrupted_run(
     records, tmp_path, replicas):
+  # About a minute per training run on 2 cores (three runs): the records
+  # test above covers 2 and 4 replicas in seconds; this one checks that the
+  # weights follow.
   output = _run_script(RESUMED_WEIGHTS, replicas, records, tmp_path)
   assert "stops 2 SIGTERM 4" in output, output
   diff = float(re.search(r"max_abs_diff (\S+)", output).group(1))
