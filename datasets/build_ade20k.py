@@ -12,6 +12,7 @@ splits train (20210) and val (2000), as the original's build_ade20k_data.py.
 import os
 
 from absl import flags
+import tensorflow as tf
 
 from deeplab import cli
 from deeplab.data import builder
@@ -27,7 +28,7 @@ def splits(root: str):
   return {split: builder.pair_by_stem(os.path.join(root, "images", folder),
                                       os.path.join(root, "annotations", folder))
           for split, folder in SPLITS.items()
-          if os.path.isdir(os.path.join(root, "images", folder))}
+          if tf.io.gfile.isdir(os.path.join(root, "images", folder))}
 
 
 def main(argv):

@@ -12,6 +12,7 @@ OUT/{split}-NNNNN-of-NNNNN.tfrecord, its size checked against the table.
 import os
 
 from absl import flags
+import tensorflow as tf
 
 from deeplab import cli
 from deeplab.data import builder
@@ -27,9 +28,9 @@ def splits(root: str):
   found, unlabelled = {}, []
   for split in ("train", "val", "test"):
     image_dir = os.path.join(root, split)
-    if os.path.isdir(image_dir):
+    if tf.io.gfile.isdir(image_dir):
       mask_dir = os.path.join(root, split + "annot")
-      if not os.path.isdir(mask_dir):
+      if not tf.io.gfile.isdir(mask_dir):
         mask_dir = None
         unlabelled.append(split)
       found[split] = builder.pair_by_stem(image_dir, mask_dir)

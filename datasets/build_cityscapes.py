@@ -9,10 +9,10 @@ through the dataset table; every other id (void, license plate, classes
 not evaluated) becomes 255, the ignore label.
 """
 
-import glob
 import os
 
 from absl import flags
+import tensorflow as tf
 
 from deeplab import cli
 from deeplab.data import builder
@@ -26,7 +26,7 @@ _ROOT = flags.DEFINE_string("cityscapes_root", None, "Cityscapes folder.")
 def splits(root: str):
   found = {}
   for split in ("train", "val"):
-    images = sorted(glob.glob(os.path.join(
+    images = sorted(tf.io.gfile.glob(os.path.join(
         root, "leftImg8bit", split, "*", "*_leftImg8bit.png")))
     if not images:
       continue
@@ -36,7 +36,7 @@ def splits(root: str):
       stem = os.path.basename(image)[:-len("_leftImg8bit.png")]
       mask = os.path.join(root, "gtFine", split, city,
                           stem + "_gtFine_labelIds.png")
-      samples.append(builder.Sample(image, mask if os.path.isfile(mask) else None))
+      samples.append(builder.Sample(image, mask if tf.io.gfile.exists(mask) else None))
     found[split] = samples
   if not found:
     raise FileNotFoundError(f"no leftImg8bit/train or leftImg8bit/val images "

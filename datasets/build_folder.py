@@ -16,9 +16,9 @@ Run `python -m datasets.inspect DIR` on the masks first if unsure.
 """
 
 import json
-import os
 
 from absl import flags
+import tensorflow as tf
 
 from deeplab import cli
 from deeplab.data import builder
@@ -50,11 +50,11 @@ def color_table(value: str):
   if value in registry.DATASETS:
     return tuple(tuple(int(c) for c in rgb)
                  for rgb in registry.DATASETS[value].colormap)
-  if not os.path.isfile(value):
+  if not tf.io.gfile.exists(value):
     raise flags.ValidationError(
         f"--colormap={value!r} is neither a dataset of the table "
         f"({sorted(registry.DATASETS)}) nor a JSON file")
-  with open(value) as f:
+  with tf.io.gfile.GFile(value) as f:
     table = {int(k): v for k, v in json.load(f).items()}
   if sorted(table) != list(range(len(table))):
     raise flags.ValidationError(

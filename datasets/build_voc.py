@@ -16,6 +16,7 @@ minus the val stems (10582 images).
 import os
 
 from absl import flags
+import tensorflow as tf
 
 from deeplab import cli
 from deeplab.data import builder
@@ -30,16 +31,16 @@ _AUG = flags.DEFINE_string("train_aug_masks", None,
 
 def read_list(root: str, split: str):
   path = os.path.join(root, "ImageSets", "Segmentation", split + ".txt")
-  if not os.path.isfile(path):
+  if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f"split list {path!r} does not exist")
-  with open(path) as f:
+  with tf.io.gfile.GFile(path) as f:
     return [line.strip() for line in f if line.strip()]
 
 
 def samples_for(root: str, stems, mask_dir: str):
   return [builder.Sample(os.path.join(root, "JPEGImages", s + ".jpg"),
                          os.path.join(mask_dir, s + ".png")
-                         if os.path.isfile(os.path.join(mask_dir, s + ".png"))
+                         if tf.io.gfile.exists(os.path.join(mask_dir, s + ".png"))
                          else None)
           for s in stems]
 
@@ -49,10 +50,10 @@ def splits(root: str, aug_dir=None):
   found = {split: samples_for(root, read_list(root, split), masks)
            for split in ("train", "val", "trainval")}
   if aug_dir:
-    if not os.path.isdir(aug_dir):
+    if not tf.io.gfile.isdir(aug_dir):
       raise FileNotFoundError(f"--train_aug_masks={aug_dir!r} does not exist")
     val = set(read_list(root, "val"))
-    stems = sorted(os.path.splitext(n)[0] for n in os.listdir(aug_dir)
+    stems = sorted(os.path.splitext(n)[0] for n in tf.io.gfile.listdir(aug_dir)
                    if n.endswith(".png") and os.path.splitext(n)[0] not in val)
     found["train_aug"] = samples_for(root, stems, aug_dir)
   return found

@@ -13,7 +13,10 @@ from deeplab.data import registry
 OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Folder for {split}-NNNNN-of-NNNNN.tfrecord shards.")
 NUM_SHARDS = flags.DEFINE_integer(
-    "num_shards", 4, "Shards per split (fewer if a split has fewer images).")
+    "num_shards", None, "Shards per split (fewer if a split has fewer images). "
+    "Default: one per ~100 images, at least 32, so that a cluster of up to 32 "
+    "workers (or TPU hosts) gives each worker files of its own; a larger "
+    "cluster wants at least one shard per worker.", lower_bound=1)
 STRICT = flags.DEFINE_bool(
     "strict", False, "Stop at the first problem in the input data instead of "
     "listing all problems at the end.")

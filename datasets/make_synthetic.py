@@ -19,6 +19,7 @@ import os
 from absl import flags
 import numpy as np
 from PIL import Image
+import tensorflow as tf
 
 from deeplab import cli
 from deeplab.data import builder
@@ -147,10 +148,11 @@ def main(argv):
       {"train": samples(_TRAIN.value, _SEED.value, _SIZE.value, "train"),
        "val": val}, builder.LabelSpec(info.num_classes, info.ignore_label))
   if _PNG_DIR.value:
-    os.makedirs(_PNG_DIR.value, exist_ok=True)
+    tf.io.gfile.makedirs(_PNG_DIR.value)
     for sample in val:
-      with open(os.path.join(_PNG_DIR.value, os.path.basename(sample.image_path)),
-                "wb") as f:
+      with tf.io.gfile.GFile(
+          os.path.join(_PNG_DIR.value, os.path.basename(sample.image_path)),
+          "wb") as f:
         f.write(sample.image_data)
 
 

@@ -143,8 +143,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.seed = 0
   # tf.distribute strategy: one of STRATEGIES (multi_worker reads TF_CONFIG).
   config.train.strategy = "default"
-  # TPU name or grpc:// address for strategy 'tpu'.
-  config.train.tpu = ""
+  # TPU for strategy 'tpu': 'local' is the TPU attached to this VM (a
+  # single-host TPU VM); a pod slice or a remote TPU takes its name (as
+  # `gcloud compute tpus` lists it) or a grpc://host:port address.
+  config.train.tpu = "local"
 
   # --- Evaluation. ---
   config.eval = ml_collections.ConfigDict()
@@ -296,6 +298,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "config.eval.crop_size must be () or (height, width) with each of the "
         f"form output_stride * k + 1 (output_stride={output_stride}: e.g. "
         f"{output_stride * 32 + 1}), got {eval_crop!r}")
+  if train.strategy == "tpu" and not train.tpu:
+    raise ValueError(
+        "config.train.tpu must name the TPU for config.train.strategy='tpu': "
+        "'local' on a TPU VM, the TPU's name for a pod slice or a remote "
+        "TPU, or a grpc://host:port address; got ''")
   if not config.eval.scales or any(s <= 0 for s in config.eval.scales):
     raise ValueError(f"config.eval.scales must be positive, got "
                      f"{tuple(config.eval.scales)!r}")

@@ -23,9 +23,8 @@ fine-tunes from it (``--config.train.init_checkpoint=W``, with
 
 from __future__ import annotations
 
-import os
-
 from absl import logging
+import tensorflow as tf
 
 from deeplab import config as config_lib
 from deeplab import model as model_lib
@@ -57,7 +56,7 @@ def convert(config, source: str, workdir: str) -> weights_lib.LoadReport:
     config = zoo.MODELS[source].get_config()
   model = model_lib.build_model(config)
   if source.endswith(".tflite"):
-    if not os.path.isfile(source):
+    if not tf.io.gfile.exists(source):
       raise FileNotFoundError(f"--source={source!r} does not exist")
     arrays = weights_lib.read_tflite(source, model)
   else:

@@ -39,8 +39,10 @@ def evaluate_model(config, model, workdir: str, step: int,
   """
   strategy = strategy or tf.distribute.get_strategy()
   info = registry.from_config(config)
+  # File names stay on the host: strings cannot enter a TPU program.
   dataset = strategy.distribute_datasets_from_function(
-      lambda context: pipeline.eval_dataset(config, context, pattern))
+      lambda context: pipeline.eval_dataset(config, context, pattern).map(
+          lambda batch: {"image": batch["image"], "label": batch["label"]}))
   images = pipeline.count_records(pattern or config.data.eval_pattern)
   matrix = evaluation.evaluate(
       model, dataset, strategy, info.num_classes, info.ignore_label,
@@ -104,9 +106,18 @@ def continuous_eval(config, workdir: str, timeout_seconds: float = 3600,
   """Evaluates each new checkpoint of ``workdir`` once, until training ends
   (the final step is evaluated) or no checkpoint arrives for ``timeout``."""
   results = []
+  evaluated = None
   for checkpoint in tf.train.checkpoints_iterator(
       run_dir.checkpoint_dir(workdir), timeout=timeout_seconds):
-    results.append(evaluate_checkpoint(config, workdir, checkpoint, strategy))
+    model, step = run_dir.restore_model(config, workdir, checkpoint)
+    folded = folding.inference_model(model)
+    # One model for every checkpoint: its evaluation function (traced and
+    # optimized once) is reused.
+    if evaluated is None:
+      evaluated = folded
+    else:
+      evaluated.set_weights(folded.get_weights())
+    results.append(evaluate_model(config, evaluated, workdir, step, strategy))
     if results[-1]["step"] >= config.train.steps:
       break
   return results

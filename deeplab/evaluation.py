@@ -10,12 +10,19 @@ resizes line up exactly. The result is sliced back to the image.
 Multi-scale inference averages the softmax probabilities of every scale
 (and of the flipped input), as the original's ``predict_labels_multi_scale``
 does; with scales (1.0,) and no flip it is plain inference.
+
+The evaluation step compiles with XLA (``jit_compile=True``): only images
+and labels enter it (file names stay on the host), and ignored pixels are
+zero weights, not a ``boolean_mask`` of data-dependent shape. Its
+``tf.function`` is made once per model and settings and reused by every
+later evaluation.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Dict, Optional, Sequence
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -101,14 +108,21 @@ def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
 
 
 def confusion_matrix(labels, predictions, num_classes: int, ignore_label: int):
-  """[num_classes, num_classes] int64 counts (rows: truth), ignore excluded."""
-  labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
-  predictions = tf.reshape(tf.cast(predictions, tf.int64), [-1])
+  """[num_classes, num_classes] int64 counts (rows: truth), ignore excluded.
+
+  Static shapes only (XLA, TPUs): every pixel is counted with weight 1, or
+  0 if ignored or out of range.
+  """
+  labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+  predictions = tf.reshape(tf.cast(predictions, tf.int32), [-1])
   valid = tf.logical_and(tf.not_equal(labels, ignore_label),
                          tf.logical_and(labels >= 0, labels < num_classes))
-  return tf.math.confusion_matrix(
-      tf.boolean_mask(labels, valid), tf.boolean_mask(predictions, valid),
-      num_classes=num_classes, dtype=tf.int64)
+  predictions = tf.clip_by_value(predictions, 0, num_classes - 1)
+  cells = tf.where(valid, labels, 0) * num_classes + predictions
+  # int32 per batch (a batch has far fewer than 2**31 pixels); int64 sums.
+  counts = tf.math.unsorted_segment_sum(tf.cast(valid, tf.int32), cells,
+                                        num_classes * num_classes)
+  return tf.cast(tf.reshape(counts, [num_classes, num_classes]), tf.int64)
 
 
 def metrics_from_confusion(matrix: np.ndarray, class_names: Sequence[str],
@@ -139,10 +153,52 @@ def metrics_from_confusion(matrix: np.ndarray, class_names: Sequence[str],
   }
 
 
+# model -> {(strategy, settings): the compiled step}. Weak keys: a model
+# that is gone takes its functions with it (the steps hold it weakly).
+_EVAL_STEPS = weakref.WeakKeyDictionary()
+
+
+def eval_step(model, strategy: tf.distribute.Strategy, num_classes: int,
+              ignore_label: int, scales: Sequence[float] = (1.0,),
+              flip: bool = False, jit_compile: bool = False,
+              crop_size: Optional[Sequence[int]] = None):
+  """The ``tf.function`` ``(images, labels) -> summed confusion matrix``.
+
+  Made once per model, strategy and settings; later calls return the same
+  function, so evaluating again (``train_and_eval`` after every checkpoint)
+  reuses its traces instead of tracing and optimizing the graph anew.
+  """
+  crop_size = tuple(crop_size) if crop_size else None
+  key = (strategy, num_classes, ignore_label, tuple(scales), bool(flip),
+         bool(jit_compile), crop_size)
+  steps = _EVAL_STEPS.setdefault(model, {})
+  if key in steps:
+    return steps[key]
+  model_ref = weakref.ref(model)
+
+  def step(images, labels):
+    probabilities = predict_probabilities(model_ref(), images, scales, flip,
+                                          crop_size=crop_size)
+    return confusion_matrix(labels, tf.argmax(probabilities, -1),
+                            num_classes, ignore_label)
+
+  if jit_compile:
+    step = tf.function(step, jit_compile=True)
+
+  @tf.function(reduce_retracing=True)
+  def distributed_step(images, labels):
+    per_replica = strategy.run(step, args=(images, labels))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+  steps[key] = distributed_step
+  return distributed_step
+
+
 def evaluate(model, dataset, strategy: tf.distribute.Strategy, num_classes: int,
              ignore_label: int, scales: Sequence[float] = (1.0,),
              flip: bool = False, max_batches: Optional[int] = None,
              crop_size: Optional[Sequence[int]] = None,
+             jit_compile: bool = False,
              bar: Optional[progress.Progress] = None):
   """Accumulates the confusion matrix over ``dataset`` across replicas.
 
@@ -156,30 +212,21 @@ def evaluate(model, dataset, strategy: tf.distribute.Strategy, num_classes: int,
     flip: add flipped inputs.
     max_batches: stop after this many batches (None: the whole dataset).
     crop_size: evaluation crop size images are padded to (None: alignment).
+    jit_compile: compile each replica's step with XLA (what a TPU does).
     bar: a progress display, advanced by the images of each batch.
 
   Returns:
     The summed confusion matrix, numpy int64.
   """
-  def step(batch):
-    probabilities = predict_probabilities(model, batch["image"], scales, flip,
-                                          crop_size=crop_size)
-    matrix = confusion_matrix(batch["label"], tf.argmax(probabilities, -1),
-                              num_classes, ignore_label)
-    return matrix, tf.shape(batch["image"], out_type=tf.int64)[0]
-
-  @tf.function(reduce_retracing=True)
-  def distributed_step(batch):
-    per_replica = strategy.run(step, args=(batch,))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
+  step = eval_step(model, strategy, num_classes, ignore_label, scales, flip,
+                   jit_compile, crop_size)
   total = np.zeros((num_classes, num_classes), np.int64)
   for i, batch in enumerate(dataset):
     if max_batches is not None and i >= max_batches:
       break
-    matrix, images = distributed_step(batch)
-    total += matrix.numpy()
+    total += step(batch["image"], batch["label"]).numpy()
     if bar is not None:
-      bar.update(int(images))
+      bar.update(sum(int(tf.shape(images)[0]) for images in
+                     strategy.experimental_local_results(batch["image"])))
   return total
 

@@ -14,6 +14,12 @@ checks each against the Keras layer and checks that the route is taken;
 - ``Float32GradDepthwiseConv``: strided bfloat16 depthwise convolutions
   whose training gradients are computed in float32.
 - ``ReLUOfSum``: ``max(x, 0)`` where grappler's remapper breaks on ``Relu``.
+
+The three oneDNN workarounds (bfloat16 channel padding, the 1x1 matrix
+product, float32 depthwise gradients) were measured on CPUs only; on GPUs
+and TPUs (cuDNN, XLA) they would only add ops, so they apply where the
+layer runs on CPUs (``cpu_routes_apply``), decided when the layer's call is
+traced. Everywhere else the layers compute exactly what Keras does.
 """
 
 from __future__ import annotations
@@ -22,6 +28,29 @@ import functools
 
 import keras
 import tensorflow as tf
+
+_ACCELERATORS = ("GPU", "TPU")
+
+
+@functools.lru_cache(maxsize=None)
+def _accelerator_visible() -> bool:
+  # Logical devices are fixed once TensorFlow has started: ask once.
+  return any(tf.config.list_logical_devices(kind) for kind in _ACCELERATORS)
+
+
+def cpu_routes_apply() -> bool:
+  """True where the layers being called run on CPUs (the oneDNN routes).
+
+  Under a ``tf.distribute`` strategy (TPUStrategy, MirroredStrategy over
+  GPUs or CPUs, multi-worker) the strategy's devices decide; outside one,
+  TensorFlow places ops on a GPU or TPU whenever one is visible.
+  """
+  if tf.distribute.has_strategy():
+    devices = tf.distribute.get_strategy().extended.worker_devices
+    return not any(tf.DeviceSpec.from_string(d).device_type in _ACCELERATORS
+                   for d in devices)
+  return not _accelerator_visible()
+
 
 
 @keras.saving.register_keras_serializable(package="deeplab")
@@ -84,15 +113,19 @@ _BF16_CHANNEL_BLOCK = 16
 
 
 def fused_batch_norm(x, scale, offset, mean, variance, epsilon: float,
-                     training: bool):
+                     training: bool, pad_channels=None):
   """``FusedBatchNormV3`` over the last axis: (y, batch or given mean, variance).
 
   bfloat16 inputs whose channel count is not a multiple of 16 are padded
   with zero channels (scale 1, offset 0, variance 1) up to the next
   multiple, normalized and sliced back: same values, the fast kernel.
+  ``pad_channels`` (default: ``cpu_routes_apply()``) turns that on or off.
   """
+  if pad_channels is None:
+    pad_channels = cpu_routes_apply()
   channels = x.shape[-1]
-  pad = -channels % _BF16_CHANNEL_BLOCK if x.dtype == tf.bfloat16 else 0
+  pad = (-channels % _BF16_CHANNEL_BLOCK
+         if pad_channels and x.dtype == tf.bfloat16 else 0)
   if pad:
     x = tf.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, pad]])
     scale = tf.pad(scale, [[0, pad]], constant_values=1.0)
@@ -179,7 +212,8 @@ class MatMulPointwiseConv(keras.layers.Conv2D):
   to the kernel runs at about float32 speed, while its bfloat16 matrix
   products use the fast bfloat16 units (bench/README.md,
   bench/kernel_routes.py). Folded inference models keep
-  ``Conv2D``, which grappler fuses with its bias and ReLU.
+  ``Conv2D``, which grappler fuses with its bias and ReLU; off the CPU the
+  layer is Keras' ``Conv2D``.
   """
 
   def __init__(self, filters, kernel_size=1, **kwargs):
@@ -192,6 +226,8 @@ class MatMulPointwiseConv(keras.layers.Conv2D):
           f"strides {self.strides}, groups {self.groups}, {self.data_format}")
 
   def call(self, inputs):
+    if not cpu_routes_apply():
+      return super().call(inputs)
     channels = self.kernel.shape[2]
     kernel = tf.cast(tf.reshape(self.kernel, [channels, self.filters]),
                      self.compute_dtype)
@@ -211,14 +247,14 @@ class Float32GradDepthwiseConv(keras.layers.DepthwiseConv2D):
   MobileNetV2's stride-2 layers, bench/README.md). In training calls under
   a bfloat16 compute dtype with a stride above 1, the forward pass stays in
   bfloat16 and the gradients are computed in float32 and cast back.
-  Everything else is the Keras layer.
+  Everything else, and any call off the CPU, is the Keras layer.
   """
 
   def call(self, inputs, training=None):
     # Only training needs gradients; elsewhere the wrapper would only keep
     # grappler from fusing the convolution with its bias and activation.
     if (not training or self.compute_dtype != "bfloat16"
-        or max(self.strides) == 1):
+        or max(self.strides) == 1 or not cpu_routes_apply()):
       return super().call(inputs)
     convolve = functools.partial(
         keras.ops.depthwise_conv, strides=self.strides, padding=self.padding,

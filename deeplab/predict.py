@@ -16,7 +16,7 @@ still written.
 
 from __future__ import annotations
 
-import glob
+import io
 import json
 import os
 import sys
@@ -41,12 +41,12 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 
 def list_inputs(spec: str) -> List[str]:
   """Image files named by a file, a folder or a glob, sorted."""
-  if os.path.isdir(spec):
-    paths = [os.path.join(spec, n) for n in os.listdir(spec)]
-  elif os.path.isfile(spec):
+  if tf.io.gfile.isdir(spec):
+    paths = [os.path.join(spec, n) for n in tf.io.gfile.listdir(spec)]
+  elif tf.io.gfile.exists(spec):
     paths = [spec]
   else:
-    paths = glob.glob(spec)
+    paths = tf.io.gfile.glob(spec)
   paths = sorted(p for p in paths if p.lower().endswith(builder.IMAGE_EXTENSIONS))
   if not paths:
     raise FileNotFoundError(f"--input={spec!r} names no image files")
@@ -83,15 +83,22 @@ def saved_model_predictor(export_dir: str) -> Tuple[Predictor, registry.DatasetI
           info)
 
 
+def _write_png(array: np.ndarray, path: str):
+  buffer = io.BytesIO()
+  Image.fromarray(array).save(buffer, format="PNG")
+  with tf.io.gfile.GFile(path, "wb") as f:  # gs:// too.
+    f.write(buffer.getvalue())
+
+
 def predict_files(paths, predictor: Predictor, info: registry.DatasetInfo,
                   output_dir: str) -> List[str]:
   """Writes the three outputs per image; returns the problems met."""
-  os.makedirs(output_dir, exist_ok=True)
+  tf.io.gfile.makedirs(output_dir)
   problems = []
   bar = progress.Progress(len(paths), "predict", unit="images")
   for path in paths:
     try:
-      with Image.open(path) as opened:
+      with Image.open(io.BytesIO(builder.read_bytes(path))) as opened:
         image = np.asarray(opened.convert("RGB"))
     except Exception as e:  # PIL raises many types for broken files.
       problems.append(f"{path}: unreadable image ({e})")
@@ -100,9 +107,9 @@ def predict_files(paths, predictor: Predictor, info: registry.DatasetInfo,
     ids = predictor(image)
     colored = visualize.colorize(ids, info.colormap, info.ignore_label)
     stem = os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0])
-    Image.fromarray(ids.astype(np.uint8)).save(stem + "_ids.png")
-    Image.fromarray(colored).save(stem + "_color.png")
-    Image.fromarray(visualize.overlay(image, colored)).save(stem + "_overlay.png")
+    _write_png(ids.astype(np.uint8), stem + "_ids.png")
+    _write_png(colored, stem + "_color.png")
+    _write_png(visualize.overlay(image, colored), stem + "_overlay.png")
     bar.update()
   return problems
 

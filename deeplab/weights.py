@@ -11,7 +11,6 @@ shape mismatches.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Callable, Dict, List, Mapping, Optional
 
 from absl import logging
@@ -101,7 +100,8 @@ def tflite_interpreter(path: str, **kwargs):
   except ImportError as e:
     raise ImportError("reading or running a .tflite file needs ai-edge-litert: "
                       "pip install 'deeplab-tf2[tflite]'") from e
-  return litert.Interpreter(model_path=str(path), **kwargs)
+  with tf.io.gfile.GFile(str(path), "rb") as f:  # gs:// too.
+    return litert.Interpreter(model_content=f.read(), **kwargs)
 
 
 def read_tflite(path: str, model: keras.Model) -> Dict[str, np.ndarray]:
@@ -164,7 +164,7 @@ def read_keras_model(path: str) -> Dict[str, np.ndarray]:
 def read_source(path: str) -> Dict[str, np.ndarray]:
   """Reads a weights source by its kind: .keras file or checkpoint prefix."""
   if path.endswith(".keras"):
-    if not os.path.isfile(path):
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
       raise FileNotFoundError(f"weights file {path!r} does not exist")
     return read_keras_model(path)
   if not tf.io.gfile.exists(path + ".index"):

@@ -184,3 +184,81 @@ def test_depthwise_conv_bfloat16_gradients(strides, padding):
   # Outside training the plain Keras op, which grappler can fuse.
   assert "IdentityN" not in _op_types(lambda v: made[1](v, training=False),
                                       tf.TensorSpec(x.shape))
+
+
+# --- The routes apply on CPUs only. ---
+
+
+class _FakeStrategy:
+  """What ``cpu_routes_apply`` reads of a strategy: its devices."""
+
+  def __init__(self, *devices):
+    self.extended = type("Extended", (), {"worker_devices": devices})()
+
+
+def _under_strategy(monkeypatch, *devices):
+  monkeypatch.setattr(tf.distribute, "has_strategy", lambda: True)
+  monkeypatch.setattr(tf.distribute, "get_strategy",
+                      lambda: _FakeStrategy(*devices))
+
+
+def test_routes_apply_on_cpus_and_not_on_gpus_or_tpus(monkeypatch):
+  assert kernels.cpu_routes_apply()  # This machine: CPUs only.
+  with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+    assert kernels.cpu_routes_apply()
+  with monkeypatch.context() as m:
+    m.setattr(kernels, "_accelerator_visible", lambda: True)
+    assert not kernels.cpu_routes_apply()  # Default placement: the GPU.
+  with monkeypatch.context() as m:
+    _under_strategy(m, "/job:worker/replica:0/task:0/device:TPU:0",
+                    "/job:worker/replica:0/task:0/device:TPU:1")
+    assert not kernels.cpu_routes_apply()
+  with monkeypatch.context() as m:
+    _under_strategy(m, "/job:localhost/replica:0/task:0/device:GPU:0")
+    assert not kernels.cpu_routes_apply()
+  with monkeypatch.context() as m:  # A CPU strategy on a GPU host.
+    m.setattr(kernels, "_accelerator_visible", lambda: True)
+    _under_strategy(m, "/job:worker/replica:0/task:1/device:CPU:0")
+    assert kernels.cpu_routes_apply()
+
+
+def _routed_ops():
+  """Op types of the three routes' traced calls, bfloat16, with gradients."""
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    pointwise = kernels.MatMulPointwiseConv(24, 1)
+    depthwise = kernels.Float32GradDepthwiseConv(3, strides=2)
+    norm = kernels.FusedBatchNorm()
+    pointwise.build((1, 9, 9, 24))
+    depthwise.build((1, 9, 9, 24))
+    norm.build((1, 9, 9, 24))
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+
+  def step(x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = norm(depthwise(pointwise(x), training=True), training=True)
+      loss = tf.reduce_sum(tf.cast(y, tf.float32))
+    return tape.gradient(loss, x)
+
+  graph = tf.function(step).get_concrete_function(
+      tf.TensorSpec((1, 9, 9, 24), tf.float32)).graph
+  ops = {}
+  for op in graph.get_operations():
+    dtype = op.get_attr("T") if "T" in op.node_def.attr else None
+    ops.setdefault(op.type, set()).add(
+        dtype if isinstance(dtype, tf.DType) else None)
+  return ops
+
+
+def test_off_the_cpu_the_layers_are_plain_keras(monkeypatch):
+  on_cpu = _routed_ops()
+  assert "MatMul" in on_cpu and "Conv2D" not in on_cpu
+  assert "Pad" in on_cpu  # 24 bfloat16 channels padded to 32.
+  assert tf.float32 in on_cpu["DepthwiseConv2dNativeBackpropInput"]
+  monkeypatch.setattr(kernels, "_accelerator_visible", lambda: True)
+  elsewhere = _routed_ops()
+  assert "Conv2D" in elsewhere and "MatMul" not in elsewhere
+  assert "Pad" not in elsewhere
+  assert elsewhere["DepthwiseConv2dNativeBackpropInput"] == {tf.bfloat16}

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import glob
+import io
 import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
+import tensorflow as tf
 
 from deeplab.data import builder
 from deeplab.data import records
@@ -73,7 +74,7 @@ def audit_mask_files(paths: Iterable[str]) -> Audit:
   """Reads mask files; RGB masks are counted by color and by gray value."""
   result = Audit()
   for path in paths:
-    image = Image.open(path)
+    image = Image.open(io.BytesIO(builder.read_bytes(path)))
     image.load()
     kind = mask_kind(image)
     result.kinds[kind] += 1
@@ -101,16 +102,16 @@ def audit_records(paths: Sequence[str]) -> Audit:
 
 def audit_path(path: str) -> Audit:
   """Audits a folder of masks, a folder of records, or a glob of records."""
-  if os.path.isdir(path):
-    tfrecords = sorted(glob.glob(os.path.join(glob.escape(path), "*.tfrecord")))
+  if tf.io.gfile.isdir(path):
+    tfrecords = sorted(tf.io.gfile.glob(os.path.join(path, "*.tfrecord")))
     if tfrecords:
       return audit_records(tfrecords)
-    masks = sorted(os.path.join(path, n) for n in os.listdir(path)
+    masks = sorted(os.path.join(path, n) for n in tf.io.gfile.listdir(path)
                    if n.lower().endswith(builder.IMAGE_EXTENSIONS))
     if not masks:
       raise FileNotFoundError(f"{path!r} holds no masks and no .tfrecord files")
     return audit_mask_files(masks)
-  matches = sorted(glob.glob(path))
+  matches = sorted(tf.io.gfile.glob(path))
   if not matches:
     raise FileNotFoundError(f"{path!r} matches no files")
   if all(m.endswith(".tfrecord") for m in matches):

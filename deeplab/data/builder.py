@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
+import tensorflow as tf
 
 from deeplab import progress
 from deeplab.data import records
@@ -112,8 +113,14 @@ class BuildError(ValueError):
   """A problem with the input data, raised in strict mode."""
 
 
+def read_bytes(path: str) -> bytes:
+  """The bytes of a file on any filesystem TensorFlow reads (gs://, ...)."""
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return f.read()
+
+
 def _open(path: str, data: Optional[bytes] = None) -> Image.Image:
-  image = Image.open(io.BytesIO(data) if data is not None else path)
+  image = Image.open(io.BytesIO(data if data is not None else read_bytes(path)))
   image.load()  # Decodes fully: truncated files fail here, not later.
   return image
 
@@ -141,14 +148,13 @@ def _to_rgb(image: Image.Image, notes: List[str]) -> Image.Image:
 def encode_image(path: str, notes: List[str],
                  data: Optional[bytes] = None) -> Tuple[bytes, str, int, int]:
   """Reads an image; returns (bytes, 'jpeg'|'png', height, width)."""
+  if data is None:
+    data = read_bytes(path)
   image = _open(path, data)
   fmt = (image.format or "").lower()
   rgb = _to_rgb(image, notes)
   if rgb is image and fmt in ("jpeg", "png"):
-    if data is not None:
-      return data, fmt, image.height, image.width
-    with open(path, "rb") as f:
-      return f.read(), fmt, image.height, image.width
+    return data, fmt, image.height, image.width
   buffer = io.BytesIO()
   rgb.save(buffer, format="PNG")
   if rgb is image:
@@ -259,18 +265,18 @@ def pair_by_stem(image_dir: str, mask_dir: Optional[str],
   Raises:
     FileNotFoundError: a folder does not exist or holds no images.
   """
-  if not os.path.isdir(image_dir):
+  if not tf.io.gfile.isdir(image_dir):
     raise FileNotFoundError(f"image folder {image_dir!r} does not exist")
-  if mask_dir is not None and not os.path.isdir(mask_dir):
+  if mask_dir is not None and not tf.io.gfile.isdir(mask_dir):
     raise FileNotFoundError(f"mask folder {mask_dir!r} does not exist")
   masks = {}
   if mask_dir is not None:
-    for name in os.listdir(mask_dir):
+    for name in tf.io.gfile.listdir(mask_dir):
       stem, ext = os.path.splitext(name)
       if ext.lower() in IMAGE_EXTENSIONS:
         masks[stem] = os.path.join(mask_dir, name)
   samples = []
-  for name in sorted(os.listdir(image_dir)):
+  for name in sorted(tf.io.gfile.listdir(image_dir)):
     stem, ext = os.path.splitext(name)
     if ext.lower() in IMAGE_EXTENSIONS:
       samples.append(Sample(os.path.join(image_dir, name),
@@ -281,8 +287,30 @@ def pair_by_stem(image_dir: str, mask_dir: Optional[str],
   return samples
 
 
+# Shards of a split: about RECORDS_PER_SHARD records each, at least
+# MIN_SHARDS (a cluster of up to that many input pipelines then gives each
+# worker whole files of its own) and at most MAX_SHARDS.
+RECORDS_PER_SHARD = 100
+MIN_SHARDS = 32
+MAX_SHARDS = 1024
+
+
+def default_num_shards(num_records: int) -> int:
+  """Shards for a split of ``num_records``: enough for a cluster's workers.
+
+  Each input pipeline (one per worker or TPU host) reads its own files
+  when a split has at least as many shards as pipelines; with fewer, every
+  worker reads every file. 32 shards cover clusters of up to 32 workers
+  (or TPU pods of up to 32 hosts), larger splits get one shard per ~100
+  records, and a split never has more shards than records.
+  """
+  shards = min(MAX_SHARDS, max(MIN_SHARDS, -(-num_records // RECORDS_PER_SHARD)))
+  return max(1, min(shards, num_records))
+
+
 def build_split(samples: Sequence[Sample], spec: LabelSpec, output_dir: str,
-                split: str, num_shards: int, expected_count: Optional[int] = None,
+                split: str, num_shards: Optional[int] = None,
+                expected_count: Optional[int] = None,
                 strict: bool = False, workers: Optional[int] = None) -> BuildReport:
   """Encodes ``samples`` in parallel and writes ``split`` shards atomically.
 
@@ -291,7 +319,8 @@ def build_split(samples: Sequence[Sample], spec: LabelSpec, output_dir: str,
     spec: how masks encode classes.
     output_dir: where ``{split}-NNNNN-of-NNNNN.tfrecord`` go.
     split: split name.
-    num_shards: number of shards (records are split into contiguous runs).
+    num_shards: number of shards (records are split into contiguous runs);
+      None: ``default_num_shards``.
     expected_count: the split's size in the dataset table, if known.
     strict: stop at the first problem (nothing is renamed into place).
     workers: processes (default: all cores).
@@ -301,7 +330,13 @@ def build_split(samples: Sequence[Sample], spec: LabelSpec, output_dir: str,
 
   Raises:
     BuildError: in strict mode, the first problem.
+    ValueError: ``num_shards`` below 1.
   """
+  if num_shards is None:
+    num_shards = default_num_shards(len(samples))
+  if num_shards < 1:
+    raise ValueError(f"num_shards must be >= 1 (or None for the default), "
+                     f"got {num_shards!r}")
   report = BuildReport(split)
   num_shards = max(1, min(num_shards, len(samples)))
   writer = records.ShardWriter(output_dir, split, num_shards)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -64,15 +65,22 @@ def _check_labels(example, num_classes: int, ignore_label: int):
 
 
 def _read(paths: List[str], input_context, training: bool, seed: int,
-          deterministic: bool) -> tf.data.Dataset:
+          deterministic: bool, key: str) -> tf.data.Dataset:
   files = tf.data.Dataset.from_tensor_slices(paths)
   shard_records = False
   if input_context and input_context.num_input_pipelines > 1:
-    if len(paths) >= input_context.num_input_pipelines:
-      files = files.shard(input_context.num_input_pipelines,
-                          input_context.input_pipeline_id)
+    pipelines = input_context.num_input_pipelines
+    if len(paths) >= pipelines:
+      files = files.shard(pipelines, input_context.input_pipeline_id)
     else:
       shard_records = True
+      if input_context.input_pipeline_id == 0:
+        logging.warning(
+            "%s matches %d files for %d input pipelines (one per worker): "
+            "every worker reads every file and keeps one record in %d. "
+            "Rebuild the records with at least %d shards (datasets.build_* "
+            "--num_shards; a multiple of the worker count spreads evenly).",
+            key, len(paths), pipelines, pipelines, pipelines)
   if training:
     files = files.shuffle(len(paths), seed=seed if deterministic else None,
                           reshuffle_each_iteration=True)
@@ -91,6 +99,28 @@ def resize_range(config):
   return (data.min_resize_value, data.max_resize_value, data.resize_factor)
 
 
+def records_per_step(batch_size: int,
+                     input_context: Optional[tf.distribute.InputContext]) -> int:
+  """Records one input pipeline feeds per training step.
+
+  A pipeline yields per-replica batches and feeds every replica of its host
+  (``tf.distribute`` hands its consecutive batches to them in turn): with 8
+  GPUs or TPU cores per host it yields 8 batches a step, not one.
+
+  Args:
+    batch_size: per-replica batch size.
+    input_context: the pipeline's input context (None: one replica).
+  """
+  if input_context is None:
+    return batch_size
+  replicas, pipelines = (input_context.num_replicas_in_sync,
+                         input_context.num_input_pipelines)
+  if replicas % pipelines:
+    raise ValueError(f"{replicas} replicas do not split evenly over "
+                     f"{pipelines} input pipelines")
+  return batch_size * (replicas // pipelines)
+
+
 def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = None,
                   batch_size: Optional[int] = None,
                   start_step: int = 0) -> tf.data.Dataset:
@@ -100,12 +130,12 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
     config: experiment config (``config.data`` and ``config.dataset``).
     input_context: from ``strategy.distribute_datasets_from_function``;
       sets the per-replica batch and this worker's shard.
-    batch_size: per-pipeline batch size; default ``config.train.batch_size``
+    batch_size: per-replica batch size; default ``config.train.batch_size``
       divided by the input context's replicas.
-    start_step: training step to resume at: the first ``start_step``
-      batches are skipped (as serialized records, before any decoding), so
-      a deterministic pipeline continues exactly where an interrupted run
-      stopped.
+    start_step: training step to resume at: the records this pipeline fed
+      in the first ``start_step`` steps are skipped (as serialized records,
+      before any decoding), so a deterministic pipeline continues exactly
+      where an interrupted run stopped.
   """
   data = config.data
   info = registry.from_config(config)
@@ -117,7 +147,8 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
   seed = data.seed
   if input_context is not None:
     seed += 1000 * input_context.input_pipeline_id
-  dataset = _read(paths, input_context, True, seed, data.deterministic)
+  dataset = _read(paths, input_context, True, seed, data.deterministic,
+                  "config.data.train_pattern")
   dataset = dataset.shuffle(data.shuffle_buffer,
                             seed=seed if data.deterministic else None)
   dataset = dataset.repeat()
@@ -136,7 +167,8 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
     return augment.preprocess_train(example["image"], example["label"],
                                     seed=element_seed, **options)
 
-  dataset = dataset.enumerate().skip(start_step * batch_size).map(
+  dataset = dataset.enumerate().skip(
+      start_step * records_per_step(batch_size, input_context)).map(
       prepare, num_parallel_calls=AUTOTUNE, deterministic=data.deterministic)
   dataset = dataset.batch(batch_size, drop_remainder=True)
   return dataset.prefetch(AUTOTUNE)
@@ -156,7 +188,7 @@ def eval_dataset(config, input_context: Optional[tf.distribute.InputContext] = N
   data = config.data
   info = registry.from_config(config)
   paths = list_files(pattern or data.eval_pattern, pattern_field)
-  dataset = _read(paths, input_context, False, data.seed, True)
+  dataset = _read(paths, input_context, False, data.seed, True, pattern_field)
 
   def prepare(serialized):
     example = _check_labels(records.parse(serialized, info.ignore_label),

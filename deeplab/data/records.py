@@ -7,7 +7,6 @@ scripts produced load unchanged, and ours load in the original code.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 from typing import Dict, Iterable, List, Sequence
@@ -102,7 +101,7 @@ def shard_paths(output_dir: str, split: str, count: int) -> List[str]:
 def existing_shards(output_dir: str, split: str) -> List[str]:
   """Finished shards of ``split`` in ``output_dir`` (any shard count)."""
   found = []
-  for path in glob.glob(os.path.join(glob.escape(output_dir), f"{glob.escape(split)}-*.tfrecord")):
+  for path in tf.io.gfile.glob(os.path.join(output_dir, f"{split}-*.tfrecord")):
     match = _SHARD_RE.match(os.path.basename(path))
     if match and match["split"] == split:
       found.append(path)

@@ -5,7 +5,10 @@ The dataset is distributed with input contexts, ``steps_per_loop`` steps run
 inside one ``tf.function`` call (``Trainer.make_train_loop``), a checkpoint
 is written every ``checkpoint_every`` steps, and the loop stops at
 ``config.train.steps``, on SIGTERM/SIGINT or after ``max_minutes``, saving
-first. ``train_and_eval`` evaluates after every checkpoint.
+first. ``train_and_eval`` evaluates after every checkpoint: with the
+training strategy on one host (one device, MirroredStrategy), and on the
+chief's host CPU, on a copy of the weights, under TPUStrategy and
+MultiWorkerMirroredStrategy (``Trainer.evaluation_model``).
 """
 
 from __future__ import annotations
@@ -137,8 +140,12 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
         trainer.save()
         last_saved = step
         if evaluate_every_checkpoint and trainer.chief:
-          eval_lib.evaluate_model(config, trainer.model, workdir, step,
-                                  strategy)
+          model, eval_strategy = trainer.evaluation_model()
+          on_host = eval_strategy is not strategy
+          with (tf.device(strategy_lib.host_cpu(strategy)) if on_host
+                else contextlib.nullcontext()):
+            eval_lib.evaluate_model(config, model, workdir, step,
+                                    eval_strategy)
       if stop.requested:
         stopped = stop.signal_name
         break

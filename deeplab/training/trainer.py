@@ -67,6 +67,28 @@ def gradient_multipliers(model: keras.Model, last_layer_multiplier: float = 1.0,
   return multipliers
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
+class ReplicaAgreeingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+  """Keras' dynamic loss scaling, with every replica deciding overflow alike.
+
+  Keras decides "finite gradients?" from the gradients of the replica it
+  runs on, before they are summed across replicas (under MirroredStrategy
+  it takes replica 0's answer for all): an overflow on another replica is
+  then summed into the weights, which become Inf/NaN. Here the decision is
+  all-reduced: if any replica's gradients overflow, every replica skips the
+  step and halves the loss scale, as dynamic loss scaling intends.
+  """
+
+  def check_finite(self, grads):
+    finite = super().check_finite(grads)
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+      return finite
+    overflowed = context.all_reduce(
+        tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite), tf.float32))
+    return tf.equal(overflowed, 0.0)
+
+
 class Trainer:
   """Holds the model, optimizer, checkpoint and the compiled train step."""
 
@@ -88,7 +110,7 @@ class Trainer:
           train.warmup_learning_rate, train.warmup_type)
       optimizer = keras.optimizers.SGD(self.schedule, momentum=train.momentum)
       if config.model.dtype_policy == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer = ReplicaAgreeingLossScaleOptimizer(optimizer)
       self.optimizer = optimizer
       self.optimizer.build(self.model.trainable_variables)
       # The dropout layers' random-generator states (variables that are not
@@ -104,6 +126,7 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, directory, max_to_keep=train.keep_checkpoints)
     self.kernels = loss_lib.decayed_kernels(self.model)
+    self._host_model = None  # Built at the first host evaluation.
 
   @property
   def step(self) -> int:
@@ -128,8 +151,28 @@ class Trainer:
       logging.info("Saved %s", path)
     return path
 
-  def make_train_loop(self):
-    """A tf.function running ``n`` steps; returns the mean loss."""
+  def evaluation_model(self):
+    """``(model, strategy)`` that ``train_and_eval`` evaluates.
+
+    The live model under the training strategy, or, where that cannot
+    evaluate (``strategy_lib.evaluates_on_host``: TPUs, multi-worker), a
+    copy of the current weights on the host CPU under the default strategy.
+    The copy is built once, so its evaluation function is traced once.
+    """
+    if not strategy_lib.evaluates_on_host(self.strategy):
+      return self.model, self.strategy
+    with tf.device(strategy_lib.host_cpu(self.strategy)):
+      if self._host_model is None:
+        self._host_model = model_lib.build_model(self.config)
+      self._host_model.set_weights(self.model.get_weights())
+    return self._host_model, tf.distribute.get_strategy()
+
+  def make_train_loop(self, jit_compile: bool = False):
+    """A tf.function running ``n`` steps; returns the mean loss.
+
+    ``jit_compile`` compiles each replica's step with XLA, as TPUStrategy
+    does (a CPU check that the step has no dynamic shapes or strings).
+    """
     config, info = self.config, self.info
     class_weights = tuple(config.train.class_weights)
     replicas = self.strategy.num_replicas_in_sync
@@ -155,6 +198,9 @@ class Trainer:
       grads = [g if m == 1.0 else g * m for g, m in zip(grads, multipliers)]
       self.optimizer.apply(grads, self.model.trainable_variables)
       return loss
+
+    if jit_compile:
+      step_fn = tf.function(step_fn, jit_compile=True)
 
     @tf.function
     def loop(iterator, steps):
