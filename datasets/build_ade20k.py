@@ -1,7 +1,7 @@
 r"""Builds ADE20K (SceneParsing, 150 classes + 0 = other, ignored) records.
 
 Usage:
-  python -m datasets.build_ade20k --ade20k_root=ADEChallengeData2016 \
+  deeplab-build-ade20k --ade20k_root=ADEChallengeData2016 \
       --output_dir=OUT
 
 DIR holds images/{training,validation}/*.jpg and
@@ -31,7 +31,7 @@ def splits(root: str):
           if tf.io.gfile.isdir(os.path.join(root, "images", folder))}
 
 
-def main(argv):
+def _main(argv):
   del argv
   info = registry.DATASETS["ade20k"]
   found = splits(_ROOT.value)
@@ -42,11 +42,11 @@ def main(argv):
                dataset="ade20k")
 
 
-def run():
+def main():
   """Console-script entry point."""
   flags.mark_flags_as_required(["ade20k_root", "output_dir"])
-  cli.run_app(main, __doc__)
+  cli.run_app(_main, __doc__)
 
 
 if __name__ == "__main__":
-  run()
+  main()

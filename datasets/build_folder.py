@@ -1,7 +1,7 @@
 r"""Builds records from a folder of images and a folder of masks (user data).
 
 Usage:
-  python -m datasets.build_folder --images=DIR --masks=DIR --output_dir=OUT \
+  deeplab-build-folder --images=DIR --masks=DIR --output_dir=OUT \
       --split=train --num_classes=5 [--ignore_label=255] [--colormap=...]
 
 Images and masks pair by file stem (``a.jpg`` with ``a.png``; use
@@ -12,7 +12,7 @@ Images and masks pair by file stem (``a.jpg`` with ``a.png``; use
   (pascal_voc_seg, cityscapes, camvid, ...) whose colors are the ids, or a
   JSON file {"0": [0, 0, 0], "1": [128, 0, 0], ...} mapping ids to colors;
   --ignore_color names the color of unlabelled pixels.
-Run `python -m datasets.inspect DIR` on the masks first if unsure.
+Run `deeplab-inspect DIR` on the masks first if unsure.
 """
 
 import json
@@ -80,17 +80,17 @@ def label_spec() -> builder.LabelSpec:
                            ignore_color=ignore_color)
 
 
-def main(argv):
+def _main(argv):
   del argv
   samples = builder.pair_by_stem(_IMAGES.value, _MASKS.value, _MASK_SUFFIX.value)
   common.build({_SPLIT.value: samples}, label_spec())
 
 
-def run():
+def main():
   """Console-script entry point."""
   flags.mark_flags_as_required(["images", "masks", "output_dir"])
-  cli.run_app(main, __doc__)
+  cli.run_app(_main, __doc__)
 
 
 if __name__ == "__main__":
-  run()
+  main()

@@ -1,7 +1,7 @@
 r"""Builds records from any tensorflow-datasets dataset with a mask feature.
 
 Usage:
-  python -m datasets.build_tfds --tfds_name=oxford_iiit_pet --split=train \
+  deeplab-build-tfds --tfds_name=oxford_iiit_pet --split=train \
       --output_dir=OUT --num_classes=3 --label_offset=-1
 
 The image feature (--image_feature, default 'image') and the segmentation
@@ -81,7 +81,7 @@ def samples(name: str, split: str, data_dir=None, image_feature="image",
   return found
 
 
-def main(argv):
+def _main(argv):
   del argv
   if not _NUM_CLASSES.value:
     raise flags.ValidationError("--num_classes is required")
@@ -91,11 +91,11 @@ def main(argv):
                builder.LabelSpec(_NUM_CLASSES.value, _IGNORE.value))
 
 
-def run():
+def main():
   """Console-script entry point."""
   flags.mark_flags_as_required(["tfds_name", "output_dir"])
-  cli.run_app(main, __doc__)
+  cli.run_app(_main, __doc__)
 
 
 if __name__ == "__main__":
-  run()
+  main()

@@ -1,7 +1,7 @@
 r"""Builds PASCAL VOC 2012 segmentation records (21 classes, 255 ignored).
 
 Usage:
-  python -m datasets.build_voc --voc_root=VOCdevkit/VOC2012 --output_dir=OUT \
+  deeplab-build-voc --voc_root=VOCdevkit/VOC2012 --output_dir=OUT \
       [--train_aug_masks=SegmentationClassAug]
 
 Reads ImageSets/Segmentation/{train,val,trainval}.txt, JPEGImages/ and
@@ -59,7 +59,7 @@ def splits(root: str, aug_dir=None):
   return found
 
 
-def main(argv):
+def _main(argv):
   del argv
   info = registry.DATASETS["pascal_voc_seg"]
   common.build(splits(_ROOT.value, _AUG.value),
@@ -67,11 +67,11 @@ def main(argv):
                dataset="pascal_voc_seg")
 
 
-def run():
+def main():
   """Console-script entry point."""
   flags.mark_flags_as_required(["voc_root", "output_dir"])
-  cli.run_app(main, __doc__)
+  cli.run_app(_main, __doc__)
 
 
 if __name__ == "__main__":
-  run()
+  main()

@@ -1,8 +1,8 @@
 r"""Label audit of records or masks: run it before training on your own data.
 
 Usage:
-  python -m datasets.inspect PATH [--dataset=camvid]
-  python -m datasets.inspect PATH --num_classes=5 [--ignore_label=255]
+  deeplab-inspect PATH [--dataset=camvid]
+  deeplab-inspect PATH --num_classes=5 [--ignore_label=255]
 
 PATH is a folder of masks, a folder of .tfrecord shards, or a glob of
 either. Prints per-class pixel frequency, the ignore share, values that
@@ -26,7 +26,7 @@ _NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Number of classes.")
 _IGNORE = flags.DEFINE_integer("ignore_label", None, "Ignore label (default 255).")
 
 
-def main(argv):
+def _main(argv):
   if len(argv) != 2:
     raise app.UsageError("give exactly one PATH (folder or glob)")
   num_classes, ignore, names = _NUM_CLASSES.value, _IGNORE.value, ()
@@ -41,10 +41,10 @@ def main(argv):
     sys.exit(1)
 
 
-def run():
+def main():
   """Console-script entry point."""
-  cli.run_app(main, __doc__)
+  cli.run_app(_main, __doc__)
 
 
 if __name__ == "__main__":
-  run()
+  main()

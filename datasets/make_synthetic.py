@@ -1,7 +1,7 @@
 r"""Generates the built-in synthetic dataset: colored shapes on textures.
 
 Usage:
-  python -m datasets.make_synthetic --output_dir=OUT [--train_size=400]
+  deeplab-make-synthetic --output_dir=OUT [--train_size=400]
       [--val_size=64] [--image_size=161] [--seed=0]
 
 Deterministic from --seed. Each image has a low-saturation textured
@@ -139,7 +139,7 @@ def samples(count: int, seed: int, size: int, split: str):
   return found
 
 
-def main(argv):
+def _main(argv):
   del argv
   info = registry.DATASETS["synthetic"]
   # Train and val differ by seed, so no validation image is a training image.
@@ -156,11 +156,11 @@ def main(argv):
         f.write(sample.image_data)
 
 
-def run():
+def main():
   """Console-script entry point."""
   flags.mark_flags_as_required(["output_dir"])
-  cli.run_app(main, __doc__)
+  cli.run_app(_main, __doc__)
 
 
 if __name__ == "__main__":
-  run()
+  main()

@@ -14,9 +14,9 @@ The rule:
 - A tool that reads a run (``eval.py``, ``export.py``, ``deeplab.predict``)
   takes the config written in ``--workdir`` and applies only what the user
   changes on purpose: each ``--config.x=...`` given, and, when
-  ``--config=FILE`` is given, the fields that file sets to something other
-  than the defaults. A change that would alter the model's weights is
-  refused with the field named (``deeplab.run_dir``).
+  ``--config=FILE`` is given, that file's ``eval`` section (scales, flip,
+  crop size). A change that would alter the model's weights is refused
+  with the field named (``deeplab.run_dir``).
 """
 
 from __future__ import annotations
@@ -41,8 +41,14 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def shipped_configs() -> Dict[str, str]:
   """``{name: path}`` of the experiment configs that ship with the package
   (``configs/`` of the repository, installed as ``deeplab_configs``)."""
-  import deeplab_configs  # pylint: disable=g-import-not-at-top
-  folder = os.path.dirname(deeplab_configs.__file__)
+  try:
+    import deeplab_configs  # pylint: disable=g-import-not-at-top
+    folder = os.path.dirname(deeplab_configs.__file__)
+  except ImportError:  # A checkout used without installing the package.
+    folder = os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "configs")
+    if not os.path.isdir(folder):
+      return {}
   return {name[:-3]: os.path.join(folder, name)
           for name in sorted(os.listdir(folder))
           if name.endswith(".py") and not name.startswith("_")}
@@ -56,7 +62,7 @@ def config_file(spec: str) -> str:
     app.UsageError: a bare name that is no shipped config and no file.
   """
   path = spec.split(":", 1)[0]
-  if os.path.exists(path) or not _NAME.match(path):
+  if os.path.isfile(path) or not _NAME.match(path):
     return spec
   shipped = shipped_configs()
   if path not in shipped:
@@ -120,13 +126,19 @@ def config_file_given() -> bool:
   return flags.FLAGS[CONFIG_FLAG].present > 0
 
 
+# What a --config file may change in a run read by eval, export or predict:
+# how it is evaluated and exported, never what it was trained on or with.
+FILE_SECTIONS = ("eval",)
+
+
 def given_changes(config: ml_collections.ConfigDict) -> Dict[str, Any]:
-  """``{path: value}`` the user set on purpose: ``--config.<path>=...``
-  flags, and fields the ``--config`` file sets away from the defaults."""
-  defaults = dict(config_lib.leaves(config_lib.base_config()))
+  """``{path: value}`` the user set on purpose: every ``--config.<path>=...``
+  flag, and the ``eval`` fields of a ``--config`` file (the rest of the
+  file is the run's own business: its records, crop and steps stay)."""
   file_given = config_file_given()
   return {path: value for path, value in config_lib.leaves(config)
-          if _given(path) or (file_given and value != defaults.get(path))}
+          if _given(path)
+          or (file_given and path.split(".")[0] in FILE_SECTIONS)}
 
 
 def run_config(config: ml_collections.ConfigDict,
@@ -148,5 +160,13 @@ def run_config(config: ml_collections.ConfigDict,
 def tool_config(config: ml_collections.ConfigDict,
                 workdir: str) -> ml_collections.ConfigDict:
   """The config of a tool that reads the run in ``workdir``: the run's
-  config with the user's changes (``given_changes``)."""
+  config with the user's changes (``given_changes``).
+
+  Raises:
+    app.UsageError: ``workdir`` holds no run.
+  """
+  if not run_dir.has_config(workdir):
+    raise app.UsageError(
+        f"--workdir={workdir!r} holds no run: {run_dir.config_path(workdir or '.')} "
+        "does not exist (train.py or deeplab.convert writes it)")
   return run_dir.config_with_changes(workdir, given_changes(config))

@@ -1,9 +1,9 @@
 r"""Imports released DeepLab weights into a checkpoint of ours.
 
   python -m deeplab.convert --source=xception_coco_voc_trainaug --workdir=W
-  python -m deeplab.convert --config=configs/pascal_voc_mobilenetv2_dm05.py \
+  deeplab-convert --config=pascal_voc_mobilenetv2_dm05 \
       --source=deeplabv3_257_mv_gpu.tflite --workdir=W
-  python -m deeplab.convert --config=configs/pascal_voc_xception65.py \
+  deeplab-convert --config=pascal_voc_xception65 \
       --source=deeplabv3_pascal_train_aug_2018_01_04.tar.gz --workdir=W
 
 Sources (``--source``): a name of the original's model zoo
@@ -49,6 +49,7 @@ def convert(config, source: str, workdir: str) -> weights_lib.LoadReport:
       shape (the config does not describe the source's architecture), an
       unreadable tarball, or no config for a source outside the zoo.
   """
+  run_dir.refuse_existing_checkpoints(workdir)  # Before minutes of work.
   if config is None:
     if source not in zoo.MODELS:
       raise ValueError(f"--source={source!r} is not a model zoo name "

@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import keras
 
 from deeplab import backbones
+from deeplab import config as config_lib
 from deeplab import layers
 from deeplab import weights
 from deeplab.model_args import ModelArgs
@@ -123,6 +124,7 @@ def build_model(config, input_shape: Sequence[Optional[int]] = (None, None, 3),
     >>> from deeplab_configs import synthetic
     >>> model = deeplab.build_model(synthetic.get_config())
   """
+  config_lib.validate(config)
   args = ModelArgs.from_experiment(config, input_shape=tuple(input_shape),
                                    **overrides)
   model = DeepLab(args)

@@ -54,7 +54,7 @@ def _positive_ints(values) -> bool:
 
 def _arg(default, doc: str, check: Optional[Callable[[Any], bool]] = None,
          rule: str = "", *, weights: Optional[Callable[[Any], Any]] = None,
-         config_key: Optional[str] = "model"):
+         section: Optional[str] = "model"):
   """A ``ModelArgs`` field.
 
   Args:
@@ -65,12 +65,12 @@ def _arg(default, doc: str, check: Optional[Callable[[Any], bool]] = None,
     weights: if the field decides the model's weights, the function of its
       value that does (``lambda v: v`` for the value itself, ``len`` when
       only the count matters); None if weights fit any value.
-    config_key: section of the experiment config holding the field
+    section: section of the experiment config holding the field
       (``model``, ``dataset``), or None for arguments of the built model
       only (input shape, folding, normalization factory).
   """
   return dataclasses.field(default=default, metadata=dict(
-      doc=doc, check=check, rule=rule, weights=weights, section=config_key))
+      doc=doc, check=check, rule=rule, weights=weights, section=section))
 
 
 def _satisfies(check, value) -> bool:
@@ -93,7 +93,7 @@ class ModelArgs:
 
   num_classes: int = _arg(
       21, "Number of classes the model predicts (the logits' channels).",
-      _positive_int, "an integer >= 1", weights=_same, config_key="dataset")
+      _positive_int, "an integer >= 1", weights=_same, section="dataset")
   backbone: str = _arg(
       "xception_65", "Backbone: xception_41/65/71, resnet_50/101, "
       "mobilenet_v2.", lambda v: v in backbones.BACKBONES,
@@ -159,15 +159,15 @@ class ModelArgs:
   input_shape: Tuple[Optional[int], ...] = _arg(
       (None, None, 3), "(height, width, 3); None dims accept any size.",
       lambda v: len(v) == 3 and v[2] == 3, "(height, width, 3)",
-      config_key=None)
+      section=None)
   batch_norm_factory: Optional[Callable[..., Any]] = _arg(
       None, "Callable (name, epsilon, momentum) -> Layer replacing batch "
       "norm (register it with Keras to survive .keras saving).",
-      config_key=None)
+      section=None)
   fold_batch_norm: bool = _arg(
       False, "Inference form without batch norm layers (convolutions with "
       "biases), made from a trained model by deeplab.folding.",
-      config_key=None)
+      section=None)
 
   def __post_init__(self):
     for field in dataclasses.fields(self):
@@ -243,8 +243,17 @@ class ModelArgs:
 
   @classmethod
   def from_config(cls, config: Dict[str, Any]) -> "ModelArgs":
-    """Inverse of ``to_config``; keys that are not fields are ignored."""
-    values = {k: v for k, v in config.items() if k in _FIELDS}
+    """Inverse of ``to_config``.
+
+    Raises:
+      ValueError: a key that is no field (a misspelt or retired option of a
+        saved model), named.
+    """
+    unknown = sorted(set(config) - set(_FIELDS))
+    if unknown:
+      raise ValueError(f"unknown DeepLab arguments {unknown}; the arguments "
+                       f"are {sorted(_FIELDS)}")
+    values = dict(config)
     if "batch_norm_factory" in values:
       values["batch_norm_factory"] = keras.saving.deserialize_keras_object(
           values["batch_norm_factory"])

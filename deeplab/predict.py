@@ -1,8 +1,8 @@
 r"""Segments images and writes id masks, colored masks and overlays.
 
-  python -m deeplab.predict --workdir=W --input='photos/*.jpg' --output_dir=O \
+  deeplab-predict --workdir=W --input='photos/*.jpg' --output_dir=O \
       [--config.eval.scales='(0.75,1.0,1.25)' --config.eval.flip=True]
-  python -m deeplab.predict --saved_model=E --input=photos/ --output_dir=O
+  deeplab-predict --saved_model=E --input=photos/ --output_dir=O
 
 A run folder is read with its own config (W/config.json); --config.x=...
 changes evaluation fields (scales, flip) on purpose.
@@ -123,7 +123,10 @@ INFERENCE_ENV = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}
 
 
 def main():
-  """``python -m deeplab.predict``: flags, then ``predict_files``."""
+  """``deeplab-predict`` / ``python -m deeplab.predict``: flags, then
+  ``predict_files``."""
+  for key, value in INFERENCE_ENV.items():
+    os.environ.setdefault(key, value)  # Read when the first kernel is built.
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
 
@@ -159,6 +162,4 @@ def main():
 
 
 if __name__ == "__main__":
-  for _key, _value in INFERENCE_ENV.items():
-    os.environ.setdefault(_key, _value)  # read when the first kernel is built
   main()

@@ -166,9 +166,23 @@ def restore_model(config, workdir: str, checkpoint: Optional[str] = None
   return model, checkpoint_step(checkpoint)
 
 
+def refuse_existing_checkpoints(workdir: str) -> None:
+  """Raises ValueError if ``workdir`` already holds checkpoints (writing
+  imported weights there would replace a trained run's)."""
+  latest = latest_checkpoint(workdir) if workdir else None
+  if latest:
+    raise ValueError(f"--workdir={workdir!r} already holds checkpoints "
+                     f"({latest}); give a new folder")
+
+
 def save_model(model, config, workdir: str, step: int = 0) -> str:
-  """Makes ``workdir`` a run holding ``model``'s weights (for imported
-  weights): its config and ``checkpoints/ckpt-<step>``."""
+  """Makes ``workdir`` a new run holding ``model``'s weights (for imported
+  weights): its config and ``checkpoints/ckpt-<step>``.
+
+  Raises:
+    ValueError: ``workdir`` already holds checkpoints.
+  """
+  refuse_existing_checkpoints(workdir)
   prepare(workdir)
   write_config(config, workdir)
   manager = tf.train.CheckpointManager(

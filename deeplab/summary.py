@@ -1,7 +1,7 @@
 """Prints the layer table of a config's model and its parameter count.
 
 Usage:
-  python -m deeplab.summary --config=configs/pascal_voc_xception65.py
+  deeplab-summary --config=pascal_voc_xception65
 
 The last line is ``total_params=<int>`` (weights and batch norm statistics).
 The model is built at the config's crop size so the table shows real shapes.

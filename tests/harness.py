@@ -356,6 +356,21 @@ def fake_raw_datasets(root, per_split=3) -> dict:
 # --- The README's command blocks. ---
 
 
+def readme_code_blocks(language: str):
+  """The README's ```LANGUAGE blocks, as text."""
+  blocks, block = [], None
+  for line in (REPO / "README.md").read_text().splitlines():
+    if block is None:
+      if line.strip() == f"```{language}":
+        block = []
+    elif line.strip() == "```":
+      blocks.append("\n".join(block) + "\n")
+      block = None
+    else:
+      block.append(line)
+  return blocks
+
+
 def readme_command_blocks():
   """The README's ```sh blocks as lists of commands (continuation lines
   joined, comments dropped), each command a list of arguments."""

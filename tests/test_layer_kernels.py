@@ -1,7 +1,7 @@
 """The layers that route around slow oneDNN kernels compute what Keras does.
 
-``PointwiseConv2D`` (1x1 conv as a matrix product), bfloat16 batch norm with
-channels padded to a multiple of 16, and ``DepthwiseConv2D`` with float32
+``MatMulPointwiseConv`` (1x1 conv as a matrix product), bfloat16 batch norm
+with channels padded to a multiple of 16, and ``Float32GradDepthwiseConv`` with float32
 gradients when strided under bfloat16: each must give Keras' values and
 gradients, and each must really take its route (checked in the traced graph).
 """

@@ -16,6 +16,8 @@ a full dataset; they are all here:
 - ``make demo``: a demo folder in the test's temporary folder and a
   4-step training run.
 
+The ```python blocks run as they are, each in a fresh interpreter.
+
 Not run here: ``make test`` (CI runs it; it would run itself) and the
 ``pip install .`` block, which tests/test_wheel.py runs against a built
 wheel. The block with Google's released model runs only when ../shared is
@@ -130,11 +132,22 @@ def test_make_demo_runs(tmp_path):
   (block,) = blocks("make")
   assert block[0] == ["make", "demo"]
   demo = tmp_path / "demo_output"
+  # -o: use the installed environment as it is (never reinstall mid-suite).
   result = subprocess.run(
-      ["make", "demo", f"DEMO={demo}", "DEMO_FLAGS=--config.train.steps=4 "
+      ["make", "-o", ".venv/.installed", "demo", f"PY={sys.executable}",
+       f"DEMO={demo}", "DEMO_FLAGS=--config.train.steps=4 "
        "--config.train.checkpoint_every=4 --config.eval.num_summary_images=0"],
       cwd=REPO, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Demo finished" in result.stdout
   assert len(list((demo / "predictions").glob("*_overlay.png"))) == 8
   assert pathlib.Path(demo / "run" / "eval" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("index", range(len(harness.readme_code_blocks("python"))))
+def test_the_readme_python_blocks_run(index, tmp_path):
+  code = harness.readme_code_blocks("python")[index]
+  result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert result.returncode == 0, (code, result.stderr[-3000:])

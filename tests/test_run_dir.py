@@ -119,3 +119,47 @@ def test_continuous_eval_scores_the_last_checkpoint_and_stops(trained):
                    "--timeout=5")
   assert result.returncode == 0, result.stderr[-3000:]
   assert json.loads((workdir / "eval" / "metrics-4.json").read_text())["step"] == 4
+
+
+def test_a_config_file_changes_only_how_a_run_is_evaluated(trained, tmp_path):
+  # A file whose records, steps and crop differ from the run's: only its
+  # eval section applies (a nonexistent pattern would fail the evaluation).
+  workdir, _, _ = trained
+  path = tmp_path / "other.py"
+  path.write_text(
+      "from deeplab_configs import synthetic\n"
+      "def get_config():\n"
+      "  config = synthetic.get_config()\n"
+      "  config.data.eval_pattern = '/nowhere/val-*'\n"
+      "  config.train.steps = 999\n"
+      "  config.eval.flip = True\n"
+      "  return config\n")
+  result = run_cli("eval.py", f"--config={path}", f"--workdir={workdir}",
+                   "--mode=continuous_eval", "--timeout=5")
+  assert result.returncode == 0, result.stderr[-3000:]  # Stopped at step 4.
+
+
+def test_int8_export_calibrates_on_training_records_only(trained, tmp_path):
+  workdir, _, _ = trained
+  result = run_cli("export.py", f"--workdir={workdir}",
+                   f"--export_dir={tmp_path / 'saved'}",
+                   f"--tflite={tmp_path / 'm.tflite'}", "--quantization=int8",
+                   "--config.data.train_pattern=")
+  assert result.returncode != 0
+  assert "int8 quantization calibrates on training images" in result.stderr
+  assert "config.data.train_pattern" in result.stderr
+  assert not (tmp_path / "saved").exists()  # Refused before writing anything.
+  # With training records it calibrates on them (a progress line says so).
+  result = run_cli("export.py", f"--workdir={workdir}",
+                   f"--tflite={tmp_path / 'm.tflite'}", "--quantization=int8",
+                   "--representative_count=3", "--tflite_size=65,65")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "calibrate 3/3" in result.stderr
+
+
+def test_convert_never_replaces_a_runs_checkpoints(trained):
+  workdir, _, _ = trained
+  result = run_cli("-m", "deeplab.convert", f"--workdir={workdir}",
+                   "--source=/nowhere/model.ckpt")
+  assert result.returncode != 0
+  assert "already holds checkpoints" in result.stderr

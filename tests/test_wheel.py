@@ -93,6 +93,12 @@ def test_the_wheel_installs_only_our_names(installed):
   top = {p.name.split(".")[0].split("-")[0] for p in site.iterdir()
          if not p.name.endswith((".dist-info", ".pth")) and p.name != "__pycache__"}
   assert top == OUR_NAMES
+  # Every module of the checkout's packages is in the wheel.
+  for package, folder in (("deeplab", "deeplab"), ("deeplab_configs", "configs"),
+                          ("deeplab_datasets", "datasets")):
+    ours = {p.relative_to(REPO / folder) for p in (REPO / folder).rglob("*.py")}
+    wheel = {p.relative_to(site / package) for p in (site / package).rglob("*.py")}
+    assert ours == wheel, (package, ours ^ wheel)
   result = run(installed, "python", "-c",
                "import deeplab, deeplab.data.pipeline, deeplab.training.loop, "
                "deeplab_configs.synthetic, deeplab_datasets.build_voc; "

@@ -85,6 +85,8 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
   """
   config_lib.validate(config)
   run_dir.prepare(workdir)
+  if run_dir.has_config(workdir):  # Before minutes of model building.
+    run_dir.check_architecture(config, run_dir.read_config(workdir), workdir)
   # Fail on missing records before minutes of model building.
   pipeline.list_files(config.data.train_pattern, "config.data.train_pattern")
   if evaluate_every_checkpoint:
@@ -125,7 +127,7 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
             f"loss is {loss} at step {step}: training stopped; the last good "
             f"checkpoint ({trainer.manager.latest_checkpoint}) is untouched. "
             "Lower config.train.base_learning_rate, check the labels with "
-            "`python -m datasets.inspect`, or use float32.")
+            "`deeplab-inspect`, or use float32.")
       images_per_second = count * train_cfg.batch_size / elapsed
       learning_rate = float(trainer.schedule(step))
       bar.update(count, f"loss {loss:.4f} {images_per_second:.1f} images/s")
