@@ -18,10 +18,12 @@ a full dataset; they are all here:
 
 The ```python blocks run as they are, each in a fresh interpreter.
 
-Not run here: ``make test`` (CI runs it; it would run itself) and the
-``pip install .`` block, which tests/test_wheel.py runs against a built
-wheel. The block with Google's released model runs only when ../shared is
-beside the checkout.
+Not run here: ``make test`` (CI runs it; it would run itself), the
+``pip install .`` block (tests/test_wheel.py runs it against a built
+wheel) and the cluster block (it needs a TPU, several machines and Cloud
+Storage; its strategies run on logical CPU devices in
+tests/test_distribution.py). The block with Google's released model runs
+only when ../shared is beside the checkout.
 """
 
 import os
@@ -65,6 +67,8 @@ def classify(block):
     return "datasets"
   if "deeplab.convert" in text:
     return "released"
+  if "gs://" in text:
+    return "cluster"
   return "main"
 
 
@@ -103,7 +107,7 @@ def sandbox(tmp_path_factory):
 def test_the_readme_has_the_blocks_this_test_knows():
   kinds = [classify(b) for b in harness.readme_command_blocks()]
   assert kinds[0] == "make" and kinds.count("install") == 1
-  assert {"datasets", "released", "main"} <= set(kinds)
+  assert {"datasets", "released", "main", "cluster"} <= set(kinds)
   assert [c[:2] for c in harness.readme_command_blocks()[0]] == [
       ["make", "demo"], ["make", "test"]]
 

@@ -43,12 +43,17 @@ def random_scale_factor(min_scale: float, max_scale: float, step: float,
 def scale_image_and_label(image, label, scale):
   """Resizes by ``scale``: the image bilinearly, the label by nearest id."""
   shape = tf.cast(tf.shape(image)[:2], tf.float32)
-  new_size = tf.cast(shape * scale, tf.int32)
+  return resize_image_and_label(image, label, tf.cast(shape * scale, tf.int32))
+
+
+def resize_image_and_label(image, label, size):
+  """Resizes to ``size``: the image bilinearly, the label by nearest id,
+  corners aligned (the original's convention)."""
   image = tf.raw_ops.ResizeBilinear(
-      images=tf.cast(image[None], tf.float32), size=new_size,
+      images=tf.cast(image[None], tf.float32), size=size,
       align_corners=True)[0]
   label = tf.raw_ops.ResizeNearestNeighbor(
-      images=label[None], size=new_size, align_corners=True)[0]
+      images=label[None], size=size, align_corners=True)[0]
   return image, label
 
 
@@ -98,14 +103,9 @@ def resize_to_range(image, label, min_size: float = 0, max_size: float = 0,
   if not (min_size or max_size):
     return image, label
   shape = tf.shape(image)
-  new_size = resize_to_range_size(shape[0], shape[1], min_size, max_size,
-                                  factor)
-  image = tf.raw_ops.ResizeBilinear(
-      images=tf.cast(image[None], tf.float32), size=new_size,
-      align_corners=True)[0]
-  label = tf.raw_ops.ResizeNearestNeighbor(
-      images=label[None], size=new_size, align_corners=True)[0]
-  return image, label
+  return resize_image_and_label(
+      image, label,
+      resize_to_range_size(shape[0], shape[1], min_size, max_size, factor))
 
 
 def pad_to_size(image, label, height: int, width: int, ignore_label: int):
