@@ -22,7 +22,8 @@ Not run here: ``make test`` (CI runs it; it would run itself), the
 ``pip install .`` block (tests/test_wheel.py runs it against a built
 wheel) and the cluster block (it needs a TPU, several machines and Cloud
 Storage; its strategies run on logical CPU devices in
-tests/test_distribution.py). The block with Google's released model runs
+tests/test_distribution.py) and the model-zoo download (it needs the
+network; tests/test_zoo.py converts a tarball in the zoo's layout offline). The block with Google's released model runs
 only when ../shared is beside the checkout.
 """
 
@@ -65,6 +66,8 @@ def classify(block):
     return "install"
   if "datasets.build_" in text:
     return "datasets"
+  if "deeplab.convert --source=" in text:
+    return "zoo"
   if "deeplab.convert" in text:
     return "released"
   if "gs://" in text:
@@ -107,7 +110,7 @@ def sandbox(tmp_path_factory):
 def test_the_readme_has_the_blocks_this_test_knows():
   kinds = [classify(b) for b in harness.readme_command_blocks()]
   assert kinds[0] == "make" and kinds.count("install") == 1
-  assert {"datasets", "released", "main", "cluster"} <= set(kinds)
+  assert {"datasets", "released", "main", "cluster", "zoo"} <= set(kinds)
   assert [c[:2] for c in harness.readme_command_blocks()[0]] == [
       ["make", "demo"], ["make", "test"]]
 
