@@ -73,7 +73,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.flip = True
   # Random brightness/contrast/saturation jitter (the original has none).
   config.data.photometric = False
-  # Training examples held in the shuffle buffer (records).
+  # Records shuffled together: each epoch's record stream is cut into
+  # windows of this many records, each permuted (1: file order only).
   config.data.shuffle_buffer = 1000
   # Images per evaluation batch; > 1 pads images to a common size.
   config.data.eval_batch_size = 1

@@ -206,3 +206,23 @@ def test_median_frequency_weights():
   freq = {0: 5 / 8, 1: 1 / 4, 2: 2 / 4}
   median = 0.5
   assert weights == pytest.approx({c: median / f for c, f in freq.items()})
+
+
+@pytest.mark.parametrize("pipelines", [1, 2, 4])
+def test_resume_several_epochs_in_reads_the_same_batches(synthetic_records, pipelines):
+  # 24 records in 3 shards of 8: the last of 2 pipelines reads shard 1; each
+  # of 4 reads every shard and keeps one record in 4. Step 13 is epochs in.
+  config = config_for(synthetic_records, deterministic=True, shuffle_buffer=5)
+  context = tf.distribute.InputContext(pipelines, pipelines - 1, pipelines)
+  paths = pipeline.list_files(config.data.train_pattern, "pattern")
+  assert sum(pipeline.count_file_records(p) for p in paths) == 24
+  per_epoch = pipeline.records_per_epoch(paths, context)
+  assert per_epoch == {1: 24, 2: 8, 4: 6}[pipelines]
+  batch = 4 // pipelines
+  straight = [y.numpy() for _, y in pipeline.train_dataset(
+      config, context, batch_size=batch).take(15)]
+  resumed = [y.numpy() for _, y in pipeline.train_dataset(
+      config, context, batch_size=batch, start_step=13).take(2)]
+  for a, b in zip(straight[13:], resumed):
+    np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(straight[0], straight[per_epoch // batch])  # Epochs differ.

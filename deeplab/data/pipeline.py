@@ -1,10 +1,17 @@
 """tf.data input pipelines over sharded DeepLab records.
 
 Training: files listed and sharded per worker (``tf.distribute`` input
-context), interleaved reads, shuffle, repeat, parallel decode and
-augmentation, fixed-shape batches (``drop_remainder``, as TPUs need),
-prefetch, all autotuned. With ``deterministic`` the same seed gives the same
-batches in the same order (stateless random ops seeded per element).
+context), then epoch after epoch: the files in a shuffled order, interleaved
+reads, records shuffled in windows, then parallel decode and augmentation,
+fixed-shape batches (``drop_remainder``, as TPUs need), prefetch, all
+autotuned. With ``deterministic`` the same seed gives the same batches in
+the same order (stateless random ops seeded per epoch, window and element).
+
+Every shuffle is a stateless function of (seed, epoch, window), so the
+record at position ``p`` of a pipeline's stream is known without reading
+the ones before it: a run resumed at step ``s`` starts at epoch
+``p // records_per_epoch`` and reads at most one epoch of serialized records
+to reach ``p`` (``start_step`` of ``train_dataset``), instead of all ``p``.
 
 Evaluation: whole images at their own size, batch 1, or padded to a common
 size (image with 0 after normalization, i.e. the mean pixel; label with the
@@ -13,7 +20,9 @@ ignore label) for larger batches.
 
 from __future__ import annotations
 
-from typing import List, Optional
+import random
+import struct
+from typing import List, Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -64,33 +73,94 @@ def _check_labels(example, num_classes: int, ignore_label: int):
   return example
 
 
-def _read(paths: List[str], input_context, training: bool, seed: int,
-          deterministic: bool, key: str) -> tf.data.Dataset:
-  files = tf.data.Dataset.from_tensor_slices(paths)
-  shard_records = False
-  if input_context and input_context.num_input_pipelines > 1:
-    pipelines = input_context.num_input_pipelines
-    if len(paths) >= pipelines:
-      files = files.shard(pipelines, input_context.input_pipeline_id)
-    else:
-      shard_records = True
-      if input_context.input_pipeline_id == 0:
-        logging.warning(
-            "%s matches %d files for %d input pipelines (one per worker): "
-            "every worker reads every file and keeps one record in %d. "
-            "Rebuild the records with at least %d shards (datasets.build_* "
-            "--num_shards; a multiple of the worker count spreads evenly).",
-            key, len(paths), pipelines, pipelines, pipelines)
-  if training:
-    files = files.shuffle(len(paths), seed=seed if deterministic else None,
-                          reshuffle_each_iteration=True)
+def _pipeline_files(paths: List[str], input_context,
+                    key: str) -> Tuple[List[str], bool]:
+  """This input pipeline's files, and whether it must keep one record in
+  ``num_input_pipelines`` of them (fewer files than pipelines)."""
+  if not input_context or input_context.num_input_pipelines <= 1:
+    return paths, False
+  pipelines = input_context.num_input_pipelines
+  if len(paths) >= pipelines:
+    return paths[input_context.input_pipeline_id::pipelines], False
+  if input_context.input_pipeline_id == 0:
+    logging.warning(
+        "%s matches %d files for %d input pipelines (one per worker): "
+        "every worker reads every file and keeps one record in %d. "
+        "Rebuild the records with at least %d shards (datasets.build_* "
+        "--num_shards; a multiple of the worker count spreads evenly).",
+        key, len(paths), pipelines, pipelines, pipelines)
+  return paths, True
+
+
+def _interleaved(files: tf.data.Dataset, count: int, input_context,
+                 shard_records: bool, deterministic: bool) -> tf.data.Dataset:
   dataset = files.interleave(
-      tf.data.TFRecordDataset, cycle_length=min(len(paths), 8),
-      num_parallel_calls=AUTOTUNE, deterministic=deterministic or not training)
+      tf.data.TFRecordDataset, cycle_length=min(count, 8),
+      num_parallel_calls=AUTOTUNE, deterministic=deterministic)
   if shard_records:
     dataset = dataset.shard(input_context.num_input_pipelines,
                             input_context.input_pipeline_id)
   return dataset
+
+
+def _read(paths: List[str], input_context, key: str) -> tf.data.Dataset:
+  """One pass over the pipeline's records in file order (evaluation)."""
+  paths, shard_records = _pipeline_files(paths, input_context, key)
+  files = tf.data.Dataset.from_tensor_slices(paths)
+  return _interleaved(files, len(paths), input_context, shard_records, True)
+
+
+def count_file_records(path: str) -> int:
+  """Records in one TFRecord file, from their length headers alone (each
+  record's payload is skipped, not read)."""
+  count = 0
+  with tf.io.gfile.GFile(path, "rb") as f:
+    size = f.size()
+    while f.tell() < size:
+      header = f.read(12)  # uint64 length, uint32 masked CRC of the length.
+      if len(header) < 12:
+        raise ValueError(f"{path} is truncated after {count} records")
+      length, = struct.unpack("<Q", header[:8])
+      f.seek(f.tell() + length + 4)  # The payload and its CRC.
+      count += 1
+  return count
+
+
+def records_per_epoch(paths: List[str], input_context=None,
+                      key: str = "config.data.train_pattern") -> int:
+  """Records one input pipeline reads in one pass over its files."""
+  mine, shard_records = _pipeline_files(paths, input_context, key)
+  total = sum(count_file_records(p) for p in mine)
+  if not shard_records:
+    return total
+  return len(range(input_context.input_pipeline_id, total,
+                   input_context.num_input_pipelines))
+
+
+def _fold_in(seed, *values):
+  """A stateless-op seed [2] derived from ``seed`` [2] and ``values``."""
+  for value in values:
+    seed = tf.random.experimental.stateless_fold_in(seed, value)
+  return seed
+
+
+def _one_epoch(paths: List[str], input_context, shard_records: bool,
+               seed: int, window: int, deterministic: bool, epoch):
+  """The serialized records of epoch ``epoch`` (a tensor), shuffled: the
+  files in an order drawn from (seed, epoch), then windows of ``window``
+  consecutive records, each permuted by (seed, epoch, window index)."""
+  base = tf.constant([seed, 0], tf.int64)
+  order = tf.random.experimental.stateless_shuffle(
+      tf.constant(paths), seed=_fold_in(base, epoch))
+  records = _interleaved(tf.data.Dataset.from_tensor_slices(order),
+                         len(paths), input_context, shard_records,
+                         deterministic)
+  if window <= 1:
+    return records
+  windows = records.batch(window).enumerate()
+  return windows.map(
+      lambda index, batch: tf.random.experimental.stateless_shuffle(
+          batch, seed=_fold_in(base, epoch, index + 1))).unbatch()
 
 
 def resize_range(config):
@@ -132,26 +202,31 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
       sets the per-replica batch and this worker's shard.
     batch_size: per-replica batch size; default ``config.train.batch_size``
       divided by the input context's replicas.
-    start_step: training step to resume at: the records this pipeline fed
-      in the first ``start_step`` steps are skipped (as serialized records,
-      before any decoding), so a deterministic pipeline continues exactly
-      where an interrupted run stopped.
+    start_step: training step to resume at: the pipeline starts at the
+      epoch of the record it feeds at that step and skips the records of
+      that epoch before it (as serialized records, before any decoding; at
+      most one epoch, whatever the step), so a deterministic pipeline
+      continues exactly where an interrupted run stopped.
   """
   data = config.data
   info = registry.from_config(config)
-  paths = list_files(data.train_pattern, "config.data.train_pattern")
+  key = "config.data.train_pattern"
+  paths = list_files(data.train_pattern, key)
   if batch_size is None:
     batch_size = config.train.batch_size
     if input_context is not None:
       batch_size = input_context.get_per_replica_batch_size(batch_size)
-  seed = data.seed
+  seed = data.seed if data.deterministic else random.SystemRandom().randrange(2**31)
   if input_context is not None:
     seed += 1000 * input_context.input_pipeline_id
-  dataset = _read(paths, input_context, True, seed, data.deterministic,
-                  "config.data.train_pattern")
-  dataset = dataset.shuffle(data.shuffle_buffer,
-                            seed=seed if data.deterministic else None)
-  dataset = dataset.repeat()
+  mine, shard_records = _pipeline_files(paths, input_context, key)
+  position = start_step * records_per_step(batch_size, input_context)
+  epoch, offset = 0, 0
+  if position:
+    epoch, offset = divmod(position, records_per_epoch(paths, input_context, key))
+  dataset = tf.data.Dataset.range(epoch, np.iinfo(np.int64).max).flat_map(
+      lambda e: _one_epoch(mine, input_context, shard_records, seed,
+                           data.shuffle_buffer, data.deterministic, e))
   options = dict(crop_size=tuple(data.crop_size),
                  scale_range=(data.min_scale, data.max_scale),
                  scale_step=data.scale_step, flip=data.flip,
@@ -167,8 +242,9 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
     return augment.preprocess_train(example["image"], example["label"],
                                     seed=element_seed, **options)
 
-  dataset = dataset.enumerate().skip(
-      start_step * records_per_step(batch_size, input_context)).map(
+  # Indices count records from the start of training, so a resumed stream
+  # draws the augmentations of an uninterrupted one.
+  dataset = dataset.enumerate(start=position - offset).skip(offset).map(
       prepare, num_parallel_calls=AUTOTUNE, deterministic=data.deterministic)
   dataset = dataset.batch(batch_size, drop_remainder=True)
   return dataset.prefetch(AUTOTUNE)
@@ -188,7 +264,7 @@ def eval_dataset(config, input_context: Optional[tf.distribute.InputContext] = N
   data = config.data
   info = registry.from_config(config)
   paths = list_files(pattern or data.eval_pattern, pattern_field)
-  dataset = _read(paths, input_context, False, data.seed, True, pattern_field)
+  dataset = _read(paths, input_context, pattern_field)
 
   def prepare(serialized):
     example = _check_labels(records.parse(serialized, info.ignore_label),
