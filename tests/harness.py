@@ -9,9 +9,11 @@ no test module imports another, nor anything under bench/.
 from __future__ import annotations
 
 import collections
+import json
 import math
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import time
@@ -172,11 +174,13 @@ def check_fusion(ops, onednn: bool):
 # --- Training runs of train.py on synthetic records. ---
 
 
-def make_synthetic_records(out, train_size=160, val_size=24, png_dir=None):
-  """Writes synthetic train/val records (one shard each) into ``out``."""
+def make_synthetic_records(out, train_size=160, val_size=24, png_dir=None,
+                           image_size=161, num_shards=1):
+  """Writes synthetic train/val records into ``out``."""
   command = [sys.executable, "-m", "datasets.make_synthetic",
              f"--output_dir={out}", f"--train_size={train_size}",
-             f"--val_size={val_size}", "--num_shards=1"]
+             f"--val_size={val_size}", f"--num_shards={num_shards}",
+             f"--image_size={image_size}"]
   if png_dir:
     command.append(f"--png_dir={png_dir}")
   subprocess.run(command, cwd=REPO, check=True, capture_output=True)
@@ -233,6 +237,34 @@ def run_train(workdir, overrides, env=None, wait=True, extra_flags=(),
   index = len(list(workdir.parent.glob(f"{workdir.name}.*.log")))
   launched = Launched(command, workdir.parent / f"{workdir.name}.{index}.log", env)
   return launched.wait() if wait else launched
+
+
+def free_ports(count):
+  """``count`` TCP ports free on localhost (for TF_CONFIG clusters)."""
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def launch_workers(workdir, overrides, count=2, extra_flags=(),
+                   worker_flags=None):
+  """``count`` train.py workers of one MultiWorkerMirroredStrategy job on
+  localhost (worker 0 is the chief); ``worker_flags[i]`` are flags of worker
+  i alone. Returns their ``Launched``."""
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(count)]}
+  launched = []
+  for index in range(count):
+    env = dict(os.environ, TF_CONFIG=json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    flags = ["--config.train.strategy=multi_worker", *extra_flags,
+             *(worker_flags or {}).get(index, ())]
+    launched.append(run_train(workdir, overrides, env=env, wait=False,
+                              extra_flags=flags))
+  return launched
 
 
 def run_cli(*args, timeout=600, env_overrides=None):

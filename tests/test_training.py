@@ -4,7 +4,6 @@ import json
 import os
 import re
 import signal
-import socket
 import time
 
 import numpy as np
@@ -19,6 +18,7 @@ from deeplab.training import schedule as schedule_lib
 from deeplab.training import trainer as trainer_lib
 from tests.harness import config_with
 from tests.harness import final_weights
+from tests.harness import launch_workers
 from tests.harness import run_cli
 from tests.harness import run_train
 from tests.harness import tiny_overrides
@@ -68,16 +68,6 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(records, tmp_path):
                                err_msg=name)
 
 
-def _free_ports(count):
-  sockets = [socket.socket() for _ in range(count)]
-  for s in sockets:
-    s.bind(("127.0.0.1", 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 @pytest.mark.slow
 def test_two_workers_match_one_worker_with_the_same_global_batch(records, tmp_path):
   # No randomness anywhere: no shuffle, no scaling or flip, no dropout, one
@@ -96,14 +86,7 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(records, tmp_pa
                   "train.steps": "6", "train.checkpoint_every": "6"})
   code, output = run_train(tmp_path / "single", overrides)
   assert code == 0, output
-  ports = _free_ports(2)
-  cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-  processes = []
-  for index in range(2):
-    env = dict(os.environ, TF_CONFIG=json.dumps(
-        {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-    processes.append(run_train(tmp_path / "multi", overrides, env=env,
-                               wait=False, extra_flags=["--config.train.strategy=multi_worker"]))
+  processes = launch_workers(tmp_path / "multi", overrides)
   results = [p.wait() for p in processes]
   assert all(code == 0 for code, _ in results), [out[-5000:] for _, out in results]
   single = [json.loads(l) for l in (tmp_path / "single" / run_dir.LOG_FILE).read_text().splitlines()]

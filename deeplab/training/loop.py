@@ -5,19 +5,19 @@ The dataset is distributed with input contexts, ``steps_per_loop`` steps run
 inside one ``tf.function`` call (``Trainer.make_train_loop``), a checkpoint
 is written every ``checkpoint_every`` steps, and the loop stops at
 ``config.train.steps``, on SIGTERM/SIGINT or after ``max_minutes``, saving
-first. ``train_and_eval`` evaluates after every checkpoint: with the
-training strategy on one host (one device, MirroredStrategy), and on the
-chief's host CPU, on a copy of the weights, under TPUStrategy and
-MultiWorkerMirroredStrategy (``Trainer.evaluation_model``).
+first; in a multi-worker job every worker stops at the same step
+(``stopping.Stopper``). ``train_and_eval`` evaluates after every checkpoint:
+with the training strategy on one host (one device, MirroredStrategy), and
+on the chief's host CPU, on a copy of the weights, under TPUStrategy and
+MultiWorkerMirroredStrategy (``Trainer.evaluation_model``), while the other
+workers wait at a barrier.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import shutil
-import signal
 import time
 from typing import Dict, Optional
 
@@ -30,39 +30,11 @@ from deeplab import eval_lib
 from deeplab import progress
 from deeplab import run_dir
 from deeplab.data import pipeline
+from deeplab.training import stopping
 from deeplab.training import strategy as strategy_lib
 from deeplab.training import trainer as trainer_lib
 
 MODES = ("train", "train_and_eval")
-
-
-@dataclasses.dataclass
-class _Stop:
-  """Set by SIGTERM/SIGINT; the loop saves and returns at the next check."""
-  requested: bool = False
-  signal_name: str = ""
-
-
-@contextlib.contextmanager
-def _stop_on_signals():
-  stop = _Stop()
-
-  def handler(signum, frame):
-    del frame
-    stop.requested = True
-    stop.signal_name = signal.Signals(signum).name
-
-  previous = {}
-  for sig in (signal.SIGTERM, signal.SIGINT):
-    try:
-      previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # Not the main thread: no handlers.
-      pass
-  try:
-    yield stop
-  finally:
-    for sig, old in previous.items():
-      signal.signal(sig, old)
 
 
 def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = None,
@@ -108,12 +80,11 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
             if trainer.chief else tf.summary.create_noop_writer())
   bar = progress.Progress(train_cfg.steps, "train", unit="steps",
                           initial=start_step, enabled=trainer.chief)
-  deadline = (time.monotonic() + 60 * train_cfg.max_minutes
-              if train_cfg.max_minutes > 0 else None)
   loss = float("nan")
   stopped = "done"
   last_saved = start_step
-  with _stop_on_signals() as stop, writer.as_default():
+  with stopping.Stopper(strategy, train_cfg.max_minutes) as stopper, \
+      writer.as_default():
     while trainer.step < train_cfg.steps:
       step = trainer.step
       until_checkpoint = train_cfg.checkpoint_every - step % train_cfg.checkpoint_every
@@ -141,18 +112,11 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
       if step % train_cfg.checkpoint_every == 0 or step == train_cfg.steps:
         trainer.save()
         last_saved = step
-        if evaluate_every_checkpoint and trainer.chief:
-          model, eval_strategy = trainer.evaluation_model()
-          on_host = eval_strategy is not strategy
-          with (tf.device(strategy_lib.host_cpu(strategy)) if on_host
-                else contextlib.nullcontext()):
-            eval_lib.evaluate_model(config, model, workdir, step,
-                                    eval_strategy)
-      if stop.requested:
-        stopped = stop.signal_name
-        break
-      if deadline is not None and time.monotonic() >= deadline:
-        stopped = "max_minutes"
+        if evaluate_every_checkpoint:
+          _evaluate(config, trainer, workdir, step)
+      reason = stopper.agreed_reason()
+      if reason:
+        stopped = reason
         break
     if trainer.step != last_saved:
       trainer.save()
@@ -161,6 +125,19 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
     shutil.rmtree(trainer.manager.directory, ignore_errors=True)
   logging.info("Training stopped (%s) at step %d", stopped, trainer.step)
   return {"step": trainer.step, "loss": loss, "stopped": stopped}
+
+
+def _evaluate(config, trainer: trainer_lib.Trainer, workdir: str, step: int):
+  """``train_and_eval``'s evaluation after a checkpoint: by the chief alone
+  where the model evaluates on its host, every other worker waiting."""
+  strategy = trainer.strategy
+  if trainer.chief:
+    model, eval_strategy = trainer.evaluation_model()
+    on_host = eval_strategy is not strategy
+    with (tf.device(strategy_lib.host_cpu(strategy)) if on_host
+          else contextlib.nullcontext()):
+      eval_lib.evaluate_model(config, model, workdir, step, eval_strategy)
+  stopping.wait_for_chief_evaluation(strategy, step)
 
 
 def run(config, workdir: str, mode: str = "train") -> Dict:

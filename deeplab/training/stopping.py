@@ -1,0 +1,130 @@
+"""When training stops, decided by every worker together.
+
+A stop has three causes: SIGTERM (a preempted machine, a cluster scheduler),
+SIGINT (Ctrl-C) and the time budget ``config.train.max_minutes``. Each
+process notes its own causes (a signal handler, its own clock); at every
+loop boundary ``Stopper.agreed_reason`` all-reduces them, so in a
+multi-worker job every worker stops after the same step, even if only one
+of them was signalled or its clock ran ahead, and all write the final
+checkpoint together (the chief into the run folder). A worker that decided
+alone would leave the others blocked in the next step's collective.
+
+TensorFlow's ``tf.distribute.experimental.PreemptionCheckpointHandler`` is
+not used: it counts calls of one-step functions (our loop calls run a
+variable number of steps), adds its own counter variable to the
+checkpoint, restores through its own manager, exits the process itself
+(code 42 by default) and knows neither SIGINT nor a time budget.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Optional
+
+from absl import logging
+import tensorflow as tf
+from tensorflow.python.eager import context as eager_context
+
+# The causes, in the order of the flags that are all-reduced.
+REASONS = ("SIGTERM", "SIGINT", "max_minutes")
+# A worker waits this long for the chief's evaluation before failing; the
+# coordination service fails the wait sooner if the chief dies.
+EVALUATION_WAIT_MS = 24 * 3600 * 1000
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+  """True where several processes train together (a TF_CONFIG cluster)."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return False
+  resolver = strategy.cluster_resolver
+  return sum(len(tasks) for tasks in resolver.cluster_spec().as_dict().values()) > 1
+
+
+class Stopper:
+  """Notes SIGTERM/SIGINT and the time budget; agrees on them at loop
+  boundaries. A context manager: the signal handlers live inside it.
+
+  Example::
+
+    with Stopper(strategy, max_minutes=30) as stopper:
+      while step < steps:
+        step = run_some_steps()
+        reason = stopper.agreed_reason()
+        if reason:
+          break
+  """
+
+  def __init__(self, strategy: tf.distribute.Strategy, max_minutes: float = 0.0):
+    self._deadline = (time.monotonic() + 60 * max_minutes
+                      if max_minutes > 0 else None)
+    self._signals = {name: False for name in REASONS[:2]}
+    self._previous = {}
+    self._all_reduce = None
+    if is_multi_worker(strategy):
+      self._all_reduce = _make_all_reduce(strategy)
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._note_signal)
+      except ValueError:  # Not the main thread: no handlers.
+        pass
+    return self
+
+  def __exit__(self, *exc):
+    for sig, old in self._previous.items():
+      signal.signal(sig, old)
+
+  def _note_signal(self, signum, frame):
+    del frame
+    name = signal.Signals(signum).name
+    logging.info("%s received: training stops at the next loop boundary", name)
+    self._signals[name] = True
+
+  def local_reasons(self):
+    """This process's flags, in the order of ``REASONS``."""
+    out_of_time = (self._deadline is not None and
+                   time.monotonic() >= self._deadline)
+    return [self._signals["SIGTERM"], self._signals["SIGINT"], out_of_time]
+
+  def agreed_reason(self) -> Optional[str]:
+    """The first cause any worker has noted, or None to go on.
+
+    In a multi-worker job this is a collective: every worker must call it
+    at the same point of the loop.
+    """
+    flags = self.local_reasons()
+    if self._all_reduce is not None:
+      counts = self._all_reduce(tf.constant(flags, tf.float32)).numpy()
+      flags = [count > 0 for count in counts]
+    for reason, flag in zip(REASONS, flags):
+      if flag:
+        return reason
+    return None
+
+
+def _make_all_reduce(strategy):
+
+  @tf.function
+  def all_reduce(flags):
+    def replica_fn(local):
+      return tf.distribute.get_replica_context().all_reduce(
+          tf.distribute.ReduceOp.SUM, tf.identity(local))
+    per_replica = strategy.run(replica_fn, args=(flags,))
+    return strategy.experimental_local_results(per_replica)[0]
+
+  return all_reduce
+
+
+def wait_for_chief_evaluation(strategy: tf.distribute.Strategy, step: int):
+  """In a multi-worker job, every worker waits here until the chief has
+  evaluated step ``step`` on its host (``train_and_eval``).
+
+  Without it the other workers would go on to the next step and wait for
+  the chief inside a training collective for the whole evaluation. The
+  barrier is the coordination service's, which fails if a worker dies.
+  """
+  if is_multi_worker(strategy):
+    eager_context.context().wait_at_barrier(f"deeplab_evaluation_{step}",
+                                            EVALUATION_WAIT_MS)

@@ -1,0 +1,98 @@
+"""What a cluster does to a job: preempted and timed-out workers, evaluation
+during multi-worker training, and saves that are killed or fail."""
+
+import re
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from deeplab import run_dir
+from tests.harness import config_with
+from tests.harness import final_weights
+from tests.harness import launch_workers
+from tests.harness import make_synthetic_records
+from tests.harness import run_train
+from tests.harness import tiny_overrides
+
+# No randomness: images as large as the crop (no random crop), no scaling,
+# flip, shuffle or dropout, frozen batch norm; then one worker with the
+# global batch and two workers with half of it each train alike (as in
+# test_training's parity test), and one single-process run is the
+# reference for the interrupted two-worker job.
+PLAIN = {"data.shuffle_buffer": "1", "data.min_scale": "1.0",
+         "data.max_scale": "1.0", "data.flip": "False",
+         "model.dropout_rate": "0.0", "train.fine_tune_batch_norm": "False",
+         "train.steps_per_loop": "1"}
+STEPS = 30
+
+
+@pytest.fixture(scope="module")
+def small_records(tmp_path_factory):
+  return make_synthetic_records(tmp_path_factory.mktemp("small"), train_size=80,
+                                val_size=4, image_size=65)
+
+
+def _stopped_at(output, reason):
+  match = re.search(rf"Training stopped \({reason}\) at step (\d+)", output)
+  assert match, output[-5000:]
+  return int(match.group(1))
+
+
+def _logged_steps(workdir):
+  path = workdir / run_dir.LOG_FILE
+  return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _stop_together(workdir, overrides, reason, signalled=None, worker_flags=None,
+                   extra_flags=()):
+  """Runs two workers until ``reason`` stops them (SIGTERM to worker
+  ``signalled`` once the chief logs a step); returns the common step."""
+  before = _logged_steps(workdir)
+  workers = launch_workers(workdir, overrides, worker_flags=worker_flags,
+                           extra_flags=extra_flags)
+  if signalled is not None:
+    deadline = time.time() + 300
+    while _logged_steps(workdir) <= before:
+      for worker in workers:
+        worker.assert_running(deadline)
+      time.sleep(0.05)
+    workers[signalled].process.send_signal(signal.SIGTERM)
+  steps = set()
+  for worker in workers:
+    code, output = worker.wait(timeout=240)  # Bounded: no worker hangs.
+    assert code == 0, output[-5000:]
+    steps.add(_stopped_at(output, reason))
+  assert len(steps) == 1, steps  # Every worker stopped after the same step.
+  step = steps.pop()
+  assert run_dir.checkpoint_step(run_dir.latest_checkpoint(str(workdir))) == step
+  return step
+
+
+@pytest.mark.slow
+def test_preempted_and_timed_out_workers_stop_together_and_resume_exactly(
+    small_records, tmp_path):
+  overrides = tiny_overrides(small_records, **PLAIN, **{
+      "data.crop_size": "(65,65)", "train.steps": str(STEPS),
+      "train.checkpoint_every": "12"})
+  code, output = run_train(tmp_path / "single", overrides)
+  assert code == 0, output
+  job = tmp_path / "job"
+  # SIGTERM to the non-chief worker, then (resumed) to the chief.
+  first = _stop_together(job, overrides, "SIGTERM", signalled=1)
+  second = _stop_together(job, overrides, "SIGTERM", signalled=0)
+  # Worker 1 alone runs out of time (its clock says so): both stop.
+  third = _stop_together(job, overrides, "max_minutes",
+                         worker_flags={1: ["--config.train.max_minutes=0.001"]})
+  assert 0 < first < second < third < STEPS
+  # The rest, evaluating at each checkpoint on the chief while worker 1
+  # waits at a barrier, not inside a training collective.
+  assert _stop_together(job, overrides, "done",
+                        extra_flags=["--mode=train_and_eval"]) == STEPS
+  assert (job / "eval" / f"metrics-{STEPS}.json").exists()
+  config = config_with(small_records, **PLAIN)
+  expected, _ = final_weights(tmp_path / "single", config)
+  got, _ = final_weights(job, config)
+  for name, value in expected.items():
+    np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
