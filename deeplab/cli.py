@@ -15,8 +15,9 @@ The rule:
   takes the config written in ``--workdir`` and applies only what the user
   changes on purpose: each ``--config.x=...`` given, and, when
   ``--config=FILE`` is given, that file's ``eval`` section (scales, flip,
-  crop size). A change that would alter the model's weights is refused
-  with the field named (``deeplab.run_dir``).
+  crop size) and ``export`` section (the served model's pixel limit). A
+  change that would alter the model's weights is refused with the field
+  named (``deeplab.run_dir``).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def config_file_given() -> bool:
 
 # What a --config file may change in a run read by eval, export or predict:
 # how it is evaluated and exported, never what it was trained on or with.
-FILE_SECTIONS = ("eval",)
+FILE_SECTIONS = ("eval", "export")
 
 
 def given_changes(config: ml_collections.ConfigDict) -> Dict[str, Any]:

@@ -20,6 +20,9 @@ from deeplab.data import registry
 from deeplab.model_args import ModelArgs
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+# 4096 x 4096: a 12-megapixel photo, or eight 2048x1024 Cityscapes frames,
+# in one request (bench/README.md measures a request's memory at it).
+MAX_REQUEST_PIXELS = 4096 * 4096
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -166,6 +169,14 @@ def base_config() -> ml_collections.ConfigDict:
   # Eval images shown with predictions in TensorBoard.
   config.eval.num_summary_images = 3
 
+  # --- The exported SavedModel (export.py; the eval section's scales,
+  # flip and crop size are baked in too). ---
+  config.export = ml_collections.ConfigDict()
+  # The most pixels (batch x height x width) one request may hold; more is
+  # an InvalidArgument error naming this limit, so a huge image cannot
+  # exhaust the server's memory. Recorded in the SavedModel's metadata.
+  config.export.max_request_pixels = MAX_REQUEST_PIXELS
+
   config.lock()
   return config
 
@@ -304,6 +315,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "config.train.tpu must name the TPU for config.train.strategy='tpu': "
         "'local' on a TPU VM, the TPU's name for a pod slice or a remote "
         "TPU, or a grpc://host:port address; got ''")
+  if config.export.max_request_pixels < 1:
+    raise ValueError("config.export.max_request_pixels must be >= 1, got "
+                     f"{config.export.max_request_pixels!r}")
   if not config.eval.scales or any(s <= 0 for s in config.eval.scales):
     raise ValueError(f"config.eval.scales must be positive, got "
                      f"{tuple(config.eval.scales)!r}")

@@ -14,8 +14,13 @@ SavedModel signatures (any batch, height and width):
 Every signature pads images as evaluation does (``deeplab.evaluation``: up
 to the evaluation crop size with the mean pixel, as the original's export
 does), then slices the prediction back to the image.
+A request holding more than ``max_request_pixels`` pixels (batch x height x
+width, ``config.export.max_request_pixels``) is an InvalidArgument error
+naming the limit, before any of its activations are allocated: one huge
+request cannot take the server's memory. Encoded JPEG/PNG images are
+measured from their headers, before decoding.
 The model's dataset facts are kept in ``metadata`` (JSON: dataset, class
-names, colormap) for clients such as ``deeplab.predict``.
+names, colormap, the pixel limit) for clients such as ``deeplab.predict``.
 
 Frozen graph (``export_frozen_graph``): the original's
 ``frozen_inference_graph.pb``, a GraphDef with the weights as constants:
@@ -119,13 +124,42 @@ def predict_labels(model, images, scales: Sequence[float] = (1.0,),
   return labels, probabilities
 
 
+def check_request_pixels(pixels, limit: int):
+  """An InvalidArgument error naming ``limit`` if ``pixels`` (int64, the
+  request's batch x height x width) exceeds it; returns the check op."""
+  return tf.debugging.assert_less_equal(
+      tf.cast(pixels, tf.int64), tf.constant(limit, tf.int64),
+      message=f"the request holds more pixels (batch x height x width) than "
+      f"the limit of this model, {limit} (config.export.max_request_pixels); "
+      "send smaller or fewer images. Pixels in the request, then the limit:")
+
+
+def _big_endian(data, offset: int, size: int):
+  digits = tf.cast(tf.io.decode_raw(tf.strings.substr(data, offset, size),
+                                    tf.uint8), tf.int64)
+  return tf.reduce_sum(digits * (256 ** tf.range(size - 1, -1, -1, tf.int64)))
+
+
+def encoded_pixels(data):
+  """height x width of a JPEG or PNG from its header (int64; nothing is
+  decoded); 0 for other formats, which are measured after decoding."""
+  png = tf.logical_and(tf.strings.length(data) >= 24, tf.equal(
+      tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n"))
+  return tf.case(
+      [(tf.io.is_jpeg(data), lambda: tf.reduce_prod(
+          tf.image.extract_jpeg_shape(data, output_type=tf.int64)[:2])),
+       (png, lambda: _big_endian(data, 16, 4) * _big_endian(data, 20, 4))],
+      default=lambda: tf.constant(0, tf.int64))
+
+
 class ServingModule(tf.Module):
   """What the SavedModel holds: the model, its inference options, metadata."""
 
   def __init__(self, model, info: registry.DatasetInfo,
                scales: Sequence[float] = (1.0,), flip: bool = False,
                crop_size: Optional[Sequence[int]] = None,
-               resize_range: Sequence[float] = (0, 0, 0)):
+               resize_range: Sequence[float] = (0, 0, 0),
+               max_request_pixels: int = config_lib.MAX_REQUEST_PIXELS):
     super().__init__()
     # Track the plain tf.Variables under the Keras variables, not the Keras
     # model: a Keras 3 variable is exported as a second, unnamed copy that the
@@ -136,6 +170,7 @@ class ServingModule(tf.Module):
     self.scales, self.flip = tuple(scales), flip
     self.crop_size = tuple(crop_size) if crop_size else None
     self.resize_range = tuple(resize_range)
+    self.max_request_pixels = int(max_request_pixels)
     self.metadata = tf.Variable(json.dumps({
         "dataset": info.name, "num_classes": info.num_classes,
         "ignore_label": info.ignore_label,
@@ -143,11 +178,15 @@ class ServingModule(tf.Module):
         "colormap": info.colormap.tolist(),
         "output_stride": model.args.output_stride, "scales": list(scales),
         "flip": flip, "crop_size": list(self.crop_size or ()),
-        "resize_range": list(self.resize_range)}),
+        "resize_range": list(self.resize_range),
+        "max_request_pixels": self.max_request_pixels}),
         trainable=False)
 
   def _predict(self, images):
-    images = to_rgb(images)
+    shape = tf.shape(images, out_type=tf.int64)
+    with tf.control_dependencies([check_request_pixels(
+        tf.reduce_prod(shape[:-1]), self.max_request_pixels)]):
+      images = to_rgb(images)
     images.set_shape([None, None, None, 3])
     labels, probabilities = predict_labels(
         self.model, images, self.scales, self.flip, self.crop_size,
@@ -166,8 +205,12 @@ class ServingModule(tf.Module):
       image = tf.io.decode_image(data, channels=3, expand_animations=False)
       image.set_shape([None, None, 3])
       return image
-    images = tf.map_fn(decode, encoded,
-                       fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    pixels = tf.reduce_sum(tf.map_fn(encoded_pixels, encoded,
+                                     fn_output_signature=tf.int64))
+    with tf.control_dependencies([check_request_pixels(
+        pixels, self.max_request_pixels)]):
+      images = tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec(
+          [None, None, 3], tf.uint8))
     return self._predict(images)
 
   @tf.function(input_signature=[
@@ -181,7 +224,9 @@ def export_saved_model(model, info: registry.DatasetInfo, export_dir: str,
                        output_stride: Optional[int] = None,
                        legacy_names: bool = False,
                        crop_size: Optional[Sequence[int]] = None,
-                       resize_range: Sequence[float] = (0, 0, 0)) -> str:
+                       resize_range: Sequence[float] = (0, 0, 0),
+                       max_request_pixels: int = config_lib.MAX_REQUEST_PIXELS
+                       ) -> str:
   """Writes a SavedModel for TF Serving (signatures in the module docstring).
 
   Args:
@@ -196,10 +241,13 @@ def export_saved_model(model, info: registry.DatasetInfo, export_dir: str,
       size); None pads to the output stride's alignment only.
     resize_range: (min, max, factor) images are first resized to
       (``predict_labels``); zeros: none.
+    max_request_pixels: the most pixels (batch x height x width) one
+      request may hold; more is an InvalidArgument error naming the limit.
   """
   model = folding.inference_model(
       with_output_stride(model, output_stride or model.args.output_stride))
-  module = ServingModule(model, info, scales, flip, crop_size, resize_range)
+  module = ServingModule(model, info, scales, flip, crop_size, resize_range,
+                         max_request_pixels)
   signatures = {"serving_default": module.serve.get_concrete_function(),
                 "serve_encoded": module.serve_encoded.get_concrete_function()}
   if legacy_names:
@@ -394,7 +442,8 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
                        tuple(config.eval.scales), config.eval.flip,
                        output_stride, legacy_names,
                        config_lib.eval_crop_size(config),
-                       pipeline.resize_range(config))
+                       pipeline.resize_range(config),
+                       config.export.max_request_pixels)
     logging.info("SavedModel of step %d written to %s", step, export_dir)
   if frozen_graph:
     path = os.path.join(export_dir, FROZEN_GRAPH_NAME)

@@ -10,7 +10,9 @@ change is refused with the field named.
 
 Layout:
   W/config.json          the resolved config (``write_config``)
-  W/checkpoints/ckpt-N   checkpoints numbered by training step
+  W/checkpoints/ckpt-N   checkpoints numbered by training step; the
+                         ``checkpoint`` file beside them lists the complete
+                         ones (a save killed midway is not listed)
   W/train_log.jsonl      one JSON record per logged training step
   W/train/, W/eval/      TensorBoard summaries; W/eval/metrics.json
 """
@@ -19,7 +21,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Mapping, Optional, Tuple
+import socket
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import ml_collections
 import tensorflow as tf
@@ -33,13 +36,35 @@ CHECKPOINT_DIR = "checkpoints"
 LOG_FILE = "train_log.jsonl"
 
 
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written (full disk, lost permission...)."""
+
+
 def prepare(workdir: str) -> str:
-  """Creates ``workdir``; refuses an empty path or a path that is a file."""
+  """Creates ``workdir`` and checks that files can be written in it.
+
+  Raises:
+    ValueError: an empty path, or a path that is a file.
+    PermissionError: the folder cannot be created or written (read-only,
+      full, no permission), before any training that would be lost.
+  """
   if not workdir:
     raise ValueError("--workdir is required")
   if tf.io.gfile.exists(workdir) and not tf.io.gfile.isdir(workdir):
     raise ValueError(f"--workdir={workdir!r} is a file, not a folder")
-  tf.io.gfile.makedirs(workdir)
+  # A probe file per process: workers of one job share the folder.
+  probe = os.path.join(workdir, f".write-probe-{socket.gethostname()}-{os.getpid()}")
+  try:
+    tf.io.gfile.makedirs(workdir)
+    with tf.io.gfile.GFile(probe, "w") as f:
+      f.write("deeplab")
+    tf.io.gfile.remove(probe)
+  except (tf.errors.OpError, OSError) as e:
+    reason = getattr(e, "message", None) or str(e)
+    raise PermissionError(
+        f"--workdir={workdir!r} cannot be written ({reason}): checkpoints "
+        "could not be saved there. Give a writable folder, or free space "
+        "in this one.") from None
   return workdir
 
 
@@ -124,6 +149,35 @@ def checkpoint_dir(workdir: str) -> str:
 def latest_checkpoint(workdir: str) -> Optional[str]:
   """The newest checkpoint prefix of the run, or None."""
   return tf.train.latest_checkpoint(checkpoint_dir(workdir))
+
+
+def checkpoints_newest_first(workdir: str) -> List[str]:
+  """The run's complete checkpoints (those the ``checkpoint`` file lists:
+  a save killed midway is not), newest step first."""
+  state = tf.train.get_checkpoint_state(checkpoint_dir(workdir))
+  if state is None:
+    return []
+  paths = list(state.all_model_checkpoint_paths)
+  if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
+    paths.append(state.model_checkpoint_path)
+  directory = checkpoint_dir(workdir)
+  paths = [p if os.path.isabs(p) or "://" in p else os.path.join(directory, p)
+           for p in paths]
+  return sorted(set(paths), key=checkpoint_step, reverse=True)
+
+
+def forget_checkpoints(workdir: str, damaged: List[str]) -> Optional[str]:
+  """Drops ``damaged`` checkpoints from the run's ``checkpoint`` file, so
+  the newest intact one becomes the latest for every tool (their files
+  stay, for inspection; the next save of their step replaces them).
+  Returns the new latest, or None."""
+  kept = [p for p in checkpoints_newest_first(workdir) if p not in damaged]
+  latest = kept[0] if kept else None
+  if latest:
+    tf.compat.v1.train.update_checkpoint_state(
+        checkpoint_dir(workdir), latest,
+        all_model_checkpoint_paths=list(reversed(kept)))
+  return latest
 
 
 def checkpoint_step(path: str) -> int:

@@ -307,3 +307,57 @@ def test_a_frozen_graph_needs_an_export_dir(exported):
   with pytest.raises(ValueError, match="--export_dir with --frozen_graph"):
     export_lib.export_run(exported.config, str(exported.root / "w"),
                           tflite_path="/tmp/x.tflite", frozen_graph=True)
+
+
+# A fresh interpreter that imports nothing of ours: requests at and just
+# above the limit (argv[2] pixels = 40 x 40), raw and encoded.
+PIXEL_LIMIT = r"""
+import io, json, sys
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+limit = int(sys.argv[2])
+print("metadata", json.loads(loaded.metadata.numpy())["max_request_pixels"])
+serve, encoded = loaded.signatures["serving_default"], loaded.signatures["serve_encoded"]
+
+def encode(height, width, fmt):
+  out = io.BytesIO()
+  Image.fromarray(np.full((height, width, 3), 90, np.uint8)).save(out, fmt)
+  return out.getvalue()
+
+requests = {
+    "raw 1x40x40": lambda: serve(images=tf.zeros([1, 40, 40, 3], tf.uint8)),
+    "raw 2x20x40": lambda: serve(images=tf.zeros([2, 20, 40, 3], tf.uint8)),
+    "raw 1x40x41": lambda: serve(images=tf.zeros([1, 40, 41, 3], tf.uint8)),
+    "png 40x40": lambda: encoded(encoded=tf.constant([encode(40, 40, "PNG")])),
+    "png 41x40": lambda: encoded(encoded=tf.constant([encode(41, 40, "PNG")])),
+    "jpeg 40x40": lambda: encoded(encoded=tf.constant([encode(40, 40, "JPEG")])),
+    "jpeg 2x 40x40": lambda: encoded(encoded=tf.constant([encode(40, 40, "JPEG")] * 2)),
+}
+for name, request in requests.items():
+  try:
+    print(name, "served", request()["labels"].shape)
+  except tf.errors.InvalidArgumentError as e:
+    print(name, "refused", f"limit of this model, {limit}" in e.message)
+"""
+
+
+def test_the_served_model_refuses_requests_over_its_pixel_limit(tmp_path):
+  records = harness.make_synthetic_records(tmp_path / "records", train_size=4, val_size=4)
+  config = harness.config_with(records)
+  keras.utils.set_random_seed(0)
+  run_dir.save_model(model_lib.build_model(config), config, str(tmp_path / "w"))
+  result = harness.run_cli(
+      "export.py", f"--workdir={tmp_path / 'w'}", f"--export_dir={tmp_path / 'saved'}",
+      "--config.export.max_request_pixels=1600", timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  result = subprocess.run([sys.executable, "-c", PIXEL_LIMIT, str(tmp_path / "saved"), "1600"],
+                          capture_output=True, text=True, timeout=600, cwd="/")
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.splitlines()
+  assert "metadata 1600" in lines
+  for name in ("raw 1x40x40", "raw 2x20x40", "png 40x40", "jpeg 40x40"):
+    assert any(l.startswith(f"{name} served") for l in lines), result.stdout
+  for name in ("raw 1x40x41", "png 41x40", "jpeg 2x 40x40"):
+    assert f"{name} refused True" in lines, result.stdout

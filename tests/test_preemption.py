@@ -7,12 +7,15 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from deeplab import run_dir
+from deeplab.training import loop
 from tests.harness import config_with
 from tests.harness import final_weights
 from tests.harness import launch_workers
 from tests.harness import make_synthetic_records
+from tests.harness import run_cli
 from tests.harness import run_train
 from tests.harness import tiny_overrides
 
@@ -96,3 +99,70 @@ def test_preempted_and_timed_out_workers_stop_together_and_resume_exactly(
   got, _ = final_weights(job, config)
   for name, value in expected.items():
     np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+# Kills the process in the middle of writing checkpoint argv[3]: its tensors
+# are in the temporary shard files, the final files and the checkpoint list
+# not yet written (TensorFlow's merge step is the one cut short).
+KILLED_DURING_SAVE = """
+import os, sys
+from tensorflow.python.ops import gen_io_ops
+from deeplab.training import loop
+from tests.harness import config_with
+merge = gen_io_ops.merge_v2_checkpoints
+
+def merge_or_die(checkpoint_prefixes, destination_prefix, **kwargs):
+  if destination_prefix.numpy().decode().endswith(sys.argv[3]):
+    os._exit(3)
+  return merge(checkpoint_prefixes, destination_prefix, **kwargs)
+
+gen_io_ops.merge_v2_checkpoints = merge_or_die
+loop.train(config_with(sys.argv[1], **{"train.steps": "8"}), sys.argv[2])
+"""
+
+
+def test_a_save_killed_midway_or_a_damaged_checkpoint_resumes_from_the_one_before(
+    records, tmp_path):
+  result = run_cli("-c", KILLED_DURING_SAVE, records, tmp_path, "ckpt-8", timeout=300)
+  assert result.returncode == 3, result.stderr[-3000:]
+  assert run_dir.latest_checkpoint(str(tmp_path)).endswith("ckpt-4")
+  code, output = run_train(tmp_path, tiny_overrides(records, **{"train.steps": "8"}))
+  assert code == 0 and re.search(r"Resumed from \S+ckpt-4 ", output), output
+  # A truncated data file of the latest checkpoint: named, then skipped.
+  data = tmp_path / "checkpoints" / "ckpt-8.data-00000-of-00001"
+  data.write_bytes(data.read_bytes()[:data.stat().st_size // 2])
+  code, output = run_train(tmp_path, tiny_overrides(records))
+  assert code == 0, output
+  assert re.search(r"Checkpoint \S+ckpt-8 is damaged", output), output
+  assert re.search(r"Resumed from \S+ckpt-4 ", output), output
+  assert run_dir.latest_checkpoint(str(tmp_path)).endswith("ckpt-12")
+
+
+def test_an_unwritable_workdir_is_refused_before_training(records, tmp_path, monkeypatch):
+  real = tf.io.gfile.GFile
+
+  def read_only(path, mode="r"):  # A read-only file system, as root sees it.
+    if "w" in mode or "a" in mode:
+      raise tf.errors.PermissionDeniedError(None, None, f"{path}: Read-only file system")
+    return real(path, mode)
+
+  monkeypatch.setattr(tf.io.gfile, "GFile", read_only)
+  with pytest.raises(PermissionError, match="cannot be written .*Read-only file system"):
+    loop.train(config_with(records), str(tmp_path / "run"))
+
+
+def test_a_failing_save_names_the_intact_checkpoint(records, tmp_path, monkeypatch):
+  save = tf.train.CheckpointManager.save
+
+  def disk_full_at_step_8(self, checkpoint_number=None, **kwargs):
+    if checkpoint_number == 8:
+      raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+    return save(self, checkpoint_number=checkpoint_number, **kwargs)
+
+  monkeypatch.setattr(tf.train.CheckpointManager, "save", disk_full_at_step_8)
+  with pytest.raises(run_dir.CheckpointWriteError,
+                     match=r"step 8 .*No space left on device.*intact up to \S+ckpt-4"):
+    loop.train(config_with(records), str(tmp_path))
+  assert run_dir.latest_checkpoint(str(tmp_path)).endswith("ckpt-4")
+  _, step = run_dir.restore_model(config_with(records), str(tmp_path))
+  assert step == 4

@@ -10,6 +10,7 @@ same reason.
 
 from __future__ import annotations
 
+import os
 import tempfile
 
 from absl import logging
@@ -133,20 +134,65 @@ class Trainer:
     return int(self.optimizer.iterations.numpy())
 
   def restore_or_initialize(self):
-    latest = self.manager.latest_checkpoint
-    if self.chief is False:
-      latest = run_dir.latest_checkpoint(self.workdir)
-    if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
-      logging.info("Resumed from %s at step %d", latest, self.step)
-    elif self.config.train.init_checkpoint:
+    """Restores the run's newest intact checkpoint, else initializes
+    (``config.train.init_checkpoint``, or the seeded initial weights).
+
+    A damaged checkpoint (truncated, missing or corrupt files) is reported
+    by name and the previous one is tried; the chief drops the damaged ones
+    from the run's ``checkpoint`` file.
+
+    Raises:
+      ValueError: the run has checkpoints and every one is damaged (never a
+        silent start from scratch).
+    """
+    candidates = run_dir.checkpoints_newest_first(self.workdir)
+    damaged = []
+    for path in candidates:
+      try:
+        status = self.checkpoint.restore(path)
+      except (tf.errors.OpError, ValueError) as e:
+        reason = (getattr(e, "message", None) or str(e)).splitlines()[0]
+        logging.warning("Checkpoint %s is damaged (%s); trying the one "
+                        "before it", path, reason[:300])
+        damaged.append(path)
+        continue
+      status.assert_existing_objects_matched()
+      logging.info("Resumed from %s at step %d", path, self.step)
+      if damaged and self.chief:
+        run_dir.forget_checkpoints(self.workdir, damaged)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self.manager.directory,
+            max_to_keep=self.config.train.keep_checkpoints)
+      return path
+    if damaged:
+      raise ValueError(
+          f"every checkpoint of {run_dir.checkpoint_dir(self.workdir)} is "
+          f"damaged ({', '.join(os.path.basename(p) for p in damaged)}); "
+          "move them away to start the run over")
+    if self.config.train.init_checkpoint:
       train = self.config.train
       warm_start.initialize(self.model, train.init_checkpoint,
                             train.initialize_last_layer,
                             train.last_layers_contain_logits_only)
+    return None
 
   def save(self):
-    path = self.manager.save(checkpoint_number=self.step)
+    """Writes a checkpoint of the current step.
+
+    Raises:
+      run_dir.CheckpointWriteError: the write failed (full disk, lost
+        permission); the previous checkpoint is intact and listed.
+    """
+    previous = self.manager.latest_checkpoint
+    try:
+      path = self.manager.save(checkpoint_number=self.step)
+    except (tf.errors.OpError, OSError) as e:
+      reason = getattr(e, "message", None) or str(e)
+      raise run_dir.CheckpointWriteError(
+          f"could not write the checkpoint of step {self.step} into "
+          f"{self.manager.directory} ({reason}). The run is intact up to "
+          f"{previous or 'its start (no checkpoint yet)'}: free space or fix "
+          "the folder, then rerun the same command to resume.") from None
     if self.chief:
       logging.info("Saved %s", path)
     return path
