@@ -150,7 +150,7 @@ class Trainer:
     for path in candidates:
       try:
         status = self.checkpoint.restore(path)
-      except (tf.errors.OpError, ValueError) as e:
+      except (tf.errors.OpError, ValueError, IndexError) as e:  # Read errors.
         reason = (getattr(e, "message", None) or str(e)).splitlines()[0]
         logging.warning("Checkpoint %s is damaged (%s); trying the one "
                         "before it", path, reason[:300])
