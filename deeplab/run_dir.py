@@ -203,7 +203,8 @@ def restore_model(config, workdir: str, checkpoint: Optional[str] = None
 
   Raises:
     FileNotFoundError: the run has no checkpoint.
-    ValueError: the config describes other weights than the run's.
+    ValueError: the config describes other weights than the run's, or the
+      checkpoint's files are damaged.
   """
   checkpoint = checkpoint or latest_checkpoint(workdir)
   if checkpoint is None:
@@ -214,6 +215,10 @@ def restore_model(config, workdir: str, checkpoint: Optional[str] = None
   try:
     tf.train.Checkpoint(model=model).restore(checkpoint) \
         .assert_existing_objects_matched().expect_partial()
+  except (tf.errors.OpError, IndexError) as e:  # Read errors.
+    reason = (getattr(e, "message", None) or str(e)).splitlines()[0]
+    raise ValueError(f"{checkpoint} is damaged ({reason[:300]}); give "
+                     "another checkpoint of the run") from None
   except AssertionError as e:
     raise ValueError(f"{checkpoint} does not hold every weight of the config's "
                      f"model: {str(e)[:500]}") from None

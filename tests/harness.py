@@ -289,9 +289,11 @@ def config_with(records, **extra):
   return config
 
 
-def final_weights(workdir, config):
-  """The run's latest weights by original name, and their step."""
-  model, step = run_dir.restore_model(config, str(workdir))
+def final_weights(workdir, config, checkpoint=None):
+  """The run's latest weights (or those of ``checkpoint``, a prefix
+  relative to ``workdir``) by original name, and their step."""
+  model, step = run_dir.restore_model(
+      config, str(workdir), checkpoint and str(workdir / checkpoint))
   return {n: np.asarray(v) for n, v in naming.original_names(model).items()}, step
 
 
