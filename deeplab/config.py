@@ -20,6 +20,7 @@ from deeplab.data import registry
 from deeplab.model_args import ModelArgs
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+OPTIMIZERS = ("sgd", "adamw")
 # 4096 x 4096: a 12-megapixel photo, or eight 2048x1024 Cityscapes frames,
 # in one request (bench/README.md measures a request's memory at it).
 MAX_REQUEST_PIXELS = 4096 * 4096
@@ -91,7 +92,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   # Images per step, summed over all replicas and workers.
   config.train.batch_size = 16
-  # Number of training steps (the end of the poly learning-rate schedule).
+  # Number of training steps: the end of the poly learning-rate schedule, or
+  # with max_minutes an upper bound on it.
   config.train.steps = 30000
   # Peak learning rate of the poly schedule (0.007 in the original recipe).
   config.train.base_learning_rate = 0.007
@@ -106,10 +108,23 @@ def base_config() -> ml_collections.ConfigDict:
   # How the slow start runs (slow_start_burnin_type): 'none' holds
   # warmup_learning_rate, 'linear' ramps from it to base_learning_rate.
   config.train.warmup_type = "none"
+  # 'sgd' (SGD with momentum, the paper's) or 'adamw' (Keras' AdamW, for
+  # training from scratch).
+  config.train.optimizer = "sgd"
   # SGD momentum.
   config.train.momentum = 0.9
-  # L2 weight decay on convolution kernels (not depthwise, bias or BN).
+  # AdamW's decay rate of the gradient's running mean (Keras' default).
+  config.train.adam_beta1 = 0.9
+  # AdamW's decay rate of the squared gradient's running mean.
+  config.train.adam_beta2 = 0.999
+  # AdamW's epsilon, added to the root of that mean.
+  config.train.adam_epsilon = 1e-7
+  # Weight decay of convolution kernels (not depthwise, bias or BN): for
+  # 'sgd' the factor of the L2 loss (the paper's 4e-5), for 'adamw' the
+  # decoupled decay per unit learning rate.
   config.train.weight_decay = 4e-5
+  # Clip the gradient of the global batch to this norm; 0: no clipping.
+  config.train.clip_global_norm = 0.0
   # Batch norm uses batch statistics and updates its moving ones (False: it
   # runs on the moving statistics, as at inference, for small batches; gamma
   # and beta still train, as in the original).
@@ -141,7 +156,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 5
   # Training steps per tf.function call (fewer host round trips).
   config.train.steps_per_loop = 10
-  # Stop (saving first) after this many minutes of training; 0: no limit.
+  # Minutes of training for the whole run, resumes included: the learning
+  # rate schedule is fitted to them (its horizon follows the measured step
+  # time) and training stops, saving first, when they are spent; 0: no limit.
   config.train.max_minutes = 0.0
   # Seed of the weight initialization (same seed: same initial weights).
   config.train.seed = 0
@@ -295,6 +312,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         f"config.train.class_weights has {len(train.class_weights)} entries "
         f"for config.dataset.num_classes={config.dataset.num_classes}")
+  if train.optimizer not in OPTIMIZERS:
+    raise ValueError(f"config.train.optimizer must be one of {OPTIMIZERS}, "
+                     f"got {train.optimizer!r}")
+  if train.clip_global_norm < 0:
+    raise ValueError("config.train.clip_global_norm must be >= 0 (0: no "
+                     f"clipping), got {train.clip_global_norm!r}")
+  if train.max_minutes < 0:
+    raise ValueError("config.train.max_minutes must be >= 0 (0: no limit), "
+                     f"got {train.max_minutes!r}")
   if train.warmup_type not in ("none", "linear"):
     raise ValueError("config.train.warmup_type must be 'none' or 'linear', "
                      f"got {train.warmup_type!r}")

@@ -48,13 +48,11 @@ def _logged_steps(workdir):
   return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def _stop_together(workdir, overrides, reason, signalled=None, worker_flags=None,
-                   extra_flags=()):
+def _stop_together(workdir, overrides, reason, signalled=None, extra_flags=()):
   """Runs two workers until ``reason`` stops them (SIGTERM to worker
   ``signalled`` once the chief logs a step); returns the common step."""
   before = _logged_steps(workdir)
-  workers = launch_workers(workdir, [*overrides, *extra_flags],  # Last wins.
-                           worker_flags=worker_flags)
+  workers = launch_workers(workdir, [*overrides, *extra_flags])  # Last wins.
   if signalled is not None:
     deadline = time.time() + 300
     while _logged_steps(workdir) <= before:
@@ -92,9 +90,11 @@ def test_preempted_and_timed_out_workers_stop_together_and_resume_exactly(
   second = _stop_together(job, overrides, "SIGTERM", signalled=0, extra_flags=[
       "--mode=train_and_eval", "--config.train.checkpoint_every=1"])
   assert (job / "eval" / f"metrics-{second}.json").exists()
-  # Resumed; worker 1 alone runs out of time (its clock says so): both stop.
+  # Resumed with a time budget already spent (the budget counts the
+  # minutes of earlier sessions): both stop after their first loop, on the
+  # time the workers agree on, before the budget reshapes the schedule.
   third = _stop_together(job, overrides, "max_minutes",
-                         worker_flags={1: ["--config.train.max_minutes=0.001"]})
+                         extra_flags=["--config.train.max_minutes=0.001"])
   assert 0 < first < second < third < STEPS
   config = config_with(small_records, **PLAIN)
   for step in (first, second, third):

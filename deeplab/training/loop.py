@@ -4,13 +4,15 @@
 The dataset is distributed with input contexts, ``steps_per_loop`` steps run
 inside one ``tf.function`` call (``Trainer.make_train_loop``), a checkpoint
 is written every ``checkpoint_every`` steps, and the loop stops at
-``config.train.steps``, on SIGTERM/SIGINT or after ``max_minutes``, saving
-first; in a multi-worker job every worker stops at the same step
-(``stopping.Stopper``). ``train_and_eval`` evaluates after every checkpoint:
-with the training strategy on one host (one device, MirroredStrategy), and
-on the chief's host CPU, on a copy of the weights, under TPUStrategy and
-MultiWorkerMirroredStrategy (``Trainer.evaluation_model``), while the other
-workers wait at a barrier.
+``config.train.steps``, on SIGTERM/SIGINT or when the ``max_minutes`` budget
+is spent (``budget.TimeBudget``, which also fits the learning rate schedule
+to it), saving first; in a multi-worker job every worker stops after the
+same step (``stopping.Stopper`` agrees on signals, the budget on the time).
+``train_and_eval`` evaluates after every checkpoint and logs the validation
+mIoU beside the loss: with the training strategy on one host (one device,
+MirroredStrategy), and on the chief's host CPU, on a copy of the weights,
+under TPUStrategy and MultiWorkerMirroredStrategy
+(``Trainer.evaluation_model``), while the other workers wait at a barrier.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import contextlib
 import os
 import shutil
 import time
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from absl import logging
 import numpy as np
@@ -38,7 +40,8 @@ MODES = ("train", "train_and_eval")
 
 
 def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = None,
-          evaluate_every_checkpoint: bool = False) -> Dict:
+          evaluate_every_checkpoint: bool = False,
+          clock: Callable[[], float] = time.monotonic) -> Dict:
   """Trains (or resumes) until ``config.train.steps`` or a stop condition.
 
   Args:
@@ -47,6 +50,7 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
     strategy: default: from ``config.train.strategy``.
     evaluate_every_checkpoint: evaluate on the eval records after each
       checkpoint (train_and_eval).
+    clock: monotonic seconds for the time budget (tests pass a fake one).
 
   Returns:
     ``{"step": final step, "loss": last mean loss, "stopped": reason}``.
@@ -65,11 +69,13 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
     pipeline.list_files(config.data.eval_pattern, "config.data.eval_pattern")
   strategy = strategy or strategy_lib.make_strategy(config.train.strategy,
                                                     config.train.tpu)
-  trainer = trainer_lib.Trainer(config, workdir, strategy)
+  trainer = trainer_lib.Trainer(config, workdir, strategy, clock)
   if trainer.chief:
     run_dir.write_config(config, workdir)
   trainer.restore_or_initialize()
   start_step = trainer.step
+  budget = trainer.budget
+  budget.start(start_step)
   train_cfg = config.train
   dataset = strategy.distribute_datasets_from_function(
       lambda context: pipeline.train_dataset(config, context,
@@ -83,8 +89,7 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
   loss = float("nan")
   stopped = "done"
   last_saved = start_step
-  with stopping.Stopper(strategy, train_cfg.max_minutes) as stopper, \
-      writer.as_default():
+  with stopping.Stopper(strategy) as stopper, writer.as_default():
     while trainer.step < train_cfg.steps:
       step = trainer.step
       until_checkpoint = train_cfg.checkpoint_every - step % train_cfg.checkpoint_every
@@ -100,23 +105,30 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
             "Lower config.train.base_learning_rate, check the labels with "
             "`deeplab-inspect`, or use float32.")
       images_per_second = count * train_cfg.batch_size / elapsed
+      spent = budget.update(step, strategy)
       learning_rate = float(trainer.schedule(step))
+      minutes = float(budget.elapsed.numpy()) / 60
       bar.update(count, f"loss {loss:.4f} {images_per_second:.1f} images/s")
       tf.summary.scalar("loss", loss, step)
       tf.summary.scalar("learning_rate", learning_rate, step)
       tf.summary.scalar("step_time", elapsed / count, step)
       tf.summary.scalar("images_per_second", images_per_second, step)
       if trainer.chief:
-        run_dir.append_log(workdir, dict(step=step, loss=loss, learning_rate=learning_rate,
-                                images_per_second=images_per_second))
+        run_dir.append_log(workdir, dict(
+            step=step, loss=loss, learning_rate=learning_rate,
+            images_per_second=images_per_second, minutes=round(minutes, 4),
+            schedule_horizon=round(float(budget.horizon.numpy()), 1)))
       if step % train_cfg.checkpoint_every == 0 or step == train_cfg.steps:
         trainer.save()
         last_saved = step
         if evaluate_every_checkpoint:
-          _evaluate(config, trainer, workdir, step)
+          _evaluate(config, trainer, workdir, step, minutes)
       reason = stopper.agreed_reason()
       if reason:
         stopped = reason
+        break
+      if spent:
+        stopped = "max_minutes"
         break
     if trainer.step != last_saved:
       trainer.save()
@@ -127,16 +139,22 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
   return {"step": trainer.step, "loss": loss, "stopped": stopped}
 
 
-def _evaluate(config, trainer: trainer_lib.Trainer, workdir: str, step: int):
-  """``train_and_eval``'s evaluation after a checkpoint: by the chief alone
-  where the model evaluates on its host, every other worker waiting."""
+def _evaluate(config, trainer: trainer_lib.Trainer, workdir: str, step: int,
+              minutes: float):
+  """``train_and_eval``'s evaluation after a checkpoint, logged: by the
+  chief alone where the model evaluates on its host, every other worker
+  waiting at a barrier."""
   strategy = trainer.strategy
   if trainer.chief:
     model, eval_strategy = trainer.evaluation_model()
     on_host = eval_strategy is not strategy
     with (tf.device(strategy_lib.host_cpu(strategy)) if on_host
           else contextlib.nullcontext()):
-      eval_lib.evaluate_model(config, model, workdir, step, eval_strategy)
+      metrics = eval_lib.evaluate_model(config, model, workdir, step,
+                                        eval_strategy)
+    run_dir.append_log(workdir, dict(
+        step=step, minutes=round(minutes, 4), val_miou=metrics["miou"],
+        val_per_class_iou=metrics["per_class_iou"]))
   stopping.wait_for_chief_evaluation(strategy, step)
 
 

@@ -1,25 +1,25 @@
 """When training stops, decided by every worker together.
 
-A stop has three causes: SIGTERM (a preempted machine, a cluster scheduler),
-SIGINT (Ctrl-C) and the time budget ``config.train.max_minutes``. Each
-process notes its own causes (a signal handler, its own clock); at every
-loop boundary ``Stopper.agreed_reason`` all-reduces them, so in a
+A signal stops training: SIGTERM (a preempted machine, a cluster
+scheduler) or SIGINT (Ctrl-C). Each process notes the signals it receives;
+at every loop boundary ``Stopper.agreed_reason`` all-reduces them, so in a
 multi-worker job every worker stops after the same step, even if only one
-of them was signalled or its clock ran ahead, and all write the final
-checkpoint together (the chief into the run folder). A worker that decided
-alone would leave the others blocked in the next step's collective.
+of them was signalled, and all write the final checkpoint together (the
+chief into the run folder). A worker that stopped alone would leave the
+others blocked in the next step's collective. (The time budget,
+``config.train.max_minutes``, is agreed the same way by
+``budget.TimeBudget``.)
 
 TensorFlow's ``tf.distribute.experimental.PreemptionCheckpointHandler`` is
 not used: it counts calls of one-step functions (our loop calls run a
 variable number of steps), adds its own counter variable to the
 checkpoint, restores through its own manager, exits the process itself
-(code 42 by default) and knows neither SIGINT nor a time budget.
+(code 42 by default) and knows no SIGINT.
 """
 
 from __future__ import annotations
 
 import signal
-import time
 from typing import Optional
 
 from absl import logging
@@ -27,7 +27,7 @@ import tensorflow as tf
 from tensorflow.python.eager import context as eager_context
 
 # The causes, in the order of the flags that are all-reduced.
-REASONS = ("SIGTERM", "SIGINT", "max_minutes")
+REASONS = ("SIGTERM", "SIGINT")
 # A worker waits this long for the chief's evaluation before failing; the
 # coordination service fails the wait sooner if the chief dies.
 EVALUATION_WAIT_MS = 24 * 3600 * 1000
@@ -42,12 +42,12 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
 
 
 class Stopper:
-  """Notes SIGTERM/SIGINT and the time budget; agrees on them at loop
-  boundaries. A context manager: the signal handlers live inside it.
+  """Notes SIGTERM/SIGINT; agrees on them at loop boundaries. A context
+  manager: the signal handlers live inside it.
 
   Example::
 
-    with Stopper(strategy, max_minutes=30) as stopper:
+    with Stopper(strategy) as stopper:
       while step < steps:
         step = run_some_steps()
         reason = stopper.agreed_reason()
@@ -55,10 +55,8 @@ class Stopper:
           break
   """
 
-  def __init__(self, strategy: tf.distribute.Strategy, max_minutes: float = 0.0):
-    self._deadline = (time.monotonic() + 60 * max_minutes
-                      if max_minutes > 0 else None)
-    self._signals = {name: False for name in REASONS[:2]}
+  def __init__(self, strategy: tf.distribute.Strategy):
+    self._signals = {name: False for name in REASONS}
     self._previous = {}
     self._all_reduce = None
     if is_multi_worker(strategy):
@@ -84,12 +82,10 @@ class Stopper:
 
   def local_reasons(self):
     """This process's flags, in the order of ``REASONS``."""
-    out_of_time = (self._deadline is not None and
-                   time.monotonic() >= self._deadline)
-    return [self._signals["SIGTERM"], self._signals["SIGINT"], out_of_time]
+    return [self._signals[name] for name in REASONS]
 
   def agreed_reason(self) -> Optional[str]:
-    """The first cause any worker has noted, or None to go on.
+    """The first signal any worker has received, or None to go on.
 
     In a multi-worker job this is a collective: every worker must call it
     at the same point of the loop.
