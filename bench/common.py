@@ -17,6 +17,21 @@ def deeplab_v3_plus(backbone: str, **kwargs) -> model_lib.DeepLab:
   return model_lib.DeepLab(num_classes=21, backbone=backbone, **kwargs)
 
 
+def cpu_model() -> str:
+  """The CPU's model name and the cores this process may use."""
+  import os  # pylint: disable=g-import-not-at-top
+  name = "unknown CPU"
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          name = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  return f"{name}, {len(os.sched_getaffinity(0))} cores"
+
+
 def _markers(name: str):
   return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 

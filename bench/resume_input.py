@@ -73,7 +73,7 @@ def main(argv):
   text = (
       f"{_RECORDS.value} synthetic records (161x161, {size / 2**20:.0f} MiB in "
       f"8 shards), synthetic config, batch 16, deterministic; seconds to the "
-      f"first batch:\n\n"
+      f"first batch ({common.cpu_model()}):\n\n"
       f"| run | first batch (s) |\n|---|---:|\n"
       f"| fresh (step 0) | {fresh:.2f} |\n"
       f"| resumed at step {step:,} | {resumed:.2f} |\n"

@@ -83,7 +83,7 @@ def main(argv):
   text = ("One `serving_default` request of one uint8 image at the default "
           "limit, `config.export.max_request_pixels` = 4096 x 4096 = "
           "16,777,216 pixels; peak resident memory of the serving process "
-          "(`ru_maxrss`), CPU:\n\n"
+          f"(`ru_maxrss`), {common.cpu_model()}:\n\n"
           "| model | request | peak before (GiB) | peak after (GiB) |\n"
           "|---|---|---:|---:|\n" + "\n".join(rows))
   common.report("serving_memory", text, _WRITE.value)
