@@ -30,9 +30,9 @@ def agree_across_workers(strategy: tf.distribute.Strategy, values):
   values = tf.constant(values, tf.float32)
   if strategy.num_replicas_in_sync == 1:
     return values.numpy()
-  per_replica = strategy.run(lambda: tf.identity(values))
-  return strategy.reduce(tf.distribute.ReduceOp.MAX, per_replica,
-                         axis=None).numpy()
+  # ReduceOp has no MAX: gather every replica's values, then take it.
+  per_replica = strategy.run(lambda: tf.identity(values)[tf.newaxis])
+  return tf.reduce_max(strategy.gather(per_replica, axis=0), axis=0).numpy()
 
 
 class TimeBudget:
