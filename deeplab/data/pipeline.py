@@ -129,7 +129,10 @@ def count_file_records(path: str) -> int:
 def records_per_epoch(paths: List[str], input_context=None,
                       key: str = "config.data.train_pattern") -> int:
   """Records one input pipeline reads in one pass over its files."""
-  mine, shard_records = _pipeline_files(paths, input_context, key)
+  return _records_in(*_pipeline_files(paths, input_context, key), input_context)
+
+
+def _records_in(mine: List[str], shard_records: bool, input_context) -> int:
   total = sum(count_file_records(p) for p in mine)
   if not shard_records:
     return total
@@ -223,7 +226,7 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
   position = start_step * records_per_step(batch_size, input_context)
   epoch, offset = 0, 0
   if position:
-    epoch, offset = divmod(position, records_per_epoch(paths, input_context, key))
+    epoch, offset = divmod(position, _records_in(mine, shard_records, input_context))
   dataset = tf.data.Dataset.range(epoch, np.iinfo(np.int64).max).flat_map(
       lambda e: _one_epoch(mine, input_context, shard_records, seed,
                            data.shuffle_buffer, data.deterministic, e))
