@@ -7,10 +7,10 @@ Usage:
 For each config: its model (random weights; memory does not depend on
 them) is exported with the default ``config.export.max_request_pixels``;
 then a fresh process loads the SavedModel, serves one 64x64 image (so the
-graph is built), notes its peak resident memory (``ru_maxrss``), serves one
-uint8 image of exactly the limit (4096x4096) through ``serving_default``
-and notes the peak again. One request over the limit is refused before any
-of that memory is taken.
+graph is built), notes its peak resident memory (``ru_maxrss``), sends one
+image a row over the limit (refused: the peak grows by the request's own
+uint8 pixels only), then one uint8 image of exactly the limit (4096x4096)
+through ``serving_default``, noting the peak after each.
 """
 
 import json
@@ -50,10 +50,18 @@ def serve(saved_model: str):
   predict = loaded.signatures["serving_default"]
   predict(images=tf.zeros([1, 64, 64, 3], tf.uint8))
   before = _peak_gib()
-  image = np.random.default_rng(0).integers(0, 256, (1, side, side, 3), np.uint8)
+  rng = np.random.default_rng(0)
+  over = tf.constant(rng.integers(0, 256, (1, side + 1, side, 3), np.uint8))
+  try:
+    predict(images=over)
+    raise AssertionError("a request over the limit was served")
+  except tf.errors.InvalidArgumentError:
+    refused = _peak_gib()
+  del over
+  image = rng.integers(0, 256, (1, side, side, 3), np.uint8)
   predict(images=tf.constant(image))["labels"].numpy()
   print(json.dumps({"limit": limit, "side": side, "before": before,
-                    "peak": _peak_gib()}))
+                    "refused": refused, "peak": _peak_gib()}))
 
 
 def main(argv):
@@ -79,13 +87,15 @@ def main(argv):
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     rows.append(f"| {name} ({model.args.backbone}, {config.dataset.num_classes} "
                 f"classes) | {figures['side']}x{figures['side']} | "
-                f"{figures['before']:.2f} | {figures['peak']:.2f} |")
+                f"{figures['before']:.2f} | {figures['refused']:.2f} | "
+                f"{figures['peak']:.2f} |")
   text = ("One `serving_default` request of one uint8 image at the default "
           "limit, `config.export.max_request_pixels` = 4096 x 4096 = "
           "16,777,216 pixels; peak resident memory of the serving process "
           f"(`ru_maxrss`), {common.cpu_model()}:\n\n"
-          "| model | request | peak before (GiB) | peak after (GiB) |\n"
-          "|---|---|---:|---:|\n" + "\n".join(rows))
+          "| model | request at the limit | peak before (GiB) | after a refused "
+          "request one row over (GiB) | after the request (GiB) |\n"
+          "|---|---|---:|---:|---:|\n" + "\n".join(rows))
   common.report("serving_memory", text, _WRITE.value)
 
 
