@@ -12,13 +12,14 @@ kind named in --cpus, by making this CPU look like it:
 
 - ``avx512`` (AVX-512 without bf16, e.g. Skylake, Cascade Lake): oneDNN on,
   capped with ``ONEDNN_MAX_CPU_ISA=AVX512_CORE`` (no bf16, no AMX).
-- ``avx2`` (AVX2 only, e.g. AMD EPYC before Zen 4): float32 on oneDNN
-  capped with ``ONEDNN_MAX_CPU_ISA=AVX2`` (deeplab.runtime's choice for
-  training there); bfloat16 on TensorFlow's own kernels
-  (``TF_ENABLE_ONEDNN_OPTS=0``), where TensorFlow sends bf16 on a CPU
-  without AVX-512. TensorFlow's own kernels are built for AVX, so they run
-  the same instructions as on an AVX2 CPU.
+- ``avx2`` (AVX2 only, e.g. AMD EPYC before Zen 4): TensorFlow's own
+  kernels (``TF_ENABLE_ONEDNN_OPTS=0``), where TensorFlow sends bf16 on a
+  CPU without AVX-512 even with oneDNN on. They are built for AVX, so they
+  run the same instructions as on an AVX2 CPU. (oneDNN capped with
+  ``ONEDNN_MAX_CPU_ISA=AVX2`` is no stand-in for an AVX2 CPU's oneDNN:
+  bench/README.md, "Runtime choice per CPU and job".)
 
+float32 and bf16 run on the same kernels, so the ratio is bf16's own cost.
 Both are emulations on another CPU (its caches, clock and core count),
 labelled so wherever the figures go. Each setting runs in a fresh process
 (the variables are read when TensorFlow starts); the figure is the ratio
@@ -52,20 +53,12 @@ _WRITE = flags.DEFINE_bool("write_readme", False, "Write into bench/README.md.")
 _CHILD = flags.DEFINE_string("child", None, "Internal: the dtype policy to time.")
 
 ONEDNN_AVX512 = {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}
-ONEDNN_AVX2 = {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 TF_KERNELS = {"TF_ENABLE_ONEDNN_OPTS": "0"}
-# Per emulated CPU kind: (kernels, dtype policy, environment) of each
-# timed setting; the first is float32 as deeplab.runtime runs training
-# there, the bf16 one as TensorFlow routes bf16 there. On AVX2 float32 on
-# TensorFlow's own kernels is timed too (the runtime's choice for eval and
-# predict there).
-EMULATIONS = {
-    "avx512": [("oneDNN (AVX512_CORE)", "float32", ONEDNN_AVX512),
-               ("oneDNN (AVX512_CORE)", "mixed_bfloat16", ONEDNN_AVX512)],
-    "avx2": [("oneDNN (AVX2)", "float32", ONEDNN_AVX2),
-             ("TensorFlow's", "float32", TF_KERNELS),
-             ("TensorFlow's", "mixed_bfloat16", TF_KERNELS)],
-}
+# Per emulated CPU kind: (kernels, environment), the same for float32 and
+# bf16, so that the ratio is bf16's own cost on the kernels TensorFlow
+# routes bf16 to on that kind.
+EMULATIONS = {"avx512": ("oneDNN (AVX512_CORE)", ONEDNN_AVX512),
+              "avx2": ("TensorFlow's", TF_KERNELS)}
 LABELS = {"avx512": "AVX-512 without bf16", "avx2": "AVX2 only"}
 
 
@@ -138,19 +131,18 @@ def main(argv):
       f"{_BACKBONE.value}, {_SIZE.value}x{_SIZE.value}, forward batch 1 and "
       f"training step batch {_BATCH.value}, median of {_STEPS.value} calls, "
       f"emulated on {cpu_model()} ({os.cpu_count()} cores):", "",
-      "| emulated CPU | kernels | dtype | forward b1 (ms) | train (s) | "
-      "slower than the first row: forward, train |",
-      "|---|---|---|---:|---:|---|"]
+      "| emulated CPU | kernels | float32 forward b1 (ms) | bf16 forward b1 (ms) "
+      "| float32 train (s) | bf16 train (s) | bf16 slower: forward, train |",
+      "|---|---|---:|---:|---:|---:|---|"]
   for cpu in _CPUS.value:
-    first = None
-    for kernels, dtype_policy, env in EMULATIONS[cpu]:
-      t = run_child(dtype_policy, env)
-      first = first or t
-      lines.append(
-          f"| {LABELS[cpu]} | {kernels} | {dtype_policy} | {1e3 * t['forward']:.0f} "
-          f"| {t['train']:.2f} | {t['forward'] / first['forward']:.2f}x, "
-          f"{t['train'] / first['train']:.2f}x |")
-      print(lines[-1], flush=True)
+    kernels, env = EMULATIONS[cpu]
+    f32 = run_child("float32", env)
+    bf16 = run_child("mixed_bfloat16", env)
+    lines.append(
+        f"| {LABELS[cpu]} | {kernels} | {1e3 * f32['forward']:.0f} "
+        f"| {1e3 * bf16['forward']:.0f} | {f32['train']:.2f} | {bf16['train']:.2f} "
+        f"| {bf16['forward'] / f32['forward']:.2f}x, {bf16['train'] / f32['train']:.2f}x |")
+    print(lines[-1], flush=True)
   from bench import common  # pylint: disable=g-import-not-at-top
   common.report("bf16_cpu", "\n".join(lines), _WRITE.value)
 

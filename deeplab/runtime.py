@@ -295,11 +295,11 @@ def choose(cpu: Cpu, job: str, environ: Mapping[str, str]) -> Choice:
 # Measured with bench/bf16_cpu.py (bench/README.md, "bf16 without native
 # bf16"); keep the two in step (tests/test_runtime.py checks it).
 BF16_SLOWDOWN = {
-    "avx512": {"train": 1.9, "forward": 2.1},
-    "avx2": {"train": 7.8, "forward": 16.0},
+    "avx512": {"train": 3.58, "forward": 2.55},
+    "avx2": {"train": 1.73, "forward": 1.92},
 }
-BF16_SOURCE = ("bench/bf16_cpu.py: MobileNetV2 at 129 px, emulated on an "
-               "AVX-512 Xeon with oneDNN capped by ONEDNN_MAX_CPU_ISA")
+BF16_SOURCE = ("bench/bf16_cpu.py, bench/README.md: MobileNetV2 at 257 px, "
+               "emulated on an AVX-512 Xeon")
 
 
 def bf16_warning(cpu: Cpu, dtype_policy: str, job: str) -> Optional[str]:
@@ -310,7 +310,7 @@ def bf16_warning(cpu: Cpu, dtype_policy: str, job: str) -> Optional[str]:
     return None
   factors = BF16_SLOWDOWN.get(cpu.kind)
   what = "training step" if job == "train" else "forward pass"
-  measured = (f"a {what} ran {factors['train' if job == 'train' else 'forward']:.1f}x "
+  measured = (f"a {what} ran {factors['train' if job == 'train' else 'forward']:.2f}x "
               f"slower than in float32 ({BF16_SOURCE})" if factors else
               "not measured here, expect it to be slower than float32")
   return (f"mixed_bfloat16 on {cpu.model} ({cpu.isa()}, no AVX512-BF16 or AMX): "
@@ -329,6 +329,21 @@ def current() -> Optional[Choice]:
   return _applied
 
 
+def set_env(choice: Choice, environ: Dict[str, str]) -> None:
+  """Writes ``choice``'s variables into ``environ``, drops the ones a
+  parent process chose and this job leaves to TensorFlow, and records in
+  MARKER which are ours (for child processes, which inherit them)."""
+  ours = set(_ours(environ))
+  for name, value in choice.env().items():
+    environ[name] = value
+    ours.add(name)
+  for setting in choice.settings:
+    if setting.value is None and setting.name in ours:
+      environ.pop(setting.name, None)
+      ours.discard(setting.name)
+  environ[MARKER] = ",".join(sorted(ours))
+
+
 def apply(job: str, cpu: Optional[Cpu] = None,
           environ: Optional[Dict[str, str]] = None, stream=None) -> Choice:
   """Chooses the runtime of ``job``, sets its variables in ``environ``
@@ -344,15 +359,7 @@ def apply(job: str, cpu: Optional[Cpu] = None,
     print("runtime: not chosen (TensorFlow was imported before the tool "
           f"started; its settings stay as they were); {cpu.model}", file=stream)
     return choice
-  ours = set(_ours(environ))
-  for name, value in choice.env().items():
-    environ[name] = value
-    ours.add(name)
-  for setting in choice.settings:  # A previous choice's value, now unchosen.
-    if setting.value is None and setting.name in ours:
-      environ.pop(setting.name, None)
-      ours.discard(setting.name)
-  environ[MARKER] = ",".join(sorted(ours))
+  set_env(choice, environ)
   print(choice.line(), file=stream, flush=True)
   _applied = choice
   return choice
