@@ -180,10 +180,11 @@ def build_ours_bf16(arch: str):
 
 def build_ours_inference(arch: str):
   """Our forward passes as an inference-only process runs them (the
-  ``deeplab.predict`` CLI): its worker runs with that CLI's INFERENCE_ENV."""
+  ``deeplab-predict`` CLI): its worker runs with the ``predict`` job's runtime
+  (deeplab/runtime.py)."""
   impl = build_ours(arch)
   impl.name, impl.train_step = "ours_inference", None
-  impl.note = "forward only, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1"
+  impl.note = "forward only, with deeplab-predict's runtime"
   return impl
 
 
@@ -445,8 +446,13 @@ def worker(arch, impls):
   'round' times every impl once (3 batch-1 runs, 2 batch-8 runs, 1
   training step) and answers the seconds; 'finish' answers FLOPs, parameters and
   the process's peak RSS. Between commands the worker blocks on stdin, so
-  its threads sleep while another worker is timed.
+  its threads sleep while another worker is timed. Answers go to the
+  process's original stdout; whatever else writes there (torch's ONNX
+  exporter, the TFLite runtime's C++ logs) goes to the log instead.
   """
+  answers = os.fdopen(os.dup(1), "w")
+  os.dup2(2, 1)
+  sys.stdout = sys.stderr
   built, missing = build_all(arch, impls)
   for impl in built.values():  # warm-up: tracing, primitive creation
     for _ in range(2):
@@ -454,7 +460,7 @@ def worker(arch, impls):
     impl.forward(8)
     for _ in range(2 if impl.train_step else 0):
       impl.train_step()
-  print(json.dumps({"missing": missing}), flush=True)
+  print(json.dumps({"missing": missing}), file=answers, flush=True)
   for command in sys.stdin:
     if command.strip() == "round":
       times = {}
@@ -462,12 +468,12 @@ def worker(arch, impls):
         times[name] = {"b1": [_seconds(lambda i=impl: i.forward(1)) for _ in range(3)],
                        "b8": [_seconds(lambda i=impl: i.forward(8)) for _ in range(2)],
                        "train": [_seconds(impl.train_step)] if impl.train_step else []}
-      print(json.dumps(times), flush=True)
+      print(json.dumps(times), file=answers, flush=True)
     else:
       info = {name: dict(size=impl.size, params=impl.params, note=impl.note,
                          flops=impl.flops()) for name, impl in built.items()}
       print(json.dumps({"info": info, "peak_rss_gib": resource.getrusage(
-          resource.RUSAGE_SELF).ru_maxrss / 2**20}), flush=True)
+          resource.RUSAGE_SELF).ru_maxrss / 2**20}), file=answers, flush=True)
       return
 
 

@@ -8,9 +8,9 @@ threads run one op and how many ops run at once (``TF_NUM_INTRAOP_THREADS``,
 ``OMP_NUM_THREADS``), and whether oneDNN may keep its own copy of weights
 that never change (``TF_ONEDNN_ASSUME_FROZEN_WEIGHTS``). Its own default
 turns oneDNN on only on CPUs with AVX512-VNNI, AVX512-BF16 or AMX, which
-is right for some jobs and wrong for others (bench/README.md, "Runtime
-choice per CPU and job"): on an AVX2-only CPU oneDNN makes training
-1.4-1.5x faster and MobileNetV2's batch-1 forward pass 2.9x slower.
+is right for some jobs and wrong for others: on an AVX2-only CPU oneDNN
+makes training faster and batch-1 forward passes slower (the figures are
+in bench/README.md, "Runtime choice per CPU and job").
 
 So every tool names its job, and ``launch`` chooses, prints one line
 (``runtime: oneDNN on (chosen: AVX2 CPU, train), ...``), sets the
@@ -31,8 +31,9 @@ and never re-execute themselves to swap it.
 
 Example:
   >>> cpu = Cpu("AMD EPYC 7B13", frozenset({"avx2", "fma"}), cores=2)
-  >>> choose(cpu, "predict", environ={}).line()
-  'runtime: oneDNN off (chosen: AVX2 CPU, predict), intra-op 2, ...'
+  >>> choice = choose(cpu, "predict", environ={})
+  >>> choice.onednn(), choice.env()["TF_NUM_INTRAOP_THREADS"]
+  (False, '2')
 """
 
 from __future__ import annotations
@@ -162,19 +163,19 @@ def this_cpu() -> Cpu:
 # oneDNN per job and CPU kind: "1" on, "0" off, None TensorFlow's default.
 # The figures behind them are in bench/README.md ("Runtime choice per CPU
 # and job"). AVX-512: every speed figure of this project was measured with
-# oneDNN on, and the kernel routes (deeplab/kernels.py) were tuned on it;
-# an AVX-512 CPU without VNNI (Skylake) would get it off by TensorFlow's
-# default. AVX2 (issue 17's measurements): oneDNN makes training 1.4-1.5x
-# faster and batch 8 1.38x-1.59x, but MobileNetV2's batch 1 2.9x slower
-# and Xception-65's batch 1 only 4% faster; eval and predict run batch 1.
+# oneDNN on, and the kernel routes (deeplab/kernels.py) were tuned on it
+# (an AVX-512 CPU without VNNI, Skylake, would get it off by TensorFlow's
+# default). AVX2 (issue 17's measurements): oneDNN makes training and
+# batch 8 faster, but batch 1 slower (MobileNetV2) or level (Xception-65);
+# eval (eval_batch_size 1 by default) and predict run batch 1.
 ONEDNN_RULES: Dict[str, Dict[str, Optional[str]]] = {
     "avx512": {"train": "1", "eval": "1", "predict": "1", "export": None, "tool": None},
     "avx2": {"train": "1", "eval": "0", "predict": "0", "export": None, "tool": None},
     "other": {job: None for job in JOBS},
 }
 # Jobs whose process never changes its weights, so that oneDNN may keep
-# each convolution's weights in its own layout (1.06x-1.18x on batch 1,
-# bench/README.md). Not eval: continuous evaluation loads every new
+# each convolution's weights in its own layout (bench/README.md,
+# ``ours_inference``). Not eval: continuous evaluation loads every new
 # checkpoint into the same variables, and the cached copies would go stale.
 FROZEN_WEIGHT_JOBS = ("predict",)
 
