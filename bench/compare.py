@@ -595,6 +595,29 @@ def table(rows) -> str:
   return "\n".join(lines)
 
 
+def lead_over_peers(arch: str, results) -> str:
+  """Issue 17's target measure: our best float32 form (any ``ours*`` row
+  but bf16) against the fastest peer, per batch-1 latency, batch-8
+  throughput and training step; above 1 means ours is faster."""
+  def best(names, key, fastest):
+    values = [(results[n][key], n) for n in names
+              if n in results and results[n][key] == results[n][key]]  # not nan
+    return fastest(values) if values else None
+
+  ours = [n for n in results if n.startswith("ours") and n != "ours_bf16"]
+  peers = [n for n in results if not n.startswith("ours")]
+  parts = []
+  for label, key, fastest, lead in (
+      ("b1", "latency_ms", min, lambda o, p: p / o),
+      ("b8", "throughput", max, lambda o, p: o / p),
+      ("train", "train_s", min, lambda o, p: p / o)):
+    o, p = best(ours, key, fastest), best(peers, key, fastest)
+    if o and p:
+      parts.append(f"{label} {lead(o[0], p[0]):.2f}x ({o[1]} vs {p[1]})")
+  return f"{arch}, float32, our best vs the fastest peer: " + (
+      ", ".join(parts) or "no pair measured")
+
+
 def _row_key(line: str):
   """(model, allocator, implementation) of a table row."""
   return tuple(cell.strip() for cell in line.split("|")[1:4])
@@ -691,6 +714,7 @@ def main(argv):
                for name in _IMPLS.value if name in results or name in missing]
       rows.extend(added)
       print(table(added), flush=True)
+      print(lead_over_peers(arch, results), flush=True)
       if _WRITE.value:  # after every model, so a cut-off run keeps its rows
         write_rows(table(added), heading)
   print(table(rows))

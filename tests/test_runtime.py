@@ -123,24 +123,28 @@ def test_the_quoted_bf16_factors_are_bench_readmes():
     assert f"{factors['forward']:.2f}x, {factors['train']:.2f}x" in row, row
 
 
-# A tool launched as an AVX2 CPU would launch it: predict turns oneDNN off,
-# which TensorFlow, imported after, obeys (its own default on this
-# project's CPUs with AVX512-BF16/AMX is on; on an AVX2 CPU it is off
-# either way, so the check holds on both).
+# A tool launched as on a 5-core AVX2 CPU: predict turns oneDNN off, which
+# TensorFlow, imported after, obeys (its own default on this project's CPUs
+# with AVX512-BF16/AMX is on; on an AVX2 CPU it is off either way), and
+# TensorFlow's inter-op pool (threads named tf_Compute) has 5 threads.
 LAUNCH_AS_AVX2 = """
 import os, sys
 os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
 from deeplab import runtime
 assert "tensorflow" not in sys.modules
-runtime.this_cpu = lambda: runtime.Cpu("Fake EPYC", frozenset({"avx2", "fma"}), 2)
+runtime.this_cpu = lambda: runtime.Cpu("Fake EPYC", frozenset({"avx2", "fma"}), 5)
 sys.argv = ["deeplab-predict", "--help"]
 try:
   runtime.launch("deeplab.predict")
 except SystemExit:
   pass
+import tensorflow as tf
+tf.linalg.matmul(tf.ones([64, 64]), tf.ones([64, 64])).numpy()
+names = [open(f"/proc/self/task/{t}/comm").read().strip()
+         for t in os.listdir("/proc/self/task")]
 from tests import harness
 print("onednn", harness.onednn_enabled(), os.environ["TF_ENABLE_ONEDNN_OPTS"],
-      os.environ["TF_NUM_INTRAOP_THREADS"])
+      os.environ["TF_NUM_INTRAOP_THREADS"], names.count("tf_Compute"))
 """
 
 
@@ -148,7 +152,7 @@ def test_a_tool_chooses_before_tensorflow_is_imported():
   result = harness.run_cli("-c", LAUNCH_AS_AVX2, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "runtime: oneDNN off (chosen: AVX2 CPU, predict)" in result.stderr
-  assert result.stdout.strip().splitlines()[-1] == "onednn False 0 2"
+  assert result.stdout.strip().splitlines()[-1] == "onednn False 0 5 5"
 
 
 @pytest.mark.parametrize("command", [["train.py", "--help"],
