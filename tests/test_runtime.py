@@ -123,6 +123,15 @@ def test_the_quoted_bf16_factors_are_bench_readmes():
     assert f"{factors['forward']:.2f}x, {factors['train']:.2f}x" in row, row
 
 
+def test_what_runs_before_the_choice_imports_no_tensorflow():
+  result = harness.run_cli("-c", (
+      "import sys, deeplab, deeplab.runtime, deeplab.entry_points, deeplab.tools\n"
+      "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+      "('tensorflow', 'keras', 'numpy')))"), timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == "[]"
+
+
 # A tool launched as on a 5-core AVX2 CPU: predict turns oneDNN off, which
 # TensorFlow, imported after, obeys (its own default on this project's CPUs
 # with AVX512-BF16/AMX is on; on an AVX2 CPU it is off either way), and
