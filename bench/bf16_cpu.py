@@ -144,7 +144,9 @@ def main(argv):
         f"| {bf16['forward'] / f32['forward']:.2f}x, {bf16['train'] / f32['train']:.2f}x |")
     print(lines[-1], flush=True)
   from bench import common  # pylint: disable=g-import-not-at-top
-  common.report("bf16_cpu", "\n".join(lines), _WRITE.value)
+  print("\n".join(lines))
+  if _WRITE.value:  # under this CPU's heading; other CPUs' sections stay
+    common.write_cpu_section("bf16_cpu", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,33 @@ def write_readme(name: str, text: str):
   README.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
 
 
+CPU_SECTION = "#### CPU: "
+
+
+def cpu_heading() -> str:
+  """``#### CPU: <model> (<ISA>), <n> cores`` of this machine: figures
+  under it are never set beside another CPU's."""
+  from deeplab import runtime  # pylint: disable=g-import-not-at-top
+  cpu = runtime.this_cpu()
+  return f"{CPU_SECTION}{cpu.model} ({cpu.isa()}), {cpu.cores} cores"
+
+
+def write_cpu_section(name: str, text: str):
+  """Puts ``text`` under this CPU's heading between the ``name`` markers
+  of bench/README.md, replacing that CPU's previous section and keeping
+  the other CPUs'."""
+  heading = cpu_heading()
+  sections, current = [], None
+  for line in read_readme(name).splitlines():
+    if line.startswith(CPU_SECTION):
+      current = [line]
+      sections.append(current)
+    elif current is not None:
+      current.append(line)
+  kept = ["\n".join(lines).strip() for lines in sections if lines[0] != heading]
+  write_readme(name, "\n\n".join(kept + [f"{heading}\n\n{text}"]))
+
+
 def report(name: str, text: str, write: bool):
   """Prints a benchmark's figures and, if ``write``, puts them into
   bench/README.md between the ``name`` markers."""

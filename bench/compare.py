@@ -74,6 +74,10 @@ _ALLOCATORS = flags.DEFINE_list(
     "allocators", ["plain", "glibc_tuned"],
     "Allocator settings: plain, glibc_tuned, tcmalloc, jemalloc.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating timing rounds.")
+_TAG = flags.DEFINE_string(
+    "tag", "", "Added to the allocator column, e.g. TF_ENABLE_ONEDNN_OPTS=0 "
+    "for a run with that variable set, so that its rows keep places of their "
+    "own beside the rows of the runtime's choice.")
 _WRITE = flags.DEFINE_bool("write_readme", False, "Write into bench/README.md.")
 _CHILD = flags.DEFINE_string("child", None, "Internal: worker|memory.")
 _OUT = flags.DEFINE_string("out", None, "Internal: JSON result path.")
@@ -709,7 +713,8 @@ def main(argv):
       results, missing = compare(arch, _IMPLS.value, env, _ROUNDS.value,
                                  with_memory=index == 0)
       ours = results.get("ours")
-      added = [(arch, allocator, name,
+      label = f"{allocator}, {_TAG.value}" if _TAG.value else allocator
+      added = [(arch, label, name,
                 results.get(name) or {"missing": missing[name]}, ours)
                for name in _IMPLS.value if name in results or name in missing]
       rows.extend(added)
