@@ -12,6 +12,13 @@ gives ids 0..2). Values then outside 0..num_classes-1 and not the ignore
 label are reported like any bad mask.
 """
 
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
+
 import io
 
 from absl import flags
@@ -96,6 +103,3 @@ def main():
   flags.mark_flags_as_required(["tfds_name", "output_dir"])
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

@@ -13,6 +13,13 @@ through the same builder as real data, so the demo and tests exercise the
 real record format and pipeline.
 """
 
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
+
 import io
 import os
 
@@ -161,6 +168,3 @@ def main():
   flags.mark_flags_as_required(["output_dir"])
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()
