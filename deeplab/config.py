@@ -12,6 +12,7 @@ come from ``deeplab.model_args.ModelArgs``, which documents each of them.
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import ml_collections
@@ -42,7 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   for field in ModelArgs.config_fields():
     section, name = ModelArgs.config_key(field.name).split(".")
-    config[section][name] = field.default
+    config[section][name] = _typed_default(field)
   # Path of pretrained backbone weights: an original DeepLab/slim TF1
   # checkpoint prefix or a .keras file of ours; '' starts from scratch.
   config.model.backbone_weights = ""
@@ -207,6 +208,16 @@ def leaves(config, prefix: str = "") -> Iterator[Tuple[str, Any]]:
       yield from leaves(value, path + ".")
     else:
       yield path, value
+
+
+def _typed_default(field):
+  """A field's default; a None default of an ``Optional[float]`` field is a
+  typed placeholder, so that ``--config.x=0.9`` can set it."""
+  if field.default is not None:
+    return field.default
+  hint = typing.get_type_hints(ModelArgs)[field.name]
+  (kind,) = [t for t in typing.get_args(hint) if t is not type(None)]
+  return ml_collections.config_dict.placeholder(kind)
 
 
 def from_dict(values: Dict[str, Any]) -> ml_collections.ConfigDict:
