@@ -6,8 +6,9 @@ Example:
   >>> model = deeplab.build_model(pascal_voc_xception65.get_config())
 """
 
+from deeplab.classifier import Classifier
 from deeplab.model import DeepLab
 from deeplab.model import build_model
 from deeplab.model_args import ModelArgs
 
-__all__ = ["DeepLab", "ModelArgs", "build_model"]
+__all__ = ["Classifier", "DeepLab", "ModelArgs", "build_model"]

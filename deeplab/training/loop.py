@@ -100,8 +100,7 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
   start_step = trainer.step
   train_cfg = config.train
   dataset = strategy.distribute_datasets_from_function(
-      lambda context: pipeline.train_dataset(config, context,
-                                             start_step=start_step))
+      lambda context: trainer.task.train_dataset(context, start_step))
   iterator = iter(dataset)
   loop = trainer.make_train_loop()
   writer = (tf.summary.create_file_writer(os.path.join(workdir, "train"))
