@@ -207,8 +207,9 @@ def assign_backbone_weights(model: keras.Model, arrays: Mapping[str, np.ndarray]
     raise ValueError(
         f"backbone weights {source!r} do not fit backbone {backbone!r}:\n"
         + report.summary())
-  logging.info("Backbone weights from %s: every weight of backbone %s "
-               "loaded; %s", source, backbone, report.summary())
+  logging.info("Backbone weights from %s: all %d weights of backbone %s "
+               "loaded (%s)", source, len(report.loaded), backbone,
+               report.summary())
   return report
 
 

@@ -183,6 +183,16 @@ def make_synthetic_records(out, train_size=160, val_size=24, png_dir=None):
   return out
 
 
+def make_synthetic_classification_records(out, train_size=320, val_size=64):
+  """Writes the synthetic classification set (4 shape classes, 48x48
+  images, ImageNet record layout) into ``out``, one shard per split."""
+  subprocess.run([sys.executable, "-m", "datasets.make_synthetic",
+                  "--task=classification", f"--output_dir={out}",
+                  f"--train_size={train_size}", f"--val_size={val_size}",
+                  "--num_shards=1"], cwd=REPO, check=True, capture_output=True)
+  return out
+
+
 def tiny_overrides(records, **extra):
   """A deterministic few-step run of the synthetic config at 65x65."""
   values = {
