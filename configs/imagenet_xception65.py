@@ -14,11 +14,12 @@ each. Each setting below and where it comes from:
   output stride 32 (``output_stride=None``, no atrous convolution).
 - config.model.dropout_rate = 0.5: ``core/xception.py``'s
   ``keep_prob=0.5`` before the logits.
-- config.dataset: the dataset table's 'imagenet' (1001 classes: 1..1000
-  as the widely used ImageNet-to-TFRecord scripts label ILSVRC-2012, 0 a
-  background class no image has, as the original's released ImageNet
-  checkpoints, whose logits have 1001 channels); config.data.label_offset
-  keeps the default 0 for those records.
+- config.dataset.name = 'imagenet', num_classes = 1001: the dataset
+  table's entry. Ids 1..1000 are ILSVRC-2012's classes as the widely used
+  ImageNet-to-TFRecord scripts label them and 0 a background class no
+  image has, as in the original's released ImageNet checkpoints (their
+  logits have 1001 channels); config.data.label_offset keeps its default
+  0 for those records.
 - config.data.crop_size = (299, 299): the paper.
 - Input augmentation (``deeplab.data.classification``): slim's
   ``inception_preprocessing`` crops (area 5-100%, aspect ratio 3/4-4/3),
