@@ -24,7 +24,6 @@ def get_config():
   config.model.backbone_batch_norm_momentum = 0.9
   config.data.crop_size = (48, 48)
   config.data.eval_batch_size = 16
-  config.train.batch_size = 16
   config.train.steps = 200
   config.train.base_learning_rate = 0.05
   config.train.checkpoint_every = 100
