@@ -308,8 +308,9 @@ def _image_and_mask(rng, ids, height=65, width=81):
 
 
 def fake_raw_datasets(root, per_split=3) -> dict:
-  """Writes CamVid, PASCAL VOC 2012, Cityscapes, ADE20K and a plain
-  image/mask folder in their distribution layouts under ``root``, with
+  """Writes CamVid, PASCAL VOC 2012, Cityscapes, ADE20K, ImageNet (two
+  class folders) and a plain image/mask folder in their distribution
+  layouts under ``root``, with
   ``per_split`` images per split; returns ``{name: folder}``."""
   from deeplab.data import registry  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
@@ -358,6 +359,13 @@ def fake_raw_datasets(root, per_split=3) -> dict:
       image, mask = _image_and_mask(rng, (0, 1, 2, 4))
       save(root / "imgs" / f"{split}_{i}.png", image)
       save(root / "masks" / f"{split}_{i}.png", mask)
+  # ImageNet's train images as distributed (a folder per synset), and its
+  # validation images sorted the same way.
+  for split in ("train", "val"):
+    for synset in ("n01440764", "n01443537"):
+      for i in range(per_split):
+        image, _ = _image_and_mask(rng, (0,))
+        save(root / "ILSVRC2012" / split / synset / f"{synset}_{i}.JPEG", image)
   return {"voc": voc, "camvid": root / "CamVid", "cityscapes": root / "cityscapes",
           "ade20k": root / "ADEChallengeData2016", "images": root / "imgs",
           "masks": root / "masks"}
