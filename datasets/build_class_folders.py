@@ -41,8 +41,8 @@ def _main(argv):
   common.build_classification({_SPLIT.value: samples})
   path = os.path.join(common.OUTPUT_DIR.value, f"{_SPLIT.value}-classes.txt")
   with tf.io.gfile.GFile(path, "w") as f:
-    f.writelines(f"{i} {name}\n"
-                 for i, name in enumerate(classes, start=_FIRST_LABEL.value))
+    f.write("".join(f"{i} {name}\n" for i, name in
+                    enumerate(classes, start=_FIRST_LABEL.value)))
   print(f"{len(classes)} classes (labels {_FIRST_LABEL.value}.."
         f"{_FIRST_LABEL.value + len(classes) - 1}) listed in {path}")
 
