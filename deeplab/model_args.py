@@ -247,9 +247,9 @@ class ModelArgs:
   def differences(self, other: "ModelArgs") -> Dict[str, Tuple[Any, Any]]:
     """Fields whose weight signatures differ: ``{field: (self, other)}``."""
     mine, theirs = self.weight_signature(), other.weight_signature()
+    names = list(mine) + [name for name in theirs if name not in mine]
     return {name: (getattr(self, name), getattr(other, name))
-            for name in mine.keys() | theirs.keys()
-            if mine.get(name) != theirs.get(name)}
+            for name in names if mine.get(name) != theirs.get(name)}
 
   def to_config(self) -> Dict[str, Any]:
     """JSON-able dict (tuples as lists, the factory serialized by Keras)."""
