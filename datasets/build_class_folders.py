@@ -10,7 +10,7 @@ as a background class, as the ImageNet records of the widely used
 ImageNet-to-TFRecord scripts). Records are in that ImageNet layout
 (image/encoded, image/class/label, image/class/text, ...), in a seeded
 random order; every image is checked and converted as for segmentation
-records (gray, palette, alpha, 16-bit). OUT/<split>-classes.txt lists
+records (gray, palette, alpha, 16-bit). OUT/labels-<split>.txt lists
 "<id> <name>" per class. Train a classifier on them with
 --config.model.task=classification --config.dataset.num_classes=N (the
 class count plus --first_label).
@@ -39,7 +39,7 @@ def _main(argv):
   samples, classes = builder.list_class_folders(_IMAGE_DIR.value,
                                                 _FIRST_LABEL.value)
   common.build_classification({_SPLIT.value: samples})
-  path = os.path.join(common.OUTPUT_DIR.value, f"{_SPLIT.value}-classes.txt")
+  path = os.path.join(common.OUTPUT_DIR.value, f"labels-{_SPLIT.value}.txt")
   with tf.io.gfile.GFile(path, "w") as f:
     f.write("".join(f"{i} {name}\n" for i, name in
                     enumerate(classes, start=_FIRST_LABEL.value)))
