@@ -22,6 +22,13 @@ the feature's class count; --label_offset is not applied (use
 config.data.label_offset).
 """
 
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
+
 import io
 
 from absl import flags
@@ -133,6 +140,3 @@ def main():
   flags.mark_flags_as_required(["tfds_name", "output_dir"])
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

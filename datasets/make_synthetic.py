@@ -21,6 +21,13 @@ the same backgrounds, large enough that a tiny backbone learns the classes
 in a few dozen steps (CI).
 """
 
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
+
 import io
 import os
 
@@ -207,6 +214,3 @@ def main():
   flags.mark_flags_as_required(["output_dir"])
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

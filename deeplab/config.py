@@ -21,6 +21,7 @@ from deeplab.model_args import ModelArgs
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 SCHEDULES = ("poly", "exponential")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -103,7 +104,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   # Images per step, summed over all replicas and workers.
   config.train.batch_size = 16
-  # Number of training steps (the end of the poly learning-rate schedule).
+  # Number of training steps: the end of the poly learning-rate schedule, or
+  # with max_minutes an upper bound on it.
   config.train.steps = 30000
   # Learning-rate schedule, one of SCHEDULES: 'poly' (the original DeepLab
   # recipe's) or 'exponential' (base_learning_rate * decay_rate **
@@ -133,12 +135,25 @@ def base_config() -> ml_collections.ConfigDict:
   # decay interval is decay_epochs * epoch_examples / batch_size steps,
   # rounded down, as slim's); required by that schedule.
   config.train.epoch_examples = 0
+  # 'sgd' (SGD with momentum, the paper's) or 'adamw' (Keras' AdamW, for
+  # training from scratch).
+  config.train.optimizer = "sgd"
   # SGD momentum.
   config.train.momentum = 0.9
-  # Nesterov momentum (the paper's ImageNet pretraining uses it).
+  # SGD: Nesterov momentum (the paper's ImageNet pretraining uses it).
   config.train.nesterov = False
-  # L2 weight decay on convolution kernels (not depthwise, bias or BN).
+  # AdamW's decay rate of the gradient's running mean (Keras' default).
+  config.train.adam_beta1 = 0.9
+  # AdamW's decay rate of the squared gradient's running mean.
+  config.train.adam_beta2 = 0.999
+  # AdamW's epsilon, added to the root of that mean.
+  config.train.adam_epsilon = 1e-7
+  # Weight decay of convolution kernels (not depthwise, bias or BN): for
+  # 'sgd' the factor of the L2 loss (the paper's 4e-5), for 'adamw' the
+  # decoupled decay per unit learning rate.
   config.train.weight_decay = 4e-5
+  # Clip the gradient of the global batch to this norm; 0: no clipping.
+  config.train.clip_global_norm = 0.0
   # Batch norm uses batch statistics and updates its moving ones (False: it
   # runs on the moving statistics, as at inference, for small batches; gamma
   # and beta still train, as in the original).
@@ -170,7 +185,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 5
   # Training steps per tf.function call (fewer host round trips).
   config.train.steps_per_loop = 10
-  # Stop (saving first) after this many minutes of training; 0: no limit.
+  # Minutes of training for the whole run, resumes included: the learning
+  # rate schedule is fitted to them (its horizon follows the measured step
+  # time) and training stops, saving first, when they are spent; 0: no limit.
   config.train.max_minutes = 0.0
   # Seed of the weight initialization (same seed: same initial weights).
   config.train.seed = 0
@@ -337,6 +354,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
           "config.train.epoch_examples must be the number of training "
           "records (>= 1) for config.train.schedule='exponential' (it decays "
           f"by epochs), got {train.epoch_examples!r}")
+  if train.optimizer not in OPTIMIZERS:
+    raise ValueError(f"config.train.optimizer must be one of {OPTIMIZERS}, "
+                     f"got {train.optimizer!r}")
+  if train.clip_global_norm < 0:
+    raise ValueError("config.train.clip_global_norm must be >= 0 (0: no "
+                     f"clipping), got {train.clip_global_norm!r}")
+  if train.max_minutes < 0:
+    raise ValueError("config.train.max_minutes must be >= 0 (0: no limit), "
+                     f"got {train.max_minutes!r}")
   if train.warmup_type not in ("none", "linear"):
     raise ValueError("config.train.warmup_type must be 'none' or 'linear', "
                      f"got {train.warmup_type!r}")

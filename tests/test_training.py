@@ -39,7 +39,14 @@ def test_the_tiny_default_learns_the_synthetic_shapes(records, tmp_path):
   assert metrics["miou"] >= 0.5, metrics
   assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 300
   log = [json.loads(l) for l in (tmp_path / run_dir.LOG_FILE).read_text().splitlines()]
-  assert log[-1]["loss"] < log[0]["loss"]
+  steps = [r for r in log if "loss" in r]
+  assert steps[-1]["loss"] < steps[0]["loss"]
+  # No time budget: the schedule ends at config.train.steps.
+  assert {r["schedule_horizon"] for r in steps} == {300}
+  # The validation mIoU of each checkpoint is in the log, for curves.
+  (evaluated,) = [r for r in log if "val_miou" in r]
+  assert evaluated["step"] == 300 and evaluated["val_miou"] == metrics["miou"]
+  assert evaluated["val_per_class_iou"] == metrics["per_class_iou"]
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(records, tmp_path):

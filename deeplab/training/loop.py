@@ -5,8 +5,10 @@ and classification to pretrain a backbone: ``tasks.py``).
 The dataset is distributed with input contexts, ``steps_per_loop`` steps run
 inside one ``tf.function`` call (``Trainer.make_train_loop``), a checkpoint
 is written every ``checkpoint_every`` steps, and the loop stops at
-``config.train.steps``, on SIGTERM/SIGINT or after ``max_minutes``, saving
-first. ``train_and_eval`` evaluates after every checkpoint: with the
+``config.train.steps``, on SIGTERM/SIGINT or when the ``max_minutes`` budget
+is spent (``budget.TimeBudget``, which also fits the learning rate schedule
+to it), saving first. ``train_and_eval`` evaluates after every checkpoint
+and logs the validation mIoU beside the loss: with the
 training strategy on one host (one device, MirroredStrategy), and on the
 chief's host CPU, on a copy of the weights, under TPUStrategy and
 MultiWorkerMirroredStrategy (``Trainer.evaluation_model``).
@@ -20,7 +22,7 @@ import os
 import shutil
 import signal
 import time
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from absl import logging
 import numpy as np
@@ -67,7 +69,8 @@ def _stop_on_signals():
 
 
 def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = None,
-          evaluate_every_checkpoint: bool = False) -> Dict:
+          evaluate_every_checkpoint: bool = False,
+          clock: Callable[[], float] = time.monotonic) -> Dict:
   """Trains (or resumes) until ``config.train.steps`` or a stop condition.
 
   Args:
@@ -76,6 +79,7 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
     strategy: default: from ``config.train.strategy``.
     evaluate_every_checkpoint: evaluate on the eval records after each
       checkpoint (train_and_eval).
+    clock: monotonic seconds for the time budget (tests pass a fake one).
 
   Returns:
     ``{"step": final step, "loss": last mean loss, "stopped": reason}``.
@@ -94,11 +98,13 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
     pipeline.list_files(config.data.eval_pattern, "config.data.eval_pattern")
   strategy = strategy or strategy_lib.make_strategy(config.train.strategy,
                                                     config.train.tpu)
-  trainer = trainer_lib.Trainer(config, workdir, strategy)
+  trainer = trainer_lib.Trainer(config, workdir, strategy, clock)
   if trainer.chief:
     run_dir.write_config(config, workdir)
   trainer.restore_or_initialize()
   start_step = trainer.step
+  budget = trainer.budget
+  budget.start(start_step)
   train_cfg = config.train
   dataset = strategy.distribute_datasets_from_function(
       lambda context: trainer.task.train_dataset(context, start_step))
@@ -108,8 +114,6 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
             if trainer.chief else tf.summary.create_noop_writer())
   bar = progress.Progress(train_cfg.steps, "train", unit="steps",
                           initial=start_step, enabled=trainer.chief)
-  deadline = (time.monotonic() + 60 * train_cfg.max_minutes
-              if train_cfg.max_minutes > 0 else None)
   loss = float("nan")
   stopped = "done"
   last_saved = start_step
@@ -129,15 +133,19 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
             "Lower config.train.base_learning_rate, check the labels with "
             "`deeplab-inspect`, or use float32.")
       images_per_second = count * train_cfg.batch_size / elapsed
+      spent = budget.update(step, strategy)
       learning_rate = float(trainer.schedule(step))
+      minutes = float(budget.elapsed.numpy()) / 60
       bar.update(count, f"loss {loss:.4f} {images_per_second:.1f} images/s")
       tf.summary.scalar("loss", loss, step)
       tf.summary.scalar("learning_rate", learning_rate, step)
       tf.summary.scalar("step_time", elapsed / count, step)
       tf.summary.scalar("images_per_second", images_per_second, step)
       if trainer.chief:
-        run_dir.append_log(workdir, dict(step=step, loss=loss, learning_rate=learning_rate,
-                                images_per_second=images_per_second))
+        run_dir.append_log(workdir, dict(
+            step=step, loss=loss, learning_rate=learning_rate,
+            images_per_second=images_per_second, minutes=round(minutes, 4),
+            schedule_horizon=round(float(budget.horizon.numpy()), 1)))
       if step % train_cfg.checkpoint_every == 0 or step == train_cfg.steps:
         trainer.save()
         last_saved = step
@@ -146,12 +154,15 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
           on_host = eval_strategy is not strategy
           with (tf.device(strategy_lib.host_cpu(strategy)) if on_host
                 else contextlib.nullcontext()):
-            eval_lib.evaluate_model(config, model, workdir, step,
-                                    eval_strategy)
+            metrics = eval_lib.evaluate_model(config, model, workdir, step,
+                                              eval_strategy)
+          run_dir.append_log(workdir, dict(
+              step=step, minutes=round(minutes, 4),
+              **trainer.task.validation_log(metrics)))
       if stop.requested:
         stopped = stop.signal_name
         break
-      if deadline is not None and time.monotonic() >= deadline:
+      if spent:
         stopped = "max_minutes"
         break
     if trainer.step != last_saved:

@@ -15,7 +15,9 @@ class PolyWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
   """The original's slow start for ``warmup_steps``, then
   ``base * (1 - t / T) ** power`` down to ``end_learning_rate`` at
   ``total_steps`` (t counted from the warm-up's end, T = total_steps -
-  warmup_steps, as the original's adjusted global step).
+  warmup_steps, as the original's adjusted global step). ``total_steps``
+  may be a variable: a time budget moves it as training goes
+  (``budget.TimeBudget``).
 
   The slow start (the original's ``slow_start_burnin_type``): 'none' holds
   ``warmup_learning_rate`` constant, 'linear' ramps from it to
@@ -42,7 +44,8 @@ class PolyWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
 
   def __call__(self, step):
     step = tf.cast(step, tf.float32)
-    decay_steps = float(max(1, self.total_steps - self.warmup_steps))
+    total = tf.cast(self.total_steps, tf.float32)
+    decay_steps = tf.maximum(1.0, total - self.warmup_steps)
     progress = tf.clip_by_value((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
     poly = ((self.base_learning_rate - self.end_learning_rate) *
             (1.0 - progress) ** self.power + self.end_learning_rate)
@@ -56,7 +59,9 @@ class PolyWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
 
   def get_config(self):
     return dict(base_learning_rate=self.base_learning_rate,
-                total_steps=self.total_steps, power=self.power,
+                total_steps=(float(self.total_steps.numpy())
+                             if isinstance(self.total_steps, tf.Variable)
+                             else self.total_steps), power=self.power,
                 end_learning_rate=self.end_learning_rate,
                 warmup_steps=self.warmup_steps,
                 warmup_learning_rate=self.warmup_learning_rate,
@@ -100,14 +105,23 @@ class StaircaseExponentialDecay(keras.optimizers.schedules.LearningRateSchedule)
                 decay_steps=self.decay_steps, decay_rate=self.decay_rate)
 
 
-def from_config(config) -> keras.optimizers.schedules.LearningRateSchedule:
-  """The schedule ``config.train.schedule`` names, with its fields."""
+def from_config(config, horizon=None
+                ) -> keras.optimizers.schedules.LearningRateSchedule:
+  """The schedule ``config.train.schedule`` names, with its fields.
+
+  Args:
+    config: experiment config.
+    horizon: the poly schedule's total steps when not ``config.train.steps``
+      (a time budget's variable, ``budget.TimeBudget.horizon``); the
+      exponential schedule decays by epochs and has no horizon.
+  """
   train = config.train
   if train.schedule == "exponential":
     return StaircaseExponentialDecay.by_epochs(
         train.base_learning_rate, train.decay_epochs, train.decay_rate,
         train.epoch_examples, train.batch_size)
   return PolyWithWarmup(
-      train.base_learning_rate, train.steps, train.learning_power,
+      train.base_learning_rate,
+      train.steps if horizon is None else horizon, train.learning_power,
       train.end_learning_rate, train.warmup_steps,
       train.warmup_learning_rate, train.warmup_type)

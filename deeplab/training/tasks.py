@@ -1,8 +1,9 @@
 """What training does differently per task: the task as an object.
 
 One training loop (``loop.py``, ``trainer.py``) serves every task; a task
-says how its model is built, what its training batches are, and how one
-replica's loss is summed and normalised. ``config.model.task`` picks it
+says how its model is built, what its training batches are, how one
+replica's loss is summed and normalised, and what the training log keeps
+of an evaluation. ``config.model.task`` picks it
 (``make_task``). Evaluation dispatches on the same field in
 ``deeplab.eval_lib`` (inference code never reaches ``deeplab.training``).
 
@@ -13,7 +14,7 @@ device on the global batch whatever the replica count.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -52,6 +53,11 @@ class SegmentationTask:
         losses, labelled, train.top_k_percent_pixels, step,
         train.hard_example_mining_step)
 
+  def validation_log(self, metrics) -> Dict:
+    """What the training log records of an evaluation's metrics."""
+    return {"val_miou": metrics["miou"],
+            "val_per_class_iou": metrics["per_class_iou"]}
+
 
 class ClassificationTask:
   """A backbone classifier on classification records (backbone
@@ -76,6 +82,11 @@ class ClassificationTask:
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
     return tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32)
+
+  def validation_log(self, metrics) -> Dict:
+    """What the training log records of an evaluation's metrics."""
+    return {"val_top_1_accuracy": metrics["top_1_accuracy"],
+            "val_top_5_accuracy": metrics["top_5_accuracy"]}
 
 
 TASKS = {task.name: task for task in (SegmentationTask, ClassificationTask)}

@@ -13,14 +13,18 @@ same reason.
 from __future__ import annotations
 
 import tempfile
+import time
+from typing import Callable
 
 from absl import logging
 import keras
 import tensorflow as tf
 
+from deeplab import config as config_lib
 from deeplab import kernels
 from deeplab import naming
 from deeplab import run_dir
+from deeplab.training import budget as budget_lib
 from deeplab.training import loss as loss_lib
 from deeplab.training import schedule as schedule_lib
 from deeplab.training import strategy as strategy_lib
@@ -68,6 +72,52 @@ def gradient_multipliers(model: keras.Model, last_layer_multiplier: float = 1.0,
   return multipliers
 
 
+def make_optimizer(train, learning_rate, model: keras.Model, decayed_kernels):
+  """``config.train.optimizer``: the paper's SGD with momentum (Nesterov's
+  with ``config.train.nesterov``; weight decay
+  as an L2 loss, ``loss.weight_decay_loss``), or Keras' AdamW, whose
+  decoupled decay (``w -= learning_rate * weight_decay * w``) reaches the
+  same weights the L2 rule does: conv kernels, not depthwise kernels,
+  biases or batch norm."""
+  if train.optimizer == "sgd":
+    return keras.optimizers.SGD(learning_rate, momentum=train.momentum,
+                                nesterov=train.nesterov)
+  if train.optimizer == "adamw":
+    optimizer = keras.optimizers.AdamW(
+        learning_rate, weight_decay=train.weight_decay,
+        beta_1=train.adam_beta1, beta_2=train.adam_beta2,
+        epsilon=train.adam_epsilon)
+    decayed = {id(k) for k in decayed_kernels}
+    optimizer.exclude_from_weight_decay(var_list=[
+        v for v in model.trainable_variables if id(v) not in decayed])
+    return optimizer
+  raise ValueError(f"config.train.optimizer must be one of {config_lib.OPTIMIZERS}, "
+                   f"got {train.optimizer!r}")
+
+
+def clip_by_global_norm(grads, clip_norm: float, loss_scale=None):
+  """Scales ``grads`` so that the norm of the *summed* gradient (over all
+  replicas, the gradient of the global batch) is at most ``clip_norm``.
+
+  Keras' own ``global_clipnorm`` clips each replica's part before the sum,
+  which is a different rule once there are several replicas. Under loss
+  scaling the gradients arrive scaled; the norm is measured unscaled.
+
+  Returns:
+    ``(grads, norm)``: the summed gradients divided by the replica count
+    (the optimizer sums them again), and the unclipped norm.
+  """
+  context = tf.distribute.get_replica_context()
+  replicas = context.num_replicas_in_sync
+  if replicas > 1:
+    grads = [g / replicas for g in context.all_reduce(tf.distribute.ReduceOp.SUM, grads)]
+  norm = tf.linalg.global_norm([tf.cast(g, tf.float32) for g in grads]) * replicas
+  if loss_scale is not None:
+    norm /= tf.cast(loss_scale, tf.float32)
+  factor = tf.minimum(1.0, clip_norm / tf.maximum(norm, 1e-12))
+  return [g * tf.cast(factor, g.dtype) for g in grads], norm
+
+
 @keras.saving.register_keras_serializable(package="deeplab")
 class ReplicaAgreeingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
   """Keras' dynamic loss scaling, with every replica deciding overflow alike.
@@ -93,7 +143,8 @@ class ReplicaAgreeingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
 class Trainer:
   """Holds the model, optimizer, checkpoint and the compiled train step."""
 
-  def __init__(self, config, workdir: str, strategy: tf.distribute.Strategy):
+  def __init__(self, config, workdir: str, strategy: tf.distribute.Strategy,
+               clock: Callable[[], float] = time.monotonic):
     self.config, self.workdir, self.strategy = config, workdir, strategy
     self.task = tasks.make_task(config)
     self.chief = strategy_lib.is_chief(strategy)
@@ -105,9 +156,10 @@ class Trainer:
       self.model = self.task.build_model(sync_batch_norm=replicas > 1)
       if not train.fine_tune_batch_norm:
         batch_norm_in_inference_mode(self.model)
-      self.schedule = schedule_lib.from_config(config)
-      optimizer = keras.optimizers.SGD(self.schedule, momentum=train.momentum,
-                                       nesterov=train.nesterov)
+      self.budget = budget_lib.TimeBudget(train.max_minutes, train.steps, clock)
+      self.schedule = schedule_lib.from_config(config, self.budget.horizon)
+      self.kernels = loss_lib.decayed_kernels(self.model)
+      optimizer = make_optimizer(train, self.schedule, self.model, self.kernels)
       if config.model.dtype_policy == "mixed_float16":
         optimizer = ReplicaAgreeingLossScaleOptimizer(optimizer)
       self.optimizer = optimizer
@@ -118,13 +170,13 @@ class Trainer:
       random_state = [v for v in self.model.variables if id(v) not in weights]
       self.checkpoint = tf.train.Checkpoint(model=self.model,
                                             optimizer=self.optimizer,
-                                            random_state=random_state)
+                                            random_state=random_state,
+                                            **self.budget.checkpointed())
     directory = run_dir.checkpoint_dir(workdir)
     if not self.chief:  # Other workers save to a scratch folder (collective).
       directory = tempfile.mkdtemp(prefix="deeplab_worker_")
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, directory, max_to_keep=train.keep_checkpoints)
-    self.kernels = loss_lib.decayed_kernels(self.model)
     self._host_model = None  # Built at the first host evaluation.
 
   @property
@@ -183,11 +235,16 @@ class Trainer:
         context = tf.distribute.get_replica_context()
         count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
         loss = total / tf.maximum(count, 1.0)
-        loss += loss_lib.weight_decay_loss(
-            self.kernels, config.train.weight_decay) / replicas
+        if config.train.optimizer == "sgd":
+          loss += loss_lib.weight_decay_loss(
+              self.kernels, config.train.weight_decay) / replicas
         scaled = self.optimizer.scale_loss(loss)
       grads = tape.gradient(scaled, self.model.trainable_variables)
       grads = [g if m == 1.0 else g * m for g, m in zip(grads, multipliers)]
+      if config.train.clip_global_norm > 0:
+        grads, _ = clip_by_global_norm(
+            grads, config.train.clip_global_norm,
+            getattr(self.optimizer, "dynamic_scale", None))
       self.optimizer.apply(grads, self.model.trainable_variables)
       return loss
 
