@@ -199,6 +199,9 @@ def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path,
   assert trained["step"] == 150 and trained["examples"] == 64
   assert trained["top_1_accuracy"] >= 0.6, trained
   assert (run / "train").is_dir()  # TensorBoard summaries.
+  log = [json.loads(line) for line in
+         (run / run_dir.LOG_FILE).read_text().splitlines()]
+  assert log[-1]["val_top_1_accuracy"] == trained["top_1_accuracy"]
 
   # eval.py's evaluation (the README runs the CLI): the folded model.
   (run / "eval" / "metrics.json").unlink()
@@ -232,3 +235,41 @@ def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path,
     result = loop.train(config, str(tmp_path / "segment"))
   assert result["step"] == 2
   assert f"all {len(backbone)} weights of backbone mobilenet_v2 loaded" in caplog.text
+
+  # The classification run resumes as a segmentation run does.
+  config = run_dir.read_config(str(run))
+  config.train.steps = 152
+  with caplog.at_level(logging.INFO):
+    assert loop.train(config, str(run))["step"] == 152
+  assert "Resumed from" in caplog.text and "ckpt-150" in caplog.text
+
+
+def test_a_tfds_classification_dataset_becomes_records(tmp_path):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from deeplab_datasets import build_tfds  # pylint: disable=g-import-not-at-top
+  images = [np.full((10 + i, 12, 3), 40 * i, np.uint8) for i in range(3)]
+
+  def as_dataset(self, *args, **kwargs):
+    del self, args, kwargs
+    return tf.data.Dataset.from_generator(
+        lambda: ({"image": im, "segmentation_mask": im[..., :1], "label": i + 3,
+                  "species": 0, "file_name": "x"} for i, im in enumerate(images)),
+        output_signature={
+            "image": tf.TensorSpec([None, None, 3], tf.uint8),
+            "segmentation_mask": tf.TensorSpec([None, None, 1], tf.uint8),
+            "label": tf.TensorSpec([], tf.int64),
+            "species": tf.TensorSpec([], tf.int64),
+            "file_name": tf.TensorSpec([], tf.string)})
+
+  with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+    samples = build_tfds.class_samples("oxford_iiit_pet", "train")
+  assert [s.label for s in samples] == [3, 4, 5]
+  assert len({s.text for s in samples}) == 3 and all(s.text for s in samples)
+  report = builder.build_classification_split(samples, str(tmp_path), "train",
+                                              1, workers=1)
+  assert report.written == 3
+  config = synthetic_shapes.get_config()
+  config.dataset.name, config.dataset.num_classes = "oxford_iiit_pet", 37
+  config.data.eval_pattern = report.shards[0]
+  (batch,) = list(classification.eval_dataset(config))
+  assert sorted(batch["label"].numpy().tolist()) == [3, 4, 5]
