@@ -14,7 +14,8 @@ import importlib
 
 # Public name -> the module that defines it.
 _EXPORTS = {"DeepLab": "deeplab.model", "build_model": "deeplab.model",
-            "ModelArgs": "deeplab.model_args"}
+            "ModelArgs": "deeplab.model_args",
+            "Classifier": "deeplab.classifier"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -13,7 +13,7 @@ ignore label) for larger batches.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from absl import logging
 import numpy as np
@@ -64,7 +64,7 @@ def _check_labels(example, num_classes: int, ignore_label: int):
   return example
 
 
-def _read(paths: List[str], input_context, training: bool, seed: int,
+def read_records(paths: List[str], input_context, training: bool, seed: int,
           deterministic: bool, key: str) -> tf.data.Dataset:
   files = tf.data.Dataset.from_tensor_slices(paths)
   shard_records = False
@@ -123,7 +123,8 @@ def records_per_step(batch_size: int,
 
 def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = None,
                   batch_size: Optional[int] = None,
-                  start_step: int = 0) -> tf.data.Dataset:
+                  start_step: int = 0,
+                  example_fn: Optional[Callable] = None) -> tf.data.Dataset:
   """Infinite batches of (images [b, h, w, 3] float32, labels [b, h, w] int32).
 
   Args:
@@ -136,6 +137,9 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
       in the first ``start_step`` steps are skipped (as serialized records,
       before any decoding), so a deterministic pipeline continues exactly
       where an interrupted run stopped.
+    example_fn: ``(serialized record, seed or None) -> (image, label)``
+      of another task (``deeplab.data.classification``); default: the
+      segmentation records' decoding, checks and augmentation.
   """
   data = config.data
   info = registry.from_config(config)
@@ -147,7 +151,7 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
   seed = data.seed
   if input_context is not None:
     seed += 1000 * input_context.input_pipeline_id
-  dataset = _read(paths, input_context, True, seed, data.deterministic,
+  dataset = read_records(paths, input_context, True, seed, data.deterministic,
                   "config.data.train_pattern")
   dataset = dataset.shuffle(data.shuffle_buffer,
                             seed=seed if data.deterministic else None)
@@ -159,13 +163,18 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
                  ignore_label=info.ignore_label,
                  resize_range=resize_range(config))
 
-  def prepare(index, serialized):
+  def segmentation_example(serialized, element_seed):
     example = _check_labels(records.parse(serialized, info.ignore_label),
                             info.num_classes, info.ignore_label)
-    element_seed = (tf.stack([tf.cast(seed, tf.int64), index])
-                    if data.deterministic else None)
     return augment.preprocess_train(example["image"], example["label"],
                                     seed=element_seed, **options)
+
+  example_fn = example_fn or segmentation_example
+
+  def prepare(index, serialized):
+    element_seed = (tf.stack([tf.cast(seed, tf.int64), index])
+                    if data.deterministic else None)
+    return example_fn(serialized, element_seed)
 
   dataset = dataset.enumerate().skip(
       start_step * records_per_step(batch_size, input_context)).map(
@@ -188,7 +197,7 @@ def eval_dataset(config, input_context: Optional[tf.distribute.InputContext] = N
   data = config.data
   info = registry.from_config(config)
   paths = list_files(pattern or data.eval_pattern, pattern_field)
-  dataset = _read(paths, input_context, False, data.seed, True, pattern_field)
+  dataset = read_records(paths, input_context, False, data.seed, True, pattern_field)
 
   def prepare(serialized):
     example = _check_labels(records.parse(serialized, info.ignore_label),
