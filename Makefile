@@ -51,11 +51,13 @@ clean:
 
 # Optional: the peers of bench/compare.py in their own venv (.venv-peers).
 # Some go in with --no-deps: their pins clash with tensorflow 2.21, and
-# PyPI's torchvision only supplies Python files here (see bench/compare.py).
+# PyPI's torchvision only supplies Python files here (see bench/compare.py);
+# ONNX Runtime and the ONNX exporter go in a pip call of their own.
 PEERS := .venv-peers
 bench-peers:
 	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
 	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
 	$(PEERS)/bin/python -m pip install --quiet -e '.[test]' -r bench/requirements-peers.txt
 	$(PEERS)/bin/python -m pip install --quiet --no-deps segmentation-models-pytorch timm \
-	    torchvision==0.28.0 tf-models-official==2.20.0
+	    torchvision==0.28.0 tf-models-official==2.20.0 tensorflow-model-optimization
+	$(PEERS)/bin/python -m pip install --quiet 'onnxruntime~=1.32.0' onnx onnxscript

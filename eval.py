@@ -1,7 +1,8 @@
 """Thin entry point; the tool is ``deeplab.tools.eval`` (console script
-``deeplab-eval``), whose docstring says how to use it."""
+``deeplab-eval``), whose docstring says how to use it. The runtime is
+chosen before the tool (and TensorFlow) is imported: deeplab/runtime.py."""
 
-from deeplab.tools import eval
+from deeplab import runtime
 
 if __name__ == "__main__":
-  eval.main()
+  runtime.launch("deeplab.tools.eval")

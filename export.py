@@ -1,7 +1,8 @@
 """Thin entry point; the tool is ``deeplab.tools.export`` (console script
-``deeplab-export``), whose docstring says how to use it."""
+``deeplab-export``), whose docstring says how to use it. The runtime is
+chosen before the tool (and TensorFlow) is imported: deeplab/runtime.py."""
 
-from deeplab.tools import export
+from deeplab import runtime
 
 if __name__ == "__main__":
-  export.main()
+  runtime.launch("deeplab.tools.export")

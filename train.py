@@ -1,7 +1,8 @@
 """Thin entry point; the tool is ``deeplab.tools.train`` (console script
-``deeplab-train``), whose docstring says how to use it."""
+``deeplab-train``), whose docstring says how to use it. The runtime is
+chosen before the tool (and TensorFlow) is imported: deeplab/runtime.py."""
 
-from deeplab.tools import train
+from deeplab import runtime
 
 if __name__ == "__main__":
-  train.main()
+  runtime.launch("deeplab.tools.train")

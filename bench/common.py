@@ -32,6 +32,20 @@ def cpu_model() -> str:
   return f"{name}, {len(os.sched_getaffinity(0))} cores"
 
 
+def forward_flops(model, size: int) -> float:
+  """FLOPs of one forward pass at batch 1 (multiply and add counted apart),
+  by TensorFlow's profiler."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.profiler import model_analyzer  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.profiler import option_builder  # pylint: disable=g-import-not-at-top
+  forward = tf.function(lambda x: model(x, training=False))
+  graph = forward.get_concrete_function(
+      tf.TensorSpec([1, size, size, 3], tf.float32)).graph
+  options = option_builder.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  return model_analyzer.profile(graph, options=options).total_float_ops
+
+
 def _markers(name: str):
   return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
@@ -56,6 +70,33 @@ def write_readme(name: str, text: str):
   head, rest = readme.split(begin)
   _, tail = rest.split(end)
   README.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
+
+
+CPU_SECTION = "#### CPU: "
+
+
+def cpu_heading() -> str:
+  """``#### CPU: <model> (<ISA>), <n> cores`` of this machine: figures
+  under it are never set beside another CPU's."""
+  from deeplab import runtime  # pylint: disable=g-import-not-at-top
+  cpu = runtime.this_cpu()
+  return f"{CPU_SECTION}{cpu.model} ({cpu.isa()}), {cpu.cores} cores"
+
+
+def write_cpu_section(name: str, text: str):
+  """Puts ``text`` under this CPU's heading between the ``name`` markers
+  of bench/README.md, replacing that CPU's previous section and keeping
+  the other CPUs'."""
+  heading = cpu_heading()
+  sections, current = [], None
+  for line in read_readme(name).splitlines():
+    if line.startswith(CPU_SECTION):
+      current = [line]
+      sections.append(current)
+    elif current is not None:
+      current.append(line)
+  kept = ["\n".join(lines).strip() for lines in sections if lines[0] != heading]
+  write_readme(name, "\n\n".join(kept + [f"{heading}\n\n{text}"]))
 
 
 def report(name: str, text: str, write: bool):

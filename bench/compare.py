@@ -18,9 +18,19 @@ separate child that only runs that implementation's training steps (under
 the first allocator setting only).
 
 Our rows: ``ours`` (float32; forward passes on the BN-folded model),
-``ours_bf16`` (``mixed_bfloat16``) and ``ours_inference`` (the float32
-forward passes in a worker of their own that runs as an inference-only
-process does, with oneDNN told the weights never change; no training).
+``ours_bf16`` (``mixed_bfloat16``), ``ours_inference`` (the float32
+forward passes in a worker of their own that runs as ``deeplab-predict``
+does), and our exported forms in that worker: ``ours_savedmodel`` (the
+folded SavedModel of ``deeplab-export``, uint8 images in, labels and
+probabilities out) and ``ours_tflite`` (the float32 TFLite file, one
+interpreter thread per core). Each TensorFlow worker runs with
+``deeplab.runtime``'s choice for its job on this CPU (``train`` for the
+``ours`` worker, TensorFlow peers included; ``predict`` for the inference
+worker), unless the environment sets the variable.
+
+Rows are kept per CPU: each run records the CPU's model, ISA (AVX2,
+AVX-512, BF16, AMX) and cores, and the README table has a section per CPU,
+so a figure is never set beside one taken on another CPU.
 
 Peers (a missing one is reported as missing, never dropped):
 - smp: segmentation-models-pytorch DeepLabV3Plus (torch CPU), output stride
@@ -29,6 +39,9 @@ Peers (a missing one is reported as missing, never dropped):
   multi-grid 1,2,4, plain ASPP 6,12,18), ReLU, 513 px.
 - keras_hub: keras-hub DeepLabV3Plus on ResNet-50 v1; output stride 32
   only and 512 px (it cannot build at 513).
+- onnxruntime: smp's model exported with ``torch.onnx.export`` and run by
+  ONNX Runtime with every graph optimization (forward only; its own
+  worker, since its threads spin as torch's do).
 """
 
 from __future__ import annotations
@@ -54,13 +67,17 @@ _MODELS = flags.DEFINE_list(
     "models", ["mobilenet_v2", "resnet_50", "resnet_101", "xception_65"],
     "Architectures to compare.")
 _IMPLS = flags.DEFINE_list(
-    "impls", ["ours", "ours_bf16", "ours_inference", "smp", "model_garden",
-              "keras_hub"],
+    "impls", ["ours", "ours_bf16", "ours_inference", "ours_savedmodel",
+              "ours_tflite", "smp", "onnxruntime", "model_garden", "keras_hub"],
     "Implementations to measure (ours and peers).")
 _ALLOCATORS = flags.DEFINE_list(
     "allocators", ["plain", "glibc_tuned"],
     "Allocator settings: plain, glibc_tuned, tcmalloc, jemalloc.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating timing rounds.")
+_TAG = flags.DEFINE_string(
+    "tag", "", "Added to the allocator column, e.g. TF_ENABLE_ONEDNN_OPTS=0 "
+    "for a run with that variable set, so that its rows keep places of their "
+    "own beside the rows of the runtime's choice.")
 _WRITE = flags.DEFINE_bool("write_readme", False, "Write into bench/README.md.")
 _CHILD = flags.DEFINE_string("child", None, "Internal: worker|memory.")
 _OUT = flags.DEFINE_string("out", None, "Internal: JSON result path.")
@@ -167,10 +184,67 @@ def build_ours_bf16(arch: str):
 
 def build_ours_inference(arch: str):
   """Our forward passes as an inference-only process runs them (the
-  ``deeplab.predict`` CLI): its worker runs with that CLI's INFERENCE_ENV."""
+  ``deeplab-predict`` CLI): its worker runs with the ``predict`` job's runtime
+  (deeplab/runtime.py)."""
   impl = build_ours(arch)
   impl.name, impl.train_step = "ours_inference", None
-  impl.note = "forward only, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1"
+  impl.note = "forward only, with deeplab-predict's runtime"
+  return impl
+
+
+def build_ours_savedmodel(arch: str):
+  """The folded SavedModel ``deeplab-export`` writes, loaded back: uint8
+  images in, labels and probabilities out (more work than logits)."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from bench import common  # pylint: disable=g-import-not-at-top
+  from deeplab import export_lib  # pylint: disable=g-import-not-at-top
+  from deeplab.data import registry  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  model = common.randomize_batch_norm(common.deeplab_v3_plus(arch), rng)
+  folder = tempfile.mkdtemp(prefix="compare_savedmodel_")
+  export_lib.export_saved_model(model, registry.get("pascal_voc_seg"), folder)
+  serve = tf.saved_model.load(folder).signatures["serving_default"]
+  data = {b: tf.constant(rng.integers(0, 256, (b, 513, 513, 3)).astype(np.uint8))
+          for b in (1, 8)}
+  impl = _tf_impl("ours_savedmodel", model, 513, None, "folded SavedModel, uint8 in, labels out")
+  impl.forward = lambda b: serve(images=data[b])["labels"].numpy()
+  impl.train_step = None
+  return impl
+
+
+def build_ours_tflite(arch: str):
+  """The float32 TFLite file of ``deeplab-export --tflite``, one
+  interpreter per batch size, one thread per core."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+
+  from bench import common  # pylint: disable=g-import-not-at-top
+  from deeplab import export_lib  # pylint: disable=g-import-not-at-top
+  from deeplab import weights  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  model = common.randomize_batch_norm(common.deeplab_v3_plus(arch), rng)
+  path = os.path.join(tempfile.mkdtemp(prefix="compare_tflite_"), "model.tflite")
+  export_lib.export_tflite(model, path, 513, 513)
+  runs = {}
+  for batch in (1, 8):
+    interpreter = weights.tflite_interpreter(path, num_threads=os.cpu_count())
+    source = interpreter.get_input_details()[0]["index"]
+    if batch != 1:
+      interpreter.resize_tensor_input(source, [batch, 513, 513, 3])
+    interpreter.allocate_tensors()
+    target = interpreter.get_output_details()[0]["index"]
+    images = rng.uniform(-1, 1, (batch, 513, 513, 3)).astype(np.float32)
+
+    def run(interpreter=interpreter, source=source, target=target, images=images):
+      interpreter.set_tensor(source, images)
+      interpreter.invoke()
+      return interpreter.get_tensor(target)
+    runs[batch] = run
+  impl = _tf_impl("ours_tflite", model, 513, None, "float32 TFLite, folded")
+  impl.forward = lambda b: runs[b]()
+  impl.train_step = None
   return impl
 
 
@@ -291,12 +365,48 @@ def build_smp(arch: str):
 
   params = sum(p.numel() for p in model.parameters()) + sum(
       b.numel() for n, b in model.named_buffers() if "num_batches" not in n)
-  return Impl("smp", size, forward, step, flops, params,
+  impl = Impl("smp", size, forward, step, flops, params,
               "separable ASPP 12,24,36 + decoder, 512 px")
+  impl.model, impl.data = model, data  # for the ONNX export
+  return impl
+
+
+def build_onnxruntime(arch: str):
+  """smp's DeepLabV3+ exported to ONNX (one file per batch size) and run
+  by ONNX Runtime with all graph optimizations, one thread per core."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+
+  import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  smp_impl = build_smp(arch)
+  model = smp_impl.model
+  model.eval()
+  folder = tempfile.mkdtemp(prefix="compare_onnx_")
+  options = ort.SessionOptions()
+  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+  options.intra_op_num_threads = os.cpu_count()
+  sessions, data = {}, {}
+  for batch in (1, 8):
+    path = os.path.join(folder, f"b{batch}.onnx")
+    example = smp_impl.data[batch]
+    with torch.inference_mode():
+      torch.onnx.export(model, (example,), path, input_names=["images"],
+                        output_names=["logits"])
+    sessions[batch] = ort.InferenceSession(path, options,
+                                           providers=["CPUExecutionProvider"])
+    data[batch] = example.numpy()
+  impl = Impl("onnxruntime", smp_impl.size,
+              lambda b: sessions[b].run(None, {"images": data[b]})[0], None,
+              smp_impl.flops, smp_impl.params,
+              f"smp exported to ONNX, onnxruntime {ort.__version__}, ORT_ENABLE_ALL")
+  return impl
 
 
 BUILDERS = {"ours": build_ours, "ours_bf16": build_ours_bf16,
-            "ours_inference": build_ours_inference, "smp": build_smp,
+            "ours_inference": build_ours_inference,
+            "ours_savedmodel": build_ours_savedmodel,
+            "ours_tflite": build_ours_tflite, "smp": build_smp,
+            "onnxruntime": build_onnxruntime,
             "model_garden": build_model_garden, "keras_hub": build_keras_hub}
 
 
@@ -329,8 +439,9 @@ def build_all(arch, impls):
 
 
 TORCH_IMPLS = ("smp",)
-# Run in a worker with `python -m deeplab.predict`'s environment.
-INFERENCE_IMPLS = ("ours_inference",)
+ONNX_IMPLS = ("onnxruntime",)
+# Run in a worker with `deeplab-predict`'s runtime.
+INFERENCE_IMPLS = ("ours_inference", "ours_savedmodel", "ours_tflite")
 
 
 def worker(arch, impls):
@@ -339,8 +450,13 @@ def worker(arch, impls):
   'round' times every impl once (3 batch-1 runs, 2 batch-8 runs, 1
   training step) and answers the seconds; 'finish' answers FLOPs, parameters and
   the process's peak RSS. Between commands the worker blocks on stdin, so
-  its threads sleep while another worker is timed.
+  its threads sleep while another worker is timed. Answers go to the
+  process's original stdout; whatever else writes there (torch's ONNX
+  exporter, the TFLite runtime's C++ logs) goes to the log instead.
   """
+  answers = os.fdopen(os.dup(1), "w")
+  os.dup2(2, 1)
+  sys.stdout = sys.stderr
   built, missing = build_all(arch, impls)
   for impl in built.values():  # warm-up: tracing, primitive creation
     for _ in range(2):
@@ -348,7 +464,7 @@ def worker(arch, impls):
     impl.forward(8)
     for _ in range(2 if impl.train_step else 0):
       impl.train_step()
-  print(json.dumps({"missing": missing}), flush=True)
+  print(json.dumps({"missing": missing}), file=answers, flush=True)
   for command in sys.stdin:
     if command.strip() == "round":
       times = {}
@@ -356,12 +472,12 @@ def worker(arch, impls):
         times[name] = {"b1": [_seconds(lambda i=impl: i.forward(1)) for _ in range(3)],
                        "b8": [_seconds(lambda i=impl: i.forward(8)) for _ in range(2)],
                        "train": [_seconds(impl.train_step)] if impl.train_step else []}
-      print(json.dumps(times), flush=True)
+      print(json.dumps(times), file=answers, flush=True)
     else:
       info = {name: dict(size=impl.size, params=impl.params, note=impl.note,
                          flops=impl.flops()) for name, impl in built.items()}
       print(json.dumps({"info": info, "peak_rss_gib": resource.getrusage(
-          resource.RUSAGE_SELF).ru_maxrss / 2**20}), flush=True)
+          resource.RUSAGE_SELF).ru_maxrss / 2**20}), file=answers, flush=True)
       return
 
 
@@ -414,12 +530,17 @@ def compare(arch, impls, env, rounds, with_memory):
   get separate processes and take turns. The inference-only implementation
   needs an environment a training process must not have, hence a third.
   """
-  # Only this parent imports it: the torch worker stays TensorFlow-free.
-  from deeplab.predict import INFERENCE_ENV  # pylint: disable=g-import-not-at-top
-  tf_impls = [i for i in impls if i not in TORCH_IMPLS + INFERENCE_IMPLS]
-  groups = [(tf_impls, env),
+  # deeplab.runtime imports no TensorFlow: the torch worker stays free of it.
+  from deeplab import runtime  # pylint: disable=g-import-not-at-top
+  cpu = runtime.this_cpu()
+  train_env = {**env, **runtime.choose(cpu, "train", env).env()}
+  predict_env = {**env, **runtime.choose(cpu, "predict", env).env()}
+  tf_impls = [i for i in impls
+              if i not in TORCH_IMPLS + ONNX_IMPLS + INFERENCE_IMPLS]
+  groups = [(tf_impls, train_env),
             ([i for i in impls if i in TORCH_IMPLS], env),
-            ([i for i in impls if i in INFERENCE_IMPLS], {**env, **INFERENCE_ENV})]
+            ([i for i in impls if i in ONNX_IMPLS], env),
+            ([i for i in impls if i in INFERENCE_IMPLS], predict_env)]
   workers = [Worker(arch, group, group_env) for group, group_env in groups if group]
   missing = {}
   for w in workers:
@@ -442,8 +563,8 @@ def compare(arch, impls, env, rounds, with_memory):
           gflops=info["flops"] / 1e9, latency_ms=1e3 * t["b1"],
           throughput=8 / t["b8"], train_s=t["train"],
           achieved=info["flops"] * 8 / t["b8"] / 1e9,
-          peak_rss_gib=(measure_memory(arch, env, name)
-                        if with_memory and name not in INFERENCE_IMPLS
+          peak_rss_gib=(measure_memory(arch, train_env if name in tf_impls else env, name)
+                        if with_memory and name not in INFERENCE_IMPLS + ONNX_IMPLS
                         else float("nan")))
   return results, missing
 
@@ -478,23 +599,95 @@ def table(rows) -> str:
   return "\n".join(lines)
 
 
+def lead_over_peers(arch: str, results) -> str:
+  """Issue 17's target measure: our best float32 form (any ``ours*`` row
+  but bf16) against the fastest peer, per batch-1 latency, batch-8
+  throughput and training step; above 1 means ours is faster."""
+  def best(names, key, fastest):
+    values = [(results[n][key], n) for n in names
+              if n in results and results[n][key] == results[n][key]]  # not nan
+    return fastest(values) if values else None
+
+  ours = [n for n in results if n.startswith("ours") and n != "ours_bf16"]
+  peers = [n for n in results if not n.startswith("ours")]
+  parts = []
+  for label, key, fastest, lead in (
+      ("b1", "latency_ms", min, lambda o, p: p / o),
+      ("b8", "throughput", max, lambda o, p: o / p),
+      ("train", "train_s", min, lambda o, p: p / o)):
+    o, p = best(ours, key, fastest), best(peers, key, fastest)
+    if o and p:
+      parts.append(f"{label} {lead(o[0], p[0]):.2f}x ({o[1]} vs {p[1]})")
+  return f"{arch}, float32, our best vs the fastest peer: " + (
+      ", ".join(parts) or "no pair measured")
+
+
 def _row_key(line: str):
   """(model, allocator, implementation) of a table row."""
   return tuple(cell.strip() for cell in line.split("|")[1:4])
 
 
-def write_rows(new_table: str):
-  """Puts the rows of ``new_table`` into bench/README.md's table: a row for
-  the same model, allocator and implementation is replaced in place, the
-  others are added after it, and rows this run did not measure stay."""
-  from bench import common  # pylint: disable=g-import-not-at-top
+SECTION = "#### CPU: "
+# The rows measured before each run recorded its CPU: all on the project's
+# standard VM of the time (bench/README.md's opening lines).
+UNRECORDED = (SECTION + "Intel Xeon with AVX-512, AVX512-BF16 and AMX, 2 cores "
+              "(the project's standard VM; rows from before the CPU was recorded)")
+
+
+def cpu_heading(cpu) -> str:
+  """The section heading of a ``deeplab.runtime.Cpu``: model, ISA, cores."""
+  return f"{SECTION}{cpu.model} ({cpu.isa()}), {cpu.cores} cores"
+
+
+def split_sections(block: str):
+  """[(heading, table lines)] of the compare block, in order; rows before
+  any heading belong to UNRECORDED."""
+  sections, heading, lines = [], UNRECORDED, []
+  for line in block.splitlines():
+    if line.startswith(SECTION):
+      if lines:
+        sections.append((heading, lines))
+      heading, lines = line.strip(), []
+    elif line.strip():
+      lines.append(line)
+  if lines:
+    sections.append((heading, lines))
+  return sections
+
+
+def merge_rows(block: str, heading: str, new_table: str) -> str:
+  """The compare block with ``new_table``'s rows put into the section of
+  ``heading`` (made if absent): a row of the same model, allocator and
+  implementation there is replaced in place, the others are added; other
+  CPUs' sections stay as they were, so rows of two CPUs never share a table.
+
+  Example:
+    >>> merge_rows("", "#### CPU: X (AVX2), 2 cores", "| h |\n|---|\n| a | b | c |")
+    '#### CPU: X (AVX2), 2 cores\n\n| h |\n|---|\n| a | b | c |'
+  """
   new_lines = new_table.splitlines()
   header, rows = new_lines[:2], new_lines[2:]
-  kept = common.read_readme("compare").splitlines()[2:]
-  fresh = {_row_key(line): line for line in rows}
-  merged = [fresh.pop(_row_key(line), line) for line in kept]
-  merged += [line for line in rows if _row_key(line) in fresh]
-  common.write_readme("compare", "\n".join(header + merged))
+  sections = split_sections(block)
+  if heading not in [h for h, _ in sections]:
+    sections.append((heading, header))
+  out = []
+  for name, lines in sections:
+    if name == heading:
+      kept = lines[2:]
+      fresh = {_row_key(line): line for line in rows}
+      merged = [fresh.pop(_row_key(line), line) for line in kept]
+      merged += [line for line in rows if _row_key(line) in fresh]
+      lines = header + merged
+    out.append("\n".join([name, ""] + lines))
+  return "\n\n".join(out)
+
+
+def write_rows(new_table: str, heading: str):
+  """Puts the rows of ``new_table`` into bench/README.md's table of the
+  CPU ``heading`` (``merge_rows``)."""
+  from bench import common  # pylint: disable=g-import-not-at-top
+  common.write_readme("compare", merge_rows(common.read_readme("compare"),
+                                            heading, new_table))
 
 
 def main(argv):
@@ -506,6 +699,9 @@ def main(argv):
     result = child_memory(_MODELS.value[0], _IMPLS.value[0])
     pathlib.Path(_OUT.value).write_text(json.dumps(result))
     return
+  from deeplab import runtime  # pylint: disable=g-import-not-at-top
+  heading = cpu_heading(runtime.this_cpu())
+  print(heading, flush=True)
   rows = []
   for index, allocator in enumerate(_ALLOCATORS.value):
     env = allocator_env(allocator)
@@ -517,13 +713,15 @@ def main(argv):
       results, missing = compare(arch, _IMPLS.value, env, _ROUNDS.value,
                                  with_memory=index == 0)
       ours = results.get("ours")
-      added = [(arch, allocator, name,
+      label = f"{allocator}, {_TAG.value}" if _TAG.value else allocator
+      added = [(arch, label, name,
                 results.get(name) or {"missing": missing[name]}, ours)
                for name in _IMPLS.value if name in results or name in missing]
       rows.extend(added)
       print(table(added), flush=True)
+      print(lead_over_peers(arch, results), flush=True)
       if _WRITE.value:  # after every model, so a cut-off run keeps its rows
-        write_rows(table(added))
+        write_rows(table(added), heading)
   print(table(rows))
 
 

@@ -46,14 +46,7 @@ def build(backbone: str) -> model_lib.DeepLab:
 
 def flops(model, size: int) -> float:
   """FLOPs of one forward pass at batch 1 (multiply and add counted apart)."""
-  from tensorflow.python.profiler import model_analyzer  # pylint: disable=g-import-not-at-top
-  from tensorflow.python.profiler import option_builder  # pylint: disable=g-import-not-at-top
-  forward = tf.function(lambda x: model(x, training=False))
-  graph = forward.get_concrete_function(
-      tf.TensorSpec([1, size, size, 3], tf.float32)).graph
-  options = option_builder.ProfileOptionBuilder.float_operation()
-  options["output"] = "none"
-  return model_analyzer.profile(graph, options=options).total_float_ops
+  return common.forward_flops(model, size)
 
 
 def timed(fn, x, repeats: int) -> float:

@@ -9,6 +9,13 @@ annotations/{training,validation}/*.png (ids 0..150), written as the
 splits train (20210) and val (2000), as the original's build_ade20k_data.py.
 """
 
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
+
 import os
 
 from absl import flags
@@ -47,6 +54,3 @@ def main():
   flags.mark_flags_as_required(["ade20k_root", "output_dir"])
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

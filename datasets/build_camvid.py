@@ -9,6 +9,13 @@ distributes them); each split present is written as
 OUT/{split}-NNNNN-of-NNNNN.tfrecord, its size checked against the table.
 """
 
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
+
 import os
 
 from absl import flags
@@ -53,6 +60,3 @@ def main():
   flags.mark_flags_as_required(["camvid_root", "output_dir"])
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

@@ -9,6 +9,13 @@ through the dataset table; every other id (void, license plate, classes
 not evaluated) becomes 255, the ignore label.
 """
 
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
+
 import os
 
 from absl import flags
@@ -58,6 +65,3 @@ def main():
   flags.mark_flags_as_required(["cityscapes_root", "output_dir"])
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

@@ -15,6 +15,13 @@ Images and masks pair by file stem (``a.jpg`` with ``a.png``; use
 Run `deeplab-inspect DIR` on the masks first if unsure.
 """
 
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
+
 import json
 
 from absl import flags
@@ -91,6 +98,3 @@ def main():
   flags.mark_flags_as_required(["images", "masks", "output_dir"])
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

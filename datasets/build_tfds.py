@@ -1,8 +1,11 @@
-r"""Builds records from any tensorflow-datasets dataset with a mask feature.
+r"""Builds records from any tensorflow-datasets dataset with a mask feature,
+or (--class_feature) from any tfds image classification dataset.
 
 Usage:
   deeplab-build-tfds --tfds_name=oxford_iiit_pet --split=train \
       --output_dir=OUT --num_classes=3 --label_offset=-1
+  deeplab-build-tfds --tfds_name=imagenette --split=train \
+      --output_dir=OUT --class_feature=label
 
 The image feature (--image_feature, default 'image') and the segmentation
 mask (--mask_feature; default: the first single-channel Image feature whose
@@ -10,7 +13,21 @@ name contains 'segmentation', 'mask' or 'label') are taken from each example.
 --label_offset is added to mask values (oxford_iiit_pet stores 1..3, so -1
 gives ids 0..2). Values then outside 0..num_classes-1 and not the ignore
 label are reported like any bad mask.
+
+With --class_feature (a ClassLabel feature, usually 'label') the records
+are classification records in the ImageNet layout (image/encoded,
+image/class/label with the tfds class id, image/class/text with its name),
+for --config.model.task=classification with config.dataset.num_classes
+the feature's class count; --label_offset is not applied (use
+config.data.label_offset).
 """
+
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
 
 import io
 
@@ -38,6 +55,9 @@ _MASK = flags.DEFINE_string("mask_feature", None, "Mask feature name.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Number of classes.")
 _IGNORE = flags.DEFINE_integer("ignore_label", 255, "Ignore label.")
 _OFFSET = flags.DEFINE_integer("label_offset", 0, "Added to mask values.")
+_CLASS = flags.DEFINE_string(
+    "class_feature", None, "A ClassLabel feature: write classification "
+    "records (image and class) instead of segmentation records.")
 
 _MASK_HINTS = ("segmentation", "mask", "label")
 
@@ -81,8 +101,32 @@ def samples(name: str, split: str, data_dir=None, image_feature="image",
   return found
 
 
+def class_samples(name: str, split: str, data_dir=None, image_feature="image",
+                  class_feature="label"):
+  """Reads a TFDS split of an image classification dataset into in-memory
+  classification samples (the tfds class id and its name)."""
+  dataset, info = tfds.load(name, split=split, data_dir=data_dir,
+                            with_info=True)
+  feature = info.features[class_feature]
+  if not isinstance(feature, tfds.features.ClassLabel):
+    raise ValueError(f"--class_feature={class_feature!r} of {name} is a "
+                     f"{type(feature).__name__}, not a ClassLabel")
+  found = []
+  for i, example in enumerate(tfds.as_numpy(dataset)):
+    label = int(example[class_feature])
+    found.append(builder.ClassSample(
+        f"tfds:{name}/{split}/{i}", label, feature.int2str(label),
+        _png(example[image_feature])))
+  return found
+
+
 def _main(argv):
   del argv
+  if _CLASS.value:
+    common.build_classification({_SPLIT.value: class_samples(
+        _NAME.value, _SPLIT.value, _DATA_DIR.value, _IMAGE.value,
+        _CLASS.value)})
+    return
   if not _NUM_CLASSES.value:
     raise flags.ValidationError("--num_classes is required")
   found = samples(_NAME.value, _SPLIT.value, _DATA_DIR.value, _IMAGE.value,
@@ -96,6 +140,3 @@ def main():
   flags.mark_flags_as_required(["tfds_name", "output_dir"])
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

@@ -13,6 +13,13 @@ distribution) it also writes train_aug: every stem with an augmented mask
 minus the val stems (10582 images).
 """
 
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
+
 import os
 
 from absl import flags
@@ -72,6 +79,3 @@ def main():
   flags.mark_flags_as_required(["voc_root", "output_dir"])
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

@@ -62,3 +62,26 @@ def build(splits: Dict[str, Sequence[builder.Sample]], spec: builder.LabelSpec,
           "(or with their bad pixels set to ignore).", file=sys.stderr)
     sys.exit(1)
   return reports
+
+
+def build_classification(splits: Dict[str, Sequence[builder.ClassSample]]
+                         ) -> List[builder.BuildReport]:
+  """Builds every split of classification records (the ImageNet layout),
+  prints the reports, exits 1 if there were problems."""
+  if not OUTPUT_DIR.value:
+    raise flags.ValidationError("--output_dir is required")
+  try:
+    reports = [builder.build_classification_split(
+        samples, OUTPUT_DIR.value, split, NUM_SHARDS.value,
+        strict=STRICT.value, workers=WORKERS.value)
+               for split, samples in splits.items()]
+  except builder.BuildError as e:
+    print(f"error (--strict): {e}", file=sys.stderr)
+    sys.exit(1)
+  for report in reports:
+    print(report.summary())
+  if any(r.problems for r in reports):
+    print("Records were written without the files listed above.",
+          file=sys.stderr)
+    sys.exit(1)
+  return reports

@@ -12,6 +12,13 @@ median-frequency class weights to paste into a config. Exits 1 if it
 warned about values that break training.
 """
 
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
+
 import sys
 
 from absl import app
@@ -45,6 +52,3 @@ def main():
   """Console-script entry point."""
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

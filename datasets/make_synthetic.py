@@ -3,6 +3,8 @@ r"""Generates the built-in synthetic dataset: colored shapes on textures.
 Usage:
   deeplab-make-synthetic --output_dir=OUT [--train_size=400]
       [--val_size=64] [--image_size=161] [--seed=0]
+  deeplab-make-synthetic --task=classification --output_dir=OUT \
+      [--train_size=400] [--val_size=64] [--image_size=48]
 
 Deterministic from --seed. Each image has a low-saturation textured
 background (gradients, stripes, checkers, blotches, noise) and 2-5 shapes of
@@ -11,7 +13,20 @@ four classes (disc, square, triangle, ring; see the dataset table
 own hue range, drawn in order so later shapes occlude earlier ones. Written
 through the same builder as real data, so the demo and tests exercise the
 real record format and pipeline.
+
+With --task=classification it writes a classification set instead (the
+dataset table's 'synthetic_shapes', 4 classes, ImageNet record layout):
+each image has one shape of its class (label = the shape's class - 1) over
+the same backgrounds, large enough that a tiny backbone learns the classes
+in a few dozen steps (CI).
 """
+
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
 
 import io
 import os
@@ -31,6 +46,10 @@ _TRAIN = flags.DEFINE_integer("train_size", 400, "Training images.")
 _VAL = flags.DEFINE_integer("val_size", 64, "Validation images.")
 _SIZE = flags.DEFINE_integer("image_size", 161, "Image height and width.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
+_TASK = flags.DEFINE_enum(
+    "task", "segmentation", ["segmentation", "classification"],
+    "segmentation: images and masks ('synthetic'); classification: one "
+    "shape per image and its class ('synthetic_shapes').")
 _PNG_DIR = flags.DEFINE_string(
     "png_dir", "", "Also write the validation images here as PNG files "
     "(inputs for trying deeplab.predict).")
@@ -73,9 +92,10 @@ def _background(rng, size: int, yy, xx) -> np.ndarray:
   return base + rng.normal(0, rng.uniform(2, 12), base.shape)
 
 
-def _shape_mask(cls: int, rng, size: int, yy, xx) -> np.ndarray:
+def _shape_mask(cls: int, rng, size: int, yy, xx,
+                scale=(0.08, 0.22)) -> np.ndarray:
   cy, cx = rng.uniform(0.1 * size, 0.9 * size, 2)
-  r = rng.uniform(0.08, 0.22) * size
+  r = rng.uniform(*scale) * size
   angle = rng.uniform(0, 2 * np.pi)
   dy, dx = yy - cy, xx - cx
   u = np.cos(angle) * dx + np.sin(angle) * dy
@@ -105,6 +125,28 @@ def _texture(rng, size: int, yy, xx, color: np.ndarray) -> np.ndarray:
   return layer
 
 
+def _draw(image, mask, cls: int, rng, size: int, yy, xx, scale=(0.08, 0.22)):
+  """Draws one shape of class ``cls`` (its hue range) into image and mask."""
+  low, high = HUES[cls]
+  color = _hsv_to_rgb(rng.uniform(low, high), rng.uniform(0.6, 1.0),
+                      rng.uniform(0.55, 1.0))
+  region = _shape_mask(cls, rng, size, yy, xx, scale)
+  image[region] = _texture(rng, size, yy, xx, color)[region]
+  mask[region] = cls
+
+
+def generate_classified(index: int, seed: int, size: int):
+  """One (image uint8 [s, s, 3], label 0..3) of the classification set."""
+  rng = np.random.default_rng([seed, index])
+  yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+  image = _background(rng, size, yy, xx)
+  cls = int(rng.integers(1, 5))
+  _draw(image, np.zeros((size, size), np.uint8), cls, rng, size, yy, xx,
+        scale=(0.25, 0.4))
+  image += rng.normal(0, 3, image.shape)
+  return np.clip(image, 0, 255).astype(np.uint8), cls - 1
+
+
 def generate(index: int, seed: int, size: int):
   """One (image uint8 [s, s, 3], mask uint8 [s, s]) pair."""
   rng = np.random.default_rng([seed, index])
@@ -112,13 +154,7 @@ def generate(index: int, seed: int, size: int):
   image = _background(rng, size, yy, xx)
   mask = np.zeros((size, size), np.uint8)
   for _ in range(int(rng.integers(2, 6))):
-    cls = int(rng.integers(1, 5))
-    low, high = HUES[cls]
-    color = _hsv_to_rgb(rng.uniform(low, high), rng.uniform(0.6, 1.0),
-                        rng.uniform(0.55, 1.0))
-    region = _shape_mask(cls, rng, size, yy, xx)
-    image[region] = _texture(rng, size, yy, xx, color)[region]
-    mask[region] = cls
+    _draw(image, mask, int(rng.integers(1, 5)), rng, size, yy, xx)
   image += rng.normal(0, 3, image.shape)
   return np.clip(image, 0, 255).astype(np.uint8), mask
 
@@ -139,8 +175,25 @@ def samples(count: int, seed: int, size: int, split: str):
   return found
 
 
+def classified_samples(count: int, seed: int, size: int, split: str):
+  names = registry.DATASETS["synthetic_shapes"].class_names
+  found = []
+  for i in range(count):
+    image, label = generate_classified(i, seed, size)
+    found.append(builder.ClassSample(f"synthetic_shapes/{split}/{i:05d}.png",
+                                     label, names[label], _png(image)))
+  return found
+
+
 def _main(argv):
   del argv
+  if _TASK.value == "classification":
+    size = _SIZE.value if _SIZE.present else 48
+    common.build_classification({
+        "train": classified_samples(_TRAIN.value, _SEED.value, size, "train"),
+        "val": classified_samples(_VAL.value, _SEED.value + 1_000_003, size,
+                                  "val")})
+    return
   info = registry.DATASETS["synthetic"]
   # Train and val differ by seed, so no validation image is a training image.
   val = samples(_VAL.value, _SEED.value + 1_000_003, _SIZE.value, "val")
@@ -161,6 +214,3 @@ def main():
   flags.mark_flags_as_required(["output_dir"])
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

@@ -29,11 +29,13 @@ from typing import Any, Callable, Dict, List, Sequence
 
 from absl import app
 from absl import flags
+from absl import logging
 import ml_collections
 from ml_collections import config_flags
 
 from deeplab import config as config_lib
 from deeplab import run_dir
+from deeplab import runtime
 
 CONFIG_FLAG = "config"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -149,13 +151,14 @@ def run_config(config: ml_collections.ConfigDict,
   Raises:
     app.UsageError: no ``--config`` and no run in ``workdir``.
   """
-  if config_file_given():
-    return config
-  if not run_dir.has_config(workdir):
-    raise app.UsageError(
-        f"give --config=FILE: {workdir!r} holds no run to continue "
-        f"({run_dir.config_path(workdir or '.')} is missing)")
-  return run_dir.config_with_changes(workdir, given_changes(config))
+  if not config_file_given():
+    if not run_dir.has_config(workdir):
+      raise app.UsageError(
+          f"give --config=FILE: {workdir!r} holds no run to continue "
+          f"({run_dir.config_path(workdir or '.')} is missing)")
+    config = run_dir.config_with_changes(workdir, given_changes(config))
+  warn_about_bf16(config)
+  return config
 
 
 def tool_config(config: ml_collections.ConfigDict,
@@ -170,4 +173,20 @@ def tool_config(config: ml_collections.ConfigDict,
     raise app.UsageError(
         f"--workdir={workdir!r} holds no run: {run_dir.config_path(workdir or '.')} "
         "does not exist (train.py or deeplab.convert writes it)")
-  return run_dir.config_with_changes(workdir, given_changes(config))
+  config = run_dir.config_with_changes(workdir, given_changes(config))
+  warn_about_bf16(config)
+  return config
+
+
+def warn_about_bf16(config: ml_collections.ConfigDict) -> None:
+  """Logs ``runtime.bf16_warning`` when a tool would run ``mixed_bfloat16``
+  on a CPU without bf16 arithmetic (not on a TPU or GPU, where it pays)."""
+  choice = runtime.current()
+  if choice is None or config.train.strategy == "tpu":
+    return  # A library call, not a tool; or the model runs on TPUs.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if tf.config.list_physical_devices("GPU"):
+    return
+  message = runtime.bf16_warning(choice.cpu, config.model.dtype_policy, choice.job)
+  if message:
+    logging.warning(message)

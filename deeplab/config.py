@@ -12,6 +12,7 @@ come from ``deeplab.model_args.ModelArgs``, which documents each of them.
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import ml_collections
@@ -20,6 +21,7 @@ from deeplab.data import registry
 from deeplab.model_args import ModelArgs
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+SCHEDULES = ("poly", "exponential")
 OPTIMIZERS = ("sgd", "adamw")
 # 4096 x 4096: a 12-megapixel photo, or eight 2048x1024 Cityscapes frames,
 # in one request (bench/README.md measures a request's memory at it).
@@ -45,20 +47,35 @@ def base_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   for field in ModelArgs.config_fields():
     section, name = ModelArgs.config_key(field.name).split(".")
-    config[section][name] = field.default
+    config[section][name] = _typed_default(field)
   # Path of pretrained backbone weights: an original DeepLab/slim TF1
-  # checkpoint prefix or a .keras file of ours; '' starts from scratch.
+  # checkpoint prefix, a .keras file of ours, or a run folder of ours (its
+  # latest checkpoint; a classification run pretrains a backbone); ''
+  # starts from scratch.
   config.model.backbone_weights = ""
 
   # --- The input pipeline. ---
   config.data = ml_collections.ConfigDict()
-  # Glob of training TFRecord shards (original DeepLab record format).
+  # Glob of training TFRecord shards (original DeepLab record format; for
+  # classification the ImageNet layout: image/encoded, image/class/label).
   config.data.train_pattern = ""
   # Glob of evaluation TFRecord shards.
   config.data.eval_pattern = ""
-  # Training crop (height, width) in pixels; each must be
+  # Training crop (height, width) in pixels; for segmentation each must be
   # output_stride * k + 1 (513 = 16 * 32 + 1), like the original's crops.
+  # Classification: the network's input size in training and evaluation
+  # (any size; 299x299 for the paper's ImageNet pretraining).
   config.data.crop_size = (513, 513)
+  # Classification: added to each record's image/class/label. The widely
+  # used ImageNet-to-TFRecord scripts write labels 1..1000 (0 is a
+  # background class no image has), which the original's 1001-logit
+  # ImageNet checkpoints keep: 0 (config.dataset.num_classes=1001). -1
+  # makes them 0..999 for 1000 logits.
+  config.data.label_offset = 0
+  # Classification: fraction of the image's height and width kept by the
+  # evaluation's central crop before the resize to crop_size (0.875, as
+  # slim's inception_preprocessing); 1.0 keeps the whole image.
+  config.data.central_crop = 0.875
   # Resize every image first (training and evaluation) so its shorter side
   # is this many pixels, unless its longer side would exceed
   # max_resize_value (the original's min_resize_value); 0: no resize.
@@ -95,7 +112,12 @@ def base_config() -> ml_collections.ConfigDict:
   # Number of training steps: the end of the poly learning-rate schedule, or
   # with max_minutes an upper bound on it.
   config.train.steps = 30000
-  # Peak learning rate of the poly schedule (0.007 in the original recipe).
+  # Learning-rate schedule, one of SCHEDULES: 'poly' (the original DeepLab
+  # recipe's) or 'exponential' (base_learning_rate * decay_rate **
+  # floor(epoch / decay_epochs), staircase, as slim's
+  # train_image_classifier for ImageNet pretraining).
+  config.train.schedule = "poly"
+  # Peak learning rate of the schedule (0.007 in the original recipe).
   config.train.base_learning_rate = 0.007
   # Learning rate reached at the last step.
   config.train.end_learning_rate = 0.0
@@ -108,11 +130,23 @@ def base_config() -> ml_collections.ConfigDict:
   # How the slow start runs (slow_start_burnin_type): 'none' holds
   # warmup_learning_rate, 'linear' ramps from it to base_learning_rate.
   config.train.warmup_type = "none"
+  # 'exponential' schedule: factor on the learning rate every decay_epochs
+  # (slim's learning_rate_decay_factor default, 0.94).
+  config.train.decay_rate = 0.94
+  # 'exponential' schedule: epochs between decays (slim's
+  # num_epochs_per_decay default, 2.0).
+  config.train.decay_epochs = 2.0
+  # Training records in one epoch, for the 'exponential' schedule (its
+  # decay interval is decay_epochs * epoch_examples / batch_size steps,
+  # rounded down, as slim's); required by that schedule.
+  config.train.epoch_examples = 0
   # 'sgd' (SGD with momentum, the paper's) or 'adamw' (Keras' AdamW, for
   # training from scratch).
   config.train.optimizer = "sgd"
   # SGD momentum.
   config.train.momentum = 0.9
+  # SGD: Nesterov momentum (the paper's ImageNet pretraining uses it).
+  config.train.nesterov = False
   # AdamW's decay rate of the gradient's running mean (Keras' default).
   config.train.adam_beta1 = 0.9
   # AdamW's decay rate of the squared gradient's running mean.
@@ -221,6 +255,16 @@ def leaves(config, prefix: str = "") -> Iterator[Tuple[str, Any]]:
       yield path, value
 
 
+def _typed_default(field):
+  """A field's default; a None default of an ``Optional[float]`` field is a
+  typed placeholder, so that ``--config.x=0.9`` can set it."""
+  if field.default is not None:
+    return field.default
+  hint = typing.get_type_hints(ModelArgs)[field.name]
+  (kind,) = [t for t in typing.get_args(hint) if t is not type(None)]
+  return ml_collections.config_dict.placeholder(kind)
+
+
 def from_dict(values: Dict[str, Any]) -> ml_collections.ConfigDict:
   """A locked, typed config tree holding ``values`` (e.g. a run's
   ``config.json``; JSON lists become the tuples the tree holds).
@@ -263,11 +307,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
     ValueError: naming the config key, the rule and the received value.
   """
   ModelArgs.from_experiment(config)  # ArgumentError names the key.
+  segmentation = config.model.task == "segmentation"
   output_stride = config.model.output_stride
   crop = tuple(config.data.crop_size)
-  if (len(crop) != 2 or
-      not all(isinstance(c, int) and c > 1 and (c - 1) % output_stride == 0
-              for c in crop)):
+  if not segmentation:  # Global pooling takes any size.
+    if len(crop) != 2 or not all(isinstance(c, int) and c >= 1 for c in crop):
+      raise ValueError("config.data.crop_size must be (height, width) in "
+                       f"pixels, got {crop!r}")
+  elif (len(crop) != 2 or
+        not all(isinstance(c, int) and c > 1 and (c - 1) % output_stride == 0
+                for c in crop)):
     raise ValueError(
         "config.data.crop_size must be (height, width) with each of the form "
         f"output_stride * k + 1 (output_stride={output_stride}: e.g. "
@@ -285,6 +334,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if data.eval_batch_size < 1:
     raise ValueError(
         f"config.data.eval_batch_size must be >= 1, got {data.eval_batch_size!r}")
+  if not 0 < data.central_crop <= 1:
+    raise ValueError("config.data.central_crop must be in (0, 1], got "
+                     f"{data.central_crop!r}")
   if data.shuffle_buffer < 1:
     raise ValueError(
         f"config.data.shuffle_buffer must be >= 1, got {data.shuffle_buffer!r}")
@@ -312,6 +364,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         f"config.train.class_weights has {len(train.class_weights)} entries "
         f"for config.dataset.num_classes={config.dataset.num_classes}")
+  if train.schedule not in SCHEDULES:
+    raise ValueError(f"config.train.schedule must be one of {SCHEDULES}, "
+                     f"got {train.schedule!r}")
+  if train.schedule == "exponential":
+    if not 0 < train.decay_rate <= 1 or train.decay_epochs <= 0:
+      raise ValueError(
+          "config.train.decay_rate must be in (0, 1] and decay_epochs > 0, "
+          f"got {train.decay_rate!r}, {train.decay_epochs!r}")
+    if train.epoch_examples < 1:
+      raise ValueError(
+          "config.train.epoch_examples must be the number of training "
+          "records (>= 1) for config.train.schedule='exponential' (it decays "
+          f"by epochs), got {train.epoch_examples!r}")
   if train.optimizer not in OPTIMIZERS:
     raise ValueError(f"config.train.optimizer must be one of {OPTIMIZERS}, "
                      f"got {train.optimizer!r}")
@@ -328,7 +393,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.train.strategy must be one of {STRATEGIES}, "
                      f"got {train.strategy!r}")
   eval_crop = tuple(config.eval.crop_size)
-  if eval_crop and (
+  if segmentation and eval_crop and (
       len(eval_crop) != 2 or
       not all(isinstance(c, int) and c >= 1 and (c - 1) % output_stride == 0
               for c in eval_crop)):

@@ -23,6 +23,13 @@ fine-tunes from it (``--config.train.init_checkpoint=W``, with
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
+
 from absl import logging
 import tensorflow as tf
 
@@ -102,6 +109,3 @@ def main():
   flags.mark_flags_as_required(["source", "workdir"])
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

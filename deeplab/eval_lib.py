@@ -24,6 +24,7 @@ from deeplab import evaluation
 from deeplab import folding
 from deeplab import progress
 from deeplab import run_dir
+from deeplab.data import classification
 from deeplab.data import pipeline
 from deeplab.data import registry
 
@@ -35,8 +36,12 @@ def evaluate_model(config, model, workdir: str, step: int,
 
   Writes ``workdir/eval/metrics.json`` (and ``metrics-<step>.json``) and
   TensorBoard scalars (mIoU, per-class IoU, pixel accuracy) and a few
-  predicted masks beside their images.
+  predicted masks beside their images; for a classification run
+  (``config.model.task``) top-1 and top-5 accuracy instead
+  (``evaluate_classifier``).
   """
+  if config.model.task == "classification":
+    return evaluate_classifier(config, model, workdir, step, strategy, pattern)
   strategy = strategy or tf.distribute.get_strategy()
   info = registry.from_config(config)
   # File names stay on the host: strings cannot enter a TPU program.
@@ -52,11 +57,7 @@ def evaluate_model(config, model, workdir: str, step: int,
   metrics = evaluation.metrics_from_confusion(matrix, info.class_names,
                                               info.evaluated_classes)
   metrics["step"] = int(step)
-  eval_dir = os.path.join(workdir, "eval")
-  tf.io.gfile.makedirs(eval_dir)
-  for name in ("metrics.json", f"metrics-{step}.json"):
-    with tf.io.gfile.GFile(os.path.join(eval_dir, name), "w") as f:
-      json.dump(metrics, f, indent=2)
+  eval_dir = write_metrics(metrics, workdir)
   with tf.summary.create_file_writer(eval_dir).as_default():
     tf.summary.scalar("miou", metrics["miou"], step)
     tf.summary.scalar("pixel_accuracy", metrics["pixel_accuracy"], step)
@@ -66,6 +67,66 @@ def evaluate_model(config, model, workdir: str, step: int,
     _summarize_predictions(config, model, info, step, pattern)
   logging.info("Step %d: mIoU %.4f, pixel accuracy %.4f", step,
                metrics["miou"], metrics["pixel_accuracy"])
+  return metrics
+
+
+def write_metrics(metrics: Dict, workdir: str) -> str:
+  """Writes ``metrics`` (with its ``step``) as ``workdir/eval/metrics.json``
+  and ``metrics-<step>.json``; returns the eval folder."""
+  eval_dir = os.path.join(workdir, "eval")
+  tf.io.gfile.makedirs(eval_dir)
+  for name in ("metrics.json", f"metrics-{metrics['step']}.json"):
+    with tf.io.gfile.GFile(os.path.join(eval_dir, name), "w") as f:
+      json.dump(metrics, f, indent=2)
+  return eval_dir
+
+
+def evaluate_classifier(config, model, workdir: str, step: int,
+                        strategy: Optional[tf.distribute.Strategy] = None,
+                        pattern: Optional[str] = None) -> Dict:
+  """Top-1 and top-5 accuracy of a classifier on the eval records.
+
+  Writes ``workdir/eval/metrics.json`` (and ``metrics-<step>.json``):
+  ``{"top_1_accuracy", "top_5_accuracy", "examples", "step"}`` (top-5 is
+  top-k with k the class count when there are fewer than 5 classes), and
+  TensorBoard scalars of both accuracies.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  info = registry.from_config(config)
+  top_k = min(5, info.num_classes)
+  dataset = strategy.distribute_datasets_from_function(
+      lambda context: classification.eval_dataset(config, context, pattern))
+  bar = progress.Progress(pipeline.count_records(
+      pattern or config.data.eval_pattern), "eval", unit="images")
+
+  @tf.function
+  def counts(batch):
+    def replica(images, labels):
+      logits = tf.cast(model(images, training=False), tf.float32)
+      labels = tf.cast(labels, tf.int32)
+      return tf.stack([
+          tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, 1), tf.float32)),
+          tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, top_k), tf.float32)),
+          tf.cast(tf.size(labels), tf.float32)])
+    per_replica = strategy.run(replica, args=(batch["image"], batch["label"]))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+  totals = np.zeros(3)
+  for batch in dataset:
+    batch_counts = counts(batch).numpy()
+    totals += batch_counts
+    bar.update(int(batch_counts[2]))
+  top_1, top_5, examples = totals
+  metrics = {"top_1_accuracy": float(top_1 / max(examples, 1)),
+             "top_5_accuracy": float(top_5 / max(examples, 1)),
+             "examples": int(examples), "step": int(step)}
+  eval_dir = write_metrics(metrics, workdir)
+  with tf.summary.create_file_writer(eval_dir).as_default():
+    tf.summary.scalar("top_1_accuracy", metrics["top_1_accuracy"], step)
+    tf.summary.scalar("top_5_accuracy", metrics["top_5_accuracy"], step)
+  logging.info("Step %d: top-1 accuracy %.4f, top-5 accuracy %.4f (%d images)",
+               step, metrics["top_1_accuracy"], metrics["top_5_accuracy"],
+               metrics["examples"])
   return metrics
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from deeplab import model as model_lib
-
 BATCH_NORM_SUFFIX = ".BatchNorm"
 
 
@@ -26,14 +24,15 @@ def _scale_and_shift(norm: keras.layers.BatchNormalization):
   return scale, beta - scale * mean
 
 
-def fold_batch_norm(model: model_lib.DeepLab) -> model_lib.DeepLab:
+def fold_batch_norm(model: keras.Model) -> keras.Model:
   """The same function as ``model`` at inference, batch norm folded away.
 
   Args:
-    model: a ``DeepLab``; an already folded one is returned as it is.
+    model: a ``DeepLab`` or ``Classifier``; an already folded one is
+      returned as it is.
 
   Returns:
-    A ``DeepLab`` with ``fold_batch_norm=True`` whose outputs equal
+    A model of the same class with ``fold_batch_norm=True`` whose outputs equal
     ``model(x, training=False)`` up to float32 rounding.
 
   Raises:
@@ -42,7 +41,7 @@ def fold_batch_norm(model: model_lib.DeepLab) -> model_lib.DeepLab:
   """
   if model.args.fold_batch_norm:
     return model
-  folded = model_lib.DeepLab(model.args.replace(
+  folded = type(model)(model.args.replace(
       fold_batch_norm=True, sync_batch_norm=False, batch_norm_factory=None))
   source = {layer.name: layer for layer in model.layers}
   used = set()
@@ -72,7 +71,7 @@ def fold_batch_norm(model: model_lib.DeepLab) -> model_lib.DeepLab:
   return folded
 
 
-def inference_model(model: model_lib.DeepLab) -> model_lib.DeepLab:
+def inference_model(model: keras.Model) -> keras.Model:
   """The fastest inference form: folded, unless a custom normalization
   factory makes folding meaningless (then ``model`` itself)."""
   if model.args.batch_norm_factory is not None:

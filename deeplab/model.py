@@ -8,9 +8,9 @@ from typing import Optional, Sequence
 import keras
 
 from deeplab import backbones
+from deeplab import classifier
 from deeplab import config as config_lib
 from deeplab import layers
-from deeplab import weights
 from deeplab.model_args import ModelArgs
 
 
@@ -48,6 +48,10 @@ class DeepLab(keras.Model):
     fields = {k: kwargs.pop(k) for k in list(kwargs)
               if k in ModelArgs.__dataclass_fields__}
     args = (args or ModelArgs()).replace(**fields)
+    if args.task != "segmentation":
+      raise ModelArgs.error("task", "'segmentation' for DeepLab "
+                            "(deeplab.classifier.Classifier classifies)",
+                            args.task)
     a = args
 
     # === Layers and functional graph ===
@@ -102,9 +106,14 @@ class DeepLab(keras.Model):
     return cls(ModelArgs.from_config(config), **keras_kwargs)
 
 
+# The model of each task (``config.model.task``).
+MODELS = {"segmentation": DeepLab, "classification": classifier.Classifier}
+
+
 def build_model(config, input_shape: Sequence[Optional[int]] = (None, None, 3),
-                **overrides) -> DeepLab:
-  """Builds the model an experiment config describes.
+                **overrides) -> keras.Model:
+  """Builds the model an experiment config describes: a ``DeepLab``, or for
+  ``config.model.task='classification'`` a ``Classifier``.
 
   Args:
     config: an experiment config (``configs/<name>.py``'s ``get_config()``).
@@ -113,8 +122,10 @@ def build_model(config, input_shape: Sequence[Optional[int]] = (None, None, 3),
       ``sync_batch_norm=True`` under a multi-replica strategy).
 
   Returns:
-    A ``DeepLab`` model, with the backbone weights of
-    ``config.model.backbone_weights`` loaded if that is set.
+    The model, freshly initialized: ``config.model.backbone_weights`` (and
+    ``config.train.init_checkpoint``) are loaded by training, where a run
+    starts (``deeplab.training.warm_start``), not each time a run's model
+    is rebuilt to restore a checkpoint.
 
   Raises:
     ArgumentError (a ValueError): naming the config key of a bad value.
@@ -127,7 +138,4 @@ def build_model(config, input_shape: Sequence[Optional[int]] = (None, None, 3),
   config_lib.validate(config)
   args = ModelArgs.from_experiment(config, input_shape=tuple(input_shape),
                                    **overrides)
-  model = DeepLab(args)
-  if config.model.backbone_weights:
-    weights.load_backbone_weights(model, config.model.backbone_weights)
-  return model
+  return MODELS[args.task](args)

@@ -1,4 +1,4 @@
-"""The one definition of DeepLab's arguments.
+"""The one definition of DeepLab's (and the backbone classifier's) arguments.
 
 Each field of ``ModelArgs`` carries its default, its rule, its meaning, where
 it lives in an experiment config, and whether it decides which weights the
@@ -20,6 +20,11 @@ from deeplab import backbones
 
 OUTPUT_STRIDES = (8, 16, 32)
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+# What a model is for: DeepLab segments (deeplab.model); the classifier
+# pretrains a backbone on image classification (deeplab.classifier).
+TASKS = ("segmentation", "classification")
+# The segmentation head's arguments: a classifier has no ASPP or decoder.
+_SEGMENTATION = ("segmentation",)
 
 
 class ArgumentError(ValueError):
@@ -54,7 +59,7 @@ def _positive_ints(values) -> bool:
 
 def _arg(default, doc: str, check: Optional[Callable[[Any], bool]] = None,
          rule: str = "", *, weights: Optional[Callable[[Any], Any]] = None,
-         section: Optional[str] = "model"):
+         section: Optional[str] = "model", tasks: Tuple[str, ...] = TASKS):
   """A ``ModelArgs`` field.
 
   Args:
@@ -68,9 +73,12 @@ def _arg(default, doc: str, check: Optional[Callable[[Any], bool]] = None,
     section: section of the experiment config holding the field
       (``model``, ``dataset``), or None for arguments of the built model
       only (input shape, folding, normalization factory).
+    tasks: the tasks whose models use the field (the segmentation head's
+      fields mean nothing to a classifier, nor decide its weights).
   """
   return dataclasses.field(default=default, metadata=dict(
-      doc=doc, check=check, rule=rule, weights=weights, section=section))
+      doc=doc, check=check, rule=rule, weights=weights, section=section,
+      tasks=tasks))
 
 
 def _satisfies(check, value) -> bool:
@@ -88,9 +96,17 @@ def _same(value):
 
 @dataclasses.dataclass(frozen=True)
 class ModelArgs:
-  """DeepLab's arguments, validated when made (``ArgumentError`` names the
-  first bad one). Sequences are stored as tuples."""
+  """The model's arguments, validated when made (``ArgumentError`` names the
+  first bad one). Sequences are stored as tuples. ``task`` says which model
+  they describe (``DeepLab`` or ``Classifier``); a field whose ``tasks``
+  leave that task out is ignored by it."""
 
+  task: str = _arg(
+      "segmentation", "What the model is for: 'segmentation' (DeepLab) or "
+      "'classification' (the backbone, global average pooling, dropout and "
+      "logits named as in the original's ImageNet checkpoints: backbone "
+      "pretraining, deeplab.classifier).", lambda v: v in TASKS,
+      f"one of {TASKS}", weights=_same)
   num_classes: int = _arg(
       21, "Number of classes the model predicts (the logits' channels).",
       _positive_int, "an integer >= 1", weights=_same, section="dataset")
@@ -105,30 +121,34 @@ class ModelArgs:
       (6, 12, 18), "Atrous rates of the ASPP 3x3 branches (feature-map "
       "pixels): (6, 12, 18) at output stride 16, (12, 24, 36) at 8; () for "
       "image pooling + 1x1 only (the MobileNetV2 checkpoints' head).",
-      _positive_ints, "a sequence of positive integers", weights=len)
+      _positive_ints, "a sequence of positive integers", weights=len,
+      tasks=_SEGMENTATION)
   aspp_separable: bool = _arg(
       True, "Atrous separable convs in the ASPP 3x3 branches (else plain).",
-      weights=_same)
+      weights=_same, tasks=_SEGMENTATION)
   image_pooling: bool = _arg(
       True, "Add ASPP's image-level (global average pool) branch.",
-      weights=_same)
+      weights=_same, tasks=_SEGMENTATION)
   aspp_filters: int = _arg(
       256, "Channels of each ASPP branch and of its 1x1 projection.",
-      _positive_int, "an integer >= 1", weights=_same)
+      _positive_int, "an integer >= 1", weights=_same, tasks=_SEGMENTATION)
   dropout_rate: float = _arg(
-      0.1, "Dropout probability after the ASPP projection, training only.",
+      0.1, "Dropout probability, training only: after the ASPP projection "
+      "(segmentation), before the logits (classification; the original's "
+      "ImageNet nets: 0.5 Xception, 0.2 MobileNetV2, none ResNet).",
       lambda v: 0.0 <= v < 1.0, "in [0, 1)")
   use_decoder: bool = _arg(
       True, "The DeepLabv3+ decoder (False: plain DeepLabv3, logits at the "
-      "output stride).", weights=_same)
+      "output stride).", weights=_same, tasks=_SEGMENTATION)
   decoder_separable: bool = _arg(
-      True, "Separable convs in the decoder's two 3x3 convs.", weights=_same)
+      True, "Separable convs in the decoder's two 3x3 convs.", weights=_same,
+      tasks=_SEGMENTATION)
   decoder_filters: int = _arg(
       256, "Channels of the decoder's 3x3 convs.", _positive_int,
-      "an integer >= 1", weights=_same)
+      "an integer >= 1", weights=_same, tasks=_SEGMENTATION)
   low_level_filters: int = _arg(
       48, "Channels the stride-4 backbone features are projected to.",
-      _positive_int, "an integer >= 1", weights=_same)
+      _positive_int, "an integer >= 1", weights=_same, tasks=_SEGMENTATION)
   depth_multiplier: float = _arg(
       1.0, "MobileNetV2 width multiplier (ignored by other backbones).",
       lambda v: v > 0, "> 0", weights=_same)
@@ -140,7 +160,7 @@ class ModelArgs:
   batch_norm_momentum: float = _arg(
       0.9997, "Moving-average decay of the ASPP and decoder batch norm "
       "statistics (the original's 0.9997).",
-      lambda v: 0.0 < v < 1.0, "in (0, 1)")
+      lambda v: 0.0 < v < 1.0, "in (0, 1)", tasks=_SEGMENTATION)
   backbone_batch_norm_momentum: Optional[float] = _arg(
       None, "Moving-average decay of the backbone's batch norm statistics; "
       "None: the original's for that backbone (Xception 0.9997, ResNet "
@@ -149,7 +169,7 @@ class ModelArgs:
   head_batch_norm_epsilon: float = _arg(
       1e-5, "Epsilon of the ASPP and decoder batch norms (backbones keep "
       "their own: 1e-3 Xception and MobileNetV2, 1e-5 ResNet).",
-      lambda v: v > 0, "> 0")
+      lambda v: v > 0, "> 0", tasks=_SEGMENTATION)
   sync_batch_norm: bool = _arg(
       False, "Reduce batch norm statistics across replicas (set "
       "automatically when a strategy has more than one replica).")
@@ -221,13 +241,15 @@ class ModelArgs:
     model trained at one runs at another).
     """
     return {f.name: f.metadata["weights"](getattr(self, f.name))
-            for f in _FIELDS.values() if f.metadata["weights"] is not None}
+            for f in _FIELDS.values() if f.metadata["weights"] is not None
+            and self.task in f.metadata["tasks"]}
 
   def differences(self, other: "ModelArgs") -> Dict[str, Tuple[Any, Any]]:
     """Fields whose weight signatures differ: ``{field: (self, other)}``."""
     mine, theirs = self.weight_signature(), other.weight_signature()
+    names = list(mine) + [name for name in theirs if name not in mine]
     return {name: (getattr(self, name), getattr(other, name))
-            for name in mine if mine[name] != theirs[name]}
+            for name in names if mine.get(name) != theirs.get(name)}
 
   def to_config(self) -> Dict[str, Any]:
     """JSON-able dict (tuples as lists, the factory serialized by Keras)."""

@@ -16,6 +16,13 @@ still written.
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
+
 import io
 import json
 import os
@@ -114,19 +121,10 @@ def predict_files(paths, predictor: Predictor, info: registry.DatasetInfo,
   return problems
 
 
-# This process only predicts, so its weights never change: oneDNN may keep
-# each convolution's weights in its own blocked layout instead of
-# reordering them on every call (bench/README.md, ``ours_inference``).
-# Never set where a model trains, since the cached copies would go stale;
-# TF Serving can take the same variable.
-INFERENCE_ENV = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}
-
-
 def main():
   """``deeplab-predict`` / ``python -m deeplab.predict``: flags, then
-  ``predict_files``."""
-  for key, value in INFERENCE_ENV.items():
-    os.environ.setdefault(key, value)  # Read when the first kernel is built.
+  ``predict_files``. (Its runtime, oneDNN's frozen weights included, is
+  the ``predict`` job's of deeplab/runtime.py.)"""
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
 
@@ -160,6 +158,3 @@ def main():
   flags.mark_flags_as_required(["input", "output_dir"])
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

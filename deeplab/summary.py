@@ -7,6 +7,13 @@ The last line is ``total_params=<int>`` (weights and batch norm statistics).
 The model is built at the config's crop size so the table shows real shapes.
 """
 
+if __name__ == "__main__":
+  # `python -m`: the runtime is chosen before TensorFlow loads
+  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
+  from deeplab import runtime
+
+  runtime.launch(__spec__.name)
+
 from deeplab import model as model_lib
 
 
@@ -42,6 +49,3 @@ def main():
 
   cli.run_app(_main, __doc__)
 
-
-if __name__ == "__main__":
-  main()

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab import backbones
+from deeplab import classifier
 from deeplab import naming
 
 
@@ -174,29 +175,59 @@ def read_source(path: str) -> Dict[str, np.ndarray]:
   return read_tf1_checkpoint(path)
 
 
+def is_backbone_weight(name: str, backbone: str) -> bool:
+  """Whether the original variable ``name`` is a weight of ``backbone``
+  itself: under its root scope, and not the classifier's head (its logits,
+  MobileNetV2's last conv), which DeepLab does not have."""
+  return (name.startswith(backbones.ROOT_SCOPES[backbone] + "/") and
+          not name.startswith(classifier.head_scopes(backbone)))
+
+
+def assign_backbone_weights(model: keras.Model, arrays: Mapping[str, np.ndarray],
+                            source: str) -> LoadReport:
+  """Assigns every backbone weight of ``model`` from ``arrays``.
+
+  Args:
+    model: a ``DeepLab`` or a ``Classifier``.
+    arrays: ``{original_name: array}`` (``read_source``, or a run's).
+    source: where ``arrays`` came from, for messages.
+
+  Returns:
+    The ``LoadReport``; the source's other tensors (a classifier's logits,
+    a segmentation head, optimizer slots) are listed as unused.
+
+  Raises:
+    ValueError: a backbone weight is missing or has another shape (weights
+      of another backbone or width).
+  """
+  backbone = model.args.backbone
+  report = assign_by_original_names(
+      model, arrays, select=lambda name: is_backbone_weight(name, backbone))
+  if report.missing or report.mismatched or not report.loaded:
+    raise ValueError(
+        f"backbone weights {source!r} do not fit backbone {backbone!r}:\n"
+        + report.summary())
+  logging.info("Backbone weights from %s: all %d weights of backbone %s "
+               "loaded (%s)", source, len(report.loaded), backbone,
+               report.summary())
+  return report
+
+
 def load_backbone_weights(model: keras.Model, path: str) -> LoadReport:
   """Loads pretrained backbone weights (e.g. an ImageNet checkpoint).
 
   Args:
-    model: a ``DeepLab`` model.
+    model: a ``DeepLab`` or a ``Classifier``.
     path: an original DeepLab/slim checkpoint prefix (``.../model.ckpt``)
-      or a ``.keras`` file of ours with the same backbone.
+      or a ``.keras`` file of ours with the same backbone (a run folder of
+      ours: ``deeplab.training.warm_start.load_backbone_weights``).
 
   Returns:
-    The ``LoadReport``; the source's other tensors (classifier, optimizer
-    slots) are listed as unused.
+    The ``LoadReport`` (``assign_backbone_weights``).
 
   Raises:
     FileNotFoundError: ``path`` is not there.
     ValueError: a backbone weight is missing or has another shape (a
       checkpoint of another backbone or width).
   """
-  root = backbones.ROOT_SCOPES[model.args.backbone] + "/"
-  report = assign_by_original_names(model, read_source(path),
-                                    select=lambda name: name.startswith(root))
-  if report.missing or report.mismatched:
-    raise ValueError(
-        f"backbone weights {path!r} do not fit backbone {model.args.backbone!r}:\n"
-        + report.summary())
-  logging.info("Backbone weights from %s: %s", path, report.summary())
-  return report
+  return assign_backbone_weights(model, read_source(path), path)

@@ -187,6 +187,16 @@ def make_synthetic_records(out, train_size=160, val_size=24, png_dir=None,
   return out
 
 
+def make_synthetic_classification_records(out, train_size=320, val_size=64):
+  """Writes the synthetic classification set (4 shape classes, 48x48
+  images, ImageNet record layout) into ``out``, one shard per split."""
+  subprocess.run([sys.executable, "-m", "datasets.make_synthetic",
+                  "--task=classification", f"--output_dir={out}",
+                  f"--train_size={train_size}", f"--val_size={val_size}",
+                  "--num_shards=1"], cwd=REPO, check=True, capture_output=True)
+  return out
+
+
 def tiny_overrides(records, **extra):
   """A deterministic few-step run of the synthetic config at 65x65."""
   values = {
@@ -332,8 +342,9 @@ def _image_and_mask(rng, ids, height=65, width=81):
 
 
 def fake_raw_datasets(root, per_split=3) -> dict:
-  """Writes CamVid, PASCAL VOC 2012, Cityscapes, ADE20K and a plain
-  image/mask folder in their distribution layouts under ``root``, with
+  """Writes CamVid, PASCAL VOC 2012, Cityscapes, ADE20K, ImageNet (two
+  class folders) and a plain image/mask folder in their distribution
+  layouts under ``root``, with
   ``per_split`` images per split; returns ``{name: folder}``."""
   from deeplab.data import registry  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
@@ -382,6 +393,13 @@ def fake_raw_datasets(root, per_split=3) -> dict:
       image, mask = _image_and_mask(rng, (0, 1, 2, 4))
       save(root / "imgs" / f"{split}_{i}.png", image)
       save(root / "masks" / f"{split}_{i}.png", mask)
+  # ImageNet's train images as distributed (a folder per synset), and its
+  # validation images sorted the same way.
+  for split in ("train", "val"):
+    for synset in ("n01440764", "n01443537"):
+      for i in range(per_split):
+        image, _ = _image_and_mask(rng, (0,))
+        save(root / "ILSVRC2012" / split / synset / f"{synset}_{i}.JPEG", image)
   return {"voc": voc, "camvid": root / "CamVid", "cityscapes": root / "cityscapes",
           "ade20k": root / "ADEChallengeData2016", "images": root / "imgs",
           "masks": root / "masks"}

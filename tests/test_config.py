@@ -11,6 +11,7 @@ import pytest
 
 from deeplab import config as config_lib
 from tests.conftest import REPO
+from tests.harness import run_cli
 
 CONFIG_FILES = sorted((REPO / "configs").glob("[!_]*.py"))
 
@@ -113,3 +114,14 @@ def test_summary_cli_prints_total_params():
   model = deeplab.build_model(load(REPO / "configs" / "synthetic.py"))
   assert int(last.split("=")[1]) == model.count_params()
   assert "logits.semantic" in result.stdout
+
+
+def test_a_field_whose_default_is_none_is_set_from_the_command_line():
+  # ml_collections refuses to override a None; the field is a typed
+  # placeholder instead.
+  result = run_cli("-m", "deeplab.summary", "--config=synthetic",
+                   "--config.model.backbone_batch_norm_momentum=0.5")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert config_lib.base_config().model.backbone_batch_norm_momentum is None
+  restored = config_lib.from_dict(json.loads(config_lib.base_config().to_json()))
+  assert restored.model.backbone_batch_norm_momentum is None

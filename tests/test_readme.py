@@ -9,9 +9,10 @@ a full dataset; they are all here:
 - dataset builders: ``--check_split_sizes=false`` (3 images per split are
   not the dataset table's counts); ``build_folder``'s ``--num_classes=N``
   becomes 5;
-- ``train.py``: 2 steps of batch 2 on 65x65 crops, and for the VOC
-  Xception-65 experiment a MobileNetV2 x0.25 backbone (an Xception-65 step
-  takes minutes on a 2-core CPU);
+- ``train.py``: 2 steps of batch 2 on 65x65 crops, and for the
+  Xception-65 experiments (VOC, and the ImageNet pretraining on two class
+  folders) a MobileNetV2 x0.25 backbone (an Xception-65 step takes
+  minutes on a 2-core CPU);
 - ``export.py``: a 65x65 TFLite input and 2 calibration images;
 - ``make demo``: a demo folder in the test's temporary folder and a
   4-step training run.
@@ -120,6 +121,10 @@ def test_the_readme_commands_run(sandbox):
   for block in blocks("main"):
     run_block(block, sandbox)
   assert (sandbox / "runs" / "voc" / "eval" / "metrics.json").exists()
+  for run in ("shapes", "imagenet"):  # Backbone pretraining.
+    metrics = (sandbox / "runs" / run / "eval" / "metrics.json").read_text()
+    assert "top_5_accuracy" in metrics, run
+  assert (sandbox / "runs" / "voc_from_imagenet" / "checkpoints" / "checkpoint").exists()
   assert (sandbox / "serving" / "voc" / "1" / "saved_model.pb").exists()
   assert (sandbox / "voc.tflite").exists()
   assert sorted(p.name for p in (sandbox / "out").iterdir())[:3] == [

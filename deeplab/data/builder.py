@@ -26,6 +26,7 @@ import concurrent.futures
 import dataclasses
 import io
 import os
+import random
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -363,6 +364,130 @@ def build_split(samples: Sequence[Sample], spec: LabelSpec, output_dir: str,
       if strict:
         raise BuildError(message)
       report.problems.append(message)
+  except BaseException:
+    writer.abort()
+    raise
+  report.shards = writer.commit()
+  return report
+
+
+# --- Classification records (backbone pretraining). ---
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassSample:
+  """One image and its class.
+
+  Attributes:
+    image_path: the image file (or, with ``image_data``, its name in reports).
+    label: the class id written to ``image/class/label``.
+    text: the class name written to ``image/class/text``.
+    image_data: encoded image bytes held in memory instead of a file.
+  """
+  image_path: str
+  label: int
+  text: str = ""
+  image_data: Optional[bytes] = None
+
+
+def encode_class_sample(index: int, sample: ClassSample) -> EncodedSample:
+  """Reads, checks and encodes one classification sample (in a worker)."""
+  notes: List[str] = []
+  try:
+    image, fmt, height, width = encode_image(sample.image_path, notes,
+                                             sample.image_data)
+  except Exception as e:  # PIL raises many types for broken files.
+    return EncodedSample(index, None, [
+        f"{sample.image_path}: unreadable or truncated image ({e}); left out"],
+        notes)
+  stem = os.path.splitext(os.path.basename(sample.image_path))[0]
+  example = records.make_classification_example(
+      image, fmt, stem, height, width, sample.label, sample.text)
+  return EncodedSample(index, example.SerializeToString(), [], notes)
+
+
+def list_class_folders(root: str, first_label: int = 0
+                       ) -> Tuple[List[ClassSample], Tuple[str, ...]]:
+  """The images of a folder of class folders (``root/<class>/<image>``).
+
+  Classes are the subfolders in sorted order, numbered from
+  ``first_label`` (1 leaves 0 free for a background class, as the
+  ImageNet records of the widely used scripts).
+
+  Returns:
+    (samples, class names).
+
+  Raises:
+    FileNotFoundError: ``root`` does not exist, has no subfolder, or a
+      class folder holds no image.
+  """
+  if not tf.io.gfile.isdir(root):
+    raise FileNotFoundError(f"folder {root!r} does not exist")
+  classes = tuple(sorted(name.rstrip("/") for name in tf.io.gfile.listdir(root)
+                         if tf.io.gfile.isdir(os.path.join(root, name))))
+  if not classes:
+    raise FileNotFoundError(f"{root!r} holds no class folders "
+                            "(expected ROOT/<class>/<image>)")
+  samples = []
+  for label, name in enumerate(classes, start=first_label):
+    folder = os.path.join(root, name)
+    images = sorted(f for f in tf.io.gfile.listdir(folder)
+                    if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+    if not images:
+      raise FileNotFoundError(f"class folder {folder!r} holds no images "
+                              f"({', '.join(IMAGE_EXTENSIONS)})")
+    samples.extend(ClassSample(os.path.join(folder, f), label, name)
+                   for f in images)
+  return samples, classes
+
+
+def build_classification_split(samples: Sequence[ClassSample], output_dir: str,
+                               split: str, num_shards: Optional[int] = None,
+                               strict: bool = False,
+                               workers: Optional[int] = None,
+                               seed: int = 0) -> BuildReport:
+  """Encodes classification samples in parallel and writes ``split`` shards
+  atomically, in a seeded random order (a folder of class folders lists
+  one class after another; shuffled records let a bounded shuffle buffer
+  mix classes).
+
+  Args:
+    samples: the images and their classes.
+    output_dir: where ``{split}-NNNNN-of-NNNNN.tfrecord`` go.
+    split: split name.
+    num_shards: number of shards; None: ``default_num_shards``.
+    strict: stop at the first problem (nothing is renamed into place).
+    workers: processes (default: all cores).
+    seed: seed of the record order.
+
+  Returns:
+    A ``BuildReport``.
+
+  Raises:
+    BuildError: in strict mode, the first problem.
+  """
+  samples = list(samples)
+  if not samples:
+    raise BuildError(f"split {split!r} has no images")
+  random.Random(seed).shuffle(samples)
+  num_shards = max(1, min(num_shards or default_num_shards(len(samples)),
+                          len(samples)))
+  report = BuildReport(split)
+  writer = records.ShardWriter(output_dir, split, num_shards)
+  bar = progress.Progress(len(samples), f"{split}", unit="images")
+  try:
+    with concurrent.futures.ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+      for result in pool.map(encode_class_sample, range(len(samples)), samples,
+                             chunksize=4):
+        for note in set(result.notes):
+          report.notes[note] = report.notes.get(note, 0) + 1
+        if result.problems and strict:
+          raise BuildError(result.problems[0])
+        report.problems.extend(result.problems)
+        if result.example is not None:
+          writer.write(result.index * num_shards // len(samples), result.example)
+          report.written += 1
+        bar.update()
   except BaseException:
     writer.abort()
     raise

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 import struct
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -103,7 +103,7 @@ def _interleaved(files: tf.data.Dataset, count: int, input_context,
   return dataset
 
 
-def _read(paths: List[str], input_context, key: str) -> tf.data.Dataset:
+def read_records(paths: List[str], input_context, key: str) -> tf.data.Dataset:
   """One pass over the pipeline's records in file order (evaluation)."""
   paths, shard_records = _pipeline_files(paths, input_context, key)
   files = tf.data.Dataset.from_tensor_slices(paths)
@@ -196,7 +196,8 @@ def records_per_step(batch_size: int,
 
 def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = None,
                   batch_size: Optional[int] = None,
-                  start_step: int = 0) -> tf.data.Dataset:
+                  start_step: int = 0,
+                  example_fn: Optional[Callable] = None) -> tf.data.Dataset:
   """Infinite batches of (images [b, h, w, 3] float32, labels [b, h, w] int32).
 
   Args:
@@ -210,6 +211,9 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
       that epoch before it (as serialized records, before any decoding; at
       most one epoch, whatever the step), so a deterministic pipeline
       continues exactly where an interrupted run stopped.
+    example_fn: ``(serialized record, seed or None) -> (image, label)``
+      of another task (``deeplab.data.classification``); default: the
+      segmentation records' decoding, checks and augmentation.
   """
   data = config.data
   info = registry.from_config(config)
@@ -237,13 +241,18 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
                  ignore_label=info.ignore_label,
                  resize_range=resize_range(config))
 
-  def prepare(index, serialized):
+  def segmentation_example(serialized, element_seed):
     example = _check_labels(records.parse(serialized, info.ignore_label),
                             info.num_classes, info.ignore_label)
-    element_seed = (tf.stack([tf.cast(seed, tf.int64), index])
-                    if data.deterministic else None)
     return augment.preprocess_train(example["image"], example["label"],
                                     seed=element_seed, **options)
+
+  example_fn = example_fn or segmentation_example
+
+  def prepare(index, serialized):
+    element_seed = (tf.stack([tf.cast(seed, tf.int64), index])
+                    if data.deterministic else None)
+    return example_fn(serialized, element_seed)
 
   # Indices count records from the start of training, so a resumed stream
   # draws the augmentations of an uninterrupted one.
@@ -267,7 +276,7 @@ def eval_dataset(config, input_context: Optional[tf.distribute.InputContext] = N
   data = config.data
   info = registry.from_config(config)
   paths = list_files(pattern or data.eval_pattern, pattern_field)
-  dataset = _read(paths, input_context, pattern_field)
+  dataset = read_records(paths, input_context, pattern_field)
 
   def prepare(serialized):
     example = _check_labels(records.parse(serialized, info.ignore_label),

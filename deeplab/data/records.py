@@ -34,6 +34,18 @@ FEATURES = {
     LABEL_FORMAT: tf.io.FixedLenFeature((), tf.string, default_value="png"),
 }
 
+# Classification records: the layout of the widely used ImageNet-to-TFRecord
+# scripts (image/encoded, image/format, image/filename, image/height,
+# image/width as above; the class id and its name).
+CLASS_LABEL = "image/class/label"
+CLASS_TEXT = "image/class/text"
+
+CLASSIFICATION_FEATURES = {
+    IMAGE_ENCODED: FEATURES[IMAGE_ENCODED],
+    IMAGE_FILENAME: FEATURES[IMAGE_FILENAME],
+    CLASS_LABEL: tf.io.FixedLenFeature((), tf.int64),
+}
+
 SHARD_PATTERN = "{split}-{index:05d}-of-{count:05d}.tfrecord"
 _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.tfrecord$")
 
@@ -91,6 +103,35 @@ def parse(serialized, ignore_label: int = 255) -> Dict[str, tf.Tensor]:
   return {"image": image, "label": label,
           "filename": parsed[IMAGE_FILENAME],
           "height": shape[0], "width": shape[1]}
+
+
+def make_classification_example(image: bytes, image_format: str,
+                                filename: str, height: int, width: int,
+                                label: int, text: str = "",
+                                channels: int = 3) -> tf.train.Example:
+  """One classification record, in the ImageNet TFRecord layout."""
+  return tf.train.Example(features=tf.train.Features(feature={
+      IMAGE_ENCODED: _bytes(image),
+      IMAGE_FILENAME: _bytes(filename.encode()),
+      IMAGE_FORMAT: _bytes(image_format.encode()),
+      IMAGE_HEIGHT: _int(height),
+      IMAGE_WIDTH: _int(width),
+      IMAGE_CHANNELS: _int(channels),
+      CLASS_LABEL: _int(label),
+      CLASS_TEXT: _bytes(text.encode()),
+  }))
+
+
+def parse_classification(serialized, label_offset: int = 0
+                         ) -> Dict[str, tf.Tensor]:
+  """Decodes one classification record: uint8 image [h, w, 3], int32 label
+  (the record's ``image/class/label`` plus ``label_offset``)."""
+  parsed = tf.io.parse_single_example(serialized, CLASSIFICATION_FEATURES)
+  image = tf.io.decode_image(parsed[IMAGE_ENCODED], channels=3,
+                             expand_animations=False)
+  image.set_shape([None, None, 3])
+  label = tf.cast(parsed[CLASS_LABEL], tf.int32) + label_offset
+  return {"image": image, "label": label, "filename": parsed[IMAGE_FILENAME]}
 
 
 def shard_paths(output_dir: str, split: str, count: int) -> List[str]:

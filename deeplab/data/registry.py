@@ -133,6 +133,17 @@ SYNTHETIC_CLASSES = (
     ("ring", (0, 130, 200)))
 
 
+# The synthetic classification set (datasets/make_synthetic_classes.py):
+# one shape per image, the synthetic segmentation set's shapes and hues.
+SYNTHETIC_SHAPE_CLASSES = SYNTHETIC_CLASSES[1:]
+
+# ILSVRC-2012 as the widely used ImageNet-to-TFRecord scripts write it and
+# the original's ImageNet checkpoints classify it: 1001 ids, 0 a background
+# class no image has, 1..1000 the synsets in sorted order (names are not
+# shipped; records carry them as image/class/text).
+IMAGENET_CLASSES = ("background",) + tuple(f"synset_{i}" for i in range(1, 1001))
+
+
 def _colors(pairs) -> np.ndarray:
   return np.array([c for _, c in pairs], dtype=np.uint8)
 
@@ -159,6 +170,13 @@ DATASETS: Dict[str, DatasetInfo] = {
                     {"train": 367, "val": 101, "test": 233}),
         DatasetInfo("synthetic", 5, 255, _names(SYNTHETIC_CLASSES),
                     _colors(SYNTHETIC_CLASSES), {}),
+        # Classification datasets (config.model.task='classification'):
+        # the ignore label and colormap serve no purpose there.
+        DatasetInfo("synthetic_shapes", 4, 255, _names(SYNTHETIC_SHAPE_CLASSES),
+                    _colors(SYNTHETIC_SHAPE_CLASSES), {}),
+        DatasetInfo("imagenet", 1001, 255, IMAGENET_CLASSES,
+                    pascal_colormap(1001),
+                    {"train": 1281167, "validation": 50000}),
     )
 }
 

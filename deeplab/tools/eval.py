@@ -10,7 +10,9 @@ The run's own config (W/config.json) is used; --config.x=... (or
 --config=FILE) changes evaluation fields on purpose, and a change of the
 model's architecture is refused. Writes W/eval/metrics.json: {"miou",
 "per_class_iou": {name: iou}, "pixel_accuracy", "mean_accuracy",
-"frequency_weighted_iou", "step"}, and TensorBoard summaries in W/eval.
+"frequency_weighted_iou", "step"} (a classification run:
+{"top_1_accuracy", "top_5_accuracy", "examples", "step"}), and
+TensorBoard summaries in W/eval.
 With --mode=continuous_eval it waits for new checkpoints and evaluates each
 once, until the run's last step.
 """

@@ -1,5 +1,6 @@
 """The training loop: one device, MirroredStrategy, MultiWorkerMirroredStrategy
-(TF_CONFIG) and TPUStrategy share it.
+(TF_CONFIG) and TPUStrategy share it, and so do the tasks (segmentation,
+and classification to pretrain a backbone: ``tasks.py``).
 
 The dataset is distributed with input contexts, ``steps_per_loop`` steps run
 inside one ``tf.function`` call (``Trainer.make_train_loop``), a checkpoint
@@ -78,8 +79,7 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
   budget.start(start_step)
   train_cfg = config.train
   dataset = strategy.distribute_datasets_from_function(
-      lambda context: pipeline.train_dataset(config, context,
-                                             start_step=start_step))
+      lambda context: trainer.task.train_dataset(context, start_step))
   iterator = iter(dataset)
   loop = trainer.make_train_loop()
   writer = (tf.summary.create_file_writer(os.path.join(workdir, "train"))
@@ -153,8 +153,8 @@ def _evaluate(config, trainer: trainer_lib.Trainer, workdir: str, step: int,
       metrics = eval_lib.evaluate_model(config, model, workdir, step,
                                         eval_strategy)
     run_dir.append_log(workdir, dict(
-        step=step, minutes=round(minutes, 4), val_miou=metrics["miou"],
-        val_per_class_iou=metrics["per_class_iou"]))
+        step=step, minutes=round(minutes, 4),
+        **trainer.task.validation_log(metrics)))
   stopping.wait_for_chief_evaluation(strategy, step)
 
 

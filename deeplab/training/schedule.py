@@ -1,4 +1,6 @@
-"""The original's learning rate: slow start (warm-up), then poly decay."""
+"""Learning-rate schedules: the original DeepLab's (slow start, then poly
+decay) and slim's ImageNet one (staircase exponential decay by epochs),
+chosen by ``config.train.schedule`` (``from_config``)."""
 
 from __future__ import annotations
 
@@ -64,3 +66,62 @@ class PolyWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
                 warmup_steps=self.warmup_steps,
                 warmup_learning_rate=self.warmup_learning_rate,
                 warmup_type=self.warmup_type)
+
+
+@keras.saving.register_keras_serializable(package="deeplab")
+class StaircaseExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
+  """``base * decay_rate ** floor(step / decay_steps)``: slim's
+  ``train_image_classifier`` schedule (``exponential_decay`` with
+  ``staircase=True``), e.g. 0.05 decayed by 0.94 every 2 epochs.
+
+  Raises:
+    ValueError: ``decay_steps`` below 1.
+  """
+
+  def __init__(self, base_learning_rate: float, decay_steps: int,
+               decay_rate: float):
+    if decay_steps < 1:
+      raise ValueError(f"decay_steps must be >= 1, got {decay_steps!r}")
+    self.base_learning_rate = base_learning_rate
+    self.decay_steps = decay_steps
+    self.decay_rate = decay_rate
+
+  @classmethod
+  def by_epochs(cls, base_learning_rate: float, decay_epochs: float,
+                decay_rate: float, epoch_examples: int, batch_size: int):
+    """The schedule decaying every ``decay_epochs`` epochs of
+    ``epoch_examples`` records at ``batch_size`` per step (slim's
+    ``int(examples * epochs_per_decay / batch_size)`` steps, at least 1)."""
+    decay_steps = max(1, int(epoch_examples * decay_epochs / batch_size))
+    return cls(base_learning_rate, decay_steps, decay_rate)
+
+  def __call__(self, step):
+    decays = tf.floor(tf.cast(step, tf.float32) / float(self.decay_steps))
+    return self.base_learning_rate * tf.pow(
+        tf.constant(self.decay_rate, tf.float32), decays)
+
+  def get_config(self):
+    return dict(base_learning_rate=self.base_learning_rate,
+                decay_steps=self.decay_steps, decay_rate=self.decay_rate)
+
+
+def from_config(config, horizon=None
+                ) -> keras.optimizers.schedules.LearningRateSchedule:
+  """The schedule ``config.train.schedule`` names, with its fields.
+
+  Args:
+    config: experiment config.
+    horizon: the poly schedule's total steps when not ``config.train.steps``
+      (a time budget's variable, ``budget.TimeBudget.horizon``); the
+      exponential schedule decays by epochs and has no horizon.
+  """
+  train = config.train
+  if train.schedule == "exponential":
+    return StaircaseExponentialDecay.by_epochs(
+        train.base_learning_rate, train.decay_epochs, train.decay_rate,
+        train.epoch_examples, train.batch_size)
+  return PolyWithWarmup(
+      train.base_learning_rate,
+      train.steps if horizon is None else horizon, train.learning_power,
+      train.end_learning_rate, train.warmup_steps,
+      train.warmup_learning_rate, train.warmup_type)

@@ -1,8 +1,10 @@
 """The trainer: model, optimizer and checkpoint under a strategy, and the
-compiled training step.
+compiled training step, for every task (``tasks.py``: segmentation, or
+classification to pretrain a backbone).
 
-The loss of a replica is its summed pixel losses divided by the number of
-labelled pixels (with hard-pixel mining: of kept pixels) of the *global* batch (an all-reduce), so the summed
+The loss of a replica is its summed losses (segmentation: pixel losses)
+divided by their count (labelled pixels, with hard-pixel mining kept
+pixels; classification: images) over the *global* batch (an all-reduce), so the summed
 gradients equal those of one device on the whole batch, whatever the
 replica count; weight decay is divided by the number of replicas for the
 same reason.
@@ -21,14 +23,13 @@ import tensorflow as tf
 
 from deeplab import config as config_lib
 from deeplab import kernels
-from deeplab import model as model_lib
 from deeplab import naming
 from deeplab import run_dir
-from deeplab.data import registry
 from deeplab.training import budget as budget_lib
 from deeplab.training import loss as loss_lib
 from deeplab.training import schedule as schedule_lib
 from deeplab.training import strategy as strategy_lib
+from deeplab.training import tasks
 from deeplab.training import warm_start
 
 
@@ -73,13 +74,15 @@ def gradient_multipliers(model: keras.Model, last_layer_multiplier: float = 1.0,
 
 
 def make_optimizer(train, learning_rate, model: keras.Model, decayed_kernels):
-  """``config.train.optimizer``: the paper's SGD with momentum (weight decay
+  """``config.train.optimizer``: the paper's SGD with momentum (Nesterov's
+  with ``config.train.nesterov``; weight decay
   as an L2 loss, ``loss.weight_decay_loss``), or Keras' AdamW, whose
   decoupled decay (``w -= learning_rate * weight_decay * w``) reaches the
   same weights the L2 rule does: conv kernels, not depthwise kernels,
   biases or batch norm."""
   if train.optimizer == "sgd":
-    return keras.optimizers.SGD(learning_rate, momentum=train.momentum)
+    return keras.optimizers.SGD(learning_rate, momentum=train.momentum,
+                                nesterov=train.nesterov)
   if train.optimizer == "adamw":
     optimizer = keras.optimizers.AdamW(
         learning_rate, weight_decay=train.weight_decay,
@@ -144,21 +147,18 @@ class Trainer:
   def __init__(self, config, workdir: str, strategy: tf.distribute.Strategy,
                clock: Callable[[], float] = time.monotonic):
     self.config, self.workdir, self.strategy = config, workdir, strategy
-    self.info = registry.from_config(config)
+    self.task = tasks.make_task(config)
     self.chief = strategy_lib.is_chief(strategy)
     train = config.train
     replicas = strategy.num_replicas_in_sync
     # Every worker and every rerun starts from the same initial weights.
     keras.utils.set_random_seed(train.seed)
     with strategy.scope():
-      self.model = model_lib.build_model(config, sync_batch_norm=replicas > 1)
+      self.model = self.task.build_model(sync_batch_norm=replicas > 1)
       if not train.fine_tune_batch_norm:
         batch_norm_in_inference_mode(self.model)
       self.budget = budget_lib.TimeBudget(train.max_minutes, train.steps, clock)
-      self.schedule = schedule_lib.PolyWithWarmup(
-          train.base_learning_rate, self.budget.horizon, train.learning_power,
-          train.end_learning_rate, train.warmup_steps,
-          train.warmup_learning_rate, train.warmup_type)
+      self.schedule = schedule_lib.from_config(config, self.budget.horizon)
       self.kernels = loss_lib.decayed_kernels(self.model)
       optimizer = make_optimizer(train, self.schedule, self.model, self.kernels)
       if config.model.dtype_policy == "mixed_float16":
@@ -220,11 +220,7 @@ class Trainer:
           f"every checkpoint of {run_dir.checkpoint_dir(self.workdir)} is "
           f"damaged ({', '.join(os.path.basename(p) for p in damaged)}); "
           "move them away to start the run over")
-    if self.config.train.init_checkpoint:
-      train = self.config.train
-      warm_start.initialize(self.model, train.init_checkpoint,
-                            train.initialize_last_layer,
-                            train.last_layers_contain_logits_only)
+    warm_start.initialize_from_config(self.model, self.config)
     return None
 
   def save(self):
@@ -260,7 +256,7 @@ class Trainer:
       return self.model, self.strategy
     with tf.device(strategy_lib.host_cpu(self.strategy)):
       if self._host_model is None:
-        self._host_model = model_lib.build_model(self.config)
+        self._host_model = self.task.build_model()
       self._host_model.set_weights(self.model.get_weights())
     return self._host_model, tf.distribute.get_strategy()
 
@@ -270,8 +266,7 @@ class Trainer:
     ``jit_compile`` compiles each replica's step with XLA, as TPUStrategy
     does (a CPU check that the step has no dynamic shapes or strings).
     """
-    config, info = self.config, self.info
-    class_weights = tuple(config.train.class_weights)
+    config = self.config
     replicas = self.strategy.num_replicas_in_sync
     multipliers = gradient_multipliers(
         self.model, config.train.last_layer_gradient_multiplier,
@@ -280,11 +275,8 @@ class Trainer:
     def step_fn(images, labels):
       with tf.GradientTape() as tape:
         logits = self.model(images, training=True)
-        losses, labelled = loss_lib.pixel_losses(
-            logits, labels, info.num_classes, info.ignore_label, class_weights)
-        total, count = loss_lib.loss_sum_and_count(
-            losses, labelled, config.train.top_k_percent_pixels,
-            self.optimizer.iterations, config.train.hard_example_mining_step)
+        total, count = self.task.loss_sum_and_count(logits, labels,
+                                                    self.optimizer.iterations)
         context = tf.distribute.get_replica_context()
         count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
         loss = total / tf.maximum(count, 1.0)

@@ -1,5 +1,11 @@
 """Starting a run from other weights: a run folder of ours, a .keras file,
-or an original DeepLab TF1 checkpoint, matched by original variable names."""
+or an original DeepLab TF1 checkpoint, matched by original variable names.
+
+Two sources, both read when a run starts (never when it resumes): the
+backbone's pretrained weights (``config.model.backbone_weights``; a
+classification run of ours is one) and a whole model to start from
+(``config.train.init_checkpoint``), in that order.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,29 @@ def read_init_source(path: str) -> Dict[str, np.ndarray]:
     model, _ = run_dir.restore_model(run_dir.read_config(path), path)
     return {n: np.asarray(v) for n, v in naming.original_names(model).items()}
   return weights_lib.read_source(path)
+
+
+def initialize_from_config(model: keras.Model, config):
+  """Loads the config's backbone weights, then its init checkpoint (each if
+  set) into a new run's model."""
+  if config.model.backbone_weights:
+    load_backbone_weights(model, config.model.backbone_weights)
+  train = config.train
+  if train.init_checkpoint:
+    initialize(model, train.init_checkpoint, train.initialize_last_layer,
+               train.last_layers_contain_logits_only)
+
+
+def load_backbone_weights(model: keras.Model, path: str) -> weights_lib.LoadReport:
+  """Loads every backbone weight of ``model`` from ``path``: an original
+  DeepLab/slim checkpoint prefix, a .keras file, or a run folder of ours
+  (its latest checkpoint; a classification run pretrains a backbone).
+
+  Raises:
+    FileNotFoundError: ``path`` is not there, or is a folder without a run.
+    ValueError: a backbone weight is missing or has another shape.
+  """
+  return weights_lib.assign_backbone_weights(model, read_init_source(path), path)
 
 
 def initialize(model: keras.Model, path: str, initialize_last_layer: bool,

@@ -1,0 +1,157 @@
+"""The backbone classifier: backbone -> global average pooling -> dropout ->
+logits, for pretraining a backbone on image classification.
+
+Its layers carry the original ImageNet checkpoints' names (slim's nets, as
+DeepLab's ``core/xception.py``, ``core/resnet_v1_beta.py`` and slim's
+``mobilenet_v2.py`` build them), so a checkpoint of ours loads into
+``DeepLab`` through the same name table as a released one, and a released
+ImageNet checkpoint loads into the classifier:
+
+============  =====================================================
+backbone      head (original variable scopes)
+============  =====================================================
+xception_*    ``xception_65/logits`` (1x1 conv with biases)
+resnet_*      ``resnet_v1_101/logits`` (1x1 conv with biases)
+mobilenet_v2  ``MobilenetV2/Conv_1`` (1x1 conv, batch norm, ReLU6: the
+              classification net's last layer, which DeepLab's feature
+              extractor leaves out), then
+              ``MobilenetV2/Logits/Conv2d_1c_1x1``
+============  =====================================================
+
+The original's ImageNet checkpoints have 1001 logits (id 0 is a background
+class no image has; see the dataset table's ``imagenet`` entry).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+
+from deeplab import backbones
+from deeplab import layers
+from deeplab.backbones.mobilenet_v2 import BATCH_NORM_EPSILON as MOBILENET_EPSILON
+from deeplab.backbones.mobilenet_v2 import INITIALIZER as MOBILENET_INITIALIZER
+from deeplab.backbones.mobilenet_v2 import ROOT as MOBILENET_ROOT
+from deeplab.backbones.mobilenet_v2 import make_divisible
+from deeplab.model_args import ModelArgs
+
+# Channels of MobileNetV2's last conv (``Conv_1``) at depth multiplier 1.
+MOBILENET_V2_LAST_CHANNELS = 1280
+
+
+def logits_scope(backbone: str) -> str:
+  """The original scope of a backbone classifier's logits layer."""
+  root = backbones.ROOT_SCOPES[backbone]
+  if backbone == "mobilenet_v2":
+    return f"{root}/Logits/Conv2d_1c_1x1"
+  return f"{root}/logits"
+
+
+def head_scopes(backbone: str):
+  """Original scopes of the classifier's layers after the backbone (under
+  the backbone's root scope, but not part of DeepLab's backbone)."""
+  if backbone == "mobilenet_v2":
+    return (f"{MOBILENET_ROOT}/Conv_1/", f"{MOBILENET_ROOT}/Logits/")
+  return (logits_scope(backbone) + "/",)
+
+
+def _prelogits(x, args: ModelArgs, norm: layers.BatchNormSpec):
+  """Layers between the backbone's features and the pooling: MobileNetV2's
+  ``Conv_1`` (channels scaled and rounded as the backbone's own layers);
+  nothing for Xception and ResNet."""
+  if args.backbone != "mobilenet_v2":
+    return x
+  divisible_by = 8 if args.depth_multiplier == 1.0 else 1
+  channels = make_divisible(
+      MOBILENET_V2_LAST_CHANNELS * args.depth_multiplier, divisible_by)
+  return layers.conv_bn_act(
+      x, channels, 1, activation="relu6", norm=norm,
+      epsilon=MOBILENET_EPSILON,
+      kernel_initializer=MOBILENET_INITIALIZER,
+      name=layers.scope(MOBILENET_ROOT, "Conv_1"))
+
+
+@keras.saving.register_keras_serializable(package="deeplab")
+class Classifier(keras.Model):
+  """A backbone of ours as an image classifier (backbone pretraining).
+
+  Maps a float32 batch ``[n, h, w, 3]`` scaled to [-1, 1] to float32 logits
+  ``[n, num_classes]``. Any input size works (global average pooling).
+
+  Example:
+    >>> model = Classifier(num_classes=10, backbone="mobilenet_v2",
+    ...                    depth_multiplier=0.25, output_stride=32)
+    >>> model(np.zeros((2, 64, 64, 3), "float32")).shape
+    TensorShape([2, 10])
+
+  Args:
+    args: a ``ModelArgs`` (its ``task`` 'classification'); its fields can
+      also be given as keyword arguments. The segmentation head's fields
+      (ASPP, decoder) are ignored. ``dropout_rate`` is the dropout before
+      the logits (the original's ImageNet nets: 0.5 for Xception, 0.2 for
+      MobileNetV2, none for ResNet). ``output_stride`` 32 is the
+      original's ImageNet network; 8 or 16 run the last blocks atrous.
+    **kwargs: ``ModelArgs`` fields, and Keras' ``name`` and ``trainable``.
+
+  Raises:
+    ArgumentError (a ValueError): an argument broke its rule, or ``task``
+      is not 'classification'.
+  """
+
+  TASK = "classification"
+
+  def __init__(self, args: Optional[ModelArgs] = None, **kwargs):
+    fields = {k: kwargs.pop(k) for k in list(kwargs)
+              if k in ModelArgs.__dataclass_fields__}
+    args = (args or ModelArgs(task=self.TASK)).replace(**fields)
+    if args.task != self.TASK:
+      raise ModelArgs.error("task", f"{self.TASK!r} for a Classifier "
+                            "(DeepLab is the segmentation model)", args.task)
+    a = args
+
+    # === Layers and functional graph ===
+    norm = layers.BatchNormSpec(
+        momentum=(a.backbone_batch_norm_momentum or
+                  backbones.BATCH_NORM_DECAY[a.backbone]),
+        synchronized=a.sync_batch_norm, factory=a.batch_norm_factory,
+        folded=a.fold_batch_norm)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(a.dtype_policy)
+    try:
+      inputs = keras.Input(shape=a.input_shape, name="image")
+      features = backbones.build_backbone(
+          a.backbone, inputs, output_stride=a.output_stride, norm=norm,
+          depth_multiplier=a.depth_multiplier, multi_grid=a.multi_grid)
+      x = _prelogits(features[a.output_stride], a, norm)
+      scope = layers.scope(*logits_scope(a.backbone).split("/"))
+      x = keras.layers.GlobalAveragePooling2D(keepdims=True,
+                                              name=scope + ".pool")(x)
+      x = keras.layers.Dropout(a.dropout_rate, name=scope + ".dropout")(x)
+      x = keras.layers.Conv2D(
+          a.num_classes, 1, name=scope,
+          kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01))(x)
+      x = keras.layers.Flatten(name=scope + ".flatten")(x)
+      # Loss and top-k want float32 logits under mixed precision.
+      logits = keras.layers.Activation("linear", dtype="float32",
+                                       name=scope + ".float32")(x)
+    finally:
+      keras.config.set_dtype_policy(previous_policy)
+    super().__init__(inputs=inputs, outputs=logits,
+                     name=kwargs.pop("name", f"classifier_{a.backbone}"),
+                     **kwargs)
+
+    # === Config ===
+    self.args = args
+
+  def get_config(self):
+    return {"name": self.name, "trainable": self.trainable,
+            **self.args.to_config()}
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    keras_kwargs = {k: config.pop(k) for k in ("name", "trainable")
+                    if k in config}
+    return cls(ModelArgs.from_config(config), **keras_kwargs)
+

@@ -1,0 +1,198 @@
+"""The runtime chosen per CPU and job (deeplab/runtime.py): the rules from
+given CPU descriptions, the user's variables winning, the bf16 warning, and
+the tools choosing before TensorFlow is imported."""
+
+import re
+
+import pytest
+
+from deeplab import runtime
+from tests import harness
+from tests.conftest import REPO
+
+# /proc/cpuinfo excerpts of the three CPU kinds the rules tell apart.
+EPYC_AVX2 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B12
+flags\t\t: fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2
+processor\t: 1
+model name\t: AMD EPYC 7B12
+flags\t\t: fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2
+"""
+SKYLAKE_AVX512 = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz
+flags\t\t: fpu sse2 fma avx avx2 avx512f avx512dq avx512cd avx512bw avx512vl
+"""
+SAPPHIRE_AMX = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Platinum 8481C
+flags\t\t: fpu sse2 fma avx avx2 avx512f avx512dq avx512cd avx512bw avx512vl \
+avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8
+"""
+
+
+def cpu(text, cores=2):
+  model, flags = runtime.parse_cpuinfo(text)
+  return runtime.Cpu(model, flags, cores)
+
+
+def test_cpu_descriptions_are_read_from_cpuinfo():
+  epyc, skylake, sapphire = cpu(EPYC_AVX2), cpu(SKYLAKE_AVX512), cpu(SAPPHIRE_AMX)
+  assert epyc.model == "AMD EPYC 7B12"
+  assert (epyc.kind, epyc.isa(), epyc.native_bf16) == ("avx2", "AVX2", False)
+  assert (skylake.kind, skylake.isa(), skylake.native_bf16) == ("avx512", "AVX-512", False)
+  assert (sapphire.kind, sapphire.isa(), sapphire.native_bf16) == (
+      "avx512", "AVX-512 + BF16 + AMX", True)
+  assert runtime.Cpu("old", frozenset({"sse2", "avx"}), 4).kind == "other"
+
+
+# oneDNN ("1", "0", None: TensorFlow decides) and frozen weights per job.
+EXPECTED = {
+    "avx2": {"train": ("1", None), "eval": ("0", None), "predict": ("0", None),
+             "export": (None, None), "tool": (None, None)},
+    "avx512": {"train": ("1", None), "eval": ("1", None), "predict": ("1", "1"),
+               "export": (None, None), "tool": (None, None)},
+}
+
+
+@pytest.mark.parametrize("text", [EPYC_AVX2, SKYLAKE_AVX512, SAPPHIRE_AMX],
+                         ids=["avx2", "avx512", "avx512_amx"])
+@pytest.mark.parametrize("job", runtime.JOBS)
+def test_the_choice_per_cpu_and_job(text, job):
+  described = cpu(text, cores=3)
+  choice = runtime.choose(described, job, environ={})
+  onednn, frozen = EXPECTED[described.kind][job]
+  assert choice.setting(runtime.ONEDNN).value == onednn
+  assert choice.setting(runtime.FROZEN_WEIGHTS).value == frozen
+  assert choice.env()[runtime.INTRA_OP] == choice.env()[runtime.INTER_OP] == "3"
+  line = choice.line()
+  assert line.startswith("runtime: oneDNN ") and "\n" not in line
+  state = {"1": "on", "0": "off", None: "as TensorFlow decides"}[onednn]
+  assert f"oneDNN {state} (" in line and f"{job})" in line
+  assert line.endswith(described.model)
+  assert ("bf16 native" in line) == described.native_bf16
+
+
+def test_the_users_variables_win_and_are_named():
+  environ = {"TF_ENABLE_ONEDNN_OPTS": "1", "TF_NUM_INTRAOP_THREADS": "1",
+             "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"}
+  choice = runtime.choose(cpu(EPYC_AVX2), "predict", environ)
+  assert choice.onednn() is True
+  assert "oneDNN on (set by you: TF_ENABLE_ONEDNN_OPTS=1)" in choice.line()
+  assert "intra-op 1 (set by you: TF_NUM_INTRAOP_THREADS=1)" in choice.line()
+  assert "allocator tcmalloc (set by you: LD_PRELOAD)" in choice.line()
+  assert choice.env() == {"TF_NUM_INTEROP_THREADS": "2"}
+
+
+def test_a_child_process_tells_its_parents_choice_from_the_users():
+  parent = {}
+  runtime.set_env(runtime.choose(cpu(EPYC_AVX2), "train", parent), parent)
+  assert parent["TF_ENABLE_ONEDNN_OPTS"] == "1"
+  child = runtime.choose(cpu(EPYC_AVX2), "predict", dict(parent))
+  assert child.setting(runtime.ONEDNN).value == "0"
+  assert "set by you" not in child.line()
+
+
+def test_usable_cores_follow_a_containers_cpu_quota(tmp_path):
+  (tmp_path / "cpu.max").write_text("150000 100000\n")
+  assert runtime.usable_cores(str(tmp_path)) == 1
+  (tmp_path / "cpu.max").write_text("max 100000\n")
+  assert runtime.usable_cores(str(tmp_path)) >= 1
+
+
+def test_bf16_without_native_bf16_is_warned_with_the_measured_factor():
+  for text in (EPYC_AVX2, SKYLAKE_AVX512):
+    described = cpu(text)
+    for job in ("train", "predict"):
+      message = runtime.bf16_warning(described, "mixed_bfloat16", job)
+      factor = runtime.BF16_SLOWDOWN[described.kind]["train" if job == "train"
+                                                     else "forward"]
+      assert f"{factor:.2f}x slower than in float32" in message
+      assert "bench/bf16_cpu.py" in message and "dtype_policy=float32" in message
+      assert described.model in message
+    assert runtime.bf16_warning(described, "float32", "train") is None
+  assert runtime.bf16_warning(cpu(SAPPHIRE_AMX), "mixed_bfloat16", "train") is None
+
+
+def test_the_quoted_bf16_factors_are_bench_readmes():
+  block = (REPO / "bench" / "README.md").read_text().split(
+      "<!-- bf16_cpu:begin -->")[1].split("<!-- bf16_cpu:end -->")[0]
+  for kind, factors in runtime.BF16_SLOWDOWN.items():
+    label = {"avx512": "AVX-512 without bf16", "avx2": "AVX2 only"}[kind]
+    ratios = f"| {factors['forward']:.2f}x, {factors['train']:.2f}x |"
+    rows = [line for line in block.splitlines() if line.startswith(f"| {label} |")]
+    assert any(row.endswith(ratios) for row in rows), (ratios, rows)
+
+
+def test_what_runs_before_the_choice_imports_no_tensorflow():
+  result = harness.run_cli("-c", (
+      "import sys, deeplab, deeplab.runtime, deeplab.entry_points, deeplab.tools\n"
+      "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+      "('tensorflow', 'keras', 'numpy')))"), timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == "[]"
+
+
+# A tool launched as on a 5-core AVX2 CPU: predict turns oneDNN off, which
+# TensorFlow, imported after, obeys (its own default on this project's CPUs
+# with AVX512-BF16/AMX is on; on an AVX2 CPU it is off either way), and
+# TensorFlow's inter-op pool (threads named tf_Compute) has 5 threads.
+LAUNCH_AS_AVX2 = """
+import os, sys
+os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
+from deeplab import runtime
+assert "tensorflow" not in sys.modules
+runtime.this_cpu = lambda: runtime.Cpu("Fake EPYC", frozenset({"avx2", "fma"}), 5)
+sys.argv = ["deeplab-predict", "--help"]
+try:
+  runtime.launch("deeplab.predict")
+except SystemExit:
+  pass
+import tensorflow as tf
+tf.linalg.matmul(tf.ones([64, 64]), tf.ones([64, 64])).numpy()
+names = [open(f"/proc/self/task/{t}/comm").read().strip()
+         for t in os.listdir("/proc/self/task")]
+from tests import harness
+print("onednn", harness.onednn_enabled(), os.environ["TF_ENABLE_ONEDNN_OPTS"],
+      os.environ["TF_NUM_INTRAOP_THREADS"], names.count("tf_Compute"))
+"""
+
+
+def test_a_tool_chooses_before_tensorflow_is_imported():
+  result = harness.run_cli("-c", LAUNCH_AS_AVX2, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "runtime: oneDNN off (chosen: AVX2 CPU, predict)" in result.stderr
+  assert result.stdout.strip().splitlines()[-1] == "onednn False 0 5 5"
+
+
+@pytest.mark.parametrize("command", [["train.py", "--help"],
+                                     ["-m", "deeplab.summary", "--help"]])
+def test_the_entry_points_print_the_choice(command):
+  result = harness.run_cli(*command, timeout=300,
+                           env_overrides={"TF_NUM_INTEROP_THREADS": "1"})
+  lines = [l for l in result.stderr.splitlines() if l.startswith("runtime: ")]
+  assert len(lines) == 1, result.stderr[-3000:]
+  assert re.search(r"intra-op \d+ \(chosen: \d+ usable cores\), "
+                   r"inter-op 1 \(set by you: TF_NUM_INTEROP_THREADS=1\)", lines[0])
+  assert "Try --helpfull" in result.stdout  # the tool itself ran
+
+
+def test_the_tools_warn_about_bf16_on_a_cpu_without_it(monkeypatch):
+  from absl import logging  # pylint: disable=g-import-not-at-top
+
+  from deeplab import cli  # pylint: disable=g-import-not-at-top
+  from deeplab import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.base_config()
+  config.model.dtype_policy = "mixed_bfloat16"
+  warnings = []
+  monkeypatch.setattr(logging, "warning", warnings.append)
+  monkeypatch.setattr(runtime, "_applied", runtime.choose(
+      cpu(EPYC_AVX2), "train", environ={}))
+  cli.warn_about_bf16(config)
+  assert len(warnings) == 1 and "AMD EPYC 7B12" in warnings[0]
+  config.train.strategy = "tpu"  # bf16 runs on the TPU, not on this CPU
+  cli.warn_about_bf16(config)
+  monkeypatch.setattr(runtime, "_applied", runtime.choose(
+      cpu(SAPPHIRE_AMX), "train", environ={}))
+  config.train.strategy = "default"
+  cli.warn_about_bf16(config)
+  assert len(warnings) == 1
