@@ -20,7 +20,6 @@ ignore label) for larger batches.
 
 from __future__ import annotations
 
-import random
 import struct
 from typing import Callable, List, Optional, Tuple
 
@@ -223,7 +222,7 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
     batch_size = config.train.batch_size
     if input_context is not None:
       batch_size = input_context.get_per_replica_batch_size(batch_size)
-  seed = data.seed if data.deterministic else random.SystemRandom().randrange(2**31)
+  seed = data.seed  # Also without deterministic: the same record order.
   if input_context is not None:
     seed += 1000 * input_context.input_pipeline_id
   mine, shard_records = _pipeline_files(paths, input_context, key)
