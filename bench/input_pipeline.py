@@ -5,7 +5,7 @@ Usage:
       [--batches=60] [--write_readme]
 
 Builds the CamVid train records into a temporary folder (or uses
---records), then times the training pipeline of configs/camvid_mobilenetv2.py
+--records), then times the training pipeline of configs/camvid_scratch.py
 with crop 513x513, random scale 0.5-2.0, flip, batch 8: decode, augment,
 batch, as the training loop consumes it. Prints images/s.
 """
@@ -26,7 +26,7 @@ from absl import flags  # noqa: E402
 
 from bench import common  # noqa: E402
 from deeplab.data import pipeline  # noqa: E402
-from deeplab_configs import camvid_mobilenetv2  # noqa: E402
+from deeplab_configs import camvid_scratch  # noqa: E402
 
 _ROOT = flags.DEFINE_string("camvid_root", str(REPO.parent / "shared/data/camvid"),
                             "CamVid folder (train/ trainannot/).")
@@ -36,7 +36,7 @@ _WRITE = flags.DEFINE_bool("write_readme", False, "Write the figure into bench/R
 
 
 def measure(records_dir: str, batches: int) -> float:
-  config = camvid_mobilenetv2.get_config()
+  config = camvid_scratch.get_config()
   config.data.train_pattern = os.path.join(records_dir, "train-*.tfrecord")
   config.data.crop_size = (513, 513)
   config.train.batch_size = 8

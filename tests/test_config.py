@@ -46,7 +46,7 @@ def parse(*args):
 def test_required_config_files_exist():
   names = {p.stem for p in CONFIG_FILES}
   assert {"pascal_voc_xception65", "cityscapes_xception65",
-          "camvid_mobilenetv2", "pascal_voc_mobilenetv2", "synthetic"} <= names
+          "camvid_scratch", "camvid_finetune", "pascal_voc_mobilenetv2", "synthetic"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
