@@ -64,28 +64,17 @@ LABELS = {"avx512": "AVX-512 without bf16", "avx2": "AVX2 only"}
 
 def child(dtype_policy: str) -> dict:
   """Median seconds of a forward pass (batch 1) and a training step."""
-  import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from bench import common  # pylint: disable=g-import-not-at-top
   model = common.deeplab_v3_plus(_BACKBONE.value, dtype_policy=dtype_policy)
-  optimizer = keras.optimizers.SGD(0.001, momentum=0.9)
   rng = np.random.default_rng(0)
   size, batch = _SIZE.value, _BATCH.value
   images = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32"))
   labels = tf.constant(rng.integers(0, 21, (batch, size, size)).astype("int32"))
   forward = tf.function(lambda x: model(x, training=False))
-
-  @tf.function
-  def step():
-    with tf.GradientTape() as tape:
-      logits = tf.cast(model(images, training=True), tf.float32)
-      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-          labels, logits))
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return loss
+  step = common.training_step(model, images, labels)
 
   def seconds(fn):
     start = time.perf_counter()
@@ -95,10 +84,10 @@ def child(dtype_policy: str) -> dict:
   one = images[:1]
   for _ in range(2):  # tracing, primitive creation
     forward(one).numpy()
-    step().numpy()
+    step()
   return {"forward": statistics.median(seconds(lambda: forward(one).numpy())
                                        for _ in range(_STEPS.value)),
-          "train": statistics.median(seconds(lambda: step().numpy())
+          "train": statistics.median(seconds(step)
                                      for _ in range(_STEPS.value))}
 
 

@@ -17,6 +17,27 @@ def deeplab_v3_plus(backbone: str, **kwargs) -> model_lib.DeepLab:
   return model_lib.DeepLab(num_classes=21, backbone=backbone, **kwargs)
 
 
+def training_step(model, images, labels):
+  """One SGD-with-momentum step of ``model`` on softmax cross-entropy over
+  fixed ``images`` and ``labels``, as a no-argument function returning the
+  loss as a number (traced once, on its first call)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  optimizer = keras.optimizers.SGD(0.001, momentum=0.9)
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      logits = tf.cast(model(images, training=True), tf.float32)
+      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+          labels, logits))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+  return lambda: float(step())
+
+
 def cpu_model() -> str:
   """The CPU's model name and the cores this process may use."""
   import os  # pylint: disable=g-import-not-at-top

@@ -35,7 +35,6 @@ CHOICE = runtime.apply("train")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -78,20 +77,10 @@ def training_step_seconds(model, size: int, batch: int, steps: int) -> float:
   rng = np.random.default_rng(0)
   images = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32))
   labels = tf.constant(rng.integers(0, 21, (batch, size, size)).astype(np.int32))
-  optimizer = keras.optimizers.SGD(0.001, momentum=0.9)
+  step = common.training_step(model, images, labels)
 
-  @tf.function
-  def step():
-    with tf.GradientTape() as tape:
-      logits = tf.cast(model(images, training=True), tf.float32)
-      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-          labels, logits))
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return loss
-
-  step().numpy()  # one more warm-up step than median_seconds gives
-  return median_seconds(lambda: step().numpy(), steps)
+  step()  # one more warm-up step than median_seconds gives
+  return median_seconds(step, steps)
 
 
 def main(argv):

@@ -26,7 +26,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
@@ -58,19 +57,9 @@ def build_call(backbone, batch, mode, policy):
     forward = tf.function(lambda x: folded(x, training=False))
     return lambda: forward(images).numpy()
   labels = tf.constant(rng.integers(0, 21, (batch, 513, 513)).astype("int32"))
-  optimizer = keras.optimizers.SGD(0.001, momentum=0.9)
+  step = common.training_step(model, images, labels)
 
-  @tf.function
-  def step():
-    with tf.GradientTape() as tape:
-      logits = tf.cast(model(images, training=True), tf.float32)
-      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-          labels, logits))
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return loss
-
-  return lambda: step().numpy()
+  return step
 
 
 def kernel_times(logdir, steps):

@@ -35,6 +35,7 @@ from deeplab.backbones.mobilenet_v2 import INITIALIZER as MOBILENET_INITIALIZER
 from deeplab.backbones.mobilenet_v2 import ROOT as MOBILENET_ROOT
 from deeplab.backbones.mobilenet_v2 import make_divisible
 from deeplab.model_args import ModelArgs
+from deeplab.model_args import ModelFromArgs
 
 # Channels of MobileNetV2's last conv (``Conv_1``) at depth multiplier 1.
 MOBILENET_V2_LAST_CHANNELS = 1280
@@ -73,7 +74,7 @@ def _prelogits(x, args: ModelArgs, norm: layers.BatchNormSpec):
 
 
 @keras.saving.register_keras_serializable(package="deeplab")
-class Classifier(keras.Model):
+class Classifier(ModelFromArgs, keras.Model):
   """A backbone of ours as an image classifier (backbone pretraining).
 
   Maps a float32 batch ``[n, h, w, 3]`` scaled to [-1, 1] to float32 logits
@@ -100,15 +101,10 @@ class Classifier(keras.Model):
   """
 
   TASK = "classification"
+  OTHER_MODEL = "DeepLab is the segmentation model"
 
   def __init__(self, args: Optional[ModelArgs] = None, **kwargs):
-    fields = {k: kwargs.pop(k) for k in list(kwargs)
-              if k in ModelArgs.__dataclass_fields__}
-    args = (args or ModelArgs(task=self.TASK)).replace(**fields)
-    if args.task != self.TASK:
-      raise ModelArgs.error("task", f"{self.TASK!r} for a Classifier "
-                            "(DeepLab is the segmentation model)", args.task)
-    a = args
+    a = args = self.resolve_args(args, kwargs)
 
     # === Layers and functional graph ===
     norm = layers.BatchNormSpec(
@@ -143,15 +139,3 @@ class Classifier(keras.Model):
 
     # === Config ===
     self.args = args
-
-  def get_config(self):
-    return {"name": self.name, "trainable": self.trainable,
-            **self.args.to_config()}
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    keras_kwargs = {k: config.pop(k) for k in ("name", "trainable")
-                    if k in config}
-    return cls(ModelArgs.from_config(config), **keras_kwargs)
-

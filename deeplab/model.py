@@ -12,10 +12,11 @@ from deeplab import classifier
 from deeplab import config as config_lib
 from deeplab import layers
 from deeplab.model_args import ModelArgs
+from deeplab.model_args import ModelFromArgs
 
 
 @keras.saving.register_keras_serializable(package="deeplab")
-class DeepLab(keras.Model):
+class DeepLab(ModelFromArgs, keras.Model):
   """DeepLabv3+ (Chen et al., ECCV 2018) as a Keras functional model.
 
   Maps a float32 batch ``[n, h, w, 3]`` scaled to [-1, 1] to float32 logits
@@ -44,15 +45,11 @@ class DeepLab(keras.Model):
       names it.
   """
 
+  TASK = "segmentation"
+  OTHER_MODEL = "deeplab.classifier.Classifier classifies"
+
   def __init__(self, args: Optional[ModelArgs] = None, **kwargs):
-    fields = {k: kwargs.pop(k) for k in list(kwargs)
-              if k in ModelArgs.__dataclass_fields__}
-    args = (args or ModelArgs()).replace(**fields)
-    if args.task != "segmentation":
-      raise ModelArgs.error("task", "'segmentation' for DeepLab "
-                            "(deeplab.classifier.Classifier classifies)",
-                            args.task)
-    a = args
+    a = args = self.resolve_args(args, kwargs)
 
     # === Layers and functional graph ===
     norm = layers.BatchNormSpec(momentum=a.batch_norm_momentum,
@@ -93,17 +90,6 @@ class DeepLab(keras.Model):
 
     # === Config ===
     self.args = args
-
-  def get_config(self):
-    return {"name": self.name, "trainable": self.trainable,
-            **self.args.to_config()}
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    keras_kwargs = {k: config.pop(k) for k in ("name", "trainable")
-                    if k in config}
-    return cls(ModelArgs.from_config(config), **keras_kwargs)
 
 
 # The model of each task (``config.model.task``).

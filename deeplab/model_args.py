@@ -283,3 +283,41 @@ class ModelArgs:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ModelArgs)}
+
+
+class ModelFromArgs:
+  """What a Keras model built from a ``ModelArgs`` shares (``DeepLab``,
+  ``Classifier``): its arguments from ``args`` and keyword fields, checked
+  against the model's task, and the Keras config that mirrors them.
+
+  Subclasses set ``TASK`` and ``OTHER_MODEL`` (named in the error when the
+  task is another), call ``resolve_args`` first in ``__init__`` and keep
+  the result in ``self.args``.
+  """
+
+  TASK = ""
+  OTHER_MODEL = ""
+
+  @classmethod
+  def resolve_args(cls, args: Optional[ModelArgs], kwargs: Dict) -> ModelArgs:
+    """``args`` (default: all defaults for the task) with the ``ModelArgs``
+    fields of ``kwargs`` applied; those fields are removed from ``kwargs``
+    (the rest are Keras' ``name`` and ``trainable``)."""
+    fields = {k: kwargs.pop(k) for k in list(kwargs)
+              if k in ModelArgs.__dataclass_fields__}
+    args = (args or ModelArgs(task=cls.TASK)).replace(**fields)
+    if args.task != cls.TASK:
+      raise ModelArgs.error("task", f"{cls.TASK!r} for {cls.__name__} "
+                            f"({cls.OTHER_MODEL})", args.task)
+    return args
+
+  def get_config(self):
+    return {"name": self.name, "trainable": self.trainable,
+            **self.args.to_config()}
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    keras_kwargs = {k: config.pop(k) for k in ("name", "trainable")
+                    if k in config}
+    return cls(ModelArgs.from_config(config), **keras_kwargs)

@@ -220,17 +220,25 @@ def mask_to_ids(mask: Image.Image, spec: LabelSpec, notes: List[str],
   return values.astype(np.uint8)
 
 
+def _encode_sample_image(index: int, sample, notes: List[str]):
+  """``(encode_image(...), None)`` for a sample's image (file or bytes), or
+  ``(None, the refusal)`` naming the file when it cannot be read."""
+  try:
+    return encode_image(sample.image_path, notes, sample.image_data), None
+  except Exception as e:  # PIL raises many types for broken files.
+    return None, EncodedSample(index, None, [
+        f"{sample.image_path}: unreadable or truncated image ({e}); left out"],
+        notes)
+
+
 def encode_sample(index: int, sample: Sample, spec: LabelSpec) -> EncodedSample:
   """Reads, checks and encodes one pair (runs in a worker process)."""
   problems: List[str] = []
   notes: List[str] = []
-  try:
-    image, fmt, height, width = encode_image(sample.image_path, notes,
-                                             sample.image_data)
-  except Exception as e:  # PIL raises many types for broken files.
-    return EncodedSample(index, None, [
-        f"{sample.image_path}: unreadable or truncated image ({e}); left out"],
-        notes)
+  encoded, refused = _encode_sample_image(index, sample, notes)
+  if refused:
+    return refused
+  image, fmt, height, width = encoded
   label_png = b""
   if sample.mask_path is None and sample.mask_data is None:
     if spec.require_mask:
@@ -393,13 +401,10 @@ class ClassSample:
 def encode_class_sample(index: int, sample: ClassSample) -> EncodedSample:
   """Reads, checks and encodes one classification sample (in a worker)."""
   notes: List[str] = []
-  try:
-    image, fmt, height, width = encode_image(sample.image_path, notes,
-                                             sample.image_data)
-  except Exception as e:  # PIL raises many types for broken files.
-    return EncodedSample(index, None, [
-        f"{sample.image_path}: unreadable or truncated image ({e}); left out"],
-        notes)
+  encoded, refused = _encode_sample_image(index, sample, notes)
+  if refused:
+    return refused
+  image, fmt, height, width = encoded
   stem = os.path.splitext(os.path.basename(sample.image_path))[0]
   example = records.make_classification_example(
       image, fmt, stem, height, width, sample.label, sample.text)

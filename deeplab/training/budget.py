@@ -23,16 +23,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-
-def agree_across_workers(strategy: tf.distribute.Strategy, values):
-  """The element-wise maximum of ``values`` (floats) over all replicas, so
-  that every worker takes the same decision from its own clock."""
-  values = tf.constant(values, tf.float32)
-  if strategy.num_replicas_in_sync == 1:
-    return values.numpy()
-  # ReduceOp has no MAX: gather every replica's values, then take it.
-  per_replica = strategy.run(lambda: tf.identity(values)[tf.newaxis])
-  return tf.reduce_max(strategy.gather(per_replica, axis=0), axis=0).numpy()
+from deeplab.training import stopping
 
 
 class TimeBudget:
@@ -91,7 +82,7 @@ class TimeBudget:
       pace = float(self.seconds_per_step.numpy())
     else:
       pace = (now - self._pace_start[0]) / max(1, step - self._pace_start[1])
-    elapsed, pace = agree_across_workers(strategy, [elapsed, pace])
+    elapsed, pace = stopping.agree_across_workers(strategy, [elapsed, pace])
     self.elapsed.assign(float(elapsed))
     if pace > 0:
       self.seconds_per_step.assign(pace)

@@ -2,7 +2,7 @@
 
 A signal stops training: SIGTERM (a preempted machine, a cluster
 scheduler) or SIGINT (Ctrl-C). Each process notes the signals it receives;
-at every loop boundary ``Stopper.agreed_reason`` all-reduces them, so in a
+at every loop boundary ``Stopper.agreed_reason`` agrees on them, so in a
 multi-worker job every worker stops after the same step, even if only one
 of them was signalled, and all write the final checkpoint together (the
 chief into the run folder). A worker that stopped alone would leave the
@@ -23,6 +23,7 @@ import signal
 from typing import Optional
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.eager import context as eager_context
 
@@ -58,9 +59,7 @@ class Stopper:
   def __init__(self, strategy: tf.distribute.Strategy):
     self._signals = {name: False for name in REASONS}
     self._previous = {}
-    self._all_reduce = None
-    if is_multi_worker(strategy):
-      self._all_reduce = _make_all_reduce(strategy)
+    self._strategy = strategy
 
   def __enter__(self):
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -90,27 +89,24 @@ class Stopper:
     In a multi-worker job this is a collective: every worker must call it
     at the same point of the loop.
     """
-    flags = self.local_reasons()
-    if self._all_reduce is not None:
-      counts = self._all_reduce(tf.constant(flags, tf.float32)).numpy()
-      flags = [count > 0 for count in counts]
+    flags = agree_across_workers(self._strategy, self.local_reasons()) > 0
     for reason, flag in zip(REASONS, flags):
       if flag:
         return reason
     return None
 
 
-def _make_all_reduce(strategy):
-
-  @tf.function
-  def all_reduce(flags):
-    def replica_fn(local):
-      return tf.distribute.get_replica_context().all_reduce(
-          tf.distribute.ReduceOp.SUM, tf.identity(local))
-    per_replica = strategy.run(replica_fn, args=(flags,))
-    return strategy.experimental_local_results(per_replica)[0]
-
-  return all_reduce
+def agree_across_workers(strategy: tf.distribute.Strategy, values) -> np.ndarray:
+  """The element-wise maximum of ``values`` (numbers) over the workers of a
+  multi-worker job, so that every worker takes the same decision from its
+  own signals and clock; ``values`` as they are in a single process. A
+  collective there: every worker calls it at the same point."""
+  values = np.asarray(values, np.float32)
+  if not is_multi_worker(strategy):
+    return values
+  # ReduceOp has no MAX: gather every replica's values, then take it.
+  per_replica = strategy.run(lambda: tf.constant(values)[tf.newaxis])
+  return tf.reduce_max(strategy.gather(per_replica, axis=0), axis=0).numpy()
 
 
 def wait_for_chief_evaluation(strategy: tf.distribute.Strategy, step: int):
