@@ -127,7 +127,8 @@ def confusion_matrix(labels, predictions, num_classes: int, ignore_label: int):
 
 def metrics_from_confusion(matrix: np.ndarray, class_names: Sequence[str],
                            evaluated: Optional[Sequence[int]] = None) -> Dict:
-  """mIoU, per-class IoU, pixel accuracy, mean accuracy, frequency-weighted IoU.
+  """mIoU, per-class IoU, recall and precision, pixel accuracy, mean
+  accuracy, frequency-weighted IoU.
 
   Classes that never occur in the ground truth and are never predicted
   have no IoU and are left out of the mean (as a running mIoU does).
@@ -140,12 +141,21 @@ def metrics_from_confusion(matrix: np.ndarray, class_names: Sequence[str],
   present = union > 0
   iou = np.where(present, hits / np.maximum(union, 1), np.nan)
   accuracy = np.where(truth > 0, hits / np.maximum(truth, 1), np.nan)
+  precision = np.where(predicted > 0, hits / np.maximum(predicted, 1), np.nan)
   total = m.sum()
   frequency = truth / max(total, 1)
+
+  def per_class(values):
+    return {class_names[c]: (None if math.isnan(v) else float(v))
+            for c, v in zip(evaluated, values)}
+
   return {
       "miou": float(np.nanmean(iou)) if present.any() else 0.0,
-      "per_class_iou": {class_names[c]: (None if math.isnan(v) else float(v))
-                        for c, v in zip(evaluated, iou)},
+      "per_class_iou": per_class(iou),
+      # Recall (the class's pixels found) and precision (the pixels given
+      # the class that have it): which of the two an IoU lacks.
+      "per_class_recall": per_class(accuracy),
+      "per_class_precision": per_class(precision),
       "pixel_accuracy": float(hits.sum() / max(total, 1)),
       "mean_accuracy": float(np.nanmean(accuracy)) if (truth > 0).any() else 0.0,
       "frequency_weighted_iou": float(np.nansum(frequency * np.nan_to_num(iou))),

@@ -206,6 +206,11 @@ def test_median_frequency_weights():
   freq = {0: 5 / 8, 1: 1 / 4, 2: 2 / 4}
   median = 0.5
   assert weights == pytest.approx({c: median / f for c, f in freq.items()})
+  text, _ = audit.report(result, num_classes=3, ignore_label=255)
+  full, roots = [line.strip() for line in text.splitlines()
+                 if line.strip().startswith("config.train.class_weights")]
+  assert full == "config.train.class_weights = (0.8000, 2.0000, 1.0000,)"
+  assert roots == "config.train.class_weights = (0.8944, 1.4142, 1.0000,)"
 
 
 @pytest.mark.parametrize("pipelines", [1, 2, 4])

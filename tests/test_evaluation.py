@@ -45,6 +45,20 @@ def test_a_class_absent_from_truth_and_predictions_is_left_out():
   metrics = evaluation.metrics_from_confusion(matrix, ["a", "b", "c"])
   assert metrics["miou"] == 1.0
   assert metrics["per_class_iou"]["c"] is None
+  assert metrics["per_class_recall"]["c"] is None
+  assert metrics["per_class_precision"]["c"] is None
+
+
+def test_recall_and_precision_say_which_side_an_iou_lacks():
+  # Truth: 4 pixels of a, 4 of b. Predicted: every b pixel and 2 a pixels
+  # as b: b is found whole (recall 1) but 2 of its 6 are wrong.
+  labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+  predictions = np.array([0, 0, 1, 1, 1, 1, 1, 1])
+  matrix = evaluation.confusion_matrix(labels, predictions, 2, 255).numpy()
+  metrics = evaluation.metrics_from_confusion(matrix, ["a", "b"])
+  assert metrics["per_class_recall"] == {"a": 0.5, "b": 1.0}
+  assert metrics["per_class_precision"] == {"a": 1.0, "b": pytest.approx(4 / 6)}
+  assert metrics["per_class_iou"] == {"a": 0.5, "b": pytest.approx(4 / 6)}
 
 
 @pytest.fixture(scope="module")

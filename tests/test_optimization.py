@@ -42,7 +42,8 @@ def _steps_logged(workdir):
           if "loss" in json.loads(l)]
 
 
-def test_the_schedule_spends_the_time_budget_and_resumes_with_it(records, tmp_path):
+def test_the_schedule_spends_the_time_budget_and_resumes_with_it(records, tmp_path,
+                                                                capsys):
   # 2 steps a loop call, a second a call: a pace of 0.5 s a step, measured
   # from the second call on; 15 s of budget give a horizon of 30 steps,
   # far below config.train.steps.
@@ -56,6 +57,8 @@ def test_the_schedule_spends_the_time_budget_and_resumes_with_it(records, tmp_pa
   rates = [r["learning_rate"] for r in log]
   assert rates[-1] == 0.0 and all(a > b for a, b in zip(rates[1:], rates[2:]))
   assert log[-1]["minutes"] == pytest.approx(0.25)
+  # The progress line counts to the budget's horizon, not to train.steps.
+  assert "train 30/30 " in capsys.readouterr().err
 
   # Killed at step 10, resumed from step 8 on another clock: the same
   # horizon, rates and last step, from the time and pace in the checkpoint.

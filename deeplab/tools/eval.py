@@ -9,7 +9,8 @@ r"""Evaluates a training run: its latest checkpoint, or every new one.
 The run's own config (W/config.json) is used; --config.x=... (or
 --config=FILE) changes evaluation fields on purpose, and a change of the
 model's architecture is refused. Writes W/eval/metrics.json: {"miou",
-"per_class_iou": {name: iou}, "pixel_accuracy", "mean_accuracy",
+"per_class_iou", "per_class_recall", "per_class_precision": {name: value},
+"pixel_accuracy", "mean_accuracy",
 "frequency_weighted_iou", "step"} (a classification run:
 {"top_1_accuracy", "top_5_accuracy", "examples", "step"}), and
 TensorBoard summaries in W/eval.

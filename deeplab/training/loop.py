@@ -108,6 +108,8 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
       spent = budget.update(step, strategy)
       learning_rate = float(trainer.schedule(step))
       minutes = float(budget.elapsed.numpy()) / 60
+      if budget.enabled:  # The ETA counts to the step the budget will reach.
+        bar.total = min(train_cfg.steps, int(round(float(budget.horizon.numpy()))))
       bar.update(count, f"loss {loss:.4f} {images_per_second:.1f} images/s")
       tf.summary.scalar("loss", loss, step)
       tf.summary.scalar("learning_rate", learning_rate, step)
