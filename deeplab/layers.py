@@ -287,32 +287,43 @@ def aspp(features, *, filters: int, atrous_rates: Sequence[int],
                               name="concat_projection_dropout")(x)
 
 
-def decoder(encoder_output, low_level_features, *, low_level_filters: int,
-            filters: int, separable: bool, norm: BatchNormSpec,
-            epsilon: float):
-  """The DeepLabv3+ decoder: refine the encoder output with stride-4 features.
+def decoder(encoder_output, low_level_features: Sequence, *,
+            low_level_filters: int, filters: int, separable: bool,
+            norm: BatchNormSpec, epsilon: float):
+  """The DeepLabv3+ decoder: refine the encoder output with low-level features.
 
-  Projects the low-level features to ``low_level_filters`` (48) with a 1x1
-  conv, upsamples the encoder output to their size, concatenates, and applies
-  two 3x3 convs of ``filters`` (256) channels, separable or plain.
+  One stage per tensor of ``low_level_features`` (the paper's decoder: one,
+  the stride-4 features), each as the original's ``refine_by_decoder``:
+  project the features to ``low_level_filters`` (48) with a 1x1 conv,
+  upsample the running output to their size, concatenate, and apply two 3x3
+  convs of ``filters`` (256) channels, separable or plain. The first stage
+  has the original's unsuffixed names (``decoder/feature_projection0``),
+  stage k > 0 adds ``_k`` to them (``decoder/decoder_conv0_1``).
 
   Returns:
-    Tensor [batch, h/4, w/4, filters].
+    Tensor [batch, h / s, w / s, filters], s the last stage's stride.
   """
-  projected = conv_bn_act(low_level_features, low_level_filters, 1,
-                          name="decoder.feature_projection0", norm=norm,
-                          epsilon=epsilon,
-                          kernel_initializer=HEAD_CONV_INITIALIZER)
-  upsampled = ResizeBilinear(name="decoder.upsample")(encoder_output,
-                                                      projected)
-  x = keras.layers.Concatenate(name="decoder.concat")([upsampled, projected])
-  for i in range(2):
-    if separable:
-      x = atrous_separable_conv(x, filters, name=f"decoder.decoder_conv{i}",
-                                norm=norm, epsilon=epsilon)
-    else:
-      # slim.repeat names the two convs decoder_conv0/decoder_conv0_{1,2}.
-      x = conv_bn_act(x, filters, 3, name=f"decoder.decoder_conv0.decoder_conv0_{i + 1}",
-                      norm=norm, epsilon=epsilon,
-                      kernel_initializer=HEAD_CONV_INITIALIZER)
+  x = encoder_output
+  for stage, features in enumerate(low_level_features):
+    suffix = f"_{stage}" if stage else ""
+    projected = conv_bn_act(features, low_level_filters, 1,
+                            name=f"decoder.feature_projection0{suffix}",
+                            norm=norm, epsilon=epsilon,
+                            kernel_initializer=HEAD_CONV_INITIALIZER)
+    upsampled = ResizeBilinear(name=f"decoder.upsample{suffix}")(x, projected)
+    x = keras.layers.Concatenate(name=f"decoder.concat{suffix}")(
+        [upsampled, projected])
+    for i in range(2):
+      if separable:
+        x = atrous_separable_conv(x, filters,
+                                  name=f"decoder.decoder_conv{i}{suffix}",
+                                  norm=norm, epsilon=epsilon)
+      else:
+        # slim.repeat names the two convs decoder_conv0/decoder_conv0_{1,2}
+        # (decoder_conv0_1/decoder_conv0_1_{1,2} in stage 1).
+        repeat = f"decoder_conv0{suffix}"
+        x = conv_bn_act(x, filters, 3,
+                        name=f"decoder.{repeat}.{repeat}_{i + 1}",
+                        norm=norm, epsilon=epsilon,
+                        kernel_initializer=HEAD_CONV_INITIALIZER)
   return x

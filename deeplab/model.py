@@ -72,7 +72,8 @@ class DeepLab(ModelFromArgs, keras.Model):
                       dropout_rate=a.dropout_rate, norm=norm,
                       epsilon=a.head_batch_norm_epsilon)
       if a.use_decoder:
-        x = layers.decoder(x, features[4], low_level_filters=a.low_level_filters,
+        x = layers.decoder(x, [features[s] for s in a.decoder_output_strides],
+                           low_level_filters=a.low_level_filters,
                            filters=a.decoder_filters,
                            separable=a.decoder_separable, norm=norm,
                            epsilon=a.head_batch_norm_epsilon)

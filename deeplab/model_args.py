@@ -19,6 +19,8 @@ import keras
 from deeplab import backbones
 
 OUTPUT_STRIDES = (8, 16, 32)
+# Strides of backbone features a decoder stage can refine with.
+DECODER_STRIDES = (2, 4, 8)
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # What a model is for: DeepLab segments (deeplab.model); the classifier
 # pretrains a backbone on image classification (deeplab.classifier).
@@ -90,6 +92,12 @@ def _satisfies(check, value) -> bool:
     return False
 
 
+def _decoder_strides(values) -> bool:
+  return (isinstance(values, tuple) and len(values) >= 1 and
+          all(v in DECODER_STRIDES for v in values) and
+          all(a > b for a, b in zip(values, values[1:])))
+
+
 def _same(value):
   return value
 
@@ -140,6 +148,15 @@ class ModelArgs:
   use_decoder: bool = _arg(
       True, "The DeepLabv3+ decoder (False: plain DeepLabv3, logits at the "
       "output stride).", weights=_same, tasks=_SEGMENTATION)
+  decoder_output_strides: Tuple[int, ...] = _arg(
+      (4,), "Strides of the decoder's stages, in order (the original's "
+      "decoder_output_stride list): each projects the backbone features of "
+      "its stride to low_level_filters channels, concatenates them with "
+      "the upsampled previous output and applies the two 3x3 convs. (4,) "
+      "is the paper's decoder; (4, 2) adds a stage at stride 2 for thin "
+      "structures, (8, 4) refines twice.", _decoder_strides,
+      f"a non-empty decreasing sequence of {DECODER_STRIDES}",
+      weights=_same, tasks=_SEGMENTATION)
   decoder_separable: bool = _arg(
       True, "Separable convs in the decoder's two 3x3 convs.", weights=_same,
       tasks=_SEGMENTATION)
@@ -147,7 +164,8 @@ class ModelArgs:
       256, "Channels of the decoder's 3x3 convs.", _positive_int,
       "an integer >= 1", weights=_same, tasks=_SEGMENTATION)
   low_level_filters: int = _arg(
-      48, "Channels the stride-4 backbone features are projected to.",
+      48, "Channels the backbone features of each decoder stage are "
+      "projected to.",
       _positive_int, "an integer >= 1", weights=_same, tasks=_SEGMENTATION)
   depth_multiplier: float = _arg(
       1.0, "MobileNetV2 width multiplier (ignored by other backbones).",
@@ -197,6 +215,11 @@ class ModelArgs:
         object.__setattr__(self, field.name, value)
       if not _satisfies(field.metadata["check"], value):
         raise self.error(field.name, field.metadata["rule"], value)
+    if (self.task == "segmentation" and self.use_decoder and
+        max(self.decoder_output_strides) >= self.output_stride):
+      raise self.error("decoder_output_strides", "strides below the output "
+                       f"stride {self.output_stride}",
+                       self.decoder_output_strides)
     if not self.backbone.startswith("resnet") and len(self.multi_grid) != 3:
       raise self.error("multi_grid", f"3 rates for {self.backbone} (one per "
                        "conv of the last unit)", self.multi_grid)

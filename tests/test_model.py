@@ -44,6 +44,8 @@ def test_one_training_step(backbone):
     dict(atrous_rates=(), use_decoder=False),
     dict(aspp_separable=False, decoder_separable=False),
     dict(image_pooling=False),
+    dict(decoder_output_strides=(4, 2)),
+    dict(decoder_output_strides=(8, 4), decoder_separable=False),
 ])
 def test_head_variants(variant):
   model = harness.small_model("mobilenet_v2", **variant)
@@ -107,6 +109,11 @@ def test_dropout_only_in_training():
     (dict(multi_grid=(1, 2)), "multi_grid must be 3 rates for xception_65"),
     (dict(dtype_policy="float64"), "dtype_policy must be one of"),
     (dict(input_shape=(None, None, 4)), "input_shape must be (height, width, 3)"),
+    (dict(decoder_output_strides=(2, 4)),
+     "decoder_output_strides must be a non-empty decreasing sequence of (2, 4, 8), got (2, 4)"),
+    (dict(decoder_output_strides=()), "decoder_output_strides must be a non-empty decreasing"),
+    (dict(decoder_output_strides=(8, 4), output_stride=8),
+     "decoder_output_strides must be strides below the output stride 8, got (8, 4)"),
 ])
 def test_bad_arguments_name_field_and_value(bad, message):
   kwargs = dict(num_classes=21, backbone="xception_65")
@@ -173,3 +180,34 @@ def test_fused_batch_norm_runs_in_bfloat16():
   assert y.dtype == tf.bfloat16
   np.testing.assert_allclose(tf.reduce_mean(tf.cast(y, tf.float32), [0, 1, 2]), 0,
                              atol=0.05)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "xception_65", "resnet_50"])
+def test_decoder_stages_refine_at_their_strides(backbone):
+  # (8, 4, 2): three stages, the original's names with a stage suffix, each
+  # fed the backbone's features of its stride; the last one sets the
+  # resolution of the logits before their upsampling.
+  model = harness.small_model(backbone, decoder_output_strides=(8, 4, 2),
+                              input_shape=(65, 65, 3))
+  for suffix, size in (("", 9), ("_1", 17), ("_2", 33)):
+    projection = model.get_layer("decoder.feature_projection0" + suffix)
+    assert projection.output.shape[1:3] == (size, size), suffix
+    conv = model.get_layer("decoder.decoder_conv1" + suffix + "_pointwise")
+    assert conv.output.shape[1:3] == (size, size), suffix
+  logits = model.get_layer("logits.semantic")
+  assert logits.output.shape[1:3] == (33, 33)
+  assert model(np.zeros((1, 65, 65, 3), "float32")).shape == (1, 65, 65, 3)
+
+
+def test_mobilenet_decoder_end_points_are_the_originals():
+  # The original's DECODER_END_POINTS for mobilenet_v2: the depthwise
+  # outputs (after batch norm and ReLU6) of layer_4 at stride 4 and layer_7
+  # at stride 8; ours at stride 2 is layer_2's. layer_N is the unit
+  # expanded_conv_{N-2} (layer_2: expanded_conv).
+  model = model_lib.DeepLab(num_classes=3, backbone="mobilenet_v2",
+                            decoder_output_strides=(8, 4, 2))
+  for suffix, unit in (("", "expanded_conv_5"), ("_1", "expanded_conv_2"),
+                       ("_2", "expanded_conv")):
+    projection = model.get_layer("decoder.feature_projection0" + suffix)
+    source = projection.input._keras_history.operation
+    assert source.name == f"MobilenetV2.{unit}.depthwise.relu6", suffix

@@ -1,8 +1,11 @@
 """Backbone registry: name -> builder returning ``{stride: features}``.
 
 Every builder takes ``(inputs, output_stride, norm, depth_multiplier,
-multi_grid)`` and returns a dict keyed by integer stride that holds at least
-4 (the decoder's low-level features) and the output stride.
+multi_grid)`` and returns a dict keyed by integer stride that holds the
+output stride and every stride below it, from 2: the decoder's input at that
+stride (``ModelArgs.decoder_output_strides``). At 4 it is the original's
+decoder end point of every backbone; MobileNetV2 has them at 2 and 8 too,
+the others give the last output at that stride there.
 """
 
 from __future__ import annotations

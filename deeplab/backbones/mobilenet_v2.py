@@ -34,9 +34,11 @@ UNITS = (
     (6, 160, 2), (6, 160, 1), (6, 160, 1),
     (6, 320, 1),
 )
-# The decoder's stride-4 input: 'layer_4/depthwise_output', the depthwise
-# output of the third unit (after its batch norm and ReLU6).
-LOW_LEVEL_UNIT = 2
+# The decoder's input at each stride: 'layer_N/depthwise_output' (the
+# depthwise output, after its batch norm and ReLU6, of unit N - 2) as in the
+# original's DECODER_END_POINTS: layer_4 at stride 4 (the paper's decoder),
+# layer_7 at 8; layer_2 at stride 2 is ours, for a decoder stage at 2.
+DECODER_END_POINT_UNITS = {2: 0, 4: 2, 8: 5}
 
 
 def make_divisible(value: float, divisor: int, min_value: int = None) -> int:
@@ -63,8 +65,8 @@ def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
     depth_multiplier: width multiplier of every layer (0.5, 1.0, ...).
 
   Returns:
-    ``{stride: tensor}`` with 4 (decoder features), the output stride and
-    the strides between.
+    ``{stride: tensor}`` with the output stride and each stride below it:
+    2, 4 and 8 hold the decoder end points (``DECODER_END_POINT_UNITS``).
   """
   divisible_by = 8 if depth_multiplier == 1.0 else 1
 
@@ -76,6 +78,9 @@ def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
                          kernel_initializer=INITIALIZER,
                          name=layers.scope(ROOT, "Conv"))
   features = {2: x}
+  end_point_units = {unit: stride for stride, unit
+                     in DECODER_END_POINT_UNITS.items() if stride < output_stride}
+  end_points = {}
   tracker = common.StrideTracker(output_stride, current_stride=2)
   for index, (expansion, channels, stride) in enumerate(UNITS):
     name = _unit_name(index)
@@ -97,8 +102,8 @@ def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
                                 epsilon=BATCH_NORM_EPSILON,
                                 depthwise_initializer=INITIALIZER,
                                 name=layers.scope(name, "depthwise"))
-    if index == LOW_LEVEL_UNIT:
-      low_level = y
+    if index in end_point_units:
+      end_points[end_point_units[index]] = y
     y = layers.conv_bn_act(y, out_channels, 1, activation=None, norm=norm,
                            epsilon=BATCH_NORM_EPSILON,
                            kernel_initializer=INITIALIZER,
@@ -107,5 +112,5 @@ def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
       y = keras.layers.Add(name=name + ".add")([x, y])
     x = y
     features[tracker.current_stride] = x
-  features[4] = low_level
+  features.update(end_points)
   return features
