@@ -64,11 +64,13 @@ def test_mobilenet_depth_multiplier_rounds_like_the_original():
       "mobilenet_v2", inputs, output_stride=8, norm=layers.BatchNormSpec(),
       depth_multiplier=0.5)
   # The released x0.5 model: 16-channel stem, 8-channel expanded_conv (the
-  # last unit at stride 2), 160-channel last unit, the 72-channel depthwise
-  # output of expanded_conv_2 as decoder features.
+  # last unit at stride 2), 160-channel last unit; as decoder features the
+  # 72-channel depthwise output of expanded_conv_2 at stride 4 and the
+  # 16-channel one of expanded_conv at stride 2.
   model = keras.Model(inputs, features)
   assert model.get_layer("MobilenetV2.Conv").filters == 16
-  assert features[2].shape[-1] == 8
+  assert model.get_layer("MobilenetV2.expanded_conv.project").filters == 8
+  assert features[2].shape[-1] == 16
   assert features[8].shape[-1] == 160
   assert features[4].shape[-1] == 72
 
