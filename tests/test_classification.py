@@ -197,8 +197,11 @@ def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path,
   assert code == 0, output
   trained = json.loads((run / "eval" / "metrics.json").read_text())
   assert trained["step"] == 200 and trained["examples"] == 64
-  # Twice chance; runs have reached 0.41-0.7 after 150 steps.
-  assert trained["top_1_accuracy"] >= 0.5, trained
+  # Well above chance (0.25): a classifier at chance gets 26 or more of the
+  # 64 right with probability under 0.5%. The value differs per CPU kind
+  # (kernels round differently): 0.4375 at 200 steps on an AVX2-only AMD
+  # EPYC, 0.5 or more on an AVX-512 Xeon.
+  assert trained["top_1_accuracy"] >= 0.4, trained
   assert (run / "train").is_dir()  # TensorBoard summaries.
   log = [json.loads(line) for line in
          (run / run_dir.LOG_FILE).read_text().splitlines()]
