@@ -78,9 +78,7 @@ def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
                          kernel_initializer=INITIALIZER,
                          name=layers.scope(ROOT, "Conv"))
   features = {2: x}
-  end_point_units = {unit: stride for stride, unit
-                     in DECODER_END_POINT_UNITS.items() if stride < output_stride}
-  end_points = {}
+  depthwise_outputs = []
   tracker = common.StrideTracker(output_stride, current_stride=2)
   for index, (expansion, channels, stride) in enumerate(UNITS):
     name = _unit_name(index)
@@ -102,8 +100,7 @@ def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
                                 epsilon=BATCH_NORM_EPSILON,
                                 depthwise_initializer=INITIALIZER,
                                 name=layers.scope(name, "depthwise"))
-    if index in end_point_units:
-      end_points[end_point_units[index]] = y
+    depthwise_outputs.append(y)
     y = layers.conv_bn_act(y, out_channels, 1, activation=None, norm=norm,
                            epsilon=BATCH_NORM_EPSILON,
                            kernel_initializer=INITIALIZER,
@@ -112,5 +109,6 @@ def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
       y = keras.layers.Add(name=name + ".add")([x, y])
     x = y
     features[tracker.current_stride] = x
-  features.update(end_points)
+  features.update({stride: depthwise_outputs[unit] for stride, unit
+                   in DECODER_END_POINT_UNITS.items() if stride < output_stride})
   return features
