@@ -94,6 +94,8 @@ def test_wrong_type_is_an_error():
     ("model.backbone", "vgg16", "config.model.backbone must be one of"),
     ("data.crop_size", (512, 512), "config.data.crop_size must be"),
     ("train.batch_size", 0, "config.train.batch_size must be >= 1, got 0"),
+    ("train.lovasz_weight", -0.5, "config.train.lovasz_weight must be >= 0, got -0.5"),
+    ("train.lovasz_pixel_stride", 0, "config.train.lovasz_pixel_stride must be >= 1, got 0"),
 ])
 def test_invalid_values_name_field_and_value(key, value, message):
   config = load(REPO / "configs" / "pascal_voc_xception65.py")

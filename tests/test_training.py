@@ -237,6 +237,97 @@ def test_loss_ignores_pixels_weights_classes_and_mines_hard_pixels():
   assert float(total) == pytest.approx(expected[1] + expected[3], rel=1e-6)
 
 
+def _jaccard_losses(labels, predicted, present, valid):
+  """1 - IoU of each present class, from hard predictions (numpy)."""
+  out = []
+  for c in present:
+    truth, guess = (labels == c) & valid, (predicted == c) & valid
+    out.append(1.0 - (truth & guess).sum() / (truth | guess).sum())
+  return np.array(out)
+
+
+def test_lovasz_softmax_is_the_jaccard_loss_on_one_hot_predictions():
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 4, size=(2, 5, 7))
+  labels[0, 0, :3] = 255
+  labels[1, 4, 6] = 9  # out of range: left out like the ignore label
+  labels[labels == 2] = 0  # class 2 is absent: it does not count
+  predicted = np.where(rng.random(labels.shape) < 0.6, labels, rng.integers(0, 4, labels.shape))
+  predicted = np.clip(predicted, 0, 3)
+  logits = 60.0 * tf.one_hot(predicted, 4)
+  valid = (labels != 255) & (labels < 4)
+  expected = _jaccard_losses(labels, predicted, (0, 1, 3), valid).mean()
+  value = float(loss_lib.lovasz_softmax(logits, labels, 4, 255))
+  assert value == pytest.approx(expected, abs=1e-5)
+  assert 0.05 < value < 0.95  # neither all right nor all wrong
+
+
+def _lovasz_extension(errors, truth):
+  """The Lovasz extension of 1 - IoU at ``errors``, from its definition:
+  sum over k of e_(k) * (J(S_k) - J(S_(k-1))), S_k the k largest errors."""
+  order = np.argsort(-errors, kind="stable")
+  total, previous = 0.0, 0.0
+  for k in range(1, len(order) + 1):
+    wrong = np.zeros_like(truth)
+    wrong[order[:k]] = True
+    union = (truth | wrong).sum()
+    jaccard = 1.0 - (truth & ~wrong).sum() / union
+    total += errors[order[k - 1]] * (jaccard - previous)
+    previous = jaccard
+  return total
+
+
+def test_lovasz_softmax_matches_the_extension_on_soft_predictions():
+  rng = np.random.default_rng(1)
+  labels = rng.integers(0, 3, size=(1, 4, 6))
+  labels[0, 1, 1:4] = 255
+  logits = rng.normal(size=(1, 4, 6, 3)).astype(np.float32)
+  probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  valid = (labels != 255).reshape(-1)
+  expected = np.mean([
+      _lovasz_extension(np.abs((labels == c).reshape(-1)[valid] * 1.0
+                               - probs[..., c].reshape(-1)[valid]),
+                        (labels == c).reshape(-1)[valid])
+      for c in range(3)])
+  value = float(loss_lib.lovasz_softmax(tf.constant(logits), labels, 3, 255))
+  assert value == pytest.approx(expected, rel=1e-5)
+
+
+def test_lovasz_softmax_gradient_leaves_ignored_pixels_and_lowers_the_loss():
+  rng = np.random.default_rng(2)
+  labels = rng.integers(0, 3, size=(1, 6, 6))
+  labels[0, :2] = 255
+  logits = tf.Variable(rng.normal(size=(1, 6, 6, 3)).astype(np.float32))
+  with tf.GradientTape() as tape:
+    before = loss_lib.lovasz_softmax(logits, labels, 3, 255)
+  grad = tape.gradient(before, logits)
+  np.testing.assert_array_equal(grad.numpy()[0, :2], 0.0)
+  assert np.abs(grad.numpy()[0, 2:]).max() > 0
+  logits.assign_sub(0.5 * grad / tf.reduce_max(tf.abs(grad)))
+  assert float(loss_lib.lovasz_softmax(logits, labels, 3, 255)) < float(before)
+
+
+def test_lovasz_weight_adds_the_lovasz_loss_to_the_segmentation_loss(records):
+  from deeplab.training import tasks  # pylint: disable=g-import-not-at-top
+  config = config_with(records)
+  rng = np.random.default_rng(3)
+  logits = tf.constant(rng.normal(size=(2, 5, 5, 5)).astype(np.float32))
+  labels = tf.constant(rng.integers(0, 5, size=(2, 5, 5)))
+  plain = tasks.make_task(config).loss_sum_and_count(logits, labels, 0)
+  config.train.lovasz_weight = 0.5
+  mixed = tasks.make_task(config).loss_sum_and_count(logits, labels, 0)
+  lovasz = loss_lib.lovasz_softmax(logits, labels, 5, config.dataset.ignore_label)
+  assert float(mixed[1]) == float(plain[1]) == 50
+  assert float(mixed[0] / mixed[1]) == pytest.approx(
+      float(plain[0] / plain[1] + 0.5 * lovasz), rel=1e-6)
+  config.train.lovasz_pixel_stride = 2
+  strided = tasks.make_task(config).loss_sum_and_count(logits, labels, 0)
+  lovasz = loss_lib.lovasz_softmax(logits[:, ::2, ::2], labels[:, ::2, ::2], 5,
+                                   config.dataset.ignore_label)
+  assert float(strided[0] / strided[1]) == pytest.approx(
+      float(plain[0] / plain[1] + 0.5 * lovasz), rel=1e-6)
+
+
 def test_weight_decay_covers_conv_kernels_only():
   import keras  # pylint: disable=g-import-not-at-top
 

@@ -2,7 +2,9 @@
 and the weight decay of the original (L2 on conv kernels only), as its
 ``add_softmax_cross_entropy_loss_for_each_scale``: the loss is the summed
 (class-weighted) pixel losses divided by the number of labelled pixels, or
-with mining by the number of kept non-zero losses."""
+with mining by the number of kept non-zero losses. Optionally the
+Lovasz-softmax loss (Berman et al., CVPR 2018), a convex surrogate of
+1 - IoU per class, added to it."""
 
 from __future__ import annotations
 
@@ -79,6 +81,55 @@ def loss_sum_and_count(losses, labelled, top_k_percent: float = 1.0,
   kept = tf.math.top_k(flat, k=k, sorted=False).values
   return (tf.reduce_sum(kept),
           tf.reduce_sum(tf.cast(tf.not_equal(kept, 0.0), tf.float32)))
+
+
+def lovasz_softmax(logits, labels, num_classes: int, ignore_label: int):
+  """The Lovasz-softmax loss of a batch: the mean, over the classes present
+  in its labels, of the Lovasz extension of the Jaccard loss (1 - IoU) at
+  the class's pixel errors ``|[label == c] - p_c|``.
+
+  On one-hot probabilities it equals the batch's mean of 1 - IoU over the
+  present classes; in between it is the extension's piecewise-linear
+  interpolation, whose gradient weighs each pixel by how much its error
+  changes the IoU of its class, so a thin class's pixels weigh as much as
+  its IoU depends on them, not as its share of the pixels. Static shapes
+  (one sort per class over every pixel): ignored pixels get error 0 and
+  sort after every pixel that counts.
+
+  Args:
+    logits: float32 [b, h, w, c], at the labels' resolution.
+    labels: int [b, h, w]; ``ignore_label`` and values outside [0, c) are
+      left out.
+    num_classes: c.
+    ignore_label: the label of unlabelled pixels.
+
+  Returns:
+    A float32 scalar in [0, 1]; 0 if no pixel is labelled.
+  """
+  labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+  valid = tf.logical_and(tf.not_equal(labels, ignore_label),
+                         tf.logical_and(labels >= 0, labels < num_classes))
+  probs = tf.reshape(tf.nn.softmax(tf.cast(logits, tf.float32)),
+                     [-1, num_classes])
+  # [c, n]: class c's foreground and errors over the pixels.
+  foreground = tf.transpose(tf.one_hot(tf.where(valid, labels, -1),
+                                       num_classes, dtype=tf.float32))
+  errors = tf.abs(foreground - tf.transpose(probs))
+  errors *= tf.cast(valid, tf.float32)[None]
+  order = tf.stop_gradient(tf.argsort(errors, axis=1, direction="DESCENDING"))
+  errors = tf.gather(errors, order, batch_dims=1)
+  foreground = tf.gather(foreground, order, batch_dims=1)
+  # The Jaccard loss of the k largest errors, for each k: its steps are the
+  # extension's gradient.
+  positives = tf.reduce_sum(foreground, axis=1, keepdims=True)
+  intersection = positives - tf.cumsum(foreground, axis=1)
+  union = positives + tf.cumsum(1.0 - foreground, axis=1)
+  jaccard = 1.0 - intersection / union
+  steps = tf.concat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], axis=1)
+  per_class = tf.reduce_sum(errors * tf.stop_gradient(steps), axis=1)
+  present = tf.cast(positives[:, 0] > 0, tf.float32)
+  return tf.reduce_sum(per_class * present) / tf.maximum(
+      tf.reduce_sum(present), 1.0)
 
 
 def decayed_kernels(model: keras.Model):

@@ -49,9 +49,18 @@ class SegmentationTask:
     losses, labelled = loss_lib.pixel_losses(
         logits, labels, self.info.num_classes, self.info.ignore_label,
         tuple(train.class_weights))
-    return loss_lib.loss_sum_and_count(
+    total, count = loss_lib.loss_sum_and_count(
         losses, labelled, train.top_k_percent_pixels, step,
         train.hard_example_mining_step)
+    if train.lovasz_weight:
+      # Weighted by this replica's count: over the global count (the
+      # trainer's division) it is the replicas' count-weighted mean, and on
+      # one replica the loss itself.
+      every = train.lovasz_pixel_stride
+      total += train.lovasz_weight * count * loss_lib.lovasz_softmax(
+          logits[:, ::every, ::every], labels[:, ::every, ::every],
+          self.info.num_classes, self.info.ignore_label)
+    return total, count
 
   def validation_log(self, metrics) -> Dict:
     """What the training log records of an evaluation's metrics."""
