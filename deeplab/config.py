@@ -172,8 +172,8 @@ def base_config() -> ml_collections.ConfigDict:
   # mean over the classes in the batch) added to the cross-entropy; 0: none.
   config.train.lovasz_weight = 0.0
   # The Lovasz loss sees every n-th row and column of the crop (one sort
-  # per class over its pixels: over a whole 289x385 batch of 8 it costs
-  # about as much as the rest of a MobileNetV2 step, at 2 a quarter of it).
+  # per class over its pixels; its cost per stride: bench/lovasz_cost.py,
+  # bench/README.md).
   config.train.lovasz_pixel_stride = 1
   # Steps over which the kept fraction ramps down from 1.0 to
   # top_k_percent_pixels (the original's hard_example_mining_step); 0: from

@@ -14,6 +14,13 @@ import keras
 import tensorflow as tf
 
 
+def labelled_mask(labels, num_classes: int, ignore_label: int):
+  """True where int32 ``labels`` hold a class: not the ignore label, in
+  [0, num_classes)."""
+  return tf.logical_and(tf.not_equal(labels, ignore_label),
+                        tf.logical_and(labels >= 0, labels < num_classes))
+
+
 def pixel_losses(logits, labels, num_classes: int, ignore_label: int,
                  class_weights: Sequence[float] = ()):
   """Per-pixel weighted cross-entropy and the mask of labelled pixels.
@@ -30,8 +37,7 @@ def pixel_losses(logits, labels, num_classes: int, ignore_label: int,
     ignored pixels); labelled is 1 on pixels with a class label.
   """
   labels = tf.cast(labels, tf.int32)
-  valid = tf.logical_and(tf.not_equal(labels, ignore_label),
-                         tf.logical_and(labels >= 0, labels < num_classes))
+  valid = labelled_mask(labels, num_classes, ignore_label)
   safe = tf.where(valid, labels, tf.zeros_like(labels))
   losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
       labels=safe, logits=tf.cast(logits, tf.float32))
@@ -107,8 +113,7 @@ def lovasz_softmax(logits, labels, num_classes: int, ignore_label: int):
     A float32 scalar in [0, 1]; 0 if no pixel is labelled.
   """
   labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-  valid = tf.logical_and(tf.not_equal(labels, ignore_label),
-                         tf.logical_and(labels >= 0, labels < num_classes))
+  valid = labelled_mask(labels, num_classes, ignore_label)
   probs = tf.reshape(tf.nn.softmax(tf.cast(logits, tf.float32)),
                      [-1, num_classes])
   # [c, n]: class c's foreground and errors over the pixels.
