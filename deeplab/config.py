@@ -94,6 +94,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.flip = True
   # Random brightness/contrast/saturation jitter (the original has none).
   config.data.photometric = False
+  # Copy-paste within each training batch: the pixels of these class ids in
+  # one crop are pasted, image and label, onto the next crop of the batch
+  # (augment.paste_classes); () pastes nothing. For thin or rare classes.
+  config.data.paste_classes = ()
+  # Chance that a crop receives the pasted pixels of its neighbour.
+  config.data.paste_probability = 0.5
   # Records shuffled together: each epoch's record stream is cut into
   # windows of this many records, each permuted (1: file order only).
   config.data.shuffle_buffer = 1000
@@ -347,7 +353,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if data.shuffle_buffer < 1:
     raise ValueError(
         f"config.data.shuffle_buffer must be >= 1, got {data.shuffle_buffer!r}")
-  registry.from_config(config)  # Table agreement of num_classes/ignore_label.
+  info = registry.from_config(config)  # Table agreement of the classes.
+  paste = tuple(data.paste_classes)
+  if not all(isinstance(c, int) and 0 <= c < info.num_classes for c in paste):
+    raise ValueError("config.data.paste_classes must be class ids in [0, "
+                     f"{info.num_classes}), got {paste!r}")
+  if not 0 <= data.paste_probability <= 1:
+    raise ValueError("config.data.paste_probability must be in [0, 1], got "
+                     f"{data.paste_probability!r}")
   if config.train.batch_size < 1:
     raise ValueError(
         f"config.train.batch_size must be >= 1, got {config.train.batch_size!r}")

@@ -96,6 +96,10 @@ def test_wrong_type_is_an_error():
     ("train.batch_size", 0, "config.train.batch_size must be >= 1, got 0"),
     ("train.lovasz_weight", -0.5, "config.train.lovasz_weight must be >= 0, got -0.5"),
     ("train.lovasz_pixel_stride", 0, "config.train.lovasz_pixel_stride must be >= 1, got 0"),
+    ("data.paste_classes", (3, 21),
+     "config.data.paste_classes must be class ids in [0, 21), got (3, 21)"),
+    ("data.paste_probability", 1.5,
+     "config.data.paste_probability must be in [0, 1], got 1.5"),
 ])
 def test_invalid_values_name_field_and_value(key, value, message):
   config = load(REPO / "configs" / "pascal_voc_xception65.py")

@@ -72,6 +72,73 @@ def test_deterministic_mode_repeats_exactly(synthetic_records):
   assert not np.array_equal(first[0], third[0])
 
 
+def test_paste_moves_a_class_from_the_previous_crop_with_an_ignored_ring():
+  images = tf.stack([tf.fill([6, 7, 3], float(i)) for i in range(3)])
+  labels = tf.zeros([3, 6, 7], tf.int32)
+  # Crop 0 holds a class-2 post in column 3 and a class-1 blob; crop 2 a
+  # class-2 pixel at (5, 6), where the ring is cut by the border.
+  labels = tf.tensor_scatter_nd_update(
+      labels, [[0, r, 3] for r in range(1, 5)] + [[0, 0, 0], [2, 5, 6]],
+      [2, 2, 2, 2, 1, 2])
+  pasted_images, pasted_labels = augment.paste_classes(
+      images, labels, (2,), 1.0, 255)
+  labels, images = labels.numpy(), images.numpy()
+  pasted_labels, pasted_images = pasted_labels.numpy(), pasted_images.numpy()
+  # Crop 1 gets crop 0's post (not its class-1 blob), crop 0 gets crop 2's
+  # pixel: labels and pixels, each with its one-pixel ring ignored.
+  post = labels[0] == 2
+  ring = (tf.nn.max_pool2d(post[None, ..., None].astype("float32"), 3, 1,
+                           "SAME").numpy()[0, ..., 0] > 0) & ~post
+  np.testing.assert_array_equal(pasted_labels[1][post], 2)
+  np.testing.assert_array_equal(pasted_labels[1][ring], 255)
+  np.testing.assert_array_equal(pasted_labels[1][~post & ~ring], 0)
+  np.testing.assert_array_equal(pasted_images[1][post | ring], 0.0)
+  np.testing.assert_array_equal(pasted_images[1][~post & ~ring], 1.0)
+  assert pasted_labels[0][5, 6] == 2 and pasted_images[0][5, 6, 0] == 2.0
+  assert (pasted_labels[0][4:, 5:] == 255).sum() == 3
+  np.testing.assert_array_equal(pasted_labels[0][0, 0], 1)  # Kept.
+  np.testing.assert_array_equal(pasted_labels[2], labels[2])  # Crop 1 has none.
+  # Probability 0 and a batch of one change nothing.
+  for batch, probability in ((slice(None), 0.0), (slice(0, 1), 1.0)):
+    kept_images, kept_labels = augment.paste_classes(
+        images[batch], labels[batch], (2,), probability, 255)
+    np.testing.assert_array_equal(kept_labels, labels[batch])
+    np.testing.assert_array_equal(kept_images, images[batch])
+
+
+def test_paste_probability_is_per_crop_and_seeded():
+  # Even crops are all class 1, odd crops all class 0: only odd crops can
+  # receive pixels, each with the probability.
+  images = tf.zeros([64, 4, 4, 3])
+  labels = tf.reshape(tf.tile(tf.constant([1, 0]), [32]), [64, 1, 1]) * \
+      tf.ones([64, 4, 4], tf.int32)
+  seed = tf.constant([3, 4], tf.int64)
+  _, first = augment.paste_classes(images, labels, (1,), 0.25, 255, seed)
+  _, second = augment.paste_classes(images, labels, (1,), 0.25, 255, seed)
+  np.testing.assert_array_equal(first, second)
+  changed = (first.numpy() != labels.numpy()).any(axis=(1, 2))
+  assert not changed[::2].any()
+  assert 2 <= changed[1::2].sum() <= 16  # Binomial(32, 0.25): mean 8.
+
+
+def test_the_pipeline_pastes_classes_reproducibly(synthetic_records):
+  config = config_for(synthetic_records, deterministic=True, seed=5,
+                      paste_classes=(1,), paste_probability=1.0)
+  first = [y.numpy() for _, y in pipeline.train_dataset(config).take(2)]
+  again = [y.numpy() for _, y in pipeline.train_dataset(config).take(2)]
+  config.data.paste_classes = ()
+  plain = [y.numpy() for _, y in pipeline.train_dataset(config).take(2)]
+  for a, b, c in zip(first, again, plain):
+    np.testing.assert_array_equal(a, b)
+    # Each crop holds its neighbour's class-1 pixels, with ignored rings.
+    np.testing.assert_array_equal(a[np.roll(c, 1, axis=0) == 1], 1)
+    assert (a == 255).sum() > (c == 255).sum()
+  # A run resumed at step 1 draws the pastes of the uninterrupted one.
+  config.data.paste_classes = (1,)
+  resumed = next(iter(pipeline.train_dataset(config, start_step=1)))[1].numpy()
+  np.testing.assert_array_equal(resumed, first[1])
+
+
 def test_workers_read_disjoint_shards(synthetic_records):
   config = config_for(synthetic_records, deterministic=True)
   names = []

@@ -152,6 +152,45 @@ def photometric(image, seed=None):
   return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
+def paste_classes(images, labels, classes: Sequence[int], probability: float,
+                  ignore_label: int, seed=None):
+  """Copy-paste of classes within a batch (as Ghiasi et al., CVPR 2021, for
+  instances): each crop receives, with ``probability``, the pixels of
+  ``classes`` of the batch's previous crop, image and label, where they lie
+  (random crops and flips have already put them anywhere). The one-pixel
+  ring around the pasted pixels takes the source image too and the ignore
+  label: a thin object's blurred border, labelled as whatever stood behind
+  it in its own image, is not taught as what stands behind it here.
+
+  Args:
+    images: float32 [b, h, w, 3].
+    labels: int32 [b, h, w].
+    classes: class ids to paste.
+    probability: chance that a crop receives its neighbour's pixels.
+    ignore_label: label of the ring around pasted pixels.
+    seed: optional stateless seed, shape [2].
+
+  Returns:
+    (images, labels) of the same shapes; a batch of one is returned as is.
+  """
+  source_images = tf.roll(images, 1, axis=0)
+  source_labels = tf.roll(labels, 1, axis=0)
+  count = tf.shape(labels)[0]
+  draw = (tf.random.stateless_uniform([count], seed) if seed is not None
+          else tf.random.uniform([count]))
+  chosen = tf.logical_and(draw < probability, count > 1)
+  pasted = tf.reduce_any(
+      tf.equal(source_labels[..., None], tf.constant(classes, labels.dtype)),
+      axis=-1)
+  pasted = tf.logical_and(pasted, chosen[:, None, None])
+  grown = tf.nn.max_pool2d(tf.cast(pasted, tf.float32)[..., None], 3, 1,
+                           "SAME")[..., 0] > 0
+  images = tf.where(grown[..., None], source_images, images)
+  labels = tf.where(pasted, source_labels,
+                    tf.where(grown, tf.cast(ignore_label, labels.dtype), labels))
+  return images, labels
+
+
 def preprocess_train(image, label, *, crop_size: Sequence[int],
                      scale_range: Tuple[float, float], scale_step: float,
                      flip: bool, photometric_jitter: bool, ignore_label: int,

@@ -258,7 +258,23 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
   dataset = dataset.enumerate(start=position - offset).skip(offset).map(
       prepare, num_parallel_calls=AUTOTUNE, deterministic=data.deterministic)
   dataset = dataset.batch(batch_size, drop_remainder=True)
+  if data.paste_classes and example_fn is segmentation_example:
+    # Batches count from the start of training, as the records do.
+    dataset = dataset.enumerate(start=position // batch_size).map(
+        lambda index, batch: _paste(batch, index, data, seed,
+                                    info.ignore_label),
+        num_parallel_calls=AUTOTUNE, deterministic=data.deterministic)
   return dataset.prefetch(AUTOTUNE)
+
+
+def _paste(batch, index, data, seed: int, ignore_label: int):
+  """``augment.paste_classes`` on a training batch, seeded by its index
+  with ``data.deterministic``."""
+  batch_seed = (_fold_in(tf.constant([seed, 1], tf.int64), index)
+                if data.deterministic else None)
+  return augment.paste_classes(*batch, tuple(data.paste_classes),
+                               data.paste_probability, ignore_label,
+                               seed=batch_seed)
 
 
 def eval_dataset(config, input_context: Optional[tf.distribute.InputContext] = None,
