@@ -14,7 +14,12 @@ prints, for the class:
   stay low as the tolerance grows, the errors are confusions, not
   boundaries a few pixels off;
 - the widths of the class's horizontal label runs (every 8th row), for how
-  thin it is.
+  thin it is;
+- the class's IoU when a pixel is called the class wherever its
+  probability exceeds a threshold t, instead of where it is the most
+  probable class: if no t beats the arg-max, no recalibration of the
+  class (a bias, a temperature, a loss weight that only shifts the logit)
+  lifts it.
 ``--overlay`` writes the first images dimmed, with the class's labelled
 pixels it missed in green, its false predictions in red and its hits in
 yellow (bench/README.md, "CamVid in 30 minutes").
@@ -44,6 +49,7 @@ _OVERLAY = flags.DEFINE_string("overlay", "", "PNG of the first images' "
                                "errors of the class ('': none).")
 _OVERLAY_IMAGES = flags.DEFINE_integer("overlay_images", 6, "Images in it.")
 TOLERANCES = (2, 5, 10)
+THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -86,13 +92,17 @@ def main(argv):
   found = dict.fromkeys(TOLERANCES, 0)
   right = dict.fromkeys(TOLERANCES, 0)
   widths, tiles = [], []
+  threshold_inter = np.zeros(len(THRESHOLDS), np.int64)
+  threshold_union = np.zeros(len(THRESHOLDS), np.int64)
+  thresholds = np.asarray(THRESHOLDS, np.float32)[:, None, None]
   for batch in pipeline.eval_dataset(config, None):
     probabilities = evaluation.predict_probabilities(
         model, batch["image"], crop_size=config_lib.eval_crop_size(config))
     predictions = tf.argmax(probabilities, -1).numpy()
     labels = np.reshape(batch["label"].numpy(), predictions.shape)
-    for image, label, predicted in zip(batch["image"].numpy(), labels,
-                                       predictions):
+    for image, label, predicted, probability in zip(
+        batch["image"].numpy(), labels, predictions,
+        probabilities[..., target].numpy()):
       label = np.where(label == info.ignore_label, classes, label)
       confusion += np.bincount(label.ravel() * (classes + 1) + predicted.ravel(),
                                minlength=(classes + 1) ** 2).reshape(
@@ -102,6 +112,9 @@ def main(argv):
         found[tolerance] += (is_label & dilate(is_predicted, tolerance)).sum()
         right[tolerance] += (is_predicted & dilate(is_label, tolerance)).sum()
       widths.append(run_widths(is_label))
+      above = (probability > thresholds) & (label < classes)
+      threshold_inter += (above & is_label).sum((1, 2))
+      threshold_union += (above | is_label).sum((1, 2))
       if len(tiles) < _OVERLAY_IMAGES.value:
         tiles.append(overlay(image, is_label, is_predicted))
   names = list(info.class_names) + ["ignored"]
@@ -120,6 +133,11 @@ def main(argv):
     print(f"within {tolerance} px: recall "
           f"{found[tolerance] / max(row.sum(), 1):.3f}, precision "
           f"{right[tolerance] / max(column.sum(), 1):.3f}")
+  hits = confusion[target, target]  # Ignored pixels count in neither.
+  iou = hits / max(row.sum() + column[:classes].sum() - hits, 1)
+  print(f"IoU: arg-max {iou:.3f}; probability above t: " + ", ".join(
+      f"{t:g} {i / max(u, 1):.3f}" for t, i, u
+      in zip(THRESHOLDS, threshold_inter, threshold_union)))
   widths = np.concatenate(widths)
   if widths.size:
     print(f"label run widths: median {np.median(widths):g} px, "
