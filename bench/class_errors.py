@@ -133,8 +133,9 @@ def main(argv):
     print(f"within {tolerance} px: recall "
           f"{found[tolerance] / max(row.sum(), 1):.3f}, precision "
           f"{right[tolerance] / max(column.sum(), 1):.3f}")
-  hits = confusion[target, target]  # Ignored pixels count in neither.
-  iou = hits / max(row.sum() + column[:classes].sum() - hits, 1)
+  iou = evaluation.metrics_from_confusion(  # Without the ignored pixels.
+      confusion[:classes, :classes], info.class_names)["per_class_iou"][
+          _CLASS.value]
   print(f"IoU: arg-max {iou:.3f}; probability above t: " + ", ".join(
       f"{t:g} {i / max(u, 1):.3f}" for t, i, u
       in zip(THRESHOLDS, threshold_inter, threshold_union)))

@@ -89,8 +89,8 @@ def main(argv):
   classes, ignore = info.num_classes, info.ignore_label
   strides = [int(s) for s in _STRIDES.value]
   samplings = ("point", "area")
-  inter = {(s, m): np.zeros(classes) for s in strides for m in samplings}
-  union = {(s, m): np.zeros(classes) for s in strides for m in samplings}
+  confusion = {(s, m): np.zeros((classes, classes), np.int64)
+               for s in strides for m in samplings}
   target = (list(info.class_names).index(_CLASS.value)
             if _CLASS.value else None)
   largest, total, images = 0, 0, 0
@@ -101,18 +101,15 @@ def main(argv):
     padded = np.full((evaluation.padded_size(height, ALIGNMENT),
                       evaluation.padded_size(width, ALIGNMENT)), ignore)
     padded[:height, :width] = label
-    valid = (label != ignore) & (label < classes)
     one_hot = tf.one_hot(np.where(padded < classes, padded, -1), classes)[None]
     for stride in strides:
       for sampling in samplings:
         scores = tf.raw_ops.ResizeBilinear(
             images=grid_scores(one_hot, stride, sampling),
             size=padded.shape, align_corners=True)
-        predicted = tf.argmax(scores[0], -1).numpy()[:height, :width]
-        for c in range(classes):
-          is_predicted, is_label = (predicted == c) & valid, label == c
-          inter[stride, sampling][c] += (is_predicted & is_label).sum()
-          union[stride, sampling][c] += (is_predicted | is_label).sum()
+        predicted = tf.argmax(scores[0], -1)[:height, :width]
+        confusion[stride, sampling] += evaluation.confusion_matrix(
+            label, predicted, classes, ignore).numpy()
     if target is not None and (label == target).any():
       sizes = regions(label == target)
       largest += sizes.max()
@@ -125,9 +122,10 @@ def main(argv):
         " ".join(f"{n[:9]:>9}" for n in names))
   for stride in strides:
     for sampling in samplings:
-      iou = inter[stride, sampling] / np.maximum(union[stride, sampling], 1)
-      print(f"{stride:>6} {sampling:>8} {iou.mean():>6.3f}  " +
-            " ".join(f"{v:>9.3f}" for v in iou))
+      metrics = evaluation.metrics_from_confusion(confusion[stride, sampling],
+                                                  names)
+      print(f"{stride:>6} {sampling:>8} {metrics['miou']:>6.3f}  " +
+            " ".join(f"{v:>9.3f}" for v in metrics["per_class_iou"].values()))
   if target is not None:
     print(f"{_CLASS.value}: in {images} images, {total} pixels; the largest "
           f"region of each image holds {largest / max(total, 1):.2f} of them")
