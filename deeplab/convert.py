@@ -31,7 +31,6 @@ if __name__ == "__main__":
   runtime.launch(__spec__.name)
 
 from absl import logging
-import tensorflow as tf
 
 from deeplab import config as config_lib
 from deeplab import model as model_lib
@@ -46,8 +45,9 @@ def convert(config, source: str, workdir: str) -> weights_lib.LoadReport:
   Args:
     config: the config describing the source's model; None takes the
       zoo table's for a zoo name.
-    source: a zoo name, an address, a ``.tar.gz``, a checkpoint prefix, a
-      ``.keras`` file or a ``.tflite`` file (module docstring).
+    source: any source ``weights.read_weights`` reads: a zoo name, an
+      address, a ``.tar.gz``, a checkpoint prefix, a ``.keras`` or
+      ``.tflite`` file, a run folder (module docstring).
     workdir: the run folder to write.
 
   Raises:
@@ -63,13 +63,8 @@ def convert(config, source: str, workdir: str) -> weights_lib.LoadReport:
                        f"({sorted(zoo.MODELS)}): give --config")
     config = zoo.MODELS[source].get_config()
   model = model_lib.build_model(config)
-  if source.endswith(".tflite"):
-    if not tf.io.gfile.exists(source):
-      raise FileNotFoundError(f"--source={source!r} does not exist")
-    arrays = weights_lib.read_tflite(source, model)
-  else:
-    arrays = zoo.checkpoint_arrays(source)
-  report = weights_lib.assign_by_original_names(model, arrays)
+  report = weights_lib.assign_by_original_names(
+      model, weights_lib.read_weights(source, model))
   if report.missing or report.mismatched:
     raise ValueError(f"{source} does not fit the config's model:\n"
                      + report.summary())

@@ -9,6 +9,7 @@ checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, Sequence
 
 import keras
@@ -99,3 +100,25 @@ def resnet(inputs, variant: str, output_stride: int,
       features[tracker.current_stride] = x
   features[4] = end_points[layers.scope(root, LOW_LEVEL_END_POINT.replace("/", "."))]
   return features
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNet(common.Backbone):
+  """A ResNet v1 beta: its record and builder."""
+
+  def build(self, inputs, output_stride, norm, depth_multiplier, multi_grid):
+    del depth_multiplier  # ResNet has no width multiplier.
+    return resnet(inputs, self.name, output_stride, norm, multi_grid)
+
+
+def _variant(name: str) -> ResNet:
+  root = SCOPES[name]
+  return ResNet(
+      name=name, root_scope=root,
+      # feature_extractor.py passes 0.95 to the ResNet arg scope.
+      batch_norm_decay=0.95, batch_norm_epsilon=BATCH_NORM_EPSILON,
+      feature_end_points={4: LOW_LEVEL_END_POINT}, multi_grid_length=None,
+      logits_scope=f"{root}/logits", classifier_head_scopes=(f"{root}/logits/",))
+
+
+VARIANTS = tuple(_variant(name) for name in UNITS)

@@ -12,6 +12,7 @@ what the released checkpoints were trained with.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, Sequence
 
 import keras
@@ -136,3 +137,24 @@ def xception(inputs, variant: str, output_stride: int,
   low_level = layers.scope(root, LOW_LEVEL_END_POINT[variant].replace("/", "."))
   features[4] = end_points[low_level]
   return features
+
+
+@dataclasses.dataclass(frozen=True)
+class Xception(common.Backbone):
+  """A modified aligned Xception: its record and builder."""
+
+  def build(self, inputs, output_stride, norm, depth_multiplier, multi_grid):
+    del depth_multiplier  # Xception has no width multiplier.
+    return xception(inputs, self.name, output_stride, norm, multi_grid)
+
+
+def _variant(name: str) -> Xception:
+  return Xception(
+      name=name, root_scope=name,
+      # feature_extractor.py passes 0.9997 to the Xception arg scope.
+      batch_norm_decay=0.9997, batch_norm_epsilon=BATCH_NORM_EPSILON,
+      feature_end_points={4: LOW_LEVEL_END_POINT[name]}, multi_grid_length=3,
+      logits_scope=f"{name}/logits", classifier_head_scopes=(f"{name}/logits/",))
+
+
+VARIANTS = tuple(_variant(name) for name in BLOCKS)
