@@ -45,8 +45,21 @@ class Backbone:
   def build(self, inputs, output_stride: int, norm: layers.BatchNormSpec,
             depth_multiplier: float, multi_grid: Sequence[int]
             ) -> Dict[int, "keras.KerasTensor"]:
-    """Builds the backbone on ``inputs``: ``{stride: features}`` (see
-    ``deeplab.backbones``)."""
+    """Builds the backbone on ``inputs``.
+
+    Args:
+      inputs: image tensor [batch, height, width, 3] scaled to [-1, 1].
+      output_stride: 8, 16 or 32; strides beyond it become atrous rates.
+      norm: how to make batch norm layers.
+      depth_multiplier: width multiplier of every layer, where the
+        backbone has one.
+      multi_grid: rates of the last block's units or convs, times the
+        block's atrous rate (``multi_grid_length`` of them).
+
+    Returns:
+      ``{stride: tensor}``: the output stride and every stride below it,
+      from 2 (``deeplab.backbones``).
+    """
     raise NotImplementedError(f"backbone {self.name!r} has no builder")
 
   def classifier_prelogits(self, features, depth_multiplier: float,
