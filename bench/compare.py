@@ -600,7 +600,7 @@ def table(rows) -> str:
 
 
 def lead_over_peers(arch: str, results) -> str:
-  """Issue 17's target measure: our best float32 form (any ``ours*`` row
+  """The target measure: our best float32 form (any ``ours*`` row
   but bf16) against the fastest peer, per batch-1 latency, batch-8
   throughput and training step; above 1 means ours is faster."""
   def best(names, key, fastest):

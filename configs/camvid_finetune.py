@@ -36,7 +36,7 @@ def get_config():
   # The decoder (the default) starts fresh on top of the released head: thin
   # classes (pole, sign, pedestrian) need the stride-4 features that head
   # never had (val mIoU 0.546 at step 1000 with it; 0.502 at step 1700
-  # without, in an older measurement).
+  # without, on another CPU: docs/notes/camvid_recipe_decisions.md).
   config.train.fine_tune_batch_norm = False
   config.train.initialize_last_layer = False
   # Only the logits start fresh among the last layers (the decoder is not

@@ -126,7 +126,7 @@ def test_bad_arguments_name_field_and_value(bad, message):
 def test_xception65_deeplabv3plus_parameter_count():
   # A faithful port of the released Xception-65 DeepLabv3+ (separable ASPP
   # and decoder, 21 classes) holds 41,258,213 parameters with batch norm
-  # statistics: the figure the model issue quotes.
+  # statistics (bench/README.md's model table lists it).
   model = model_lib.DeepLab(num_classes=21, backbone="xception_65")
   assert model.count_params() == 41_258_213
 
