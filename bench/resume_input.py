@@ -62,7 +62,7 @@ def main(argv):
   config.data.deterministic = True
   step = _STEP.value
   with tempfile.TemporaryDirectory() as tmp:
-    subprocess.run([sys.executable, "-m", "datasets.make_synthetic",
+    subprocess.run([sys.executable, "-m", "deeplab.cli", "make-synthetic",
                     f"--output_dir={tmp}", f"--train_size={_RECORDS.value}",
                     "--val_size=1", "--num_shards=8"], cwd=REPO, check=True,
                    capture_output=True)

@@ -66,7 +66,7 @@ def main(argv):
   with tempfile.TemporaryDirectory() as tmp:
     pattern = _TRAIN.value
     if pattern is None:
-      subprocess.run([sys.executable, "-m", "datasets.make_synthetic",
+      subprocess.run([sys.executable, "-m", "deeplab.cli", "make-synthetic",
                       f"--output_dir={tmp}/records"], cwd=REPO, check=True,
                      capture_output=True)
       pattern = f"{tmp}/records/train-*.tfrecord"
