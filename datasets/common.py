@@ -31,6 +31,13 @@ class BuildOptions:
   check_split_sizes: bool = True
 
 
+def _checked(output_dir: str, options: Optional[BuildOptions]) -> BuildOptions:
+  """``options`` (default ``BuildOptions()``), once ``output_dir`` is given."""
+  if not output_dir:
+    raise ValueError("output_dir is required (--output_dir)")
+  return options or BuildOptions()
+
+
 def build(splits: Dict[str, Sequence[builder.Sample]], spec: builder.LabelSpec,
           output_dir: str, options: Optional[BuildOptions] = None,
           dataset: Optional[str] = None,
@@ -52,9 +59,7 @@ def build(splits: Dict[str, Sequence[builder.Sample]], spec: builder.LabelSpec,
     ValueError: no ``output_dir``.
     builder.BuildError: a problem in the input data, with ``options.strict``.
   """
-  if not output_dir:
-    raise ValueError("output_dir is required (--output_dir)")
-  options = options or BuildOptions()
+  options = _checked(output_dir, options)
   expected = (registry.DATASETS[dataset].splits
               if dataset and options.check_split_sizes else {})
   reports = []
@@ -86,9 +91,7 @@ def build_classification(splits: Dict[str, Sequence[builder.ClassSample]],
     ValueError: no ``output_dir``.
     builder.BuildError: a problem in the input data, with ``options.strict``.
   """
-  if not output_dir:
-    raise ValueError("output_dir is required (--output_dir)")
-  options = options or BuildOptions()
+  options = _checked(output_dir, options)
   return [builder.build_classification_split(
       samples, output_dir, split, options.num_shards, strict=options.strict,
       workers=options.workers)

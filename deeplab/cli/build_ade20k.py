@@ -9,25 +9,16 @@ annotations/{training,validation}/*.png (ids 0..150), written as the
 splits train (20210) and val (2000), as the original's build_ade20k_data.py.
 """
 
-from absl import app
 from absl import flags
 
 from deeplab.cli import builder_flags
-from deeplab.cli import common
 from deeplab_datasets import build_ade20k
 
 
 def main():
   """Console-script entry point: flags, then ``build_ade20k.build``."""
   root = flags.DEFINE_string("ade20k_root", None, "ADEChallengeData2016 folder.")
-  build_options = builder_flags.define_build_flags()
-
-  def _main(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    output_dir, options = build_options()
-    builder_flags.report_build(lambda: build_ade20k.build(
-        root.value, output_dir, options))
-
   flags.mark_flags_as_required(["ade20k_root"])
-  common.run_app(_main, __doc__)
+  builder_flags.run_builder(
+      lambda output_dir, options: build_ade20k.build(root.value, output_dir, options),
+      __doc__)

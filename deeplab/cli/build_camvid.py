@@ -9,25 +9,16 @@ distributes them); each split present is written as
 OUT/{split}-NNNNN-of-NNNNN.tfrecord, its size checked against the table.
 """
 
-from absl import app
 from absl import flags
 
 from deeplab.cli import builder_flags
-from deeplab.cli import common
 from deeplab_datasets import build_camvid
 
 
 def main():
   """Console-script entry point: flags, then ``build_camvid.build``."""
   root = flags.DEFINE_string("camvid_root", None, "CamVid folder.")
-  build_options = builder_flags.define_build_flags()
-
-  def _main(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    output_dir, options = build_options()
-    builder_flags.report_build(lambda: build_camvid.build(
-        root.value, output_dir, options))
-
   flags.mark_flags_as_required(["camvid_root"])
-  common.run_app(_main, __doc__)
+  builder_flags.run_builder(
+      lambda output_dir, options: build_camvid.build(root.value, output_dir, options),
+      __doc__)

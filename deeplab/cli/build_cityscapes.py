@@ -9,25 +9,16 @@ through the dataset table; every other id (void, license plate, classes
 not evaluated) becomes 255, the ignore label.
 """
 
-from absl import app
 from absl import flags
 
 from deeplab.cli import builder_flags
-from deeplab.cli import common
 from deeplab_datasets import build_cityscapes
 
 
 def main():
   """Console-script entry point: flags, then ``build_cityscapes.build``."""
   root = flags.DEFINE_string("cityscapes_root", None, "Cityscapes folder.")
-  build_options = builder_flags.define_build_flags()
-
-  def _main(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    output_dir, options = build_options()
-    builder_flags.report_build(lambda: build_cityscapes.build(
-        root.value, output_dir, options))
-
   flags.mark_flags_as_required(["cityscapes_root"])
-  common.run_app(_main, __doc__)
+  builder_flags.run_builder(
+      lambda output_dir, options: build_cityscapes.build(root.value, output_dir, options),
+      __doc__)

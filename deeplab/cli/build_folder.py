@@ -19,7 +19,6 @@ from absl import app
 from absl import flags
 
 from deeplab.cli import builder_flags
-from deeplab.cli import common
 from deeplab_datasets import build_folder
 
 
@@ -42,21 +41,16 @@ def main():
       "ignore_color", None, "For RGB masks: r,g,b of unlabelled pixels.")
   mask_suffix = flags.DEFINE_string(
       "mask_suffix", "", "Suffix of mask stems, e.g. '_mask' for a_mask.png.")
-  build_options = builder_flags.define_build_flags()
 
-  def _main(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  def build(output_dir, options):
     try:
       spec = build_folder.label_spec(num_classes.value, ignore_label.value,
                                      dataset.value, colormap.value,
                                      ignore_color.value)
     except ValueError as e:
       raise app.UsageError(str(e)) from None
-    output_dir, options = build_options()
-    builder_flags.report_build(lambda: build_folder.build(
-        images.value, masks.value, output_dir, spec, split.value,
-        mask_suffix.value, options))
+    return build_folder.build(images.value, masks.value, output_dir, spec,
+                              split.value, mask_suffix.value, options)
 
   flags.mark_flags_as_required(["images", "masks"])
-  common.run_app(_main, __doc__)
+  builder_flags.run_builder(build, __doc__)

@@ -13,11 +13,9 @@ distribution) it also writes train_aug: every stem with an augmented mask
 minus the val stems (10582 images).
 """
 
-from absl import app
 from absl import flags
 
 from deeplab.cli import builder_flags
-from deeplab.cli import common
 from deeplab_datasets import build_voc
 
 
@@ -26,14 +24,7 @@ def main():
   root = flags.DEFINE_string("voc_root", None, "The VOC2012 folder.")
   train_aug_masks = flags.DEFINE_string(
       "train_aug_masks", None, "Folder of SBD-augmented masks for train_aug.")
-  build_options = builder_flags.define_build_flags()
-
-  def _main(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    output_dir, options = build_options()
-    builder_flags.report_build(lambda: build_voc.build(
-        root.value, output_dir, train_aug_masks.value, options))
-
   flags.mark_flags_as_required(["voc_root"])
-  common.run_app(_main, __doc__)
+  builder_flags.run_builder(
+      lambda output_dir, options: build_voc.build(root.value, output_dir, train_aug_masks.value, options),
+      __doc__)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import sys
 from typing import Callable, List, Sequence, Tuple, TypeVar
 
+from absl import app
 from absl import flags
 
+from deeplab.cli import common as cli_common
 from deeplab.data import builder
 from deeplab_datasets import common
 
@@ -69,7 +71,22 @@ def print_reports(reports: Sequence[builder.BuildReport],
     sys.exit(1)
 
 
-def report_build(build: Callable[[], List[builder.BuildReport]]) -> None:
-  """Runs ``build`` (``stop_at_strict_error``) and prints its reports
-  (``print_reports``)."""
-  print_reports(stop_at_strict_error(build))
+def run_builder(build: Callable[[str, common.BuildOptions], List[builder.BuildReport]],
+                doc: str) -> None:
+  """Runs a segmentation builder's tool: defines the flags of every build,
+  then, once they are parsed, calls ``build(output_dir, options)`` and
+  prints its reports (``stop_at_strict_error``, ``print_reports``).
+
+  Args:
+    build: writes the records (the tool's own flags are read in it).
+    doc: the tool's usage text (``common.run_app``).
+  """
+  build_options = define_build_flags()
+
+  def _main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    output_dir, options = build_options()
+    print_reports(stop_at_strict_error(lambda: build(output_dir, options)))
+
+  cli_common.run_app(_main, doc)

@@ -105,10 +105,11 @@ def run_app(main: Callable[[List[str]], Any], doc: str) -> None:
   """
   sys.modules["__main__"].__doc__ = doc
   # --help lists the key flags of the program (sys.argv[0]): the flags
-  # defined by the tool's module and by the helpers here.
-  for module in (main.__module__, __name__, "deeplab.cli.builder_flags"):
-    for flag in flags.FLAGS.get_flags_for_module(module):
-      flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  # defined in this package, which are the running tool's.
+  for module, defined in flags.FLAGS.flags_by_module_dict().items():
+    if module.startswith(f"{__package__}."):
+      for flag in defined:
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   app.run(main, flags_parser=_parse_flags)
 
 
