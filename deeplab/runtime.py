@@ -55,17 +55,6 @@ FROZEN_WEIGHTS = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"
 # (which inherits them) tells ours from the user's.
 MARKER = "DEEPLAB_RUNTIME_SET"
 
-# The module of each tool -> its job. Console scripts and ``python -m``
-# entries go through ``launch`` with these names.
-TOOL_JOBS = {
-    "deeplab.tools.train": "train",
-    "deeplab.tools.eval": "eval",
-    "deeplab.tools.export": "export",
-    "deeplab.predict": "predict",
-    "deeplab.convert": "tool",
-    "deeplab.summary": "tool",
-}
-
 
 # ---------------------------------------------------------------- the CPU
 
@@ -366,9 +355,9 @@ def apply(job: str, cpu: Optional[Cpu] = None,
   return choice
 
 
-def launch(module: str) -> None:
-  """Runs the tool in ``module`` (a key of TOOL_JOBS, or a dataset
-  builder): chooses its job's runtime, then imports it and calls its
-  ``main()``."""
-  apply(TOOL_JOBS.get(module, "tool"))
+def launch(module: str, job: str) -> None:
+  """Runs the tool in ``module`` as ``job``: chooses the job's runtime,
+  then imports the module and calls its ``main()``. The tools' modules
+  and jobs are the table ``deeplab.cli.TOOLS``."""
+  apply(job)
   importlib.import_module(module).main()

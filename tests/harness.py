@@ -177,7 +177,7 @@ def check_fusion(ops, onednn: bool):
 def make_synthetic_records(out, train_size=160, val_size=24, png_dir=None,
                            image_size=161, num_shards=1):
   """Writes synthetic train/val records into ``out``."""
-  command = [sys.executable, "-m", "datasets.make_synthetic",
+  command = [sys.executable, "-m", "deeplab.cli", "make-synthetic",
              f"--output_dir={out}", f"--train_size={train_size}",
              f"--val_size={val_size}", f"--num_shards={num_shards}",
              f"--image_size={image_size}"]
@@ -190,7 +190,7 @@ def make_synthetic_records(out, train_size=160, val_size=24, png_dir=None,
 def make_synthetic_classification_records(out, train_size=320, val_size=64):
   """Writes the synthetic classification set (4 shape classes, 48x48
   images, ImageNet record layout) into ``out``, one shard per split."""
-  subprocess.run([sys.executable, "-m", "datasets.make_synthetic",
+  subprocess.run([sys.executable, "-m", "deeplab.cli", "make-synthetic",
                   "--task=classification", f"--output_dir={out}",
                   f"--train_size={train_size}", f"--val_size={val_size}",
                   "--num_shards=1"], cwd=REPO, check=True, capture_output=True)
@@ -325,7 +325,7 @@ def camvid_frames(count: int) -> list:
 
 def convert_released(workdir):
   """Runs the converter CLI on the released TFLite file into ``workdir``."""
-  result = run_cli("-m", "deeplab.convert", f"--config={RELEASED_CONFIG}",
+  result = run_cli("-m", "deeplab.cli", "convert", f"--config={RELEASED_CONFIG}",
                    f"--source={released_tflite()}", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout

@@ -136,7 +136,7 @@ def test_mobilenetv2_deeplabv3_parameter_count():
   # expanded_conv_16, image pooling + aspp0, no decoder, 21 classes. The
   # x0.5 variant's count is checked against the released TFLite file in
   # test_naming_and_weights.py; this pins the x1.0 count computed by
-  # `python -m deeplab.summary --config=configs/pascal_voc_mobilenetv2.py`.
+  # `deeplab-summary --config=configs/pascal_voc_mobilenetv2.py`.
   model = model_lib.DeepLab(num_classes=21, backbone="mobilenet_v2",
                             atrous_rates=(), use_decoder=False)
   assert model.count_params() == 2_146_645

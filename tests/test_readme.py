@@ -7,7 +7,7 @@ overrides are appended where a command as written would take hours or needs
 a full dataset; they are all here:
 
 - dataset builders: ``--check_split_sizes=false`` (3 images per split are
-  not the dataset table's counts); ``build_folder``'s ``--num_classes=N``
+  not the dataset table's counts); ``deeplab-build-folder``'s ``--num_classes=N``
   becomes 5;
 - ``train.py``: 2 steps of batch 2 on 65x65 crops, and for the
   Xception-65 experiments (VOC, and the ImageNet pretraining on two class
@@ -43,6 +43,8 @@ TINY_TRAIN = ["--config.train.steps=2", "--config.train.batch_size=2",
               "--config.train.checkpoint_every=2", "--config.train.steps_per_loop=1",
               "--config.data.crop_size=(65,65)", "--config.data.shuffle_buffer=4",
               "--config.eval.num_summary_images=0"]
+# The console scripts (deeplab-*) beside the interpreter.
+BIN = pathlib.Path(sys.executable).parent
 SMALL_BACKBONE = ["--config.model.backbone=mobilenet_v2",
                   "--config.model.depth_multiplier=0.25"]
 
@@ -50,7 +52,7 @@ SMALL_BACKBONE = ["--config.model.backbone=mobilenet_v2",
 def overrides(command):
   """The flags appended to ``command`` (see the module docstring)."""
   text = " ".join(command)
-  if "datasets.build_" in text:
+  if "deeplab-build-" in text:
     return ["--check_split_sizes=false"]
   if command[1:2] == ["train.py"]:
     return TINY_TRAIN + (SMALL_BACKBONE if "xception65" in text else [])
@@ -65,11 +67,11 @@ def classify(block):
     return "make"
   if block[0][0] == "pip":
     return "install"
-  if "datasets.build_" in text:
+  if "deeplab-build-" in text:
     return "datasets"
-  if "deeplab.convert --source=" in text:
+  if "deeplab-convert --source=" in text:
     return "zoo"
-  if "deeplab.convert" in text:
+  if "deeplab-convert" in text:
     return "released"
   if "gs://" in text:
     return "cluster"
@@ -85,6 +87,8 @@ def run_block(block, cwd):
     command = [word.replace("--num_classes=N", "--num_classes=5") for word in command]
     if command[0] == "python":
       command[0] = sys.executable
+    elif command[0].startswith("deeplab-"):  # A console script of this environment.
+      command[0] = str(BIN / command[0])
     full = command + overrides(command)
     result = subprocess.run(full, cwd=cwd, capture_output=True, text=True,
                             timeout=900,
@@ -98,7 +102,7 @@ def sandbox(tmp_path_factory):
   README's dataset block builds."""
   root = tmp_path_factory.mktemp("readme")
   harness.fake_raw_datasets(root)
-  for name in ("train.py", "eval.py", "export.py", "configs", "datasets", "deeplab"):
+  for name in ("train.py", "eval.py", "export.py", "configs", "deeplab"):
     (root / name).symlink_to(REPO / name)
   (root / "photos").mkdir()
   for i, path in enumerate(sorted((root / "imgs").iterdir())[:2]):
