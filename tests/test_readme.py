@@ -1,8 +1,9 @@
 """Every command block of README.md and of the pages in docs/ runs, on tiny data.
 
 Every fenced block of those pages is ```sh, ```python or ```text, and
-every ```sh and ```python block runs here. The commands run as written, in a folder that holds tiny copies of the raw
-datasets in their distribution layouts (tests/harness.py's
+every ```sh and ```python block runs here. The commands run as written,
+in a folder that holds tiny copies of the raw datasets in their
+distribution layouts (tests/harness.py's
 fake_raw_datasets), a few photos, and links to the checkout's CLIs. Small
 overrides are appended where a command as written would take hours or needs
 a full dataset; they are all here:
@@ -85,12 +86,10 @@ PAGES = [str(page) for page in harness.readme_pages()]
 RUN_LANGUAGES = ("sh", "python")  # ```text blocks are shown, not run.
 
 
-def page_blocks(page):
-  return [(page, b) for b in harness.readme_command_blocks(page)]
-
-
 def blocks(kind, pages=PAGES):
-  return [b for page in pages for _, b in page_blocks(page) if classify(b) == kind]
+  """The ```sh blocks of ``pages`` that ``classify`` calls ``kind``, in order."""
+  return [b for page in pages for b in harness.readme_command_blocks(page)
+          if classify(b) == kind]
 
 
 def pages_with(kind):
@@ -131,7 +130,7 @@ def sandbox(tmp_path_factory):
 
 
 def test_the_readme_has_the_blocks_this_test_knows():
-  kinds = [classify(b) for page in PAGES for _, b in page_blocks(page)]
+  kinds = [classify(b) for page in PAGES for b in harness.readme_command_blocks(page)]
   assert kinds.count("make") == 1 and kinds.count("install") == 1
   assert kinds.count("datasets") == 1 and kinds.count("released") == 1
   assert {"datasets", "released", "main", "cluster", "zoo"} <= set(kinds)
