@@ -405,46 +405,55 @@ def fake_raw_datasets(root, per_split=3) -> dict:
           "masks": root / "masks"}
 
 
-# --- The README's command blocks. ---
+# --- The command blocks of README.md and docs/. ---
 
 
-def readme_code_blocks(language: str):
-  """The README's ```LANGUAGE blocks, as text."""
-  blocks, block = [], None
-  for line in (REPO / "README.md").read_text().splitlines():
-    if block is None:
-      if line.strip() == f"```{language}":
-        block = []
+def readme_pages() -> list:
+  """README.md, then every page under docs/, as paths relative to the
+  repository (the pages whose command blocks the suite runs)."""
+  docs = sorted(p.relative_to(REPO) for p in (REPO / "docs").rglob("*.md"))
+  return [pathlib.Path("README.md")] + docs
+
+
+def readme_fenced_blocks(page="README.md"):
+  """The fenced blocks of ``page`` as ``(language, text)`` pairs, in order
+  (language "" where the fence names none)."""
+  blocks, language, block = [], None, []
+  for line in (REPO / page).read_text().splitlines():
+    if language is None:
+      if line.strip().startswith("```"):
+        language, block = line.strip()[3:].strip(), []
     elif line.strip() == "```":
-      blocks.append("\n".join(block) + "\n")
-      block = None
+      blocks.append((language, "\n".join(block) + "\n"))
+      language = None
     else:
       block.append(line)
   return blocks
 
 
-def readme_command_blocks():
-  """The README's ```sh blocks as lists of commands (continuation lines
+def readme_code_blocks(language: str, page="README.md"):
+  """The ```LANGUAGE blocks of ``page`` (README.md or a page of docs/), as
+  text."""
+  return [text for lang, text in readme_fenced_blocks(page) if lang == language]
+
+
+def readme_command_blocks(page="README.md"):
+  """The ```sh blocks of ``page`` as lists of commands (continuation lines
   joined, comments dropped), each command a list of arguments."""
   import shlex  # pylint: disable=g-import-not-at-top
-  blocks, block, pending = [], None, ""
-  for line in (REPO / "README.md").read_text().splitlines():
-    if block is None:
-      if line.strip() == "```sh":
-        block = []
-      continue
-    if line.strip() == "```":
-      blocks.append(block)
-      block = None
-      continue
-    pending += line.rstrip()
-    if pending.endswith("\\"):
-      pending = pending[:-1] + " "
-      continue
-    words = shlex.split(pending, comments=True)
-    pending = ""
-    if words:
-      block.append(words)
+  blocks = []
+  for text in readme_code_blocks("sh", page):
+    block, pending = [], ""
+    for line in text.splitlines():
+      pending += line.rstrip()
+      if pending.endswith("\\"):
+        pending = pending[:-1] + " "
+        continue
+      words = shlex.split(pending, comments=True)
+      pending = ""
+      if words:
+        block.append(words)
+    blocks.append(block)
   return blocks
 
 
