@@ -4,12 +4,13 @@ Sources: a name of the original's model zoo (``deeplab.zoo.MODELS``;
 downloaded once into Keras' file cache, its config taken from the zoo's
 table unless a config is given), a download address, a downloaded
 ``.tar.gz`` of the zoo, an unpacked TF1 checkpoint prefix (read by variable
-name), or a TFLite file as the TFLite segmentation examples distribute
-(batch norm folded into biases). Every model weight must be found with its
-shape: missing tensors and shape mismatches are errors listing all of
-them; source tensors nothing used (optimizer slots, global_step, other
-heads) are listed. A corrupted tarball is refused with the reason. The
-tool is ``deeplab-convert`` (deeplab/cli/convert.py).
+name), a TFLite file as the TFLite segmentation examples distribute
+(batch norm folded into biases), or a ``.keras`` file or run folder of
+ours: whatever ``deeplab.weights.read_weights`` reads. Every model weight
+must be found with its shape: missing tensors and shape mismatches are
+errors listing all of them; source tensors nothing used (optimizer slots,
+global_step, other heads) are listed. A corrupted tarball is refused with
+the reason. The tool is ``deeplab-convert`` (deeplab/cli/convert.py).
 """
 
 from __future__ import annotations
