@@ -264,7 +264,8 @@ def read_weights(source: str, model: Optional[keras.Model] = None
   if source in zoo.MODELS or zoo.is_url(source):
     return _read_archive(zoo.download(source))
   if zoo.is_archive(source):
-    _require(source)
+    if not os.path.isfile(source):  # tarfile reads the local disk only.
+      raise FileNotFoundError(f"weights source {source!r} is not a local file")
     return _read_archive(source)
   if source.endswith(".tflite"):
     _require(source)
