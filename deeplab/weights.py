@@ -234,7 +234,8 @@ def read_weights(source: str, model: Optional[keras.Model] = None
   - anything else: a TF1 checkpoint prefix (``.../model.ckpt``), as the
     original and slim wrote them.
 
-  Local paths may be on any file system TensorFlow reads (``gs://``).
+  Paths may be on any file system TensorFlow reads (``gs://``), except a
+  tarball's, which is read from the local disk.
 
   Example:
     >>> arrays = read_weights("xception_coco_voc_trainaug")
