@@ -49,10 +49,10 @@ class ShiftedLogits:
 def main(argv):
   del argv
   config = run_dir.read_config(_WORKDIR.value)
-  if not config.train.class_weights:
-    raise SystemExit(f"{_WORKDIR.value}: the run has no config.train.class_weights")
+  if not config.loss.class_weights:
+    raise SystemExit(f"{_WORKDIR.value}: the run has no config.loss.class_weights")
   model, step = run_dir.restore_model(config, _WORKDIR.value)
-  log_weights = np.log(np.asarray(config.train.class_weights, np.float32))
+  log_weights = np.log(np.asarray(config.loss.class_weights, np.float32))
   info = registry.from_config(config)
   strategy = tf.distribute.get_strategy()
   dataset = strategy.experimental_distribute_dataset(

@@ -1,5 +1,5 @@
 """Time of the Lovasz-softmax loss (forward and backward) on a training
-batch, per ``config.train.lovasz_pixel_stride``, beside nothing else: the
+batch, per ``config.loss.lovasz_pixel_stride``, beside nothing else: the
 figure the config's comment and bench/README.md quote.
 
   python bench/lovasz_cost.py --batch=8 --height=289 --width=385 --classes=11

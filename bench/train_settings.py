@@ -47,7 +47,7 @@ def run_once(pattern, steps_per_loop, inter_op, workdir) -> list:
              f"--workdir={workdir}", f"--config.data.train_pattern={pattern}",
              f"--config.train.steps={_STEPS.value}",
              f"--config.train.steps_per_loop={steps_per_loop}",
-             f"--config.train.checkpoint_every={_STEPS.value}"]
+             f"--config.checkpoint.every={_STEPS.value}"]
   result = subprocess.run(command, env=env, cwd=REPO, capture_output=True,
                           text=True)
   if result.returncode != 0:

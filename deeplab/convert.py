@@ -17,8 +17,8 @@ errors listing all of them; source tensors nothing used (optimizer slots,
 global_step, other heads) are listed. A corrupted tarball is refused with
 the reason. W then holds checkpoints/ckpt-0 and config.json, and eval.py,
 export.py and deeplab.predict use it like a trained run; train.py
-fine-tunes from it (``--config.train.init_checkpoint=W``, with
-``--config.train.initialize_last_layer=False`` for another class count).
+fine-tunes from it (``--config.init.checkpoint=W``, with
+``--config.init.initialize_last_layer=False`` for another class count).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ or an original DeepLab TF1 checkpoint, matched by original variable names.
 Two sources, both read when a run starts (never when it resumes): the
 backbone's pretrained weights (``config.model.backbone_weights``; a
 classification run of ours is one) and a whole model to start from
-(``config.train.init_checkpoint``), in that order.
+(``config.init.checkpoint``), in that order.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ def initialize_from_config(model: keras.Model, config):
   set) into a new run's model."""
   if config.model.backbone_weights:
     load_backbone_weights(model, config.model.backbone_weights)
-  train = config.train
-  if train.init_checkpoint:
-    initialize(model, train.init_checkpoint, train.initialize_last_layer,
-               train.last_layers_contain_logits_only)
+  init = config.init
+  if init.checkpoint:
+    initialize(model, init.checkpoint, init.initialize_last_layer,
+               init.last_layers_contain_logits_only)
 
 
 def load_backbone_weights(model: keras.Model, path: str) -> weights_lib.LoadReport:
