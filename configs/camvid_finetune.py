@@ -64,6 +64,6 @@ def get_config():
   # val mIoU 0.520 -> 0.607 from scratch, 0.572 -> 0.638 from the released
   # model (bench/README.md, "CamVid in 30 minutes").
   config.loss.class_weights = (0.5285, 0.4491, 2.1878, 0.3860, 1.0000,
-                                0.6494, 1.9613, 1.4048, 0.8882, 2.5248,
-                                2.9764)
+                               0.6494, 1.9613, 1.4048, 0.8882, 2.5248,
+                               2.9764)
   return config
