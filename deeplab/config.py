@@ -298,8 +298,8 @@ def _loss(config) -> None:
   # mean over the classes in the batch) added to the cross-entropy; 0: none.
   config.loss.lovasz_weight = 0.0
   # The Lovasz loss sees every n-th row and column of the crop (one sort
-  # per class over its pixels; its cost per stride: bench/lovasz_cost.py,
-  # bench/README.md).
+  # per class over its pixels; its cost per stride:
+  # docs/notes/camvid_recipe_decisions.md).
   config.loss.lovasz_pixel_stride = 1
 
 
