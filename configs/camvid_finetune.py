@@ -9,7 +9,7 @@ imported first, then fine-tuned with a fresh decoder and 11-class logits:
       --source=../shared/data/pretrained/deeplabv3_257_mv_gpu.tflite \
       --workdir=runs/pascal_dm05
   python train.py --config=configs/camvid_finetune.py \
-      --workdir=runs/camvid_finetune --config.train.init_checkpoint=runs/pascal_dm05 \
+      --workdir=runs/camvid_finetune --config.init.checkpoint=runs/pascal_dm05 \
       --config.data.train_pattern='camvid_records/train-*' \
       --config.data.eval_pattern='camvid_records/val-*'
 
@@ -38,24 +38,24 @@ def get_config():
   # never had (val mIoU 0.546 at step 1000 with it; 0.502 at step 1700
   # without, on another CPU: docs/notes/camvid_recipe_decisions.md).
   config.train.fine_tune_batch_norm = False
-  config.train.initialize_last_layer = False
+  config.init.initialize_last_layer = False
   # Only the logits start fresh among the last layers (the decoder is not
   # in the released file, so it starts fresh too); the released ASPP and
   # image pooling are kept.
-  config.train.last_layers_contain_logits_only = True
-  config.train.init_checkpoint = "runs/pascal_dm05"
+  config.init.last_layers_contain_logits_only = True
+  config.init.checkpoint = "runs/pascal_dm05"
   # Larger crops of nearly full-size frames: the pretrained features need
   # context more than many small steps.
   config.data.crop_size = (321, 321)
   config.data.min_scale = 0.75
   config.data.max_scale = 1.25
   config.train.batch_size = 8
-  config.train.base_learning_rate = 0.01
+  config.schedule.base_learning_rate = 0.01
   # The budget ends the run; steps only bounds the schedule.
-  config.train.max_minutes = 30.0
+  config.budget.max_minutes = 30.0
   config.train.steps = 100000
-  config.train.checkpoint_every = 200
-  config.train.keep_checkpoints = 20
+  config.checkpoint.every = 200
+  config.checkpoint.keep = 20
   # The square roots of the median-frequency weights of the CamVid train
   # masks (both are printed by `deeplab-inspect
   # 'camvid_records/train-*' --dataset=camvid`): rare thin classes (pole, sign, pedestrian) still
@@ -63,7 +63,7 @@ def get_config():
   # over buildings and fences (found 74-87% of the time, 9-23% precise):
   # val mIoU 0.520 -> 0.607 from scratch, 0.572 -> 0.638 from the released
   # model (bench/README.md, "CamVid in 30 minutes").
-  config.train.class_weights = (0.5285, 0.4491, 2.1878, 0.3860, 1.0000,
-                                0.6494, 1.9613, 1.4048, 0.8882, 2.5248,
-                                2.9764)
+  config.loss.class_weights = (0.5285, 0.4491, 2.1878, 0.3860, 1.0000,
+                               0.6494, 1.9613, 1.4048, 0.8882, 2.5248,
+                               2.9764)
   return config

@@ -35,15 +35,15 @@ def get_config():
   config.data.crop_size = (289, 385)
   config.train.batch_size = 8
   # The budget ends the run; steps only bounds the schedule.
-  config.train.max_minutes = 30.0
+  config.budget.max_minutes = 30.0
   config.train.steps = 100000
-  config.train.checkpoint_every = 200
-  config.train.keep_checkpoints = 20
+  config.checkpoint.every = 200
+  config.checkpoint.keep = 20
   # Adam's per-weight steps learn from random weights far faster than SGD in
   # a few hundred steps; decoupled decay 0.01 per unit learning rate.
-  config.train.optimizer = "adamw"
-  config.train.base_learning_rate = 1e-3
-  config.train.weight_decay = 0.01
+  config.optimizer.name = "adamw"
+  config.schedule.base_learning_rate = 1e-3
+  config.optimizer.weight_decay = 0.01
   # The square roots of the median-frequency weights of the CamVid train
   # masks (both are printed by `deeplab-inspect
   # 'camvid_records/train-*' --dataset=camvid`): rare thin classes (pole, sign, pedestrian) still
@@ -51,7 +51,7 @@ def get_config():
   # over buildings and fences (found 74-87% of the time, 9-23% precise):
   # val mIoU 0.520 -> 0.607 from scratch, 0.572 -> 0.638 from the released
   # model (bench/README.md, "CamVid in 30 minutes").
-  config.train.class_weights = (0.5285, 0.4491, 2.1878, 0.3860, 1.0000,
-                                0.6494, 1.9613, 1.4048, 0.8882, 2.5248,
-                                2.9764)
+  config.loss.class_weights = (0.5285, 0.4491, 2.1878, 0.3860, 1.0000,
+                               0.6494, 1.9613, 1.4048, 0.8882, 2.5248,
+                               2.9764)
   return config

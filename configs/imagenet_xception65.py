@@ -28,15 +28,15 @@ each. Each setting below and where it comes from:
 - config.train.batch_size = 1600: the paper's 50 GPUs x 32. The paper
   trains asynchronously; our training is synchronous (tf.distribute), with
   this global batch split over the replicas.
-- config.train.momentum 0.9 (the default) and config.train.nesterov =
+- config.optimizer.momentum 0.9 (the default) and config.optimizer.nesterov =
   True: the paper's "Nesterov momentum optimizer with momentum = 0.9".
-- config.train.schedule = 'exponential', base_learning_rate = 0.05,
+- config.schedule.name = 'exponential', base_learning_rate = 0.05,
   decay_rate 0.94 and decay_epochs 2.0 (both defaults, slim's): the
   paper's "initial learning rate = 0.05, rate decay = 0.94 every 2
   epochs"; staircase, as slim's ``train_image_classifier``.
-- config.train.epoch_examples = 1281167: ILSVRC-2012's training images
+- config.schedule.epoch_examples = 1281167: ILSVRC-2012's training images
   (the dataset table's 'imagenet' train split).
-- config.train.weight_decay 4e-5 (the default): the paper.
+- config.optimizer.weight_decay 4e-5 (the default): the paper.
 - Batch norm: Xception's decay 0.9997 and epsilon 1e-3 (the defaults,
   ``xception_arg_scope``).
 
@@ -63,8 +63,8 @@ def get_config():
   config.data.train_pattern = "imagenet_records/train-*"
   config.data.eval_pattern = "imagenet_records/validation-*"
   config.train.batch_size = 50 * 32
-  config.train.nesterov = True
-  config.train.schedule = "exponential"
-  config.train.base_learning_rate = 0.05
-  config.train.epoch_examples = registry.DATASETS["imagenet"].splits["train"]
+  config.optimizer.nesterov = True
+  config.schedule.name = "exponential"
+  config.schedule.base_learning_rate = 0.05
+  config.schedule.epoch_examples = registry.DATASETS["imagenet"].splits["train"]
   return config

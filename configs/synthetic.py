@@ -26,6 +26,6 @@ def get_config():
   config.train.batch_size = 8
   config.train.steps = 600
   # A short run learns faster with a higher rate than the paper's 0.007.
-  config.train.base_learning_rate = 0.02
-  config.train.checkpoint_every = 200
+  config.schedule.base_learning_rate = 0.02
+  config.checkpoint.every = 200
   return config

@@ -25,6 +25,6 @@ def get_config():
   config.data.crop_size = (48, 48)
   config.data.eval_batch_size = 16
   config.train.steps = 200
-  config.train.base_learning_rate = 0.05
-  config.train.checkpoint_every = 100
+  config.schedule.base_learning_rate = 0.05
+  config.checkpoint.every = 100
   return config

@@ -6,22 +6,34 @@ command line, ``--config.train.batch_sise=8``) is an error, and ml_collections'
 type safety rejects a value of the wrong type. ``validate`` then checks the
 values against the rules of the model and the data.
 
+One section per concern, each a key of ``SECTIONS``: what is segmented
+(``dataset``), the network (``model``), the input pipeline (``data``), the
+training loop (``train``), the optimizer, the learning-rate ``schedule``,
+the ``loss``, the weights a run starts from (``init``), ``checkpoint``
+saving, the time ``budget``, the ``distribution`` strategy, ``eval`` and
+``export``. Each section is defined by a function that sets its fields
+(each with its meaning and unit), followed by its rule table
+(``deeplab.rules``, the style ``ModelArgs`` validates in).
+
 The model's fields (``config.model.*`` and ``config.dataset.num_classes``)
-come from ``deeplab.model_args.ModelArgs``, which documents each of them.
+come from ``deeplab.model_args.ModelArgs``, which documents each of them
+and holds their rules.
 """
 
 from __future__ import annotations
 
 import typing
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Tuple
 
 import ml_collections
 
+from deeplab import rules
 from deeplab.data import registry
 from deeplab.model_args import ModelArgs
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 SCHEDULES = ("poly", "exponential")
+WARMUP_TYPES = ("none", "linear")
 OPTIMIZERS = ("sgd", "adamw")
 # 4096 x 4096: a 12-megapixel photo, or eight 2048x1024 Cityscapes frames,
 # in one request (bench/README.md measures a request's memory at it).
@@ -31,8 +43,14 @@ MAX_REQUEST_PIXELS = 4096 * 4096
 def base_config() -> ml_collections.ConfigDict:
   """Returns the default config tree (PASCAL VOC, Xception-65, OS 16)."""
   config = ml_collections.ConfigDict()
+  for section in SECTIONS.values():
+    section.define(config)
+  config.lock()
+  return config
 
-  # --- What is segmented. ---
+
+def _dataset(config) -> None:
+  """What is segmented."""
   config.dataset = ml_collections.ConfigDict()
   # Name of the dataset (an entry of the dataset table, or a user dataset).
   config.dataset.name = "pascal_voc_seg"
@@ -42,8 +60,10 @@ def base_config() -> ml_collections.ConfigDict:
   # (or class_0, class_1, ... for a dataset not in the table).
   config.dataset.class_names = ()
 
-  # --- The network: every ModelArgs field of an experiment (its
-  # docstrings say what each means), plus where its weights come from. ---
+
+def _model(config) -> None:
+  """The network: every ModelArgs field of an experiment (its docstrings
+  say what each means), plus where its weights come from."""
   config.model = ml_collections.ConfigDict()
   for field in ModelArgs.config_fields():
     section, name = ModelArgs.config_key(field.name).split(".")
@@ -54,7 +74,9 @@ def base_config() -> ml_collections.ConfigDict:
   # starts from scratch.
   config.model.backbone_weights = ""
 
-  # --- The input pipeline. ---
+
+def _data(config) -> None:
+  """The input pipeline."""
   config.data = ml_collections.ConfigDict()
   # Glob of training TFRecord shards (original DeepLab record format; for
   # classification the ImageNet layout: image/encoded, image/class/label).
@@ -111,112 +133,258 @@ def base_config() -> ml_collections.ConfigDict:
   # need deterministic=True).
   config.data.seed = 0
 
-  # --- Optimization. ---
+
+def _data_rules(config) -> rules.Table:
+  data = config.data
+  if config.model.task == "segmentation":
+    crop = _stride_aligned_size(config.model.output_stride, smallest=2,
+                                words="(height, width) with each of the form")
+  else:  # Global pooling takes any size.
+    crop = rules.Rule(lambda c: len(c) == 2 and all(
+        rules.is_int(x) and x >= 1 for x in c), "(height, width) in pixels")
+  num_classes = config.dataset.num_classes  # The table's (validate).
+  return {
+      "crop_size": crop,
+      "min_scale": rules.above(0),
+      "max_scale": rules.Rule(lambda v: v >= data.min_scale,
+                              f">= config.data.min_scale ({data.min_scale!r})"),
+      "min_resize_value": rules.at_least(0),
+      "max_resize_value": rules.at_least(0),
+      "resize_factor": rules.at_least(0),
+      "scale_step": rules.at_least(0),
+      "eval_batch_size": rules.at_least(1),
+      "central_crop": rules.in_interval(0, 1, "(]"),
+      "shuffle_buffer": rules.at_least(1),
+      "paste_classes": rules.Rule(
+          lambda v: all(rules.is_int(c) and 0 <= c < num_classes for c in v),
+          f"class ids in [0, {num_classes})"),
+      "paste_probability": rules.in_interval(0, 1),
+  }
+
+
+def _stride_aligned_size(output_stride: int, smallest: int,
+                         words: str) -> rules.Rule:
+  """(height, width), each output_stride * k + 1 and >= ``smallest``."""
+  return rules.Rule(
+      lambda c: len(c) == 2 and all(
+          rules.is_int(x) and x >= smallest and (x - 1) % output_stride == 0
+          for x in c),
+      f"{words} output_stride * k + 1 (output_stride={output_stride}: e.g. "
+      f"{output_stride * 32 + 1})")
+
+
+def _train(config) -> None:
+  """The training loop."""
   config.train = ml_collections.ConfigDict()
   # Images per step, summed over all replicas and workers.
   config.train.batch_size = 16
   # Number of training steps: the end of the poly learning-rate schedule, or
-  # with max_minutes an upper bound on it.
+  # with config.budget.max_minutes an upper bound on it.
   config.train.steps = 30000
-  # Learning-rate schedule, one of SCHEDULES: 'poly' (the original DeepLab
-  # recipe's) or 'exponential' (base_learning_rate * decay_rate **
-  # floor(epoch / decay_epochs), staircase, as slim's
-  # train_image_classifier for ImageNet pretraining).
-  config.train.schedule = "poly"
-  # Peak learning rate of the schedule (0.007 in the original recipe).
-  config.train.base_learning_rate = 0.007
-  # Learning rate reached at the last step.
-  config.train.end_learning_rate = 0.0
-  # Exponent of the poly decay (1 - step / steps) ** power.
-  config.train.learning_power = 0.9
-  # Steps of the original's slow start (slow_start_step); 0 disables it.
-  config.train.warmup_steps = 0
-  # Learning rate of the slow start (slow_start_learning_rate).
-  config.train.warmup_learning_rate = 1e-4
-  # How the slow start runs (slow_start_burnin_type): 'none' holds
-  # warmup_learning_rate, 'linear' ramps from it to base_learning_rate.
-  config.train.warmup_type = "none"
-  # 'exponential' schedule: factor on the learning rate every decay_epochs
-  # (slim's learning_rate_decay_factor default, 0.94).
-  config.train.decay_rate = 0.94
-  # 'exponential' schedule: epochs between decays (slim's
-  # num_epochs_per_decay default, 2.0).
-  config.train.decay_epochs = 2.0
-  # Training records in one epoch, for the 'exponential' schedule (its
-  # decay interval is decay_epochs * epoch_examples / batch_size steps,
-  # rounded down, as slim's); required by that schedule.
-  config.train.epoch_examples = 0
-  # 'sgd' (SGD with momentum, the paper's) or 'adamw' (Keras' AdamW, for
-  # training from scratch).
-  config.train.optimizer = "sgd"
-  # SGD momentum.
-  config.train.momentum = 0.9
-  # SGD: Nesterov momentum (the paper's ImageNet pretraining uses it).
-  config.train.nesterov = False
-  # AdamW's decay rate of the gradient's running mean (Keras' default).
-  config.train.adam_beta1 = 0.9
-  # AdamW's decay rate of the squared gradient's running mean.
-  config.train.adam_beta2 = 0.999
-  # AdamW's epsilon, added to the root of that mean.
-  config.train.adam_epsilon = 1e-7
-  # Weight decay of convolution kernels (not depthwise, bias or BN): for
-  # 'sgd' the factor of the L2 loss (the paper's 4e-5), for 'adamw' the
-  # decoupled decay per unit learning rate.
-  config.train.weight_decay = 4e-5
-  # Clip the gradient of the global batch to this norm; 0: no clipping.
-  config.train.clip_global_norm = 0.0
+  # Training steps per tf.function call (fewer host round trips).
+  config.train.steps_per_loop = 10
+  # Seed of the weight initialization (same seed: same initial weights).
+  config.train.seed = 0
   # Batch norm uses batch statistics and updates its moving ones (False: it
   # runs on the moving statistics, as at inference, for small batches; gamma
   # and beta still train, as in the original).
   config.train.fine_tune_batch_norm = True
+
+
+def _train_rules(config) -> rules.Table:
+  del config
+  return {"batch_size": rules.at_least(1), "steps": rules.at_least(1),
+          "steps_per_loop": rules.at_least(1)}
+
+
+def _optimizer(config) -> None:
+  """The update rule, and what it does to the gradients."""
+  config.optimizer = ml_collections.ConfigDict()
+  # One of OPTIMIZERS: 'sgd' (SGD with momentum, the paper's) or 'adamw'
+  # (Keras' AdamW, for training from scratch).
+  config.optimizer.name = "sgd"
+  # SGD momentum.
+  config.optimizer.momentum = 0.9
+  # SGD: Nesterov momentum (the paper's ImageNet pretraining uses it).
+  config.optimizer.nesterov = False
+  # AdamW's decay rate of the gradient's running mean (Keras' default).
+  config.optimizer.adam_beta1 = 0.9
+  # AdamW's decay rate of the squared gradient's running mean.
+  config.optimizer.adam_beta2 = 0.999
+  # AdamW's epsilon, added to the root of that mean.
+  config.optimizer.adam_epsilon = 1e-7
+  # Weight decay of convolution kernels (not depthwise, bias or BN): for
+  # 'sgd' the factor of the L2 loss (the paper's 4e-5), for 'adamw' the
+  # decoupled decay per unit learning rate.
+  config.optimizer.weight_decay = 4e-5
+  # Clip the gradient of the global batch to this norm; 0: no clipping.
+  config.optimizer.clip_global_norm = 0.0
+  # Factor on the gradients of the last layers (twice it on their biases;
+  # every other bias gets 2x), the original's last_layer_gradient_multiplier;
+  # which layers: config.init.last_layers_contain_logits_only.
+  config.optimizer.last_layer_gradient_multiplier = 1.0
+
+
+def _optimizer_rules(config) -> rules.Table:
+  del config
+  return {"name": rules.one_of(OPTIMIZERS),
+          "clip_global_norm": rules.at_least(0, "(0: no clipping)"),
+          "last_layer_gradient_multiplier": rules.at_least(0)}
+
+
+def _schedule(config) -> None:
+  """The learning rate, step by step."""
+  config.schedule = ml_collections.ConfigDict()
+  # One of SCHEDULES: 'poly' (the original DeepLab recipe's) or
+  # 'exponential' (base_learning_rate * decay_rate ** floor(epoch /
+  # decay_epochs), staircase, as slim's train_image_classifier for ImageNet
+  # pretraining).
+  config.schedule.name = "poly"
+  # Peak learning rate of the schedule (0.007 in the original recipe).
+  config.schedule.base_learning_rate = 0.007
+  # 'poly': learning rate reached at the last step.
+  config.schedule.end_learning_rate = 0.0
+  # 'poly': exponent of the decay (1 - step / steps) ** power.
+  config.schedule.learning_power = 0.9
+  # 'poly': steps of the original's slow start (slow_start_step); 0
+  # disables it.
+  config.schedule.warmup_steps = 0
+  # 'poly': learning rate of the slow start (slow_start_learning_rate).
+  config.schedule.warmup_learning_rate = 1e-4
+  # 'poly': how the slow start runs (slow_start_burnin_type), one of
+  # WARMUP_TYPES: 'none' holds warmup_learning_rate, 'linear' ramps from it
+  # to base_learning_rate.
+  config.schedule.warmup_type = "none"
+  # 'exponential': factor on the learning rate every decay_epochs (slim's
+  # learning_rate_decay_factor default, 0.94).
+  config.schedule.decay_rate = 0.94
+  # 'exponential': epochs between decays (slim's num_epochs_per_decay
+  # default, 2.0).
+  config.schedule.decay_epochs = 2.0
+  # 'exponential': training records in one epoch (its decay interval is
+  # decay_epochs * epoch_examples / config.train.batch_size steps, rounded
+  # down, as slim's); required by that schedule.
+  config.schedule.epoch_examples = 0
+
+
+def _schedule_rules(config) -> rules.Table:
+  table = {"name": rules.one_of(SCHEDULES),
+           "base_learning_rate": rules.above(0),
+           "warmup_type": rules.one_of(WARMUP_TYPES, "'none' or 'linear'")}
+  if config.schedule.name == "exponential":
+    table.update(
+        decay_rate=rules.in_interval(0, 1, "(]"),
+        decay_epochs=rules.above(0),
+        epoch_examples=rules.Rule(
+            lambda v: v >= 1, "the number of training records (>= 1) for "
+            "config.schedule.name='exponential' (it decays by epochs)"))
+  return table
+
+
+def _loss(config) -> None:
+  """The segmentation loss: weighted, mined pixel cross-entropy, and the
+  Lovasz-softmax loss beside it."""
+  config.loss = ml_collections.ConfigDict()
   # Loss weight per class id, () for none (datasets.inspect prints them).
-  config.train.class_weights = ()
+  config.loss.class_weights = ()
   # Fraction of the hardest pixels of the batch kept in the loss (1.0: all
   # pixels).
-  config.train.top_k_percent_pixels = 1.0
-  # Weight of the Lovasz-softmax loss (a surrogate of 1 - IoU per class,
-  # mean over the classes in the batch) added to the cross-entropy; 0: none.
-  config.train.lovasz_weight = 0.0
-  # The Lovasz loss sees every n-th row and column of the crop (one sort
-  # per class over its pixels; its cost per stride:
-  # docs/notes/camvid_recipe_decisions.md).
-  config.train.lovasz_pixel_stride = 1
+  config.loss.top_k_percent_pixels = 1.0
   # Steps over which the kept fraction ramps down from 1.0 to
   # top_k_percent_pixels (the original's hard_example_mining_step); 0: from
   # the first step.
-  config.train.hard_example_mining_step = 0
+  config.loss.hard_example_mining_step = 0
+  # Weight of the Lovasz-softmax loss (a surrogate of 1 - IoU per class,
+  # mean over the classes in the batch) added to the cross-entropy; 0: none.
+  config.loss.lovasz_weight = 0.0
+  # The Lovasz loss sees every n-th row and column of the crop (one sort
+  # per class over its pixels; its cost per stride:
+  # docs/notes/camvid_recipe_decisions.md).
+  config.loss.lovasz_pixel_stride = 1
+
+
+def _loss_rules(config) -> rules.Table:
+  num_classes = config.dataset.num_classes
+  return {
+      "class_weights": rules.Rule(
+          lambda v: not v or len(v) == num_classes,
+          f"() or one weight per class (config.dataset.num_classes="
+          f"{num_classes})"),
+      "top_k_percent_pixels": rules.in_interval(0, 1, "(]"),
+      "hard_example_mining_step": rules.at_least(0),
+      "lovasz_weight": rules.at_least(0),
+      "lovasz_pixel_stride": rules.at_least(1),
+  }
+
+
+def _init(config) -> None:
+  """The weights a new run starts from (a resumed run reads its own
+  checkpoint); the backbone's alone: config.model.backbone_weights."""
+  config.init = ml_collections.ConfigDict()
   # Weights to start from: .keras file, original TF1 checkpoint prefix, or a
-  # workdir of ours; '' starts from backbone_weights or scratch.
-  config.train.init_checkpoint = ""
-  # Load the last layers from init_checkpoint (False: they start fresh, e.g.
+  # workdir of ours; '' starts from config.model.backbone_weights or scratch.
+  config.init.checkpoint = ""
+  # Load the last layers from the checkpoint (False: they start fresh, e.g.
   # for a new class count; which layers: see the next field).
-  config.train.initialize_last_layer = True
-  # The last layers are the logits alone; False (the original's default):
-  # logits, image pooling, ASPP, concat projection and decoder.
-  config.train.last_layers_contain_logits_only = False
-  # Factor on the gradients of the last layers (twice it on their biases;
-  # every other bias gets 2x), the original's last_layer_gradient_multiplier.
-  config.train.last_layer_gradient_multiplier = 1.0
+  config.init.initialize_last_layer = True
+  # The last layers (here, and for config.optimizer's
+  # last_layer_gradient_multiplier) are the logits alone; False (the
+  # original's default): logits, image pooling, ASPP, concat projection and
+  # decoder.
+  config.init.last_layers_contain_logits_only = False
+
+
+def _checkpoint(config) -> None:
+  """Checkpoints of the run, in workdir/checkpoints."""
+  config.checkpoint = ml_collections.ConfigDict()
   # Save a checkpoint every this many steps.
-  config.train.checkpoint_every = 500
+  config.checkpoint.every = 500
   # Checkpoints kept in workdir/checkpoints.
-  config.train.keep_checkpoints = 5
-  # Training steps per tf.function call (fewer host round trips).
-  config.train.steps_per_loop = 10
+  config.checkpoint.keep = 5
+
+
+def _checkpoint_rules(config) -> rules.Table:
+  del config
+  return {"every": rules.at_least(1), "keep": rules.at_least(1)}
+
+
+def _budget(config) -> None:
+  """The time a run may take."""
+  config.budget = ml_collections.ConfigDict()
   # Minutes of training for the whole run, resumes included: the learning
   # rate schedule is fitted to them (its horizon follows the measured step
   # time) and training stops, saving first, when they are spent; 0: no limit.
-  config.train.max_minutes = 0.0
-  # Seed of the weight initialization (same seed: same initial weights).
-  config.train.seed = 0
+  config.budget.max_minutes = 0.0
+
+
+def _budget_rules(config) -> rules.Table:
+  del config
+  return {"max_minutes": rules.at_least(0, "(0: no limit)")}
+
+
+def _distribution(config) -> None:
+  """Where training runs: devices, workers, TPUs."""
+  config.distribution = ml_collections.ConfigDict()
   # tf.distribute strategy: one of STRATEGIES (multi_worker reads TF_CONFIG).
-  config.train.strategy = "default"
+  config.distribution.strategy = "default"
   # TPU for strategy 'tpu': 'local' is the TPU attached to this VM (a
   # single-host TPU VM); a pod slice or a remote TPU takes its name (as
   # `gcloud compute tpus` lists it) or a grpc://host:port address.
-  config.train.tpu = "local"
+  config.distribution.tpu = "local"
 
-  # --- Evaluation. ---
+
+def _distribution_rules(config) -> rules.Table:
+  table = {"strategy": rules.one_of(STRATEGIES)}
+  if config.distribution.strategy == "tpu":
+    table["tpu"] = rules.Rule(
+        bool, "the TPU for config.distribution.strategy='tpu': 'local' on a "
+        "TPU VM, the TPU's name for a pod slice or a remote TPU, or a "
+        "grpc://host:port address")
+  return table
+
+
+def _eval(config) -> None:
+  """Evaluation."""
   config.eval = ml_collections.ConfigDict()
   # Input scales whose softmax outputs are averaged, e.g. (0.5, 0.75, 1.0,
   # 1.25, 1.5, 1.75) for the paper's multi-scale figures.
@@ -233,16 +401,60 @@ def base_config() -> ml_collections.ConfigDict:
   # Eval images shown with predictions in TensorBoard.
   config.eval.num_summary_images = 3
 
-  # --- The exported SavedModel (export.py; the eval section's scales,
-  # flip and crop size are baked in too). ---
+
+def _eval_rules(config) -> rules.Table:
+  table = {"scales": rules.Rule(lambda s: s and all(x > 0 for x in s),
+                                "positive")}
+  if config.model.task == "segmentation":
+    aligned = _stride_aligned_size(
+        config.model.output_stride, smallest=1,
+        words="() or (height, width) with each of the form")
+    table["crop_size"] = rules.Rule(lambda c: not c or aligned.holds(c),
+                                    aligned.words)
+  return table
+
+
+def _export(config) -> None:
+  """The exported SavedModel (export.py; the eval section's scales, flip
+  and crop size are baked in too)."""
   config.export = ml_collections.ConfigDict()
   # The most pixels (batch x height x width) one request may hold; more is
   # an InvalidArgument error naming this limit, so a huge image cannot
   # exhaust the server's memory. Recorded in the SavedModel's metadata.
   config.export.max_request_pixels = MAX_REQUEST_PIXELS
 
-  config.lock()
-  return config
+
+def _export_rules(config) -> rules.Table:
+  del config
+  return {"max_request_pixels": rules.at_least(1)}
+
+
+class Section(NamedTuple):
+  """A section of the config tree: ``define(config)`` adds it with its
+  defaults; ``rule_table(config)`` is its rule table (a function of the
+  whole tree, for rules that depend on other fields), None for none."""
+  define: Callable[[ml_collections.ConfigDict], None]
+  rule_table: Optional[Callable[[ml_collections.ConfigDict], rules.Table]] = None
+
+
+# The config tree's sections, in the order they are defined and validated.
+# The model's rules (and dataset.num_classes') are ModelArgs.rule_table; the
+# dataset is checked against the dataset table.
+SECTIONS = {
+    "dataset": Section(_dataset),
+    "model": Section(_model),
+    "data": Section(_data, _data_rules),
+    "train": Section(_train, _train_rules),
+    "optimizer": Section(_optimizer, _optimizer_rules),
+    "schedule": Section(_schedule, _schedule_rules),
+    "loss": Section(_loss, _loss_rules),
+    "init": Section(_init),
+    "checkpoint": Section(_checkpoint, _checkpoint_rules),
+    "budget": Section(_budget, _budget_rules),
+    "distribution": Section(_distribution, _distribution_rules),
+    "eval": Section(_eval, _eval_rules),
+    "export": Section(_export, _export_rules),
+}
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -314,120 +526,15 @@ def set_field(config: ml_collections.ConfigDict, path: str, value) -> None:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks values a locked, typed config tree can still get wrong.
+  """Checks values a locked, typed config tree can still get wrong: the
+  model's arguments (``ModelArgs``), the dataset against the dataset table,
+  then every section's rule table.
 
   Raises:
     ValueError: naming the config key, the rule and the received value.
   """
   ModelArgs.from_experiment(config)  # ArgumentError names the key.
-  segmentation = config.model.task == "segmentation"
-  output_stride = config.model.output_stride
-  crop = tuple(config.data.crop_size)
-  if not segmentation:  # Global pooling takes any size.
-    if len(crop) != 2 or not all(isinstance(c, int) and c >= 1 for c in crop):
-      raise ValueError("config.data.crop_size must be (height, width) in "
-                       f"pixels, got {crop!r}")
-  elif (len(crop) != 2 or
-        not all(isinstance(c, int) and c > 1 and (c - 1) % output_stride == 0
-                for c in crop)):
-    raise ValueError(
-        "config.data.crop_size must be (height, width) with each of the form "
-        f"output_stride * k + 1 (output_stride={output_stride}: e.g. "
-        f"{output_stride * 32 + 1}), got {crop!r}")
-  data = config.data
-  if not 0 < data.min_scale <= data.max_scale:
-    raise ValueError(
-        "config.data.min_scale and max_scale must satisfy 0 < min <= max, "
-        f"got {data.min_scale!r}, {data.max_scale!r}")
-  for key in ("min_resize_value", "max_resize_value", "resize_factor"):
-    if data[key] < 0:
-      raise ValueError(f"config.data.{key} must be >= 0, got {data[key]!r}")
-  if data.scale_step < 0:
-    raise ValueError(f"config.data.scale_step must be >= 0, got {data.scale_step!r}")
-  if data.eval_batch_size < 1:
-    raise ValueError(
-        f"config.data.eval_batch_size must be >= 1, got {data.eval_batch_size!r}")
-  if not 0 < data.central_crop <= 1:
-    raise ValueError("config.data.central_crop must be in (0, 1], got "
-                     f"{data.central_crop!r}")
-  if data.shuffle_buffer < 1:
-    raise ValueError(
-        f"config.data.shuffle_buffer must be >= 1, got {data.shuffle_buffer!r}")
-  info = registry.from_config(config)  # Table agreement of the classes.
-  paste = tuple(data.paste_classes)
-  if not all(isinstance(c, int) and 0 <= c < info.num_classes for c in paste):
-    raise ValueError("config.data.paste_classes must be class ids in [0, "
-                     f"{info.num_classes}), got {paste!r}")
-  if not 0 <= data.paste_probability <= 1:
-    raise ValueError("config.data.paste_probability must be in [0, 1], got "
-                     f"{data.paste_probability!r}")
-  if config.train.batch_size < 1:
-    raise ValueError(
-        f"config.train.batch_size must be >= 1, got {config.train.batch_size!r}")
-  train = config.train
-  for key in ("steps", "checkpoint_every", "keep_checkpoints", "steps_per_loop",
-              "lovasz_pixel_stride"):
-    if train[key] < 1:
-      raise ValueError(f"config.train.{key} must be >= 1, got {train[key]!r}")
-  for key in ("last_layer_gradient_multiplier", "hard_example_mining_step",
-              "lovasz_weight"):
-    if train[key] < 0:
-      raise ValueError(f"config.train.{key} must be >= 0, got {train[key]!r}")
-  if train.base_learning_rate <= 0:
-    raise ValueError("config.train.base_learning_rate must be > 0, got "
-                     f"{train.base_learning_rate!r}")
-  if not 0 < train.top_k_percent_pixels <= 1:
-    raise ValueError("config.train.top_k_percent_pixels must be in (0, 1], "
-                     f"got {train.top_k_percent_pixels!r}")
-  if train.class_weights and len(train.class_weights) != config.dataset.num_classes:
-    raise ValueError(
-        f"config.train.class_weights has {len(train.class_weights)} entries "
-        f"for config.dataset.num_classes={config.dataset.num_classes}")
-  if train.schedule not in SCHEDULES:
-    raise ValueError(f"config.train.schedule must be one of {SCHEDULES}, "
-                     f"got {train.schedule!r}")
-  if train.schedule == "exponential":
-    if not 0 < train.decay_rate <= 1 or train.decay_epochs <= 0:
-      raise ValueError(
-          "config.train.decay_rate must be in (0, 1] and decay_epochs > 0, "
-          f"got {train.decay_rate!r}, {train.decay_epochs!r}")
-    if train.epoch_examples < 1:
-      raise ValueError(
-          "config.train.epoch_examples must be the number of training "
-          "records (>= 1) for config.train.schedule='exponential' (it decays "
-          f"by epochs), got {train.epoch_examples!r}")
-  if train.optimizer not in OPTIMIZERS:
-    raise ValueError(f"config.train.optimizer must be one of {OPTIMIZERS}, "
-                     f"got {train.optimizer!r}")
-  if train.clip_global_norm < 0:
-    raise ValueError("config.train.clip_global_norm must be >= 0 (0: no "
-                     f"clipping), got {train.clip_global_norm!r}")
-  if train.max_minutes < 0:
-    raise ValueError("config.train.max_minutes must be >= 0 (0: no limit), "
-                     f"got {train.max_minutes!r}")
-  if train.warmup_type not in ("none", "linear"):
-    raise ValueError("config.train.warmup_type must be 'none' or 'linear', "
-                     f"got {train.warmup_type!r}")
-  if train.strategy not in STRATEGIES:
-    raise ValueError(f"config.train.strategy must be one of {STRATEGIES}, "
-                     f"got {train.strategy!r}")
-  eval_crop = tuple(config.eval.crop_size)
-  if segmentation and eval_crop and (
-      len(eval_crop) != 2 or
-      not all(isinstance(c, int) and c >= 1 and (c - 1) % output_stride == 0
-              for c in eval_crop)):
-    raise ValueError(
-        "config.eval.crop_size must be () or (height, width) with each of the "
-        f"form output_stride * k + 1 (output_stride={output_stride}: e.g. "
-        f"{output_stride * 32 + 1}), got {eval_crop!r}")
-  if train.strategy == "tpu" and not train.tpu:
-    raise ValueError(
-        "config.train.tpu must name the TPU for config.train.strategy='tpu': "
-        "'local' on a TPU VM, the TPU's name for a pod slice or a remote "
-        "TPU, or a grpc://host:port address; got ''")
-  if config.export.max_request_pixels < 1:
-    raise ValueError("config.export.max_request_pixels must be >= 1, got "
-                     f"{config.export.max_request_pixels!r}")
-  if not config.eval.scales or any(s <= 0 for s in config.eval.scales):
-    raise ValueError(f"config.eval.scales must be positive, got "
-                     f"{tuple(config.eval.scales)!r}")
+  registry.from_config(config)  # Agreement with the dataset table.
+  for name, section in SECTIONS.items():
+    if section.rule_table:
+      rules.check(config[name], section.rule_table(config), f"config.{name}")

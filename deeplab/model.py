@@ -110,7 +110,7 @@ def build_model(config, input_shape: Sequence[Optional[int]] = (None, None, 3),
 
   Returns:
     The model, freshly initialized: ``config.model.backbone_weights`` (and
-    ``config.train.init_checkpoint``) are loaded by training, where a run
+    ``config.init.checkpoint``) are loaded by training, where a run
     starts (``deeplab.training.warm_start``), not each time a run's model
     is rebuilt to restore a checkpoint.
 

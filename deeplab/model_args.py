@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import keras
 
 from deeplab import backbones
+from deeplab import rules
 
 OUTPUT_STRIDES = (8, 16, 32)
 # Strides of backbone features a decoder stage can refine with.
@@ -29,8 +30,9 @@ TASKS = ("segmentation", "classification")
 _SEGMENTATION = ("segmentation",)
 
 
-class ArgumentError(ValueError):
-  """A model argument broke its rule.
+class ArgumentError(rules.RuleError):
+  """A model argument broke its rule; ``key`` is its config key
+  (``config.model.output_stride``), or its name if it has none.
 
   Attributes:
     field: the argument's name.
@@ -41,18 +43,13 @@ class ArgumentError(ValueError):
   """
 
   def __init__(self, field: str, rule: str, value, config_key: Optional[str]):
-    name = f"config.{config_key}" if config_key else field
-    super().__init__(f"{name} must be {rule}, got {value!r}")
-    self.field, self.config_key, self.rule, self.value = (
-        field, config_key, rule, value)
-
-
-def _is_int(value) -> bool:
-  return isinstance(value, int) and not isinstance(value, bool)
+    super().__init__(f"config.{config_key}" if config_key else field, rule,
+                     value)
+    self.field, self.config_key = field, config_key
 
 
 def _positive_int(value) -> bool:
-  return _is_int(value) and value >= 1
+  return rules.is_int(value) and value >= 1
 
 
 def _positive_ints(values) -> bool:
@@ -67,7 +64,9 @@ def _arg(default, doc: str, check: Optional[Callable[[Any], bool]] = None,
   Args:
     default: the default value.
     doc: what the field means (shown in the config's documentation).
-    check: predicate the value must satisfy (None: any value).
+    check: predicate the value must satisfy (None: any value); with
+      ``rule``, the field's entry of the rule table
+      (``ModelArgs.rule_table``).
     rule: the rule in words, for the error message.
     weights: if the field decides the model's weights, the function of its
       value that does (``lambda v: v`` for the value itself, ``len`` when
@@ -79,17 +78,8 @@ def _arg(default, doc: str, check: Optional[Callable[[Any], bool]] = None,
       fields mean nothing to a classifier, nor decide its weights).
   """
   return dataclasses.field(default=default, metadata=dict(
-      doc=doc, check=check, rule=rule, weights=weights, section=section,
-      tasks=tasks))
-
-
-def _satisfies(check, value) -> bool:
-  if check is None:
-    return True
-  try:
-    return bool(check(value))
-  except TypeError:  # A value of another type ("8" for 8) breaks the rule.
-    return False
+      doc=doc, rule=rules.Rule(check, rule) if check else None,
+      weights=weights, section=section, tasks=tasks))
 
 
 def _decoder_strides(values) -> bool:
@@ -211,10 +201,11 @@ class ModelArgs:
     for field in dataclasses.fields(self):
       value = getattr(self, field.name)
       if isinstance(value, list):
-        value = tuple(value)
-        object.__setattr__(self, field.name, value)
-      if not _satisfies(field.metadata["check"], value):
-        raise self.error(field.name, field.metadata["rule"], value)
+        object.__setattr__(self, field.name, tuple(value))
+    broken = rules.first_broken(vars(self), self.rule_table())
+    if broken:
+      name, rule, value = broken
+      raise self.error(name, rule.words, value)
     if (self.task == "segmentation" and self.use_decoder and
         max(self.decoder_output_strides) >= self.output_stride):
       raise self.error("decoder_output_strides", "strides below the output "
@@ -224,6 +215,12 @@ class ModelArgs:
     if rates is not None and len(self.multi_grid) != rates:
       raise self.error("multi_grid", f"{rates} rates for {self.backbone} (one "
                        "per conv of the last unit)", self.multi_grid)
+
+  @staticmethod
+  def rule_table() -> rules.Table:
+    """The rule table of the fields that have a rule, in field order."""
+    return {name: f.metadata["rule"] for name, f in _FIELDS.items()
+            if f.metadata["rule"]}
 
   @classmethod
   def error(cls, name: str, rule: str, value) -> ArgumentError:

@@ -8,6 +8,10 @@ re-deriving it from a ``.py`` file, and may change any field except those
 that decide the model's weights (``ModelArgs.weight_signature``): such a
 change is refused with the field named.
 
+A ``config.json`` whose ``train`` section holds every training field
+(``train.optimizer``, ``train.base_learning_rate``, ...) is read too: each
+such field is moved to its section (``FLAT_TRAIN_KEYS``).
+
 Layout:
   W/config.json          the resolved config (``write_config``)
   W/checkpoints/ckpt-N   checkpoints numbered by training step; the
@@ -34,6 +38,42 @@ from deeplab.model_args import ModelArgs
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 LOG_FILE = "train_log.jsonl"
+
+# Keys of a flat ``train`` section, and the config keys holding their values.
+FLAT_TRAIN_KEYS = {
+    "optimizer": "optimizer.name",
+    "momentum": "optimizer.momentum",
+    "nesterov": "optimizer.nesterov",
+    "adam_beta1": "optimizer.adam_beta1",
+    "adam_beta2": "optimizer.adam_beta2",
+    "adam_epsilon": "optimizer.adam_epsilon",
+    "weight_decay": "optimizer.weight_decay",
+    "clip_global_norm": "optimizer.clip_global_norm",
+    "last_layer_gradient_multiplier": "optimizer.last_layer_gradient_multiplier",
+    "schedule": "schedule.name",
+    "base_learning_rate": "schedule.base_learning_rate",
+    "end_learning_rate": "schedule.end_learning_rate",
+    "learning_power": "schedule.learning_power",
+    "warmup_steps": "schedule.warmup_steps",
+    "warmup_learning_rate": "schedule.warmup_learning_rate",
+    "warmup_type": "schedule.warmup_type",
+    "decay_rate": "schedule.decay_rate",
+    "decay_epochs": "schedule.decay_epochs",
+    "epoch_examples": "schedule.epoch_examples",
+    "class_weights": "loss.class_weights",
+    "top_k_percent_pixels": "loss.top_k_percent_pixels",
+    "hard_example_mining_step": "loss.hard_example_mining_step",
+    "lovasz_weight": "loss.lovasz_weight",
+    "lovasz_pixel_stride": "loss.lovasz_pixel_stride",
+    "init_checkpoint": "init.checkpoint",
+    "initialize_last_layer": "init.initialize_last_layer",
+    "last_layers_contain_logits_only": "init.last_layers_contain_logits_only",
+    "checkpoint_every": "checkpoint.every",
+    "keep_checkpoints": "checkpoint.keep",
+    "max_minutes": "budget.max_minutes",
+    "strategy": "distribution.strategy",
+    "tpu": "distribution.tpu",
+}
 
 
 class CheckpointWriteError(OSError):
@@ -94,9 +134,24 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     except json.JSONDecodeError as e:
       raise ValueError(f"{path} is not valid JSON: {e}") from None
   try:
-    return config_lib.from_dict(values)
+    return config_lib.from_dict(sectioned(values))
   except ValueError as e:
     raise ValueError(f"{path}: {e}") from None
+
+
+def sectioned(values: Dict[str, Any]) -> Dict[str, Any]:
+  """``values`` (a ``config.json``'s) with every key of a flat ``train``
+  section moved to the section ``FLAT_TRAIN_KEYS`` names; other keys, known
+  or not, stay where they are."""
+  values = {name: dict(section) if isinstance(section, dict) else section
+            for name, section in values.items()}
+  train = values.get("train")
+  if not isinstance(train, dict):
+    return values
+  for key in [k for k in train if k in FLAT_TRAIN_KEYS]:
+    section, name = FLAT_TRAIN_KEYS[key].split(".")
+    values.setdefault(section, {})[name] = train.pop(key)
+  return values
 
 
 def check_architecture(config, saved, where: str) -> None:

@@ -204,7 +204,7 @@ def tiny_overrides(records, **extra):
       "data.eval_pattern": f"{records}/val-*.tfrecord",
       "data.crop_size": "(65,65)", "data.deterministic": "True",
       "data.shuffle_buffer": "16", "train.batch_size": "4",
-      "train.steps": "12", "train.checkpoint_every": "4",
+      "train.steps": "12", "checkpoint.every": "4",
       "train.steps_per_loop": "2", "eval.num_summary_images": "0",
   }
   values.update(extra)
@@ -270,7 +270,7 @@ def launch_workers(workdir, overrides, count=2, extra_flags=(),
   for index in range(count):
     env = dict(os.environ, TF_CONFIG=json.dumps(
         {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-    flags = ["--config.train.strategy=multi_worker", *extra_flags,
+    flags = ["--config.distribution.strategy=multi_worker", *extra_flags,
              *(worker_flags or {}).get(index, ())]
     launched.append(run_train(workdir, overrides, env=env, wait=False,
                               extra_flags=flags))

@@ -101,13 +101,13 @@ def test_the_recipe_config_is_the_papers_imagenet_pretraining():
   assert config.model.backbone == "xception_65"
   assert config.dataset.name == "imagenet" and config.dataset.num_classes == 1001
   assert tuple(config.data.crop_size) == (299, 299)
-  assert config.train.momentum == 0.9 and config.train.nesterov
-  assert config.train.schedule == "exponential"
-  assert config.train.base_learning_rate == 0.05
-  assert config.train.decay_rate == 0.94 and config.train.decay_epochs == 2.0
-  assert config.train.weight_decay == 4e-5
+  assert config.optimizer.momentum == 0.9 and config.optimizer.nesterov
+  assert config.schedule.name == "exponential"
+  assert config.schedule.base_learning_rate == 0.05
+  assert config.schedule.decay_rate == 0.94 and config.schedule.decay_epochs == 2.0
+  assert config.optimizer.weight_decay == 4e-5
   assert config.train.batch_size == 50 * 32
-  assert config.train.epoch_examples == 1281167
+  assert config.schedule.epoch_examples == 1281167
   assert registry.DATASETS["imagenet"].splits["train"] == 1281167
   assert config.model.dropout_rate == 0.5  # core/xception.py keep_prob 0.5.
   assert config.data.label_offset == 0 and config.data.central_crop == 0.875
@@ -116,7 +116,7 @@ def test_the_recipe_config_is_the_papers_imagenet_pretraining():
   for key in re.findall(r"config\.(\w+\.\w+) = ",
                         open(imagenet_xception65.__file__).read()):
     assert key.split(".")[1] in source, key
-  schedule = schedule_lib.from_config(config)
+  schedule = schedule_lib.from_config(config.schedule, config.train.batch_size, config.train.steps)
   steps_per_2_epochs = int(1281167 * 2 / 1600)
   assert schedule.decay_steps == steps_per_2_epochs
   np.testing.assert_allclose(
@@ -129,8 +129,8 @@ def test_the_recipe_config_is_the_papers_imagenet_pretraining():
 
 def test_exponential_schedule_needs_the_epoch_size():
   config = synthetic_shapes.get_config()
-  config.train.schedule = "exponential"
-  with pytest.raises(ValueError, match="config.train.epoch_examples"):
+  config.schedule.name = "exponential"
+  with pytest.raises(ValueError, match="config.schedule.epoch_examples"):
     config_lib.validate(config)
 
 
@@ -192,7 +192,7 @@ def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path,
   code, output = harness.run_train(run, [
       f"--config.data.train_pattern={shapes}/train-*.tfrecord",
       f"--config.data.eval_pattern={shapes}/val-*.tfrecord",
-      "--config.train.steps=200", "--config.train.checkpoint_every=200",
+      "--config.train.steps=200", "--config.checkpoint.every=200",
       "--config.train.steps_per_loop=10", "--config.data.deterministic=True"],
       config="configs/synthetic_shapes.py", extra_flags=["--mode=train_and_eval"])
   assert code == 0, output
@@ -234,7 +234,7 @@ def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path,
   # Segmentation training starts from it, and says so.
   records = harness.make_synthetic_records(tmp_path / "seg", train_size=8, val_size=2)
   config = harness.config_with(records, **{"train.steps": "2",
-                                           "train.checkpoint_every": "2"})
+                                           "checkpoint.every": "2"})
   config.model.backbone_weights = str(run)
   with caplog.at_level(logging.INFO):
     result = loop.train(config, str(tmp_path / "segment"))

@@ -259,7 +259,7 @@ def test_audit_finds_the_usual_mistakes(tmp_path):
                                 num_classes=2, ignore_label=255)
   assert any("only 0 and 255" in w for w in warnings)
   assert any("classes never present: ['class_1']" in w for w in warnings)
-  assert "config.train.class_weights = (1.0000, 0.0000,)" in text
+  assert "config.loss.class_weights = (1.0000, 0.0000,)" in text
   _, warnings = audit.report(audit.audit_path(str(tmp_path / "jpg")),
                              num_classes=2, ignore_label=255)
   assert any("JPEG masks" in w for w in warnings)
@@ -275,9 +275,9 @@ def test_median_frequency_weights():
   assert weights == pytest.approx({c: median / f for c, f in freq.items()})
   text, _ = audit.report(result, num_classes=3, ignore_label=255)
   full, roots = [line.strip() for line in text.splitlines()
-                 if line.strip().startswith("config.train.class_weights")]
-  assert full == "config.train.class_weights = (0.8000, 2.0000, 1.0000,)"
-  assert roots == "config.train.class_weights = (0.8944, 1.4142, 1.0000,)"
+                 if line.strip().startswith("config.loss.class_weights")]
+  assert full == "config.loss.class_weights = (0.8000, 2.0000, 1.0000,)"
+  assert roots == "config.loss.class_weights = (0.8944, 1.4142, 1.0000,)"
 
 
 @pytest.mark.parametrize("pipelines", [1, 2, 4])

@@ -56,7 +56,7 @@ def _run_script(body, *args, timeout=600):
 
 
 def test_tpu_default_is_the_attached_tpu_of_a_tpu_vm(monkeypatch):
-  assert config_lib.base_config().train.tpu == "local"
+  assert config_lib.base_config().distribution.tpu == "local"
   seen = []
 
   class Resolver:  # Stands in for the Cloud TPU client; records its input.
@@ -75,11 +75,11 @@ def test_tpu_default_is_the_attached_tpu_of_a_tpu_vm(monkeypatch):
 
 def test_an_empty_tpu_address_is_refused_naming_the_field():
   config = config_lib.base_config()
-  config.train.strategy = "tpu"
-  config.train.tpu = ""
-  with pytest.raises(ValueError, match="config.train.tpu"):
+  config.distribution.strategy = "tpu"
+  config.distribution.tpu = ""
+  with pytest.raises(ValueError, match="config.distribution.tpu"):
     config_lib.validate(config)
-  with pytest.raises(ValueError, match="config.train.tpu"):
+  with pytest.raises(ValueError, match="config.distribution.tpu"):
     strategy_lib.make_strategy("tpu", "")
 
 
@@ -123,7 +123,7 @@ from deeplab.training import loop, trainer as trainer_lib
 from tests.harness import config_with
 from tests.harness import randomize_batch_norm
 records, root = sys.argv[2], sys.argv[3]
-config = config_with(records, **{"train.steps": "4", "train.checkpoint_every": "2",
+config = config_with(records, **{"train.steps": "4", "checkpoint.every": "2",
                                  "train.steps_per_loop": "2"})
 save = trainer_lib.Trainer.save
 

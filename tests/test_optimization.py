@@ -48,8 +48,8 @@ def test_the_schedule_spends_the_time_budget_and_resumes_with_it(records, tmp_pa
   # from the second call on; 15 s of budget give a horizon of 30 steps,
   # far below config.train.steps.
   config = config_with(records, **{"train.steps": "1000",
-                                   "train.checkpoint_every": "8",
-                                   "train.max_minutes": "0.25"})
+                                   "checkpoint.every": "8",
+                                   "budget.max_minutes": "0.25"})
   straight = loop.train(config, str(tmp_path / "straight"), clock=FakeClock())
   assert straight == {"step": 30, "loss": straight["loss"], "stopped": "max_minutes"}
   log = _steps_logged(tmp_path / "straight")
@@ -78,11 +78,11 @@ def _zero_step(optimizer, model):
 
 
 def test_adamw_decays_the_weights_the_l2_rule_decays(records):
-  config = config_with(records, **{"train.optimizer": "adamw",
-                                   "train.weight_decay": "0.1"})
+  config = config_with(records, **{"optimizer.name": "adamw",
+                                   "optimizer.weight_decay": "0.1"})
   model = model_lib.build_model(config)
   kernels = loss_lib.decayed_kernels(model)
-  optimizer = trainer_lib.make_optimizer(config.train, 0.5, model, kernels)
+  optimizer = trainer_lib.make_optimizer(config.optimizer, 0.5, model, kernels)
   before = {v.path: v.numpy() for v in model.trainable_variables}
   _zero_step(optimizer, model)  # Zero gradients: only the decay moves weights.
   decayed = {k.path for k in kernels}
@@ -92,7 +92,7 @@ def test_adamw_decays_the_weights_the_l2_rule_decays(records):
     np.testing.assert_allclose(variable.numpy(), before[variable.path] * factor,
                                rtol=1e-6, err_msg=variable.path)
   # SGD leaves decay to the loss: zero gradients move nothing.
-  sgd = trainer_lib.make_optimizer(config_with(records).train, 0.5, model, kernels)
+  sgd = trainer_lib.make_optimizer(config_with(records).optimizer, 0.5, model, kernels)
   after = [v.numpy() for v in model.trainable_variables]
   _zero_step(sgd, model)
   for value, variable in zip(after, model.trainable_variables):
@@ -100,11 +100,11 @@ def test_adamw_decays_the_weights_the_l2_rule_decays(records):
 
 
 def test_optimizer_and_clipping_fields_are_checked(records, tmp_path):
-  for field, value, message in [("optimizer", "adam", "config.train.optimizer"),
-                                ("clip_global_norm", "-1.0", "clip_global_norm"),
-                                ("max_minutes", "-5.0", "max_minutes")]:
+  for key, value, message in [("optimizer.name", "adam", "config.optimizer.name"),
+                              ("optimizer.clip_global_norm", "-1.0", "clip_global_norm"),
+                              ("budget.max_minutes", "-5.0", "max_minutes")]:
     with pytest.raises(ValueError, match=message):
-      loop.train(config_with(records, **{f"train.{field}": value}), str(tmp_path))
+      loop.train(config_with(records, **{key: value}), str(tmp_path))
 
 
 def test_clipping_scales_the_gradient_to_the_norm_unscaled_by_loss_scaling():
@@ -158,8 +158,8 @@ def test_clipping_over_two_replicas_clips_the_summed_gradient():
 
 
 def test_a_float16_run_clips_and_trains(records, tmp_path):
-  config = config_with(records, **{"train.steps": "2", "train.clip_global_norm": "0.5",
-                                   "train.optimizer": "adamw",
+  config = config_with(records, **{"train.steps": "2", "optimizer.clip_global_norm": "0.5",
+                                   "optimizer.name": "adamw",
                                    "model.dtype_policy": "mixed_float16"})
   result = loop.train(config, str(tmp_path))
   assert result["step"] == 2 and np.isfinite(result["loss"])

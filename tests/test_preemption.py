@@ -76,10 +76,10 @@ def test_preempted_and_timed_out_workers_stop_together_and_resume_exactly(
     small_records, tmp_path):
   overrides = tiny_overrides(small_records, **PLAIN, **{
       "data.crop_size": "(65,65)", "train.steps": str(STEPS),
-      "train.checkpoint_every": "1000", "train.keep_checkpoints": "1000"})
+      "checkpoint.every": "1000", "checkpoint.keep": "1000"})
   # The uninterrupted reference keeps the weights of every step.
   code, output = run_train(tmp_path / "single", overrides + [
-      "--config.train.checkpoint_every=1"])
+      "--config.checkpoint.every=1"])
   assert code == 0, output
   job = tmp_path / "job"
   # SIGTERM to the non-chief worker.
@@ -88,13 +88,13 @@ def test_preempted_and_timed_out_workers_stop_together_and_resume_exactly(
   # worker 1 waiting at a barrier, not inside a training collective):
   # SIGTERM to the chief.
   second = _stop_together(job, overrides, "SIGTERM", signalled=0, extra_flags=[
-      "--mode=train_and_eval", "--config.train.checkpoint_every=1"])
+      "--mode=train_and_eval", "--config.checkpoint.every=1"])
   assert (job / "eval" / f"metrics-{second}.json").exists()
   # Resumed with a time budget already spent (the budget counts the
   # minutes of earlier sessions): both stop after their first loop, on the
   # time the workers agree on, before the budget reshapes the schedule.
   third = _stop_together(job, overrides, "max_minutes",
-                         extra_flags=["--config.train.max_minutes=0.001"])
+                         extra_flags=["--config.budget.max_minutes=0.001"])
   assert 0 < first < second < third < STEPS
   config = config_with(small_records, **PLAIN)
   for step in (first, second, third):

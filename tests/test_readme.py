@@ -46,7 +46,7 @@ from tests import harness
 from tests.conftest import REPO
 
 TINY_TRAIN = ["--config.train.steps=2", "--config.train.batch_size=2",
-              "--config.train.checkpoint_every=2", "--config.train.steps_per_loop=1",
+              "--config.checkpoint.every=2", "--config.train.steps_per_loop=1",
               "--config.data.crop_size=(65,65)", "--config.data.shuffle_buffer=4",
               "--config.eval.num_summary_images=0"]
 # The console scripts (deeplab-*) beside the interpreter.
@@ -238,7 +238,7 @@ def test_make_demo_runs(tmp_path):
   result = subprocess.run(
       ["make", "-o", ".venv/.installed", "demo", f"PY={sys.executable}",
        f"DEMO={demo}", "DEMO_FLAGS=--config.train.steps=4 "
-       "--config.train.checkpoint_every=4 --config.eval.num_summary_images=0"],
+       "--config.checkpoint.every=4 --config.eval.num_summary_images=0"],
       cwd=REPO, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Demo finished" in result.stdout

@@ -351,9 +351,9 @@ def test_exports_resize_to_range_and_bring_the_labels_back():
 
 
 @pytest.mark.parametrize("path, value, message", [
-    ("train.warmup_type", "cosine", "config.train.warmup_type must be 'none' or 'linear', got 'cosine'"),
-    ("train.hard_example_mining_step", -1, "config.train.hard_example_mining_step must be >= 0, got -1"),
-    ("train.last_layer_gradient_multiplier", -2.0, "config.train.last_layer_gradient_multiplier must be >= 0"),
+    ("schedule.warmup_type", "cosine", "config.schedule.warmup_type must be 'none' or 'linear', got 'cosine'"),
+    ("loss.hard_example_mining_step", -1, "config.loss.hard_example_mining_step must be >= 0, got -1"),
+    ("optimizer.last_layer_gradient_multiplier", -2.0, "config.optimizer.last_layer_gradient_multiplier must be >= 0"),
     ("data.min_resize_value", -513, "config.data.min_resize_value must be >= 0, got -513"),
     ("data.resize_factor", -16, "config.data.resize_factor must be >= 0"),
     ("eval.crop_size", (513,), "config.eval.crop_size must be"),

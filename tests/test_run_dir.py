@@ -7,6 +7,7 @@ import pytest
 
 from deeplab import config as config_lib
 from deeplab import run_dir
+from tests.conftest import REPO
 from tests.harness import make_synthetic_records
 from tests.harness import run_cli
 from tests.harness import run_train
@@ -23,7 +24,7 @@ def trained(tmp_path_factory):
       f"--config.data.train_pattern={records}/train-*.tfrecord",
       f"--config.data.eval_pattern={records}/val-*.tfrecord",
       "--config.data.crop_size=(65,65)", "--config.train.batch_size=2",
-      "--config.train.steps=4", "--config.train.checkpoint_every=4",
+      "--config.train.steps=4", "--config.checkpoint.every=4",
       "--config.train.steps_per_loop=2", "--config.eval.num_summary_images=0"])
   assert code == 0, output
   return root / "w", records, root / "png"
@@ -101,6 +102,38 @@ def test_a_damaged_config_json_is_named(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps(values))
   with pytest.raises(ValueError, match="config.train.batch_sise is not a config field"):
     run_dir.read_config(str(tmp_path))
+
+
+def test_a_run_folder_with_a_flat_train_section_still_loads(tmp_path):
+  # The config.json of a 1-step synthetic run whose train section holds
+  # every training field (optimizer, schedule, loss, ...).
+  flat = json.loads((REPO / "tests" / "data" / "config_flat_train.json").read_text())
+  (tmp_path / "config.json").write_text(json.dumps(flat))
+  config = run_dir.read_config(str(tmp_path))
+  config_lib.validate(config)
+  assert config.optimizer.name == "adamw" and config.optimizer.weight_decay == 0.01
+  assert config.optimizer.clip_global_norm == 5.0
+  assert config.schedule.base_learning_rate == 0.02
+  assert (config.schedule.warmup_steps, config.schedule.warmup_type) == (1, "linear")
+  assert config.loss.class_weights == (1.0, 2.0, 1.0, 1.0, 0.5)
+  assert (config.loss.lovasz_weight, config.loss.lovasz_pixel_stride) == (0.25, 2)
+  assert config.init.last_layers_contain_logits_only
+  assert (config.checkpoint.every, config.checkpoint.keep) == (1, 3)
+  assert (config.train.steps, config.train.batch_size) == (1, 4)
+  # Every field lands where the table says, and every other one stays.
+  written = json.loads(config.to_json())
+  flat_train = flat.pop("train")
+  assert set(flat_train) == set(run_dir.FLAT_TRAIN_KEYS) | set(written["train"])
+  for key, value in flat_train.items():
+    section, name = run_dir.FLAT_TRAIN_KEYS.get(key, f"train.{key}").split(".")
+    assert written[section][name] == value, key
+  for section, values in flat.items():
+    assert written[section] == values, section
+  # Written back, the run's config.json has the sections.
+  run_dir.write_config(config, str(tmp_path))
+  rewritten = json.loads((tmp_path / "config.json").read_text())
+  assert set(rewritten["train"]) == set(config.train.keys())
+  assert run_dir.read_config(str(tmp_path)).to_dict() == config.to_dict()
 
 
 def test_changes_are_typed_and_validated(tmp_path):

@@ -190,10 +190,10 @@ def test_the_tools_warn_about_bf16_on_a_cpu_without_it(monkeypatch):
       cpu(EPYC_AVX2), "train", environ={}))
   common.warn_about_bf16(config)
   assert len(warnings) == 1 and "AMD EPYC 7B12" in warnings[0]
-  config.train.strategy = "tpu"  # bf16 runs on the TPU, not on this CPU
+  config.distribution.strategy = "tpu"  # bf16 runs on the TPU, not on this CPU
   common.warn_about_bf16(config)
   monkeypatch.setattr(runtime, "_applied", runtime.choose(
       cpu(SAPPHIRE_AMX), "train", environ={}))
-  config.train.strategy = "default"
+  config.distribution.strategy = "default"
   common.warn_about_bf16(config)
   assert len(warnings) == 1

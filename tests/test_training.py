@@ -31,7 +31,7 @@ def test_the_tiny_default_learns_the_synthetic_shapes(records, tmp_path):
   code, output = run_train(tmp_path, [
       f"--config.data.train_pattern={records}/train-*.tfrecord",
       f"--config.data.eval_pattern={records}/val-*.tfrecord",
-      "--config.train.steps=300", "--config.train.checkpoint_every=300",
+      "--config.train.steps=300", "--config.checkpoint.every=300",
       "--config.eval.num_summary_images=1"], extra_flags=["--mode=train_and_eval"])
   assert code == 0, output
   metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -90,7 +90,7 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(records, tmp_pa
                   "data.max_scale": "1.0", "data.flip": "False",
                   "model.dropout_rate": "0.0", "data.crop_size": "(161,161)",
                   "train.fine_tune_batch_norm": "False",
-                  "train.steps": "6", "train.checkpoint_every": "6"})
+                  "train.steps": "6", "checkpoint.every": "6"})
   code, output = run_train(tmp_path / "single", overrides)
   assert code == 0, output
   processes = launch_workers(tmp_path / "multi", overrides)
@@ -145,7 +145,7 @@ def test_synchronized_batch_norm_over_two_replicas_equals_one_batch(mode, tmp_pa
     assert diff > 1e-2
 def test_sigterm_and_max_minutes_stop_cleanly_with_a_checkpoint(records, tmp_path):
   overrides = tiny_overrides(records, **{"train.steps": "100000",
-                                         "train.checkpoint_every": "100000"})
+                                         "checkpoint.every": "100000"})
   launched = run_train(tmp_path / "term", overrides, wait=False)
   deadline = time.time() + 300
   while not (tmp_path / "term" / run_dir.LOG_FILE).exists():
@@ -157,7 +157,7 @@ def test_sigterm_and_max_minutes_stop_cleanly_with_a_checkpoint(records, tmp_pat
   assert "Training stopped (SIGTERM)" in output
   assert tf.train.latest_checkpoint(str(tmp_path / "term" / "checkpoints"))
   code, output = run_train(tmp_path / "minutes", overrides + [
-      "--config.train.max_minutes=0.002"])
+      "--config.budget.max_minutes=0.002"])
   assert code == 0 and "Training stopped (max_minutes)" in output, output
   assert tf.train.latest_checkpoint(str(tmp_path / "minutes" / "checkpoints"))
 
@@ -167,7 +167,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(records, tmp_path):
   assert code == 0
   before = sorted(os.listdir(tmp_path / "checkpoints"))
   code, output = run_train(tmp_path, tiny_overrides(
-      records, **{"train.steps": "40", "train.base_learning_rate": "1e12"}))
+      records, **{"train.steps": "40", "schedule.base_learning_rate": "1e12"}))
   assert code != 0
   assert "FloatingPointError: loss is" in output
   assert sorted(os.listdir(tmp_path / "checkpoints")) == before
@@ -179,8 +179,8 @@ def test_fine_tune_from_a_workdir_with_a_fresh_logits_layer(records, tmp_path):
   config = config_with(records)
   config.dataset.name = "shapes3"
   config.dataset.num_classes = 3
-  config.train.init_checkpoint = str(tmp_path / "source")
-  config.train.initialize_last_layer = False
+  config.init.checkpoint = str(tmp_path / "source")
+  config.init.initialize_last_layer = False
   trainer = trainer_lib.Trainer(config, str(tmp_path / "target"), tf.distribute.get_strategy())
   trainer.restore_or_initialize()
   source, _ = final_weights(tmp_path / "source", config_with(records))
@@ -190,7 +190,7 @@ def test_fine_tune_from_a_workdir_with_a_fresh_logits_layer(records, tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"train.strategy": "horovod"}, "config.train.strategy must be one of"),
+    ({"distribution.strategy": "horovod"}, "config.distribution.strategy must be one of"),
     ({"dataset.num_classes": "7"}, "does not match dataset 'synthetic', which has 5 classes"),
     ({"data.train_pattern": "/nowhere/*.tfrecord"}, "config.data.train_pattern='/nowhere/*.tfrecord' matches no files"),
 ])
@@ -314,13 +314,13 @@ def test_lovasz_weight_adds_the_lovasz_loss_to_the_segmentation_loss(records):
   logits = tf.constant(rng.normal(size=(2, 5, 5, 5)).astype(np.float32))
   labels = tf.constant(rng.integers(0, 5, size=(2, 5, 5)))
   plain = tasks.make_task(config).loss_sum_and_count(logits, labels, 0)
-  config.train.lovasz_weight = 0.5
+  config.loss.lovasz_weight = 0.5
   mixed = tasks.make_task(config).loss_sum_and_count(logits, labels, 0)
   lovasz = loss_lib.lovasz_softmax(logits, labels, 5, config.dataset.ignore_label)
   assert float(mixed[1]) == float(plain[1]) == 50
   assert float(mixed[0] / mixed[1]) == pytest.approx(
       float(plain[0] / plain[1] + 0.5 * lovasz), rel=1e-6)
-  config.train.lovasz_pixel_stride = 2
+  config.loss.lovasz_pixel_stride = 2
   strided = tasks.make_task(config).loss_sum_and_count(logits, labels, 0)
   lovasz = loss_lib.lovasz_softmax(logits[:, ::2, ::2], labels[:, ::2, ::2], 5,
                                    config.dataset.ignore_label)

@@ -188,7 +188,7 @@ def warn_about_bf16(config: ml_collections.ConfigDict) -> None:
   """Logs ``runtime.bf16_warning`` when a tool would run ``mixed_bfloat16``
   on a CPU without bf16 arithmetic (not on a TPU or GPU, where it pays)."""
   choice = runtime.current()
-  if choice is None or config.train.strategy == "tpu":
+  if choice is None or config.distribution.strategy == "tpu":
     return  # A library call, not a tool; or the model runs on TPUs.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if tf.config.list_physical_devices("GPU"):

@@ -12,8 +12,8 @@ address, a ``.tar.gz`` of the zoo, a TF1 checkpoint prefix or a TFLite file
 (deeplab/convert.py says how each is read and checked). W then holds
 checkpoints/ckpt-0 and config.json, and deeplab-eval, deeplab-export and
 deeplab-predict use it like a trained run; deeplab-train fine-tunes from it
-(``--config.train.init_checkpoint=W``, with
-``--config.train.initialize_last_layer=False`` for another class count).
+(``--config.init.checkpoint=W``, with
+``--config.init.initialize_last_layer=False`` for another class count).
 """
 
 from absl import app

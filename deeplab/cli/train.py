@@ -1,8 +1,8 @@
 r"""Trains DeepLab (or resumes a run) from an experiment config.
 
   deeplab-train --config=pascal_voc_xception65 --workdir=runs/voc \
-      [--mode=train|train_and_eval] [--config.train.strategy=mirrored] \
-      [--config.train.steps=N --config.train.max_minutes=M ...]
+      [--mode=train|train_and_eval] [--config.distribution.strategy=mirrored] \
+      [--config.train.steps=N --config.budget.max_minutes=M ...]
   deeplab-train --workdir=runs/voc          # resume with the run's config
 
 (In a checkout, ``python train.py`` is the same tool; ``--config`` takes a
@@ -11,8 +11,8 @@ shipped config's name or a file.)
 Leaves checkpoints, W/config.json (the resolved config), TensorBoard
 summaries and W/train_log.jsonl in W; a second run resumes from the latest
 checkpoint. SIGTERM / Ctrl-C save a checkpoint before exiting. Strategies:
---config.train.strategy=default|mirrored|multi_worker (TF_CONFIG)|tpu, with
---config.train.tpu=NAME. Continuous evaluation is eval.py's.
+--config.distribution.strategy=default|mirrored|multi_worker (TF_CONFIG)|tpu, with
+--config.distribution.tpu=NAME. Continuous evaluation is eval.py's.
 """
 
 from absl import app

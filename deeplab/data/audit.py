@@ -201,13 +201,13 @@ def report(result: Audit, num_classes: Optional[int], ignore_label: int,
                      else "0.0" for c in range(num_classes))
 
   lines.append("median-frequency class weights, for the config:")
-  lines.append(f"  config.train.class_weights = ({weight_list(1.0)},)")
+  lines.append(f"  config.loss.class_weights = ({weight_list(1.0)},)")
   # Full weights buy rare classes recall with precision: on CamVid the thin
   # classes were found 74-87% of the time but only 9-23% of the pixels
   # given them were theirs (bench/README.md, "CamVid in 30 minutes").
   lines.append("their square roots (rare classes over-predicted less; the "
                "CamVid recipes use these):")
-  lines.append(f"  config.train.class_weights = ({weight_list(0.5)},)")
+  lines.append(f"  config.loss.class_weights = ({weight_list(0.5)},)")
   if warnings:
     lines.append("")
     lines.append("WARNINGS:")

@@ -196,7 +196,8 @@ def records_per_step(batch_size: int,
 def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = None,
                   batch_size: Optional[int] = None,
                   start_step: int = 0,
-                  example_fn: Optional[Callable] = None) -> tf.data.Dataset:
+                  example_fn: Optional[Callable] = None,
+                  info: Optional[registry.DatasetInfo] = None) -> tf.data.Dataset:
   """Infinite batches of (images [b, h, w, 3] float32, labels [b, h, w] int32).
 
   Args:
@@ -213,9 +214,11 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
     example_fn: ``(serialized record, seed or None) -> (image, label)``
       of another task (``deeplab.data.classification``); default: the
       segmentation records' decoding, checks and augmentation.
+    info: the dataset ``config.dataset`` names, where the caller holds it
+      (default: looked up in the dataset table).
   """
   data = config.data
-  info = registry.from_config(config)
+  info = info or registry.from_config(config)
   key = "config.data.train_pattern"
   paths = list_files(data.train_pattern, key)
   if batch_size is None:

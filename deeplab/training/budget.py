@@ -1,4 +1,4 @@
-"""A training time budget (``config.train.max_minutes``) that the learning
+"""A training time budget (``config.budget.max_minutes``) that the learning
 rate schedule spends whole.
 
 With a budget, the poly schedule's horizon (the step at which the rate

@@ -4,7 +4,7 @@ and classification to pretrain a backbone: ``tasks.py``).
 
 The dataset is distributed with input contexts, ``steps_per_loop`` steps run
 inside one ``tf.function`` call (``Trainer.make_train_loop``), a checkpoint
-is written every ``checkpoint_every`` steps, and the loop stops at
+is written every ``config.checkpoint.every`` steps, and the loop stops at
 ``config.train.steps``, on SIGTERM/SIGINT or when the ``max_minutes`` budget
 is spent (``budget.TimeBudget``, which also fits the learning rate schedule
 to it), saving first; in a multi-worker job every worker stops after the
@@ -48,7 +48,7 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
   Args:
     config: experiment config.
     workdir: checkpoints, ``config.json``, summaries and the log go here.
-    strategy: default: from ``config.train.strategy``.
+    strategy: default: from ``config.distribution.strategy``.
     evaluate_every_checkpoint: evaluate on the eval records after each
       checkpoint (train_and_eval).
     clock: monotonic seconds for the time budget (tests pass a fake one).
@@ -68,8 +68,8 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
   pipeline.list_files(config.data.train_pattern, "config.data.train_pattern")
   if evaluate_every_checkpoint:
     pipeline.list_files(config.data.eval_pattern, "config.data.eval_pattern")
-  strategy = strategy or strategy_lib.make_strategy(config.train.strategy,
-                                                    config.train.tpu)
+  strategy = strategy or strategy_lib.make_strategy(config.distribution.strategy,
+                                                    config.distribution.tpu)
   trainer = trainer_lib.Trainer(config, workdir, strategy, clock)
   if trainer.chief:
     run_dir.write_config(config, workdir)
@@ -78,6 +78,7 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
   budget = trainer.budget
   budget.start(start_step)
   train_cfg = config.train
+  checkpoint_every = config.checkpoint.every
   dataset = strategy.distribute_datasets_from_function(
       lambda context: trainer.task.train_dataset(context, start_step))
   iterator = iter(dataset)
@@ -92,7 +93,7 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
   with stopping.Stopper(strategy) as stopper, writer.as_default():
     while trainer.step < train_cfg.steps:
       step = trainer.step
-      until_checkpoint = train_cfg.checkpoint_every - step % train_cfg.checkpoint_every
+      until_checkpoint = checkpoint_every - step % checkpoint_every
       count = min(train_cfg.steps_per_loop, train_cfg.steps - step, until_checkpoint)
       begin = time.perf_counter()
       loss = float(loop(iterator, tf.constant(count)))
@@ -102,7 +103,7 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
         raise FloatingPointError(
             f"loss is {loss} at step {step}: training stopped; the last good "
             f"checkpoint ({trainer.manager.latest_checkpoint}) is untouched. "
-            "Lower config.train.base_learning_rate, check the labels with "
+            "Lower config.schedule.base_learning_rate, check the labels with "
             "`deeplab-inspect`, or use float32.")
       images_per_second = count * train_cfg.batch_size / elapsed
       spent = budget.update(step, strategy)
@@ -120,7 +121,7 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
             step=step, loss=loss, learning_rate=learning_rate,
             images_per_second=images_per_second, minutes=round(minutes, 4),
             schedule_horizon=round(float(budget.horizon.numpy()), 1)))
-      if step % train_cfg.checkpoint_every == 0 or step == train_cfg.steps:
+      if step % checkpoint_every == 0 or step == train_cfg.steps:
         trainer.save()
         last_saved = step
         if evaluate_every_checkpoint:

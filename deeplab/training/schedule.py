@@ -1,13 +1,13 @@
 """Learning-rate schedules: the original DeepLab's (slow start, then poly
 decay) and slim's ImageNet one (staircase exponential decay by epochs),
-chosen by ``config.train.schedule`` (``from_config``)."""
+chosen by ``config.schedule.name`` (``from_config``)."""
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
-WARMUP_TYPES = ("none", "linear")
+from deeplab.config import WARMUP_TYPES
 
 
 @keras.saving.register_keras_serializable(package="deeplab")
@@ -105,23 +105,23 @@ class StaircaseExponentialDecay(keras.optimizers.schedules.LearningRateSchedule)
                 decay_steps=self.decay_steps, decay_rate=self.decay_rate)
 
 
-def from_config(config, horizon=None
+def from_config(schedule, batch_size: int, horizon
                 ) -> keras.optimizers.schedules.LearningRateSchedule:
-  """The schedule ``config.train.schedule`` names, with its fields.
+  """The schedule ``schedule.name`` names, with its fields.
 
   Args:
-    config: experiment config.
-    horizon: the poly schedule's total steps when not ``config.train.steps``
-      (a time budget's variable, ``budget.TimeBudget.horizon``); the
+    schedule: ``config.schedule``.
+    batch_size: images per step (``config.train.batch_size``): the
+      exponential schedule's epochs become steps with it.
+    horizon: the poly schedule's total steps: ``config.train.steps``, or a
+      time budget's variable (``budget.TimeBudget.horizon``); the
       exponential schedule decays by epochs and has no horizon.
   """
-  train = config.train
-  if train.schedule == "exponential":
+  if schedule.name == "exponential":
     return StaircaseExponentialDecay.by_epochs(
-        train.base_learning_rate, train.decay_epochs, train.decay_rate,
-        train.epoch_examples, train.batch_size)
+        schedule.base_learning_rate, schedule.decay_epochs,
+        schedule.decay_rate, schedule.epoch_examples, batch_size)
   return PolyWithWarmup(
-      train.base_learning_rate,
-      train.steps if horizon is None else horizon, train.learning_power,
-      train.end_learning_rate, train.warmup_steps,
-      train.warmup_learning_rate, train.warmup_type)
+      schedule.base_learning_rate, horizon, schedule.learning_power,
+      schedule.end_learning_rate, schedule.warmup_steps,
+      schedule.warmup_learning_rate, schedule.warmup_type)

@@ -7,7 +7,7 @@ multi-worker job every worker stops after the same step, even if only one
 of them was signalled, and all write the final checkpoint together (the
 chief into the run folder). A worker that stopped alone would leave the
 others blocked in the next step's collective. (The time budget,
-``config.train.max_minutes``, is agreed the same way by
+``config.budget.max_minutes``, is agreed the same way by
 ``budget.TimeBudget``.)
 
 TensorFlow's ``tf.distribute.experimental.PreemptionCheckpointHandler`` is

@@ -31,7 +31,7 @@ def make_strategy(name: str, tpu_address: str = "local") -> tf.distribute.Strate
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "tpu":
     if not tpu_address:
-      raise ValueError("config.train.tpu must be 'local' (a TPU VM), a TPU "
+      raise ValueError("config.distribution.tpu must be 'local' (a TPU VM), a TPU "
                        "name or a grpc:// address for strategy 'tpu', got ''")
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
     tf.config.experimental_connect_to_cluster(resolver)

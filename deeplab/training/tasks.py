@@ -42,22 +42,22 @@ class SegmentationTask:
   def train_dataset(self, input_context: Optional[tf.distribute.InputContext],
                     start_step: int) -> tf.data.Dataset:
     return pipeline.train_dataset(self.config, input_context,
-                                  start_step=start_step)
+                                  start_step=start_step, info=self.info)
 
   def loss_sum_and_count(self, logits, labels, step) -> Tuple[tf.Tensor, tf.Tensor]:
-    train = self.config.train
+    loss = self.config.loss
     losses, labelled = loss_lib.pixel_losses(
         logits, labels, self.info.num_classes, self.info.ignore_label,
-        tuple(train.class_weights))
+        tuple(loss.class_weights))
     total, count = loss_lib.loss_sum_and_count(
-        losses, labelled, train.top_k_percent_pixels, step,
-        train.hard_example_mining_step)
-    if train.lovasz_weight:
+        losses, labelled, loss.top_k_percent_pixels, step,
+        loss.hard_example_mining_step)
+    if loss.lovasz_weight:
       # Weighted by this replica's count: over the global count (the
       # trainer's division) it is the replicas' count-weighted mean, and on
       # one replica the loss itself.
-      every = train.lovasz_pixel_stride
-      total += train.lovasz_weight * count * loss_lib.lovasz_softmax(
+      every = loss.lovasz_pixel_stride
+      total += loss.lovasz_weight * count * loss_lib.lovasz_softmax(
           logits[:, ::every, ::every], labels[:, ::every, ::every],
           self.info.num_classes, self.info.ignore_label)
     return total, count

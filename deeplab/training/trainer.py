@@ -73,27 +73,27 @@ def gradient_multipliers(model: keras.Model, last_layer_multiplier: float = 1.0,
   return multipliers
 
 
-def make_optimizer(train, learning_rate, model: keras.Model, decayed_kernels):
-  """``config.train.optimizer``: the paper's SGD with momentum (Nesterov's
-  with ``config.train.nesterov``; weight decay
-  as an L2 loss, ``loss.weight_decay_loss``), or Keras' AdamW, whose
-  decoupled decay (``w -= learning_rate * weight_decay * w``) reaches the
-  same weights the L2 rule does: conv kernels, not depthwise kernels,
-  biases or batch norm."""
-  if train.optimizer == "sgd":
-    return keras.optimizers.SGD(learning_rate, momentum=train.momentum,
-                                nesterov=train.nesterov)
-  if train.optimizer == "adamw":
+def make_optimizer(settings, learning_rate, model: keras.Model, decayed_kernels):
+  """The optimizer ``settings`` (``config.optimizer``) name: the paper's SGD
+  with momentum (Nesterov's with ``settings.nesterov``; weight decay as an
+  L2 loss, ``loss.weight_decay_loss``), or Keras' AdamW, whose decoupled
+  decay (``w -= learning_rate * weight_decay * w``) reaches the same
+  weights the L2 rule does: conv kernels, not depthwise kernels, biases or
+  batch norm."""
+  if settings.name == "sgd":
+    return keras.optimizers.SGD(learning_rate, momentum=settings.momentum,
+                                nesterov=settings.nesterov)
+  if settings.name == "adamw":
     optimizer = keras.optimizers.AdamW(
-        learning_rate, weight_decay=train.weight_decay,
-        beta_1=train.adam_beta1, beta_2=train.adam_beta2,
-        epsilon=train.adam_epsilon)
+        learning_rate, weight_decay=settings.weight_decay,
+        beta_1=settings.adam_beta1, beta_2=settings.adam_beta2,
+        epsilon=settings.adam_epsilon)
     decayed = {id(k) for k in decayed_kernels}
     optimizer.exclude_from_weight_decay(var_list=[
         v for v in model.trainable_variables if id(v) not in decayed])
     return optimizer
-  raise ValueError(f"config.train.optimizer must be one of {config_lib.OPTIMIZERS}, "
-                   f"got {train.optimizer!r}")
+  raise ValueError(f"config.optimizer.name must be one of {config_lib.OPTIMIZERS}, "
+                   f"got {settings.name!r}")
 
 
 def clip_by_global_norm(grads, clip_norm: float, loss_scale=None):
@@ -157,10 +157,13 @@ class Trainer:
       self.model = self.task.build_model(sync_batch_norm=replicas > 1)
       if not train.fine_tune_batch_norm:
         batch_norm_in_inference_mode(self.model)
-      self.budget = budget_lib.TimeBudget(train.max_minutes, train.steps, clock)
-      self.schedule = schedule_lib.from_config(config, self.budget.horizon)
+      self.budget = budget_lib.TimeBudget(config.budget.max_minutes,
+                                          train.steps, clock)
+      self.schedule = schedule_lib.from_config(
+          config.schedule, train.batch_size, self.budget.horizon)
       self.kernels = loss_lib.decayed_kernels(self.model)
-      optimizer = make_optimizer(train, self.schedule, self.model, self.kernels)
+      optimizer = make_optimizer(config.optimizer, self.schedule, self.model,
+                                 self.kernels)
       if config.model.dtype_policy == "mixed_float16":
         optimizer = ReplicaAgreeingLossScaleOptimizer(optimizer)
       self.optimizer = optimizer
@@ -177,7 +180,7 @@ class Trainer:
     if not self.chief:  # Other workers save to a scratch folder (collective).
       directory = tempfile.mkdtemp(prefix="deeplab_worker_")
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, directory, max_to_keep=train.keep_checkpoints)
+        self.checkpoint, directory, max_to_keep=config.checkpoint.keep)
     self._host_model = None  # Built at the first host evaluation.
 
   @property
@@ -186,7 +189,7 @@ class Trainer:
 
   def restore_or_initialize(self):
     """Restores the run's newest intact checkpoint, else initializes
-    (``config.train.init_checkpoint``, or the seeded initial weights).
+    (``config.init.checkpoint``, or the seeded initial weights).
 
     A damaged checkpoint (truncated, missing or corrupt files) is reported
     by name and the previous one is tried; the chief drops the damaged ones
@@ -213,7 +216,7 @@ class Trainer:
         run_dir.forget_checkpoints(self.workdir, damaged)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.manager.directory,
-            max_to_keep=self.config.train.keep_checkpoints)
+            max_to_keep=self.config.checkpoint.keep)
       return path
     if damaged:
       raise ValueError(
@@ -269,8 +272,8 @@ class Trainer:
     config = self.config
     replicas = self.strategy.num_replicas_in_sync
     multipliers = gradient_multipliers(
-        self.model, config.train.last_layer_gradient_multiplier,
-        config.train.last_layers_contain_logits_only)
+        self.model, config.optimizer.last_layer_gradient_multiplier,
+        config.init.last_layers_contain_logits_only)
 
     def step_fn(images, labels):
       with tf.GradientTape() as tape:
@@ -280,15 +283,15 @@ class Trainer:
         context = tf.distribute.get_replica_context()
         count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
         loss = total / tf.maximum(count, 1.0)
-        if config.train.optimizer == "sgd":
+        if config.optimizer.name == "sgd":
           loss += loss_lib.weight_decay_loss(
-              self.kernels, config.train.weight_decay) / replicas
+              self.kernels, config.optimizer.weight_decay) / replicas
         scaled = self.optimizer.scale_loss(loss)
       grads = tape.gradient(scaled, self.model.trainable_variables)
       grads = [g if m == 1.0 else g * m for g, m in zip(grads, multipliers)]
-      if config.train.clip_global_norm > 0:
+      if config.optimizer.clip_global_norm > 0:
         grads, _ = clip_by_global_norm(
-            grads, config.train.clip_global_norm,
+            grads, config.optimizer.clip_global_norm,
             getattr(self.optimizer, "dynamic_scale", None))
       self.optimizer.apply(grads, self.model.trainable_variables)
       return loss

@@ -5,7 +5,7 @@ Two sources, both read when a run starts (never when it resumes) through
 ours, a .keras file, an original DeepLab TF1 checkpoint, a zoo name...):
 the backbone's pretrained weights (``config.model.backbone_weights``; a
 classification run of ours is one) and a whole model to start from
-(``config.train.init_checkpoint``), in that order. What is training's own
+(``config.init.checkpoint``), in that order. What is training's own
 is which layers a warm start leaves out (``initialize_last_layer``).
 """
 
@@ -23,10 +23,10 @@ def initialize_from_config(model: keras.Model, config):
   set) into a new run's model."""
   if config.model.backbone_weights:
     weights_lib.load_backbone_weights(model, config.model.backbone_weights)
-  train = config.train
-  if train.init_checkpoint:
-    initialize(model, train.init_checkpoint, train.initialize_last_layer,
-               train.last_layers_contain_logits_only)
+  init = config.init
+  if init.checkpoint:
+    initialize(model, init.checkpoint, init.initialize_last_layer,
+               init.last_layers_contain_logits_only)
 
 
 def initialize(model: keras.Model, path: str, initialize_last_layer: bool,
