@@ -38,7 +38,8 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab import config as config_lib
-from deeplab import evaluation
+from deeplab import inference
+from deeplab import metrics as metrics_lib
 from deeplab import run_dir
 from deeplab.data import pipeline
 from deeplab.data import registry
@@ -96,7 +97,7 @@ def main(argv):
   threshold_union = np.zeros(len(THRESHOLDS), np.int64)
   thresholds = np.asarray(THRESHOLDS, np.float32)[:, None, None]
   for batch in pipeline.eval_dataset(config, None):
-    probabilities = evaluation.predict_probabilities(
+    probabilities = inference.predict_probabilities(
         model, batch["image"], crop_size=config_lib.eval_crop_size(config))
     predictions = tf.argmax(probabilities, -1).numpy()
     labels = np.reshape(batch["label"].numpy(), predictions.shape)
@@ -133,7 +134,7 @@ def main(argv):
     print(f"within {tolerance} px: recall "
           f"{found[tolerance] / max(row.sum(), 1):.3f}, precision "
           f"{right[tolerance] / max(column.sum(), 1):.3f}")
-  iou = evaluation.metrics_from_confusion(  # Without the ignored pixels.
+  iou = metrics_lib.metrics_from_confusion(  # Without the ignored pixels.
       confusion[:classes, :classes], info.class_names)["per_class_iou"][
           _CLASS.value]
   print(f"IoU: arg-max {iou:.3f}; probability above t: " + ", ".join(

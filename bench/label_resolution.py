@@ -37,7 +37,8 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from deeplab import evaluation
+from deeplab import inference
+from deeplab import metrics as metrics_lib
 from deeplab.data import pipeline
 from deeplab.data import records
 from deeplab.data import registry
@@ -50,7 +51,7 @@ _STRIDES = flags.DEFINE_list("strides", ["2", "4", "8", "16"],
                              "Strides of the logit grid.")
 _CLASS = flags.DEFINE_string("class_name", "", "Class whose connected regions "
                              "are counted ('': none).")
-ALIGNMENT = 16  # Evaluation pads to 16k + 1 (deeplab.evaluation).
+ALIGNMENT = 16  # Evaluation pads to 16k + 1 (deeplab.inference).
 
 
 def grid_scores(one_hot: tf.Tensor, stride: int, sampling: str) -> tf.Tensor:
@@ -98,8 +99,8 @@ def main(argv):
   for example in records.iterate_examples(paths):
     label = example["label"][..., 0].astype(np.int64)
     height, width = label.shape
-    padded = np.full((evaluation.padded_size(height, ALIGNMENT),
-                      evaluation.padded_size(width, ALIGNMENT)), ignore)
+    padded = np.full((inference.padded_size(height, ALIGNMENT),
+                      inference.padded_size(width, ALIGNMENT)), ignore)
     padded[:height, :width] = label
     one_hot = tf.one_hot(np.where(padded < classes, padded, -1), classes)[None]
     for stride in strides:
@@ -108,7 +109,7 @@ def main(argv):
             images=grid_scores(one_hot, stride, sampling),
             size=padded.shape, align_corners=True)
         predicted = tf.argmax(scores[0], -1)[:height, :width]
-        confusion[stride, sampling] += evaluation.confusion_matrix(
+        confusion[stride, sampling] += metrics_lib.confusion_matrix(
             label, predicted, classes, ignore).numpy()
     if target is not None and (label == target).any():
       sizes = regions(label == target)
@@ -122,8 +123,8 @@ def main(argv):
         " ".join(f"{n[:9]:>9}" for n in names))
   for stride in strides:
     for sampling in samplings:
-      metrics = evaluation.metrics_from_confusion(confusion[stride, sampling],
-                                                  names)
+      metrics = metrics_lib.metrics_from_confusion(confusion[stride, sampling],
+                                                   names)
       print(f"{stride:>6} {sampling:>8} {metrics['miou']:>6.3f}  " +
             " ".join(f"{v:>9.3f}" for v in metrics["per_class_iou"].values()))
   if target is not None:

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from deeplab import config as config_lib
 from deeplab import evaluation
+from deeplab import metrics as metrics_lib
 from deeplab import run_dir
 from deeplab.data import pipeline
 from deeplab.data import registry
@@ -64,8 +65,8 @@ def main(argv):
     matrix = evaluation.evaluate(
         shifted, dataset, strategy, info.num_classes, info.ignore_label,
         (1.0,), False, crop_size=config_lib.eval_crop_size(config))
-    metrics = evaluation.metrics_from_confusion(matrix, info.class_names,
-                                                info.evaluated_classes)
+    metrics = metrics_lib.metrics_from_confusion(matrix, info.class_names,
+                                                 info.evaluated_classes)
     classes = ", ".join(f"{name} {iou:.3f}" for name, iou
                         in metrics["per_class_iou"].items() if iou is not None)
     print(f"p={power:g}: mIoU {metrics['miou']:.4f}; {classes}", flush=True)

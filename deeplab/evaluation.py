@@ -1,167 +1,41 @@
-"""Evaluation: confusion matrix, mIoU and friends, multi-scale + flip inference.
+"""Evaluation of a run: metrics files, TensorBoard summaries, and continuous
+evaluation of new checkpoints.
 
-Inference at any image size: as the original's evaluation and export, the
-image is padded (bottom/right, with the mean pixel) up to the evaluation
-crop size (``eval_crop_size``, 513x513 for VOC), so the image-pooling
-branch averages over the padded area as it did there; a dimension larger
-than the crop (or every dimension, without a crop size) is padded to the
-next size of the form ``output_stride * k + 1``, where the aligned-corner
-resizes line up exactly. The result is sliced back to the image.
-Multi-scale inference averages the softmax probabilities of every scale
-(and of the flipped input), as the original's ``predict_labels_multi_scale``
-does; with scales (1.0,) and no flip it is plain inference.
+``evaluate_model`` scores a model on the config's eval records and writes
+``W/eval/metrics.json`` (and ``metrics-<step>.json``), TensorBoard scalars
+and a few predicted masks. ``evaluate_checkpoint`` restores a checkpoint of
+a run and scores its inference form (batch norm folded: the same logits,
+faster); ``continuous_eval`` does that for each new checkpoint. Training
+calls ``evaluate_model`` on its live model (``train_and_eval``).
 
-The evaluation step compiles with XLA (``jit_compile=True``): only images
-and labels enter it (file names stay on the host), and ignored pixels are
-zero weights, not a ``boolean_mask`` of data-dependent shape. Its
-``tf.function`` is made once per model and settings and reused by every
-later evaluation.
+Images are predicted as every inference does (``deeplab.inference``:
+padded to the evaluation crop, multi-scale and flip). The evaluation step
+compiles with XLA (``jit_compile=True``): only images and labels enter it
+(file names stay on the host), and ignored pixels are zero weights, not a
+``boolean_mask`` of data-dependent shape. Its ``tf.function`` is made once
+per model and settings and reused by every later evaluation.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Dict, Optional, Sequence
+import json
+import os
+from typing import Dict, List, Optional, Sequence
 import weakref
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from deeplab import config as config_lib
+from deeplab import folding
+from deeplab import inference
+from deeplab import metrics as metrics_lib
 from deeplab import progress
-
-
-def padded_size(size, output_stride: int):
-  """Smallest ``output_stride * k + 1 >= size`` (works on ints and tensors)."""
-  return ((size - 1 + output_stride - 1) // output_stride) * output_stride + 1
-
-
-def target_size(size, output_stride: int, crop: Optional[int] = None):
-  """What a dimension of ``size`` is padded to: ``crop`` if it fits in it,
-  else the next ``output_stride * k + 1`` (ints and tensors)."""
-  aligned = padded_size(size, output_stride)
-  if crop is None:
-    return aligned
-  if isinstance(size, int):
-    return crop if size <= crop else aligned
-  return tf.where(size <= crop, crop, aligned)
-
-
-def _resize(images, size):
-  return tf.raw_ops.ResizeBilinear(images=images, size=size,
-                                   align_corners=True)
-
-
-def scale_dimension(size, scale: float):
-  """The original's ``scale_dimension``: ``(size - 1) * scale + 1``, so an
-  aligned size (``output_stride * k + 1``) keeps its corner-aligned grid."""
-  return tf.cast((tf.cast(size, tf.float32) - 1.0) * scale + 1.0, tf.int32)
-
-
-def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
-                          flip: bool = False, output_stride: Optional[int] = None,
-                          crop_size: Optional[Sequence[int]] = None):
-  """Class probabilities [b, h, w, c] of images [b, h, w, 3] in [-1, 1].
-
-  The images are padded (``target_size``), each scale resizes the padded
-  images to ``scale_dimension`` of the padded size, the logits go back to
-  the padded size, their softmax is averaged, and the result is sliced
-  back to the images: the original's ``predict_labels_multi_scale`` on its
-  padded evaluation crop.
-
-  Args:
-    model: a ``DeepLab`` (or any callable ``model(images, training=False)``
-      returning logits at the input size).
-    images: float32 batch.
-    scales: input scales whose probabilities are averaged.
-    flip: also average the left-right flipped input.
-    output_stride: padding alignment (default: the model's).
-    crop_size: (height, width) images are padded to with the mean pixel
-      (the original's ``eval_crop_size``); None pads to the alignment only.
-  """
-  output_stride = output_stride or model.args.output_stride
-  crop_h, crop_w = tuple(crop_size) if crop_size else (None, None)
-  shape = tf.shape(images)
-  height, width = shape[1], shape[2]
-  padded_h = target_size(height, output_stride, crop_h)
-  padded_w = target_size(width, output_stride, crop_w)
-  # 0 after normalization is the mean pixel.
-  padded = tf.pad(images, [[0, 0], [0, padded_h - height],
-                           [0, padded_w - width], [0, 0]])
-  total = 0.0
-  count = 0
-  for scale in scales:
-    if scale == 1.0:
-      scaled = padded
-    else:
-      scaled = _resize(padded, tf.maximum(
-          scale_dimension(tf.stack([padded_h, padded_w]), scale), 1))
-    for flipped in ((False, True) if flip else (False,)):
-      inputs = tf.reverse(scaled, [2]) if flipped else scaled
-      logits = tf.cast(model(inputs, training=False), tf.float32)
-      if flipped:
-        logits = tf.reverse(logits, [2])
-      if scale != 1.0:
-        logits = _resize(logits, tf.stack([padded_h, padded_w]))
-      total += tf.nn.softmax(logits)
-      count += 1
-  return (total / count)[:, :height, :width, :]
-
-
-def confusion_matrix(labels, predictions, num_classes: int, ignore_label: int):
-  """[num_classes, num_classes] int64 counts (rows: truth), ignore excluded.
-
-  Static shapes only (XLA, TPUs): every pixel is counted with weight 1, or
-  0 if ignored or out of range.
-  """
-  labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-  predictions = tf.reshape(tf.cast(predictions, tf.int32), [-1])
-  valid = tf.logical_and(tf.not_equal(labels, ignore_label),
-                         tf.logical_and(labels >= 0, labels < num_classes))
-  predictions = tf.clip_by_value(predictions, 0, num_classes - 1)
-  cells = tf.where(valid, labels, 0) * num_classes + predictions
-  # int32 per batch (a batch has far fewer than 2**31 pixels); int64 sums.
-  counts = tf.math.unsorted_segment_sum(tf.cast(valid, tf.int32), cells,
-                                        num_classes * num_classes)
-  return tf.cast(tf.reshape(counts, [num_classes, num_classes]), tf.int64)
-
-
-def metrics_from_confusion(matrix: np.ndarray, class_names: Sequence[str],
-                           evaluated: Optional[Sequence[int]] = None) -> Dict:
-  """mIoU, per-class IoU, recall and precision, pixel accuracy, mean
-  accuracy, frequency-weighted IoU.
-
-  Classes that never occur in the ground truth and are never predicted
-  have no IoU and are left out of the mean (as a running mIoU does).
-  """
-  matrix = np.asarray(matrix, np.float64)
-  evaluated = list(range(len(matrix)) if evaluated is None else evaluated)
-  m = matrix[np.ix_(evaluated, evaluated)]
-  truth, predicted, hits = m.sum(1), m.sum(0), np.diag(m)
-  union = truth + predicted - hits
-  present = union > 0
-  iou = np.where(present, hits / np.maximum(union, 1), np.nan)
-  accuracy = np.where(truth > 0, hits / np.maximum(truth, 1), np.nan)
-  precision = np.where(predicted > 0, hits / np.maximum(predicted, 1), np.nan)
-  total = m.sum()
-  frequency = truth / max(total, 1)
-
-  def per_class(values):
-    return {class_names[c]: (None if math.isnan(v) else float(v))
-            for c, v in zip(evaluated, values)}
-
-  return {
-      "miou": float(np.nanmean(iou)) if present.any() else 0.0,
-      "per_class_iou": per_class(iou),
-      # Recall (the class's pixels found) and precision (the pixels given
-      # the class that have it): which of the two an IoU lacks.
-      "per_class_recall": per_class(accuracy),
-      "per_class_precision": per_class(precision),
-      "pixel_accuracy": float(hits.sum() / max(total, 1)),
-      "mean_accuracy": float(np.nanmean(accuracy)) if (truth > 0).any() else 0.0,
-      "frequency_weighted_iou": float(np.nansum(frequency * np.nan_to_num(iou))),
-      "pixels": int(total),
-  }
-
+from deeplab import run_dir
+from deeplab.data import classification
+from deeplab.data import pipeline
+from deeplab.data import registry
 
 # model -> {(strategy, settings): the compiled step}. Weak keys: a model
 # that is gone takes its functions with it (the steps hold it weakly).
@@ -187,10 +61,10 @@ def eval_step(model, strategy: tf.distribute.Strategy, num_classes: int,
   model_ref = weakref.ref(model)
 
   def step(images, labels):
-    probabilities = predict_probabilities(model_ref(), images, scales, flip,
-                                          crop_size=crop_size)
-    return confusion_matrix(labels, tf.argmax(probabilities, -1),
-                            num_classes, ignore_label)
+    probabilities = inference.predict_probabilities(
+        model_ref(), images, scales, flip, crop_size=crop_size)
+    return metrics_lib.confusion_matrix(labels, tf.argmax(probabilities, -1),
+                                        num_classes, ignore_label)
 
   if jit_compile:
     step = tf.function(step, jit_compile=True)
@@ -240,3 +114,157 @@ def evaluate(model, dataset, strategy: tf.distribute.Strategy, num_classes: int,
                      strategy.experimental_local_results(batch["image"])))
   return total
 
+
+def evaluate_model(config, model, workdir: str, step: int,
+                   strategy: Optional[tf.distribute.Strategy] = None,
+                   pattern: Optional[str] = None) -> Dict:
+  """Evaluates ``model`` on the eval records; writes metrics and summaries.
+
+  Writes ``workdir/eval/metrics.json`` (and ``metrics-<step>.json``) and
+  TensorBoard scalars (mIoU, per-class IoU, pixel accuracy) and a few
+  predicted masks beside their images; for a classification run
+  (``config.model.task``) top-1 and top-5 accuracy instead
+  (``evaluate_classifier``).
+  """
+  if config.model.task == "classification":
+    return evaluate_classifier(config, model, workdir, step, strategy, pattern)
+  strategy = strategy or tf.distribute.get_strategy()
+  info = registry.from_config(config)
+  # File names stay on the host: strings cannot enter a TPU program.
+  dataset = strategy.distribute_datasets_from_function(
+      lambda context: pipeline.eval_dataset(config, context, pattern).map(
+          lambda batch: {"image": batch["image"], "label": batch["label"]}))
+  images = pipeline.count_records(pattern or config.data.eval_pattern)
+  matrix = evaluate(
+      model, dataset, strategy, info.num_classes, info.ignore_label,
+      tuple(config.eval.scales), config.eval.flip,
+      crop_size=config_lib.eval_crop_size(config),
+      bar=progress.Progress(images, "eval", unit="images"))
+  metrics = metrics_lib.metrics_from_confusion(matrix, info.class_names,
+                                               info.evaluated_classes)
+  metrics["step"] = int(step)
+  eval_dir = write_metrics(metrics, workdir)
+  with tf.summary.create_file_writer(eval_dir).as_default():
+    tf.summary.scalar("miou", metrics["miou"], step)
+    tf.summary.scalar("pixel_accuracy", metrics["pixel_accuracy"], step)
+    for name, iou in metrics["per_class_iou"].items():
+      if iou is not None:
+        tf.summary.scalar(f"iou/{name}", iou, step)
+    _summarize_predictions(config, model, info, step, pattern)
+  logging.info("Step %d: mIoU %.4f, pixel accuracy %.4f", step,
+               metrics["miou"], metrics["pixel_accuracy"])
+  return metrics
+
+
+def write_metrics(metrics: Dict, workdir: str) -> str:
+  """Writes ``metrics`` (with its ``step``) as ``workdir/eval/metrics.json``
+  and ``metrics-<step>.json``; returns the eval folder."""
+  eval_dir = os.path.join(workdir, "eval")
+  tf.io.gfile.makedirs(eval_dir)
+  for name in ("metrics.json", f"metrics-{metrics['step']}.json"):
+    with tf.io.gfile.GFile(os.path.join(eval_dir, name), "w") as f:
+      json.dump(metrics, f, indent=2)
+  return eval_dir
+
+
+def evaluate_classifier(config, model, workdir: str, step: int,
+                        strategy: Optional[tf.distribute.Strategy] = None,
+                        pattern: Optional[str] = None) -> Dict:
+  """Top-1 and top-5 accuracy of a classifier on the eval records.
+
+  Writes ``workdir/eval/metrics.json`` (and ``metrics-<step>.json``):
+  ``{"top_1_accuracy", "top_5_accuracy", "examples", "step"}`` (top-5 is
+  top-k with k the class count when there are fewer than 5 classes), and
+  TensorBoard scalars of both accuracies.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  info = registry.from_config(config)
+  top_k = min(5, info.num_classes)
+  dataset = strategy.distribute_datasets_from_function(
+      lambda context: classification.eval_dataset(config, context, pattern))
+  bar = progress.Progress(pipeline.count_records(
+      pattern or config.data.eval_pattern), "eval", unit="images")
+
+  @tf.function
+  def counts(batch):
+    def replica(images, labels):
+      logits = tf.cast(model(images, training=False), tf.float32)
+      labels = tf.cast(labels, tf.int32)
+      return tf.stack([
+          tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, 1), tf.float32)),
+          tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, top_k), tf.float32)),
+          tf.cast(tf.size(labels), tf.float32)])
+    per_replica = strategy.run(replica, args=(batch["image"], batch["label"]))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+  totals = np.zeros(3)
+  for batch in dataset:
+    batch_counts = counts(batch).numpy()
+    totals += batch_counts
+    bar.update(int(batch_counts[2]))
+  top_1, top_5, examples = totals
+  metrics = {"top_1_accuracy": float(top_1 / max(examples, 1)),
+             "top_5_accuracy": float(top_5 / max(examples, 1)),
+             "examples": int(examples), "step": int(step)}
+  eval_dir = write_metrics(metrics, workdir)
+  with tf.summary.create_file_writer(eval_dir).as_default():
+    tf.summary.scalar("top_1_accuracy", metrics["top_1_accuracy"], step)
+    tf.summary.scalar("top_5_accuracy", metrics["top_5_accuracy"], step)
+  logging.info("Step %d: top-1 accuracy %.4f, top-5 accuracy %.4f (%d images)",
+               step, metrics["top_1_accuracy"], metrics["top_5_accuracy"],
+               metrics["examples"])
+  return metrics
+
+
+def _summarize_predictions(config, model, info, step: int, pattern=None):
+  """A few eval images beside their predicted and true masks, colored."""
+  count = config.eval.num_summary_images
+  if not count:
+    return
+  colormap = tf.constant(np.concatenate(
+      [info.colormap, np.zeros((256 - info.num_classes, 3), np.uint8)]))
+  panels = []
+  for batch in pipeline.eval_dataset(config, pattern=pattern).take(count):
+    image = batch["image"][:1]
+    probabilities = inference.predict_probabilities(
+        model, image, crop_size=config_lib.eval_crop_size(config))
+    predicted = tf.gather(colormap, tf.argmax(probabilities, -1)[0])
+    truth = tf.gather(colormap, tf.cast(batch["label"][0], tf.int32))
+    pixels = tf.cast((image[0] + 1.0) * 127.5, tf.uint8)
+    panels.append(tf.concat([pixels, predicted, truth], axis=1))
+  tf.summary.image("image_prediction_truth",
+                   tf.stack([tf.image.resize_with_pad(p, 256, 768, "nearest")
+                             for p in panels]), step, max_outputs=count)
+
+
+def evaluate_checkpoint(config, workdir: str, checkpoint: Optional[str] = None,
+                        strategy: Optional[tf.distribute.Strategy] = None
+                        ) -> Dict:
+  """Restores a checkpoint of the run (default: the latest), folds its batch
+  norm and evaluates it; returns the metrics ``evaluate_model`` wrote."""
+  model, step = run_dir.restore_model(config, workdir, checkpoint)
+  return evaluate_model(config, folding.inference_model(model), workdir, step,
+                        strategy)
+
+
+def continuous_eval(config, workdir: str, timeout_seconds: float = 3600,
+                    strategy: Optional[tf.distribute.Strategy] = None
+                    ) -> List[Dict]:
+  """Evaluates each new checkpoint of ``workdir`` once, until training ends
+  (the final step is evaluated) or no checkpoint arrives for ``timeout``."""
+  results = []
+  evaluated = None
+  for checkpoint in tf.train.checkpoints_iterator(
+      run_dir.checkpoint_dir(workdir), timeout=timeout_seconds):
+    model, step = run_dir.restore_model(config, workdir, checkpoint)
+    folded = folding.inference_model(model)
+    # One model for every checkpoint: its evaluation function (traced and
+    # optimized once) is reused.
+    if evaluated is None:
+      evaluated = folded
+    else:
+      evaluated.set_weights(folded.get_weights())
+    results.append(evaluate_model(config, evaluated, workdir, step, strategy))
+    if results[-1]["step"] >= config.train.steps:
+      break
+  return results

@@ -17,7 +17,6 @@ import pytest
 import tensorflow as tf
 
 from deeplab import config as config_lib
-from deeplab import eval_lib
 from deeplab import evaluation
 from deeplab import model as model_lib
 from deeplab import naming
@@ -337,12 +336,12 @@ def test_host_evaluation_gives_the_live_models_metrics(records, tmp_path,
   loop(iter(pipeline.train_dataset(config)), tf.constant(2))
   live, strategy = trainer.evaluation_model()
   assert live is trainer.model
-  expected = eval_lib.evaluate_model(config, live, str(tmp_path / "a"), 2,
+  expected = evaluation.evaluate_model(config, live, str(tmp_path / "a"), 2,
                                      strategy)
   monkeypatch.setattr(strategy_lib, "evaluates_on_host", lambda s: True)
   host, host_strategy = trainer.evaluation_model()
   assert host is not trainer.model
-  got = eval_lib.evaluate_model(config, host, str(tmp_path / "b"), 2,
+  got = evaluation.evaluate_model(config, host, str(tmp_path / "b"), 2,
                                 host_strategy)
   assert got == expected
   loop(iter(pipeline.train_dataset(config)), tf.constant(1))

@@ -21,10 +21,11 @@ LIBRARY = sorted(p for p in (REPO / "deeplab").rglob("*.py"))
 # What evaluation, export and prediction use: none may reach training code.
 # (The graph is of module-level imports; a function-level import of training
 # code would escape it, and none exists.)
-INFERENCE_MODULES = ["deeplab.eval_lib", "deeplab.export_lib", "deeplab.predict",
+INFERENCE_MODULES = ["deeplab.evaluation", "deeplab.export", "deeplab.predict",
                      "deeplab.convert", "deeplab.folding", "deeplab.run_dir",
                      "deeplab.cli", "deeplab.tools.eval", "deeplab.tools.export",
-                     "deeplab.evaluation", "deeplab.weights"]
+                     "deeplab.inference", "deeplab.metrics", "deeplab.weights",
+                     "deeplab.data.image_files"]
 
 
 def module_name(path: pathlib.Path) -> str:

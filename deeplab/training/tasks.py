@@ -5,7 +5,7 @@ says how its model is built, what its training batches are, how one
 replica's loss is summed and normalised, and what the training log keeps
 of an evaluation. ``config.model.task`` picks it
 (``make_task``). Evaluation dispatches on the same field in
-``deeplab.eval_lib`` (inference code never reaches ``deeplab.training``).
+``deeplab.evaluation`` (inference code never reaches ``deeplab.training``).
 
 The loss of a replica is ``(sum, count)``: the trainer divides the sum by
 the count all-reduced over the replicas, so gradients equal those of one
