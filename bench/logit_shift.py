@@ -26,11 +26,11 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab import config as config_lib
-from deeplab import evaluation
 from deeplab import metrics as metrics_lib
 from deeplab import run_dir
 from deeplab.data import pipeline
 from deeplab.data import registry
+from deeplab.tasks import segmentation
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder.", required=True)
 _POWERS = flags.DEFINE_list("powers", ["0", "0.5", "0.75", "1"],
@@ -62,7 +62,7 @@ def main(argv):
   print(f"{_WORKDIR.value}, step {step}, 1 scale")
   for power in map(float, _POWERS.value):
     shifted = ShiftedLogits(model, tf.constant(-power * log_weights))
-    matrix = evaluation.evaluate(
+    matrix = segmentation.confusion_over_dataset(
         shifted, dataset, strategy, info.num_classes, info.ignore_label,
         (1.0,), False, crop_size=config_lib.eval_crop_size(config))
     metrics = metrics_lib.metrics_from_confusion(matrix, info.class_names,

@@ -12,7 +12,7 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from deeplab.training import loss as loss_lib
+from deeplab import loss as loss_lib
 
 _BATCH = flags.DEFINE_integer("batch", 8, "Images per batch.")
 _HEIGHT = flags.DEFINE_integer("height", 289, "Crop height.")

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import evaluation
 from deeplab import inference
 from deeplab import metrics as metrics_lib
 from deeplab import model as model_lib
+from deeplab.tasks import segmentation
 
 
 def numpy_miou(labels, predictions, num_classes, ignore_label):
@@ -113,8 +113,8 @@ def test_evaluate_sums_the_confusion_matrix_over_the_dataset(small_model):
   labels = tf.random.uniform([3, 33, 49], 0, 4, dtype=tf.int32, seed=7)
   dataset = tf.data.Dataset.from_tensor_slices(
       {"image": images, "label": labels}).batch(1)
-  total = evaluation.evaluate(small_model, dataset, tf.distribute.get_strategy(),
-                              4, 255)
+  total = segmentation.confusion_over_dataset(
+      small_model, dataset, tf.distribute.get_strategy(), 4, 255)
   predictions = tf.argmax(inference.predict_probabilities(small_model, images), -1)
   expected = metrics_lib.confusion_matrix(labels, predictions, 4, 255).numpy()
   np.testing.assert_array_equal(total, expected)

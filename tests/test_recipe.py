@@ -11,10 +11,10 @@ import tensorflow as tf
 
 from deeplab import inference
 from deeplab import kernels
+from deeplab import loss as loss_lib
 from deeplab import model as model_lib
 from deeplab import naming
 from deeplab.data import augment
-from deeplab.training import loss as loss_lib
 from deeplab.training import schedule as schedule_lib
 from deeplab.training import trainer as trainer_lib
 from deeplab.training import warm_start

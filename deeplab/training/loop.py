@@ -1,6 +1,6 @@
 """The training loop: one device, MirroredStrategy, MultiWorkerMirroredStrategy
 (TF_CONFIG) and TPUStrategy share it, and so do the tasks (segmentation,
-and classification to pretrain a backbone: ``tasks.py``).
+and classification to pretrain a backbone: ``deeplab.tasks``).
 
 The dataset is distributed with input contexts, ``steps_per_loop`` steps run
 inside one ``tf.function`` call (``Trainer.make_train_loop``), a checkpoint
