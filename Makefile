@@ -4,10 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The console scripts (deeplab-*) beside the interpreter.
+BIN = $(dir $(PY))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 DEMO := demo_output
-# Extra train.py flags (tests/test_readme.py shortens the run with them).
+# Extra deeplab-train flags (tests/test_readme.py shortens the run with them).
 DEMO_FLAGS :=
 DEMO_DATA := --config.data.train_pattern='$(DEMO)/records/train-*.tfrecord' \
              --config.data.eval_pattern='$(DEMO)/records/val-*.tfrecord'
@@ -30,12 +32,12 @@ test: $(STAMP)
 # of the tiny default model, evaluation, SavedModel export, and predicted
 # overlays of a few validation images. Each run starts a fresh training run.
 demo: $(STAMP)
-	$(PY) -m datasets.make_synthetic --output_dir=$(DEMO)/records --png_dir=$(DEMO)/images
+	$(BIN)deeplab-make-synthetic --output_dir=$(DEMO)/records --png_dir=$(DEMO)/images
 	rm -rf $(DEMO)/run $(DEMO)/saved_model $(DEMO)/predictions
-	$(PY) train.py --config=configs/synthetic.py --workdir=$(DEMO)/run $(DEMO_DATA) $(DEMO_FLAGS)
-	$(PY) eval.py --workdir=$(DEMO)/run > $(DEMO)/eval.log
-	$(PY) export.py --workdir=$(DEMO)/run --export_dir=$(DEMO)/saved_model/1
-	$(PY) -m deeplab.predict --saved_model=$(DEMO)/saved_model/1 --input='$(DEMO)/images/0000[0-7].png' --output_dir=$(DEMO)/predictions
+	$(BIN)deeplab-train --config=configs/synthetic.py --workdir=$(DEMO)/run $(DEMO_DATA) $(DEMO_FLAGS)
+	$(BIN)deeplab-eval --workdir=$(DEMO)/run > $(DEMO)/eval.log
+	$(BIN)deeplab-export --workdir=$(DEMO)/run --export_dir=$(DEMO)/saved_model/1
+	$(BIN)deeplab-predict --saved_model=$(DEMO)/saved_model/1 --input='$(DEMO)/images/0000[0-7].png' --output_dir=$(DEMO)/predictions
 	@echo
 	@echo "Demo finished. Results in $(DEMO)/:"
 	@echo "  records/           synthetic TFRecords (train, val); images/ the val images as PNG"

@@ -1,8 +1,8 @@
-"""Thin entry point; the tool is ``deeplab.tools.export`` (console script
-``deeplab-export``), whose docstring says how to use it. The runtime is
-chosen before the tool (and TensorFlow) is imported: deeplab/runtime.py."""
+"""Thin entry point: the tool ``deeplab-export`` of the table ``deeplab.cli.TOOLS``
+(deeplab/cli/export.py says how to use it), its runtime chosen before
+TensorFlow is imported."""
 
-from deeplab import runtime
+from deeplab import cli
 
 if __name__ == "__main__":
-  runtime.launch("deeplab.tools.export")
+  cli.tool("export")()

@@ -600,7 +600,7 @@ def table(rows) -> str:
 
 
 def lead_over_peers(arch: str, results) -> str:
-  """Issue 17's target measure: our best float32 form (any ``ours*`` row
+  """The target measure: our best float32 form (any ``ours*`` row
   but bf16) against the fastest peer, per batch-1 latency, batch-8
   throughput and training step; above 1 means ours is faster."""
   def best(names, key, fastest):
@@ -628,10 +628,10 @@ def _row_key(line: str):
 
 
 SECTION = "#### CPU: "
-# The rows measured before each run recorded its CPU: all on the project's
-# standard VM of the time (bench/README.md's opening lines).
+# Rows without a CPU heading: taken on the project's standard VM, whose
+# model name they do not record.
 UNRECORDED = (SECTION + "Intel Xeon with AVX-512, AVX512-BF16 and AMX, 2 cores "
-              "(the project's standard VM; rows from before the CPU was recorded)")
+              "(the project's standard VM; the CPU's model name not recorded by these rows)")
 
 
 def cpu_heading(cpu) -> str:

@@ -29,11 +29,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import common  # noqa: E402
-from deeplab import cli  # noqa: E402
 from deeplab import inference  # noqa: E402
 from deeplab import metrics as metrics_lib  # noqa: E402
 from deeplab import run_dir  # noqa: E402
 from deeplab import weights  # noqa: E402
+from deeplab.cli import common as cli  # noqa: E402
 from deeplab.data import pipeline  # noqa: E402
 from deeplab.data import registry  # noqa: E402
 from deeplab.export import tflite  # noqa: E402

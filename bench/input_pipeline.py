@@ -61,7 +61,7 @@ def main(argv):
       root.mkdir()
       for folder in ("train", "trainannot"):
         (root / folder).symlink_to(pathlib.Path(_ROOT.value).resolve() / folder)
-      subprocess.run([sys.executable, "-m", "datasets.build_camvid",
+      subprocess.run([sys.executable, "-m", "deeplab.cli", "build-camvid",
                       f"--camvid_root={root}", f"--output_dir={tmp}"],
                      cwd=REPO, check=True)
     rate = measure(records_dir, _BATCHES.value)

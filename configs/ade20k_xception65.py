@@ -16,7 +16,7 @@ def get_config():
   config.dataset.name = "ade20k"
   config.dataset.num_classes = 151
   config.dataset.ignore_label = 0
-  # `python -m datasets.build_ade20k --output_dir=ade_records` writes these.
+  # `deeplab-build-ade20k --output_dir=ade_records` writes these.
   config.data.train_pattern = "ade_records/train-*.tfrecord"
   config.data.eval_pattern = "ade_records/val-*.tfrecord"
   config.data.min_resize_value = 513

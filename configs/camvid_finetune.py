@@ -5,7 +5,7 @@ The released ``deeplabv3_257_mv_gpu.tflite`` (MobileNetV2, depth multiplier
 0.5, image pooling + 1x1 ASPP branch, trained on COCO then PASCAL VOC) is
 imported first, then fine-tuned with a fresh decoder and 11-class logits:
 
-  python -m deeplab.convert --config=configs/pascal_voc_mobilenetv2_dm05.py \
+  deeplab-convert --config=configs/pascal_voc_mobilenetv2_dm05.py \
       --source=../shared/data/pretrained/deeplabv3_257_mv_gpu.tflite \
       --workdir=runs/pascal_dm05
   python train.py --config=configs/camvid_finetune.py \
@@ -36,7 +36,7 @@ def get_config():
   # The decoder (the default) starts fresh on top of the released head: thin
   # classes (pole, sign, pedestrian) need the stride-4 features that head
   # never had (val mIoU 0.546 at step 1000 with it; 0.502 at step 1700
-  # without, in an older measurement).
+  # without, on another CPU: docs/notes/camvid_recipe_decisions.md).
   config.train.fine_tune_batch_norm = False
   config.train.initialize_last_layer = False
   # Only the logits start fresh among the last layers (the decoder is not
@@ -57,7 +57,7 @@ def get_config():
   config.train.checkpoint_every = 200
   config.train.keep_checkpoints = 20
   # The square roots of the median-frequency weights of the CamVid train
-  # masks (both are printed by `python -m datasets.inspect
+  # masks (both are printed by `deeplab-inspect
   # 'camvid_records/train-*' --dataset=camvid`): rare thin classes (pole, sign, pedestrian) still
   # count more than road, but the full weights made the model paint them
   # over buildings and fences (found 74-87% of the time, 9-23% precise):

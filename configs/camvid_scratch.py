@@ -45,7 +45,7 @@ def get_config():
   config.train.base_learning_rate = 1e-3
   config.train.weight_decay = 0.01
   # The square roots of the median-frequency weights of the CamVid train
-  # masks (both are printed by `python -m datasets.inspect
+  # masks (both are printed by `deeplab-inspect
   # 'camvid_records/train-*' --dataset=camvid`): rare thin classes (pole, sign, pedestrian) still
   # count more than road, but the full weights made the model paint them
   # over buildings and fences (found 74-87% of the time, 9-23% precise):

@@ -15,7 +15,7 @@ from deeplab import config as config_lib
 
 def get_config():
   config = config_lib.base_config()
-  # `python -m datasets.build_voc --output_dir=voc_records` writes these.
+  # `deeplab-build-voc --output_dir=voc_records` writes these.
   config.data.train_pattern = "voc_records/train-*.tfrecord"
   config.data.eval_pattern = "voc_records/val-*.tfrecord"
   return config

@@ -1,6 +1,6 @@
-"""Dataset builders: absl apps that write DeepLab TFRecords.
+"""Dataset builders: plain functions that write DeepLab TFRecords.
 
-Installed as ``deeplab_datasets`` with console scripts (``deeplab-build-*``,
-``deeplab-inspect``, ``deeplab-make-synthetic``); ``python -m datasets.X`` in
-a checkout.
+Installed as ``deeplab_datasets``; their command-line tools
+(``deeplab-build-*``, ``deeplab-inspect``, ``deeplab-make-synthetic``) are
+in ``deeplab/cli/``.
 """

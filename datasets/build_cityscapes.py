@@ -1,33 +1,18 @@
-r"""Builds Cityscapes records: gtFine labelIds converted to the 19 train ids.
+"""Builds Cityscapes records, gtFine label ids mapped to the 19 train ids.
 
-Usage:
-  deeplab-build-cityscapes --cityscapes_root=DIR --output_dir=OUT
-
-DIR holds leftImg8bit/{train,val}/<city>/*_leftImg8bit.png and
-gtFine/{train,val}/<city>/*_gtFine_labelIds.png. Label ids map to train ids
-through the dataset table; every other id (void, license plate, classes
-not evaluated) becomes 255, the ignore label.
+``build`` writes the records; the tool is ``deeplab-build-cityscapes``
+(deeplab/cli/build_cityscapes.py), whose docstring says how to use it.
 """
 
-if __name__ == "__main__":
-  # `python -m`: the runtime is chosen before TensorFlow loads
-  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
-  from deeplab import runtime
-
-  runtime.launch(__spec__.name)
-
 import os
+from typing import List, Optional
 
-from absl import flags
 import tensorflow as tf
 
-from deeplab import cli
 from deeplab.data import builder
 from deeplab.data import registry
 
 from . import common
-
-_ROOT = flags.DEFINE_string("cityscapes_root", None, "Cityscapes folder.")
 
 
 def splits(root: str):
@@ -51,17 +36,15 @@ def splits(root: str):
   return found
 
 
-def _main(argv):
-  del argv
+def build(cityscapes_root: str, output_dir: str,
+          options: Optional[common.BuildOptions] = None
+          ) -> List[builder.BuildReport]:
+  """Writes the train and val splits found under ``cityscapes_root``, label
+  ids mapped to train ids."""
   info = registry.DATASETS["cityscapes"]
   spec = builder.LabelSpec(
       info.num_classes, info.ignore_label,
       id_map=tuple(sorted(registry.CITYSCAPES_LABEL_TO_TRAIN_ID.items())))
-  common.build(splits(_ROOT.value), spec, dataset="cityscapes")
-
-
-def main():
-  """Console-script entry point."""
-  flags.mark_flags_as_required(["cityscapes_root", "output_dir"])
-  cli.run_app(_main, __doc__)
+  return common.build(splits(cityscapes_root), spec, output_dir, options,
+                      dataset="cityscapes")
 

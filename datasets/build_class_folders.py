@@ -1,57 +1,42 @@
-r"""Builds classification records from a folder of class folders.
+"""Builds classification records (the ImageNet layout) from a folder of
+class folders.
 
-Usage:
-  deeplab-build-class-folders --image_dir=DIR --output_dir=OUT \
-      [--split=train] [--first_label=0]
-
-DIR holds one folder per class (DIR/<class>/<image>); classes are the
-folder names in sorted order, numbered from --first_label (1 leaves 0 free
-as a background class, as the ImageNet records of the widely used
-ImageNet-to-TFRecord scripts). Records are in that ImageNet layout
-(image/encoded, image/class/label, image/class/text, ...), in a seeded
-random order; every image is checked and converted as for segmentation
-records (gray, palette, alpha, 16-bit). OUT/labels-<split>.txt lists
-"<id> <name>" per class. Train a classifier on them with
---config.model.task=classification --config.dataset.num_classes=N (the
-class count plus --first_label).
+``build`` writes the records and the class list; the tool is
+``deeplab-build-class-folders`` (deeplab/cli/build_class_folders.py), whose
+docstring says how to use it.
 """
 
 import os
+from typing import List, Optional, Tuple
 
-from absl import flags
 import tensorflow as tf
 
-from deeplab import cli
 from deeplab.data import builder
 
 from . import common
 
-_IMAGE_DIR = flags.DEFINE_string("image_dir", None,
-                                 "Folder of class folders (DIR/<class>/<image>).")
-_SPLIT = flags.DEFINE_string("split", "train", "Split name of the records.")
-_FIRST_LABEL = flags.DEFINE_integer(
-    "first_label", 0, "Label of the first class (sorted by folder name).",
-    lower_bound=0)
 
+def build(image_dir: str, output_dir: str, split: str = "train",
+          first_label: int = 0,
+          options: Optional[common.BuildOptions] = None
+          ) -> Tuple[List[builder.BuildReport], List[str], str]:
+  """Writes the images of ``image_dir/<class>/`` as the records of ``split``
+  and lists the classes in ``output_dir/labels-<split>.txt``.
 
-def _main(argv):
-  del argv
-  samples, classes = builder.list_class_folders(_IMAGE_DIR.value,
-                                                _FIRST_LABEL.value)
-  common.build_classification({_SPLIT.value: samples})
-  path = os.path.join(common.OUTPUT_DIR.value, f"labels-{_SPLIT.value}.txt")
+  Args:
+    image_dir: one folder per class; classes are the folder names, sorted.
+    output_dir: folder of the shards and the class list.
+    split: split name of the records.
+    first_label: label of the first class (1 leaves 0 as background).
+    options: how the records are written.
+
+  Returns:
+    (one report per split, the class names, the class list's path).
+  """
+  samples, classes = builder.list_class_folders(image_dir, first_label)
+  reports = common.build_classification({split: samples}, output_dir, options)
+  path = os.path.join(output_dir, f"labels-{split}.txt")
   with tf.io.gfile.GFile(path, "w") as f:
     f.write("".join(f"{i} {name}\n" for i, name in
-                    enumerate(classes, start=_FIRST_LABEL.value)))
-  print(f"{len(classes)} classes (labels {_FIRST_LABEL.value}.."
-        f"{_FIRST_LABEL.value + len(classes) - 1}) listed in {path}")
-
-
-def main():
-  """Console-script entry point."""
-  flags.mark_flags_as_required(["image_dir", "output_dir"])
-  cli.run_app(_main, __doc__)
-
-
-if __name__ == "__main__":
-  main()
+                    enumerate(classes, start=first_label)))
+  return reports, classes, path

@@ -1,100 +1,79 @@
-r"""Builds records from a folder of images and a folder of masks (user data).
+"""Builds records from a folder of images and a folder of masks (user data).
 
-Usage:
-  deeplab-build-folder --images=DIR --masks=DIR --output_dir=OUT \
-      --split=train --num_classes=5 [--ignore_label=255] [--colormap=...]
-
-Images and masks pair by file stem (``a.jpg`` with ``a.png``; use
---mask_suffix for names such as ``a_mask.png``). Masks may be
-- grayscale id PNGs (pixel value = class id),
-- palette PNGs (palette index = class id, as PASCAL VOC's),
-- RGB color masks: give --colormap, either a dataset of the table
-  (pascal_voc_seg, cityscapes, camvid, ...) whose colors are the ids, or a
-  JSON file {"0": [0, 0, 0], "1": [128, 0, 0], ...} mapping ids to colors;
-  --ignore_color names the color of unlabelled pixels.
-Run `deeplab-inspect DIR` on the masks first if unsure.
+``build`` writes the records; the tool is ``deeplab-build-folder``
+(deeplab/cli/build_folder.py), whose docstring says how to use it.
 """
 
-if __name__ == "__main__":
-  # `python -m`: the runtime is chosen before TensorFlow loads
-  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
-  from deeplab import runtime
-
-  runtime.launch(__spec__.name)
-
 import json
+from typing import List, Optional, Sequence
 
-from absl import flags
 import tensorflow as tf
 
-from deeplab import cli
 from deeplab.data import builder
 from deeplab.data import registry
 
 from . import common
 
-_IMAGES = flags.DEFINE_string("images", None, "Folder of images.")
-_MASKS = flags.DEFINE_string("masks", None, "Folder of masks.")
-_SPLIT = flags.DEFINE_string("split", "train", "Split name of the records.")
-_NUM_CLASSES = flags.DEFINE_integer(
-    "num_classes", None, "Number of classes (ids 0..num_classes-1); default: "
-    "the --dataset table entry's.")
-_IGNORE = flags.DEFINE_integer("ignore_label", None,
-                               "Label of unlabelled pixels (default 255).")
-_DATASET = flags.DEFINE_string(
-    "dataset", None, "Dataset table entry whose classes the masks use.")
-_COLORMAP = flags.DEFINE_string(
-    "colormap", None, "For RGB masks: a table dataset name or a JSON file "
-    "mapping class id to [r, g, b].")
-_IGNORE_COLOR = flags.DEFINE_list(
-    "ignore_color", None, "For RGB masks: r,g,b of unlabelled pixels.")
-_MASK_SUFFIX = flags.DEFINE_string(
-    "mask_suffix", "", "Suffix of mask stems, e.g. '_mask' for a_mask.png.")
-
 
 def color_table(value: str):
-  """Colors per id from a table dataset name or a JSON file."""
+  """Colors per id from a table dataset name or a JSON file.
+
+  Raises:
+    ValueError: ``value`` is neither, or the file's ids are not 0..n-1.
+  """
   if value in registry.DATASETS:
     return tuple(tuple(int(c) for c in rgb)
                  for rgb in registry.DATASETS[value].colormap)
   if not tf.io.gfile.exists(value):
-    raise flags.ValidationError(
+    raise ValueError(
         f"--colormap={value!r} is neither a dataset of the table "
         f"({sorted(registry.DATASETS)}) nor a JSON file")
   with tf.io.gfile.GFile(value) as f:
     table = {int(k): v for k, v in json.load(f).items()}
   if sorted(table) != list(range(len(table))):
-    raise flags.ValidationError(
+    raise ValueError(
         f"--colormap {value}: ids must be 0..n-1, got {sorted(table)}")
   return tuple(tuple(int(c) for c in table[i]) for i in range(len(table)))
 
 
-def label_spec() -> builder.LabelSpec:
-  if _DATASET.value:
-    info = registry.get(_DATASET.value, _NUM_CLASSES.value, _IGNORE.value)
+def label_spec(num_classes: Optional[int] = None,
+               ignore_label: Optional[int] = None,
+               dataset: Optional[str] = None, colormap: Optional[str] = None,
+               ignore_color: Optional[Sequence[int]] = None) -> builder.LabelSpec:
+  """The masks' label encoding.
+
+  Args:
+    num_classes: ids 0..num_classes-1 (default: the ``dataset``'s).
+    ignore_label: label of unlabelled pixels (default: the ``dataset``'s,
+      or 255).
+    dataset: a dataset table entry whose classes the masks use.
+    colormap: for RGB masks, a table dataset name or a JSON file mapping
+      class id to [r, g, b] (``color_table``).
+    ignore_color: for RGB masks, the color of unlabelled pixels.
+
+  Raises:
+    ValueError: neither ``num_classes`` nor ``dataset``, or a bad colormap.
+  """
+  if dataset:
+    info = registry.get(dataset, num_classes, ignore_label)
     num_classes, ignore = info.num_classes, info.ignore_label
-  elif _NUM_CLASSES.value:
-    num_classes = _NUM_CLASSES.value
-    ignore = 255 if _IGNORE.value is None else _IGNORE.value
+  elif num_classes:
+    ignore = 255 if ignore_label is None else ignore_label
   else:
-    raise flags.ValidationError("give --num_classes or --dataset")
-  table = color_table(_COLORMAP.value) if _COLORMAP.value else None
+    raise ValueError("give --num_classes or --dataset")
+  table = color_table(colormap) if colormap else None
   if table is not None:
     table = table[:num_classes]
-  ignore_color = (tuple(int(c) for c in _IGNORE_COLOR.value)
-                  if _IGNORE_COLOR.value else None)
+  ignore_color = tuple(int(c) for c in ignore_color) if ignore_color else None
   return builder.LabelSpec(num_classes, ignore, color_table=table,
                            ignore_color=ignore_color)
 
 
-def _main(argv):
-  del argv
-  samples = builder.pair_by_stem(_IMAGES.value, _MASKS.value, _MASK_SUFFIX.value)
-  common.build({_SPLIT.value: samples}, label_spec())
-
-
-def main():
-  """Console-script entry point."""
-  flags.mark_flags_as_required(["images", "masks", "output_dir"])
-  cli.run_app(_main, __doc__)
-
+def build(images: str, masks: str, output_dir: str, spec: builder.LabelSpec,
+          split: str = "train", mask_suffix: str = "",
+          options: Optional[common.BuildOptions] = None
+          ) -> List[builder.BuildReport]:
+  """Writes the pairs of ``images`` and ``masks`` (by file stem, mask stems
+  ending in ``mask_suffix``) as the records of ``split``."""
+  samples = builder.pair_by_stem(images, masks, mask_suffix)
+  return common.build({split: samples}, spec, output_dir, options)

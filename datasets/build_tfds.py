@@ -1,37 +1,14 @@
-r"""Builds records from any tensorflow-datasets dataset with a mask feature,
-or (--class_feature) from any tfds image classification dataset.
+"""Builds records from a tensorflow-datasets dataset: segmentation records
+from a mask feature, or classification records from a ClassLabel feature.
 
-Usage:
-  deeplab-build-tfds --tfds_name=oxford_iiit_pet --split=train \
-      --output_dir=OUT --num_classes=3 --label_offset=-1
-  deeplab-build-tfds --tfds_name=imagenette --split=train \
-      --output_dir=OUT --class_feature=label
-
-The image feature (--image_feature, default 'image') and the segmentation
-mask (--mask_feature; default: the first single-channel Image feature whose
-name contains 'segmentation', 'mask' or 'label') are taken from each example.
---label_offset is added to mask values (oxford_iiit_pet stores 1..3, so -1
-gives ids 0..2). Values then outside 0..num_classes-1 and not the ignore
-label are reported like any bad mask.
-
-With --class_feature (a ClassLabel feature, usually 'label') the records
-are classification records in the ImageNet layout (image/encoded,
-image/class/label with the tfds class id, image/class/text with its name),
-for --config.model.task=classification with config.dataset.num_classes
-the feature's class count; --label_offset is not applied (use
-config.data.label_offset).
+``build`` writes the records; the tool is ``deeplab-build-tfds``
+(deeplab/cli/build_tfds.py), whose docstring says how to use it.
 """
 
-if __name__ == "__main__":
-  # `python -m`: the runtime is chosen before TensorFlow loads
-  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
-  from deeplab import runtime
-
-  runtime.launch(__spec__.name)
 
 import io
+from typing import List, Optional
 
-from absl import flags
 import numpy as np
 from PIL import Image
 
@@ -42,22 +19,9 @@ except ImportError as e:  # An extra: pip install 'deeplab-tf2[tfds]'.
       "deeplab-build-tfds needs tensorflow-datasets: pip install "
       "'deeplab-tf2[tfds]'") from e
 
-from deeplab import cli
 from deeplab.data import builder
 
 from . import common
-
-_NAME = flags.DEFINE_string("tfds_name", None, "TFDS dataset name.")
-_SPLIT = flags.DEFINE_string("split", "train", "TFDS split (also the records' split name).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data folder.")
-_IMAGE = flags.DEFINE_string("image_feature", "image", "Image feature name.")
-_MASK = flags.DEFINE_string("mask_feature", None, "Mask feature name.")
-_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Number of classes.")
-_IGNORE = flags.DEFINE_integer("ignore_label", 255, "Ignore label.")
-_OFFSET = flags.DEFINE_integer("label_offset", 0, "Added to mask values.")
-_CLASS = flags.DEFINE_string(
-    "class_feature", None, "A ClassLabel feature: write classification "
-    "records (image and class) instead of segmentation records.")
 
 _MASK_HINTS = ("segmentation", "mask", "label")
 
@@ -120,23 +84,27 @@ def class_samples(name: str, split: str, data_dir=None, image_feature="image",
   return found
 
 
-def _main(argv):
-  del argv
-  if _CLASS.value:
-    common.build_classification({_SPLIT.value: class_samples(
-        _NAME.value, _SPLIT.value, _DATA_DIR.value, _IMAGE.value,
-        _CLASS.value)})
-    return
-  if not _NUM_CLASSES.value:
-    raise flags.ValidationError("--num_classes is required")
-  found = samples(_NAME.value, _SPLIT.value, _DATA_DIR.value, _IMAGE.value,
-                  _MASK.value, _OFFSET.value, _IGNORE.value)
-  common.build({_SPLIT.value: found},
-               builder.LabelSpec(_NUM_CLASSES.value, _IGNORE.value))
+def build(name: str, output_dir: str, split: str = "train",
+          num_classes: Optional[int] = None, data_dir: Optional[str] = None,
+          image_feature: str = "image", mask_feature: Optional[str] = None,
+          ignore_label: int = 255, label_offset: int = 0,
+          class_feature: Optional[str] = None,
+          options: Optional[common.BuildOptions] = None
+          ) -> List[builder.BuildReport]:
+  """Writes a TFDS split as segmentation records, or with ``class_feature``
+  (a ClassLabel feature) as classification records.
 
-
-def main():
-  """Console-script entry point."""
-  flags.mark_flags_as_required(["tfds_name", "output_dir"])
-  cli.run_app(_main, __doc__)
-
+  Raises:
+    ValueError: segmentation records without ``num_classes``, or a feature
+      that is not what it should be.
+  """
+  if class_feature:
+    return common.build_classification({split: class_samples(
+        name, split, data_dir, image_feature, class_feature)}, output_dir,
+                                       options)
+  if not num_classes:
+    raise ValueError("--num_classes is required")
+  found = samples(name, split, data_dir, image_feature, mask_feature,
+                  label_offset, ignore_label)
+  return common.build({split: found}, builder.LabelSpec(num_classes, ignore_label),
+                      output_dir, options)

@@ -1,39 +1,18 @@
-r"""Builds PASCAL VOC 2012 segmentation records (21 classes, 255 ignored).
+"""Builds PASCAL VOC 2012 segmentation records.
 
-Usage:
-  deeplab-build-voc --voc_root=VOCdevkit/VOC2012 --output_dir=OUT \
-      [--train_aug_masks=SegmentationClassAug]
-
-Reads ImageSets/Segmentation/{train,val,trainval}.txt, JPEGImages/ and
-SegmentationClass/ (palette PNGs whose palette index is the class id and
-255 the object border, read as ids without color conversion, as the
-original's remove_gt_colormap.py does). With --train_aug_masks (the
-SBD-augmented masks as id or palette PNGs, 12031 files in the usual
-distribution) it also writes train_aug: every stem with an augmented mask
-minus the val stems (10582 images).
+``build`` writes the records; the tool is ``deeplab-build-voc``
+(deeplab/cli/build_voc.py), whose docstring says how to use it.
 """
 
-if __name__ == "__main__":
-  # `python -m`: the runtime is chosen before TensorFlow loads
-  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
-  from deeplab import runtime
-
-  runtime.launch(__spec__.name)
-
 import os
+from typing import List, Optional
 
-from absl import flags
 import tensorflow as tf
 
-from deeplab import cli
 from deeplab.data import builder
 from deeplab.data import registry
 
 from . import common
-
-_ROOT = flags.DEFINE_string("voc_root", None, "The VOC2012 folder.")
-_AUG = flags.DEFINE_string("train_aug_masks", None,
-                           "Folder of SBD-augmented masks for train_aug.")
 
 
 def read_list(root: str, split: str):
@@ -66,16 +45,13 @@ def splits(root: str, aug_dir=None):
   return found
 
 
-def _main(argv):
-  del argv
+def build(voc_root: str, output_dir: str, train_aug_masks: Optional[str] = None,
+          options: Optional[common.BuildOptions] = None
+          ) -> List[builder.BuildReport]:
+  """Writes train, val and trainval, and train_aug when ``train_aug_masks``
+  (a folder of SBD-augmented masks) is given."""
   info = registry.DATASETS["pascal_voc_seg"]
-  common.build(splits(_ROOT.value, _AUG.value),
-               builder.LabelSpec(info.num_classes, info.ignore_label),
-               dataset="pascal_voc_seg")
-
-
-def main():
-  """Console-script entry point."""
-  flags.mark_flags_as_required(["voc_root", "output_dir"])
-  cli.run_app(_main, __doc__)
+  return common.build(splits(voc_root, train_aug_masks),
+                      builder.LabelSpec(info.num_classes, info.ignore_label),
+                      output_dir, options, dataset="pascal_voc_seg")
 

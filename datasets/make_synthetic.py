@@ -1,58 +1,32 @@
-r"""Generates the built-in synthetic dataset: colored shapes on textures.
+"""The built-in synthetic dataset: colored shapes on textures, as records.
 
-Usage:
-  deeplab-make-synthetic --output_dir=OUT [--train_size=400]
-      [--val_size=64] [--image_size=161] [--seed=0]
-  deeplab-make-synthetic --task=classification --output_dir=OUT \
-      [--train_size=400] [--val_size=64] [--image_size=48]
-
-Deterministic from --seed. Each image has a low-saturation textured
-background (gradients, stripes, checkers, blotches, noise) and 2-5 shapes of
-four classes (disc, square, triangle, ring; see the dataset table
-'synthetic'), randomly sized, rotated and textured, each class within its
-own hue range, drawn in order so later shapes occlude earlier ones. Written
-through the same builder as real data, so the demo and tests exercise the
-real record format and pipeline.
-
-With --task=classification it writes a classification set instead (the
-dataset table's 'synthetic_shapes', 4 classes, ImageNet record layout):
-each image has one shape of its class (label = the shape's class - 1) over
-the same backgrounds, large enough that a tiny backbone learns the classes
-in a few dozen steps (CI).
+``generate`` draws one image and its mask, ``build`` writes the records;
+the tool is ``deeplab-make-synthetic`` (deeplab/cli/make_synthetic.py),
+whose docstring describes the images.
 """
 
-if __name__ == "__main__":
-  # `python -m`: the runtime is chosen before TensorFlow loads
-  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
-  from deeplab import runtime
-
-  runtime.launch(__spec__.name)
 
 import io
 import os
+from typing import List, Optional
 
-from absl import flags
 import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from deeplab import cli
 from deeplab.data import builder
 from deeplab.data import registry
 
 from . import common
 
-_TRAIN = flags.DEFINE_integer("train_size", 400, "Training images.")
-_VAL = flags.DEFINE_integer("val_size", 64, "Validation images.")
-_SIZE = flags.DEFINE_integer("image_size", 161, "Image height and width.")
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
-_TASK = flags.DEFINE_enum(
-    "task", "segmentation", ["segmentation", "classification"],
-    "segmentation: images and masks ('synthetic'); classification: one "
-    "shape per image and its class ('synthetic_shapes').")
-_PNG_DIR = flags.DEFINE_string(
-    "png_dir", "", "Also write the validation images here as PNG files "
-    "(inputs for trying deeplab.predict).")
+# Image size of the segmentation set when none is given.
+SEGMENTATION_SIZE = 161
+# Image size of the classification set when none is given: shapes large
+# enough that a tiny backbone learns the classes in a few dozen steps.
+CLASSIFICATION_SIZE = 48
+# Added to the seed of the validation split, so that no validation image is
+# a training image.
+VAL_SEED_OFFSET = 1_000_003
 
 # Hue ranges (degrees) of the four shape classes: red, green, yellow, blue.
 HUES = {1: (-20, 20), 2: (100, 140), 3: (45, 70), 4: (200, 240)}
@@ -185,32 +159,48 @@ def classified_samples(count: int, seed: int, size: int, split: str):
   return found
 
 
-def _main(argv):
-  del argv
-  if _TASK.value == "classification":
-    size = _SIZE.value if _SIZE.present else 48
-    common.build_classification({
-        "train": classified_samples(_TRAIN.value, _SEED.value, size, "train"),
-        "val": classified_samples(_VAL.value, _SEED.value + 1_000_003, size,
-                                  "val")})
-    return
+def build(output_dir: str, train_size: int = 400, val_size: int = 64,
+          image_size: Optional[int] = None, seed: int = 0,
+          task: str = "segmentation", png_dir: str = "",
+          options: Optional[common.BuildOptions] = None
+          ) -> List[builder.BuildReport]:
+  """Writes the train and val splits of the synthetic set.
+
+  Args:
+    output_dir: folder of the shards.
+    train_size: training images.
+    val_size: validation images.
+    image_size: image height and width (default ``SEGMENTATION_SIZE``, or
+      ``CLASSIFICATION_SIZE`` for ``classification``).
+    seed: random seed; the same seed writes the same records.
+    task: ``segmentation`` (images and masks, the table's 'synthetic') or
+      ``classification`` (one shape per image, 'synthetic_shapes').
+    png_dir: also write the validation images here as PNG files
+      (segmentation only).
+    options: how the records are written.
+
+  Raises:
+    ValueError: an unknown ``task``.
+  """
+  val_seed = seed + VAL_SEED_OFFSET
+  if task == "classification":
+    size = image_size or CLASSIFICATION_SIZE
+    return common.build_classification({
+        "train": classified_samples(train_size, seed, size, "train"),
+        "val": classified_samples(val_size, val_seed, size, "val")},
+                                       output_dir, options)
+  if task != "segmentation":
+    raise ValueError(f"task must be 'segmentation' or 'classification', got {task!r}")
+  size = image_size or SEGMENTATION_SIZE
   info = registry.DATASETS["synthetic"]
-  # Train and val differ by seed, so no validation image is a training image.
-  val = samples(_VAL.value, _SEED.value + 1_000_003, _SIZE.value, "val")
-  common.build(
-      {"train": samples(_TRAIN.value, _SEED.value, _SIZE.value, "train"),
-       "val": val}, builder.LabelSpec(info.num_classes, info.ignore_label))
-  if _PNG_DIR.value:
-    tf.io.gfile.makedirs(_PNG_DIR.value)
+  val = samples(val_size, val_seed, size, "val")
+  reports = common.build(
+      {"train": samples(train_size, seed, size, "train"), "val": val},
+      builder.LabelSpec(info.num_classes, info.ignore_label), output_dir, options)
+  if png_dir:
+    tf.io.gfile.makedirs(png_dir)
     for sample in val:
       with tf.io.gfile.GFile(
-          os.path.join(_PNG_DIR.value, os.path.basename(sample.image_path)),
-          "wb") as f:
+          os.path.join(png_dir, os.path.basename(sample.image_path)), "wb") as f:
         f.write(sample.image_data)
-
-
-def main():
-  """Console-script entry point."""
-  flags.mark_flags_as_required(["output_dir"])
-  cli.run_app(_main, __doc__)
-
+  return reports

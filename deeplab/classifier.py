@@ -30,47 +30,8 @@ import keras
 
 from deeplab import backbones
 from deeplab import layers
-from deeplab.backbones.mobilenet_v2 import BATCH_NORM_EPSILON as MOBILENET_EPSILON
-from deeplab.backbones.mobilenet_v2 import INITIALIZER as MOBILENET_INITIALIZER
-from deeplab.backbones.mobilenet_v2 import ROOT as MOBILENET_ROOT
-from deeplab.backbones.mobilenet_v2 import make_divisible
 from deeplab.model_args import ModelArgs
 from deeplab.model_args import ModelFromArgs
-
-# Channels of MobileNetV2's last conv (``Conv_1``) at depth multiplier 1.
-MOBILENET_V2_LAST_CHANNELS = 1280
-
-
-def logits_scope(backbone: str) -> str:
-  """The original scope of a backbone classifier's logits layer."""
-  root = backbones.ROOT_SCOPES[backbone]
-  if backbone == "mobilenet_v2":
-    return f"{root}/Logits/Conv2d_1c_1x1"
-  return f"{root}/logits"
-
-
-def head_scopes(backbone: str):
-  """Original scopes of the classifier's layers after the backbone (under
-  the backbone's root scope, but not part of DeepLab's backbone)."""
-  if backbone == "mobilenet_v2":
-    return (f"{MOBILENET_ROOT}/Conv_1/", f"{MOBILENET_ROOT}/Logits/")
-  return (logits_scope(backbone) + "/",)
-
-
-def _prelogits(x, args: ModelArgs, norm: layers.BatchNormSpec):
-  """Layers between the backbone's features and the pooling: MobileNetV2's
-  ``Conv_1`` (channels scaled and rounded as the backbone's own layers);
-  nothing for Xception and ResNet."""
-  if args.backbone != "mobilenet_v2":
-    return x
-  divisible_by = 8 if args.depth_multiplier == 1.0 else 1
-  channels = make_divisible(
-      MOBILENET_V2_LAST_CHANNELS * args.depth_multiplier, divisible_by)
-  return layers.conv_bn_act(
-      x, channels, 1, activation="relu6", norm=norm,
-      epsilon=MOBILENET_EPSILON,
-      kernel_initializer=MOBILENET_INITIALIZER,
-      name=layers.scope(MOBILENET_ROOT, "Conv_1"))
 
 
 @keras.saving.register_keras_serializable(package="deeplab")
@@ -107,9 +68,10 @@ class Classifier(ModelFromArgs, keras.Model):
     a = args = self.resolve_args(args, kwargs)
 
     # === Layers and functional graph ===
+    backbone = backbones.get(a.backbone)
     norm = layers.BatchNormSpec(
         momentum=(a.backbone_batch_norm_momentum or
-                  backbones.BATCH_NORM_DECAY[a.backbone]),
+                  backbone.batch_norm_decay),
         synchronized=a.sync_batch_norm, factory=a.batch_norm_factory,
         folded=a.fold_batch_norm)
     previous_policy = keras.config.dtype_policy()
@@ -119,8 +81,9 @@ class Classifier(ModelFromArgs, keras.Model):
       features = backbones.build_backbone(
           a.backbone, inputs, output_stride=a.output_stride, norm=norm,
           depth_multiplier=a.depth_multiplier, multi_grid=a.multi_grid)
-      x = _prelogits(features[a.output_stride], a, norm)
-      scope = layers.scope(*logits_scope(a.backbone).split("/"))
+      x = backbone.classifier_prelogits(features[a.output_stride],
+                                        a.depth_multiplier, norm)
+      scope = layers.scope(*backbone.logits_scope.split("/"))
       x = keras.layers.GlobalAveragePooling2D(keepdims=True,
                                               name=scope + ".pool")(x)
       x = keras.layers.Dropout(a.dropout_rate, name=scope + ".dropout")(x)

@@ -178,8 +178,8 @@ def base_config() -> ml_collections.ConfigDict:
   # mean over the classes in the batch) added to the cross-entropy; 0: none.
   config.train.lovasz_weight = 0.0
   # The Lovasz loss sees every n-th row and column of the crop (one sort
-  # per class over its pixels; its cost per stride: bench/lovasz_cost.py,
-  # bench/README.md).
+  # per class over its pixels; its cost per stride:
+  # docs/notes/camvid_recipe_decisions.md).
   config.train.lovasz_pixel_stride = 1
   # Steps over which the kept fraction ramps down from 1.0 to
   # top_k_percent_pixels (the original's hard_example_mining_step); 0: from

@@ -5,8 +5,8 @@ with ``s = gamma / sqrt(variance + epsilon)``, so the convolution before it
 can absorb it: kernel ``k * s`` per output channel, bias
 ``beta - s * mean``. The folded model has no batch norm layers, only
 convolutions with biases followed by ReLUs, which TensorFlow's graph
-optimizer fuses (``bench/fold_speed.py`` times both forms; figures in
-bench/README.md). Evaluation, prediction and export use this form.
+optimizer fuses (both forms timed in docs/notes/speed_work.md, step 3;
+``bench/export_speed.py`` times the exported one). Evaluation, prediction and export use this form.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
   Keras 3 normalizes with separate moments, multiply and add ops in float32
   (casting mixed-precision inputs up and back). The fused kernel
   (``FusedBatchNormV3``) does it in one pass on float32, float16 or bfloat16
-  inputs with float32 statistics (bench/README.md has the training-step
+  inputs with float32 statistics (docs/notes/speed_work.md has the training-step
   figures). For inference ``deeplab.folding`` removes batch norm
   altogether. Same variables, same update rule
   (``moving = momentum * moving + (1 - momentum) * batch``, with the batch

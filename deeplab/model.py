@@ -58,7 +58,7 @@ class DeepLab(ModelFromArgs, keras.Model):
                                 folded=a.fold_batch_norm)
     backbone_norm = dataclasses.replace(
         norm, momentum=(a.backbone_batch_norm_momentum or
-                        backbones.BATCH_NORM_DECAY[a.backbone]))
+                        backbones.get(a.backbone).batch_norm_decay))
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(a.dtype_policy)
     try:

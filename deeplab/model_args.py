@@ -183,7 +183,7 @@ class ModelArgs:
   backbone_batch_norm_momentum: Optional[float] = _arg(
       None, "Moving-average decay of the backbone's batch norm statistics; "
       "None: the original's for that backbone (Xception 0.9997, ResNet "
-      "0.95, MobileNetV2 0.997; backbones.BATCH_NORM_DECAY).",
+      "0.95, MobileNetV2 0.997; Backbone.batch_norm_decay).",
       lambda v: v is None or 0.0 < v < 1.0, "None or in (0, 1)")
   head_batch_norm_epsilon: float = _arg(
       1e-5, "Epsilon of the ASPP and decoder batch norms (backbones keep "
@@ -221,9 +221,10 @@ class ModelArgs:
       raise self.error("decoder_output_strides", "strides below the output "
                        f"stride {self.output_stride}",
                        self.decoder_output_strides)
-    if not self.backbone.startswith("resnet") and len(self.multi_grid) != 3:
-      raise self.error("multi_grid", f"3 rates for {self.backbone} (one per "
-                       "conv of the last unit)", self.multi_grid)
+    rates = backbones.get(self.backbone).multi_grid_length
+    if rates is not None and len(self.multi_grid) != rates:
+      raise self.error("multi_grid", f"{rates} rates for {self.backbone} (one "
+                       "per conv of the last unit)", self.multi_grid)
 
   @classmethod
   def error(cls, name: str, rule: str, value) -> ArgumentError:

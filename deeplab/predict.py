@@ -1,32 +1,16 @@
-r"""Segments images and writes id masks, colored masks and overlays.
+"""Segments images into id masks, colored masks and overlays, with a run's
+latest checkpoint or an exported SavedModel.
 
-  deeplab-predict --workdir=W --input='photos/*.jpg' --output_dir=O \
-      [--config.eval.scales='(0.75,1.0,1.25)' --config.eval.flip=True]
-  deeplab-predict --saved_model=E --input=photos/ --output_dir=O
-
-A run folder is read with its own config (W/config.json); --config.x=...
-changes evaluation fields (scales, flip) on purpose.
-
---input is an image file, a folder, or a glob. For each image ``x`` it
-writes ``O/x_ids.png`` (class ids), ``O/x_color.png`` (the dataset's
-colormap: pascal, cityscapes, ade20k, camvid...) and ``O/x_overlay.png``.
-Unreadable images are listed at the end (exit code 1); the others are
-still written.
+``list_inputs`` names the images, ``checkpoint_predictor`` or
+``saved_model_predictor`` predicts, ``predict_files`` writes the outputs;
+the tool is ``deeplab-predict`` (deeplab/cli/predict.py).
 """
 
 from __future__ import annotations
 
-if __name__ == "__main__":
-  # `python -m`: the runtime is chosen before TensorFlow loads
-  # (deeplab/runtime.py), then main() runs from a fresh import of this module.
-  from deeplab import runtime
-
-  runtime.launch(__spec__.name)
-
 import io
 import json
 import os
-import sys
 from typing import Callable, List, Tuple
 
 import numpy as np
@@ -106,42 +90,3 @@ def predict_files(paths, predictor: Predictor, info: registry.DatasetInfo,
     _write_png(visualize.overlay(image, colored), stem + "_overlay.png")
     bar.update()
   return problems
-
-
-def main():
-  """``deeplab-predict`` / ``python -m deeplab.predict``: flags, then
-  ``predict_files``. (Its runtime, oneDNN's frozen weights included, is
-  the ``predict`` job's of deeplab/runtime.py.)"""
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
-  from deeplab import cli  # pylint: disable=g-import-not-at-top
-
-  config_flag = cli.define_config_flag(
-      "With --workdir: changes to the run's config (e.g. eval scales).")
-  workdir = flags.DEFINE_string("workdir", None, "Training run folder.")
-  saved_model = flags.DEFINE_string("saved_model", None,
-                                    "SavedModel folder (instead of --workdir).")
-  inputs = flags.DEFINE_string("input", None, "Image file, folder or glob.")
-  output_dir = flags.DEFINE_string("output_dir", None, "Where outputs go.")
-
-  def _main(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if bool(saved_model.value) == bool(workdir.value):
-      raise app.UsageError("give --saved_model or --workdir (one of them)")
-    if saved_model.value:
-      predictor, info = saved_model_predictor(saved_model.value)
-    else:
-      predictor, info = checkpoint_predictor(
-          cli.tool_config(config_flag.value, workdir.value), workdir.value)
-    problems = predict_files(list_inputs(inputs.value), predictor, info,
-                             output_dir.value)
-    for problem in problems:
-      print(problem, file=sys.stderr)
-    if problems:
-      sys.exit(1)
-
-  flags.mark_flags_as_required(["input", "output_dir"])
-  cli.run_app(_main, __doc__)
-

@@ -55,17 +55,6 @@ FROZEN_WEIGHTS = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"
 # (which inherits them) tells ours from the user's.
 MARKER = "DEEPLAB_RUNTIME_SET"
 
-# The module of each tool -> its job. Console scripts and ``python -m``
-# entries go through ``launch`` with these names.
-TOOL_JOBS = {
-    "deeplab.tools.train": "train",
-    "deeplab.tools.eval": "eval",
-    "deeplab.tools.export": "export",
-    "deeplab.predict": "predict",
-    "deeplab.convert": "tool",
-    "deeplab.summary": "tool",
-}
-
 
 # ---------------------------------------------------------------- the CPU
 
@@ -165,7 +154,7 @@ def this_cpu() -> Cpu:
 # and job"). AVX-512: every speed figure of this project was measured with
 # oneDNN on, and the kernel routes (deeplab/kernels.py) were tuned on it
 # (an AVX-512 CPU without VNNI, Skylake, would get it off by TensorFlow's
-# default). AVX2 (issue 17's measurements): oneDNN makes training and
+# default). AVX2 (measured on a 2-core AMD EPYC): oneDNN makes training and
 # batch 8 faster, but batch 1 slower (MobileNetV2) or level (Xception-65);
 # eval (eval_batch_size 1 by default) and predict run batch 1.
 ONEDNN_RULES: Dict[str, Dict[str, Optional[str]]] = {
@@ -366,9 +355,9 @@ def apply(job: str, cpu: Optional[Cpu] = None,
   return choice
 
 
-def launch(module: str) -> None:
-  """Runs the tool in ``module`` (a key of TOOL_JOBS, or a dataset
-  builder): chooses its job's runtime, then imports it and calls its
-  ``main()``."""
-  apply(TOOL_JOBS.get(module, "tool"))
+def launch(module: str, job: str) -> None:
+  """Runs the tool in ``module`` as ``job``: chooses the job's runtime,
+  then imports the module and calls its ``main()``. The tools' modules
+  and jobs are the table ``deeplab.cli.TOOLS``."""
+  apply(job)
   importlib.import_module(module).main()

@@ -1,17 +1,22 @@
-"""Loading weights by their original DeepLab names.
+"""Reading weights from any source and loading them by original DeepLab names.
 
-Every source (an original TF1 checkpoint, a ``.keras`` file of ours, later
-the released TFLite files) is read into ``{original_name: array}`` and
-assigned through ``deeplab.naming``: one mechanism, one table. Nothing is
-skipped silently; the returned report lists what was loaded, what the model
-expected but the source lacked, what the source had that nothing used, and
-shape mismatches.
+``read_weights`` reads every source (an original TF1 checkpoint, a zoo
+name, address or tarball, a released TFLite file, a ``.keras`` file or a
+run folder of ours) into ``{original_name: array}``; warm starts, backbone
+weights and ``deeplab.convert`` all read through it, and assign through
+``deeplab.naming``: one mechanism, one table. Nothing is skipped silently;
+the returned report lists what was loaded, what the model expected but the
+source lacked, what the source had that nothing used, and shape mismatches.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import tarfile
+import tempfile
 from typing import Callable, Dict, List, Mapping, Optional
+import zlib
 
 from absl import logging
 import keras
@@ -19,8 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab import backbones
-from deeplab import classifier
 from deeplab import naming
+from deeplab import run_dir
+from deeplab import zoo
 
 
 @dataclasses.dataclass
@@ -82,13 +88,6 @@ def assign_by_original_names(
   return report
 
 
-def read_tf1_checkpoint(prefix: str) -> Dict[str, np.ndarray]:
-  """Reads every tensor of a (TF1 name-based) checkpoint into a dict."""
-  reader = tf.train.load_checkpoint(prefix)
-  return {name: reader.get_tensor(name)
-          for name in reader.get_variable_to_shape_map()}
-
-
 def tflite_interpreter(path: str, **kwargs):
   """A LiteRT interpreter of ``path`` (``ai-edge-litert``, the successor of
   ``tf.lite.Interpreter``, which TensorFlow marks for deletion).
@@ -105,7 +104,7 @@ def tflite_interpreter(path: str, **kwargs):
     return litert.Interpreter(model_content=f.read(), **kwargs)
 
 
-def read_tflite(path: str, model: keras.Model) -> Dict[str, np.ndarray]:
+def _read_tflite(path: str, model: keras.Model) -> Dict[str, np.ndarray]:
   """Reads a released DeepLab TFLite file into ``{original_name: array}``.
 
   The TFLite files of the DeepLab examples keep the original variable names
@@ -156,78 +155,162 @@ def read_tflite(path: str, model: keras.Model) -> Dict[str, np.ndarray]:
   return arrays
 
 
-def read_keras_model(path: str) -> Dict[str, np.ndarray]:
-  """Reads a saved ``DeepLab`` (.keras) into ``{original_name: array}``."""
-  model = keras.models.load_model(path, compile=False)
+
+def _read_checkpoint(prefix: str) -> Dict[str, np.ndarray]:
+  """Every tensor of a (TF1 name-based) checkpoint."""
+  reader = tf.train.load_checkpoint(prefix)
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()}
+
+
+def _model_arrays(model: keras.Model) -> Dict[str, np.ndarray]:
   return {n: np.asarray(v) for n, v in naming.original_names(model).items()}
 
 
-def read_source(path: str) -> Dict[str, np.ndarray]:
-  """Reads a weights source by its kind: .keras file or checkpoint prefix."""
-  if path.endswith(".keras"):
-    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
-      raise FileNotFoundError(f"weights file {path!r} does not exist")
-    return read_keras_model(path)
-  if not tf.io.gfile.exists(path + ".index"):
+def _extract(archive: str, destination: str) -> None:
+  try:
+    with tarfile.open(archive, "r:*") as tar:
+      if hasattr(tarfile, "data_filter"):  # No paths outside destination.
+        tar.extractall(destination, filter="data")
+      else:
+        for member in tar.getmembers():
+          target = os.path.realpath(os.path.join(destination, member.name))
+          if not target.startswith(os.path.realpath(destination) + os.sep):
+            raise tarfile.TarError(f"member {member.name!r} leaves the folder")
+        tar.extractall(destination)
+  except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+    raise ValueError(
+        f"{archive!r} is not a readable tar archive ({type(e).__name__}: "
+        f"{' '.join(str(e).split())}); a corrupted or partial download? "
+        "Delete it and download it again") from None
+
+
+def _find_checkpoint(folder: str, where: str) -> str:
+  """The one TF1 checkpoint prefix (``*.index``) under ``folder``.
+
+  Raises:
+    ValueError: none, or more than one, naming what the folder holds.
+  """
+  found, files = [], []
+  for root, _, names in os.walk(folder):
+    for name in sorted(names):
+      files.append(os.path.relpath(os.path.join(root, name), folder))
+      if name.endswith(".index"):
+        found.append(os.path.join(root, name[:-len(".index")]))
+  if len(found) != 1:
+    what = "no checkpoint (*.index)" if not found else (
+        f"{len(found)} checkpoints")
+    raise ValueError(f"{where} holds {what}; its files: {sorted(files)}")
+  return found[0]
+
+
+def _read_archive(archive: str) -> Dict[str, np.ndarray]:
+  """The checkpoint inside a tarball in the zoo's layout."""
+  with tempfile.TemporaryDirectory(prefix="deeplab_zoo_") as folder:
+    _extract(archive, folder)
+    return _read_checkpoint(_find_checkpoint(folder, archive))
+
+
+def _require(path: str) -> None:
+  if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+    raise FileNotFoundError(f"weights source {path!r} does not exist")
+
+
+def read_weights(source: str, model: Optional[keras.Model] = None
+                 ) -> Dict[str, np.ndarray]:
+  """Reads any weights source into ``{original_name: array}``.
+
+  Sources, by their form:
+
+  - a folder: a run folder of ours (its latest checkpoint);
+  - a name of the original's model zoo (``deeplab.zoo.MODELS``) or a
+    download address: the zoo's tarball, downloaded once into Keras' file
+    cache (``deeplab.zoo.download``), then read as below;
+  - a ``.tar.gz``, ``.tgz`` or ``.tar`` in the zoo's layout: the one TF1
+    checkpoint inside;
+  - a ``.tflite`` file as the TFLite segmentation examples distribute
+    (batch norm folded into biases; needs ``model``);
+  - a ``.keras`` file of ours;
+  - anything else: a TF1 checkpoint prefix (``.../model.ckpt``), as the
+    original and slim wrote them.
+
+  Paths may be on any file system TensorFlow reads (``gs://``), except a
+  tarball's, which is read from the local disk.
+
+  Example:
+    >>> arrays = read_weights("xception_coco_voc_trainaug")
+    >>> arrays["xception_65/entry_flow/conv1_1/weights"].shape
+    (3, 3, 3, 32)
+
+  Args:
+    source: the source, as above.
+    model: the model the weights are for. A ``.tflite`` source needs it
+      (its batch norm epsilons turn the folded biases back into batch
+      norms); the other sources ignore it.
+
+  Returns:
+    ``{original_name: array}`` of every tensor the source holds (optimizer
+    slots and ``global_step`` included, where a checkpoint has them).
+
+  Raises:
+    FileNotFoundError: a local source that is not there, or a folder that
+      is not a run folder or holds no checkpoint.
+    ValueError: an unreadable tarball, or one without exactly one
+      checkpoint; a damaged run checkpoint; a ``.tflite`` source without
+      ``model``.
+  """
+  if tf.io.gfile.isdir(source):
+    run, _ = run_dir.restore_model(run_dir.read_config(source), source)
+    return _model_arrays(run)
+  if source in zoo.MODELS or zoo.is_url(source):
+    return _read_archive(zoo.download(source))
+  if zoo.is_archive(source):
+    if not os.path.isfile(source):  # tarfile reads the local disk only.
+      raise FileNotFoundError(f"weights source {source!r} is not a local file")
+    return _read_archive(source)
+  if source.endswith(".tflite"):
+    _require(source)
+    if model is None:
+      raise ValueError(f"weights source {source!r}: reading a .tflite file "
+                       "needs the model it is for")
+    return _read_tflite(source, model)
+  if source.endswith(".keras"):
+    _require(source)
+    return _model_arrays(keras.models.load_model(source, compile=False))
+  if not tf.io.gfile.exists(source + ".index"):
     raise FileNotFoundError(
-        f"weights {path!r} is neither a .keras file nor a checkpoint prefix "
-        f"(no {path + '.index'!r})")
-  return read_tf1_checkpoint(path)
+        f"weights source {source!r} is neither a run folder, a zoo name, an "
+        "address, a tarball, a .tflite or .keras file nor a checkpoint prefix "
+        f"(no {source + '.index'!r})")
+  return _read_checkpoint(source)
 
 
-def is_backbone_weight(name: str, backbone: str) -> bool:
-  """Whether the original variable ``name`` is a weight of ``backbone``
-  itself: under its root scope, and not the classifier's head (its logits,
-  MobileNetV2's last conv), which DeepLab does not have."""
-  return (name.startswith(backbones.ROOT_SCOPES[backbone] + "/") and
-          not name.startswith(classifier.head_scopes(backbone)))
-
-
-def assign_backbone_weights(model: keras.Model, arrays: Mapping[str, np.ndarray],
-                            source: str) -> LoadReport:
-  """Assigns every backbone weight of ``model`` from ``arrays``.
+def load_backbone_weights(model: keras.Model, source: str) -> LoadReport:
+  """Loads every backbone weight of ``model`` from ``source``.
 
   Args:
     model: a ``DeepLab`` or a ``Classifier``.
-    arrays: ``{original_name: array}`` (``read_source``, or a run's).
-    source: where ``arrays`` came from, for messages.
+    source: any source ``read_weights`` reads: an original DeepLab/slim
+      (ImageNet) checkpoint prefix, a ``.keras`` file, or a run folder of
+      ours with the same backbone (a classification run pretrains one).
 
   Returns:
     The ``LoadReport``; the source's other tensors (a classifier's logits,
     a segmentation head, optimizer slots) are listed as unused.
 
   Raises:
+    FileNotFoundError: ``source`` is not there.
     ValueError: a backbone weight is missing or has another shape (weights
       of another backbone or width).
   """
-  backbone = model.args.backbone
-  report = assign_by_original_names(
-      model, arrays, select=lambda name: is_backbone_weight(name, backbone))
+  backbone = backbones.get(model.args.backbone)
+  report = assign_by_original_names(model, read_weights(source, model),
+                                    select=backbone.is_backbone_weight)
   if report.missing or report.mismatched or not report.loaded:
     raise ValueError(
-        f"backbone weights {source!r} do not fit backbone {backbone!r}:\n"
+        f"backbone weights {source!r} do not fit backbone {backbone.name!r}:\n"
         + report.summary())
   logging.info("Backbone weights from %s: all %d weights of backbone %s "
-               "loaded (%s)", source, len(report.loaded), backbone,
+               "loaded (%s)", source, len(report.loaded), backbone.name,
                report.summary())
   return report
-
-
-def load_backbone_weights(model: keras.Model, path: str) -> LoadReport:
-  """Loads pretrained backbone weights (e.g. an ImageNet checkpoint).
-
-  Args:
-    model: a ``DeepLab`` or a ``Classifier``.
-    path: an original DeepLab/slim checkpoint prefix (``.../model.ckpt``)
-      or a ``.keras`` file of ours with the same backbone (a run folder of
-      ours: ``deeplab.training.warm_start.load_backbone_weights``).
-
-  Returns:
-    The ``LoadReport`` (``assign_backbone_weights``).
-
-  Raises:
-    FileNotFoundError: ``path`` is not there.
-    ValueError: a backbone weight is missing or has another shape (a
-      checkpoint of another backbone or width).
-  """
-  return assign_backbone_weights(model, read_source(path), path)

@@ -1,13 +1,13 @@
-"""The original's model zoo (g3doc/model_zoo.md), and reading its tarballs.
+"""The original's model zoo (g3doc/model_zoo.md), and downloading its tarballs.
 
 ``MODELS`` holds the released segmentation checkpoints: name, download
 address, backbone, training output stride, dataset, the config of ours
 that describes (and reproduces) the model, and the mIoU the zoo reports.
-``checkpoint_arrays`` reads any of the forms a user may have one in: a zoo
-name or an address (downloaded once through Keras' file cache, checked
-against a SHA-256 where one is recorded), a downloaded ``.tar.gz``, or an
-unpacked checkpoint prefix; ``deeplab.convert`` turns them into a run
-folder.
+``download`` fetches a zoo name's or an address's tarball once through
+Keras' file cache, checked against a SHA-256 where one is recorded;
+``deeplab.weights.read_weights`` reads it (or a tarball downloaded by
+hand, or its unpacked checkpoint prefix), and ``deeplab.convert`` turns it
+into a run folder.
 
 Example:
   >>> from deeplab import zoo
@@ -20,15 +20,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-import tarfile
-import tempfile
 from typing import Dict, Optional
-import zlib
 
 import keras
-import numpy as np
-
-from deeplab import weights as weights_lib
 
 DOWNLOAD_ROOT = "http://download.tensorflow.org/models/"
 # Where Keras' file cache keeps the tarballs: CACHE_DIR/CACHE_SUBDIR, with
@@ -123,76 +117,17 @@ def is_url(source: str) -> bool:
   return source.startswith(("http://", "https://", "file://"))
 
 
-def download(url: str, sha256: Optional[str] = None) -> str:
-  """The tarball at ``url`` through Keras' file cache (fetched once)."""
+def download(source: str) -> str:
+  """The local tarball of a zoo name or an address, fetched once into Keras'
+  file cache (checked against the zoo table's SHA-256 where it has one)."""
+  if source in MODELS:
+    url, sha256 = MODELS[source].url, MODELS[source].sha256
+  else:
+    known = [m.sha256 for m in MODELS.values() if m.url == source]
+    url, sha256 = source, known[0] if known else None
   if CACHE_DIR:  # Keras falls back to /tmp/.keras for a folder not there.
     os.makedirs(CACHE_DIR, exist_ok=True)
   return keras.utils.get_file(fname=url.rstrip("/").rsplit("/", 1)[-1],
                               origin=url, file_hash=sha256,
                               hash_algorithm="sha256", cache_dir=CACHE_DIR,
                               cache_subdir=CACHE_SUBDIR)
-
-
-def _extract(archive: str, destination: str) -> None:
-  try:
-    with tarfile.open(archive, "r:*") as tar:
-      if hasattr(tarfile, "data_filter"):  # No paths outside destination.
-        tar.extractall(destination, filter="data")
-      else:
-        for member in tar.getmembers():
-          target = os.path.realpath(os.path.join(destination, member.name))
-          if not target.startswith(os.path.realpath(destination) + os.sep):
-            raise tarfile.TarError(f"member {member.name!r} leaves the folder")
-        tar.extractall(destination)
-  except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-    raise ValueError(
-        f"{archive!r} is not a readable tar archive ({type(e).__name__}: "
-        f"{' '.join(str(e).split())}); a corrupted or partial download? "
-        "Delete it and download it again") from None
-
-
-def find_checkpoint(folder: str, where: str) -> str:
-  """The one TF1 checkpoint prefix (``*.index``) under ``folder``.
-
-  Raises:
-    ValueError: none, or more than one, naming what the folder holds.
-  """
-  found, files = [], []
-  for root, _, names in os.walk(folder):
-    for name in sorted(names):
-      files.append(os.path.relpath(os.path.join(root, name), folder))
-      if name.endswith(".index"):
-        found.append(os.path.join(root, name[:-len(".index")]))
-  if len(found) != 1:
-    what = "no checkpoint (*.index)" if not found else (
-        f"{len(found)} checkpoints")
-    raise ValueError(f"{where} holds {what}; its files: {sorted(files)}")
-  return found[0]
-
-
-def archive_arrays(archive: str) -> Dict[str, np.ndarray]:
-  """Weights by original name from a zoo tarball (the checkpoint inside)."""
-  if not os.path.isfile(archive):
-    raise FileNotFoundError(f"--source={archive!r} does not exist")
-  with tempfile.TemporaryDirectory(prefix="deeplab_zoo_") as folder:
-    _extract(archive, folder)
-    return weights_lib.read_tf1_checkpoint(find_checkpoint(folder, archive))
-
-
-def checkpoint_arrays(source: str) -> Dict[str, np.ndarray]:
-  """Weights by original name from a zoo name, an address, a tarball or a
-  checkpoint prefix (or a ``.keras`` file of ours).
-
-  Raises:
-    FileNotFoundError: a local source that is not there.
-    ValueError: an unreadable tarball, or one without exactly one
-      checkpoint.
-  """
-  if source in MODELS:
-    return archive_arrays(download(MODELS[source].url, MODELS[source].sha256))
-  if is_url(source):
-    known = [m for m in MODELS.values() if m.url == source]
-    return archive_arrays(download(source, known[0].sha256 if known else None))
-  if is_archive(source):
-    return archive_arrays(source)
-  return weights_lib.read_source(source)

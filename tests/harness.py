@@ -177,7 +177,7 @@ def check_fusion(ops, onednn: bool):
 def make_synthetic_records(out, train_size=160, val_size=24, png_dir=None,
                            image_size=161, num_shards=1):
   """Writes synthetic train/val records into ``out``."""
-  command = [sys.executable, "-m", "datasets.make_synthetic",
+  command = [sys.executable, "-m", "deeplab.cli", "make-synthetic",
              f"--output_dir={out}", f"--train_size={train_size}",
              f"--val_size={val_size}", f"--num_shards={num_shards}",
              f"--image_size={image_size}"]
@@ -190,7 +190,7 @@ def make_synthetic_records(out, train_size=160, val_size=24, png_dir=None,
 def make_synthetic_classification_records(out, train_size=320, val_size=64):
   """Writes the synthetic classification set (4 shape classes, 48x48
   images, ImageNet record layout) into ``out``, one shard per split."""
-  subprocess.run([sys.executable, "-m", "datasets.make_synthetic",
+  subprocess.run([sys.executable, "-m", "deeplab.cli", "make-synthetic",
                   "--task=classification", f"--output_dir={out}",
                   f"--train_size={train_size}", f"--val_size={val_size}",
                   "--num_shards=1"], cwd=REPO, check=True, capture_output=True)
@@ -325,7 +325,7 @@ def camvid_frames(count: int) -> list:
 
 def convert_released(workdir):
   """Runs the converter CLI on the released TFLite file into ``workdir``."""
-  result = run_cli("-m", "deeplab.convert", f"--config={RELEASED_CONFIG}",
+  result = run_cli("-m", "deeplab.cli", "convert", f"--config={RELEASED_CONFIG}",
                    f"--source={released_tflite()}", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout
@@ -405,46 +405,55 @@ def fake_raw_datasets(root, per_split=3) -> dict:
           "masks": root / "masks"}
 
 
-# --- The README's command blocks. ---
+# --- The command blocks of README.md and docs/. ---
 
 
-def readme_code_blocks(language: str):
-  """The README's ```LANGUAGE blocks, as text."""
-  blocks, block = [], None
-  for line in (REPO / "README.md").read_text().splitlines():
-    if block is None:
-      if line.strip() == f"```{language}":
-        block = []
+def readme_pages() -> list:
+  """README.md, then every page under docs/, as paths relative to the
+  repository (the pages whose command blocks the suite runs)."""
+  docs = sorted(p.relative_to(REPO) for p in (REPO / "docs").rglob("*.md"))
+  return [pathlib.Path("README.md")] + docs
+
+
+def readme_fenced_blocks(page="README.md"):
+  """The fenced blocks of ``page`` as ``(language, text)`` pairs, in order
+  (language "" where the fence names none)."""
+  blocks, language, block = [], None, []
+  for line in (REPO / page).read_text().splitlines():
+    if language is None:
+      if line.strip().startswith("```"):
+        language, block = line.strip()[3:].strip(), []
     elif line.strip() == "```":
-      blocks.append("\n".join(block) + "\n")
-      block = None
+      blocks.append((language, "\n".join(block) + "\n"))
+      language = None
     else:
       block.append(line)
   return blocks
 
 
-def readme_command_blocks():
-  """The README's ```sh blocks as lists of commands (continuation lines
+def readme_code_blocks(language: str, page="README.md"):
+  """The ```LANGUAGE blocks of ``page`` (README.md or a page of docs/), as
+  text."""
+  return [text for lang, text in readme_fenced_blocks(page) if lang == language]
+
+
+def readme_command_blocks(page="README.md"):
+  """The ```sh blocks of ``page`` as lists of commands (continuation lines
   joined, comments dropped), each command a list of arguments."""
   import shlex  # pylint: disable=g-import-not-at-top
-  blocks, block, pending = [], None, ""
-  for line in (REPO / "README.md").read_text().splitlines():
-    if block is None:
-      if line.strip() == "```sh":
-        block = []
-      continue
-    if line.strip() == "```":
-      blocks.append(block)
-      block = None
-      continue
-    pending += line.rstrip()
-    if pending.endswith("\\"):
-      pending = pending[:-1] + " "
-      continue
-    words = shlex.split(pending, comments=True)
-    pending = ""
-    if words:
-      block.append(words)
+  blocks = []
+  for text in readme_code_blocks("sh", page):
+    block, pending = [], ""
+    for line in text.splitlines():
+      pending += line.rstrip()
+      if pending.endswith("\\"):
+        pending = pending[:-1] + " "
+        continue
+      words = shlex.split(pending, comments=True)
+      pending = ""
+      if words:
+        block.append(words)
+    blocks.append(block)
   return blocks
 
 

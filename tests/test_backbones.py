@@ -5,6 +5,7 @@ import pytest
 
 from deeplab import backbones
 from deeplab import layers
+from deeplab import naming
 from tests import harness
 
 NAMES = sorted(backbones.BACKBONES)
@@ -79,3 +80,37 @@ def test_unknown_backbone():
   with pytest.raises(ValueError, match="backbone must be one of .* got 'vgg'"):
     backbones.build_backbone("vgg", keras.Input((33, 33, 3)), output_stride=16,
                              norm=layers.BatchNormSpec())
+  with pytest.raises(ValueError, match="backbone must be one of .* got 'vgg'"):
+    backbones.get("vgg")
+
+
+_XCEPTION_END_POINT = "entry_flow/block{}/unit_1/xception_module/separable_conv2_pointwise"
+
+
+@pytest.mark.parametrize("name, root, decay, epsilon, end_points", [
+    ("xception_41", "xception_41", 0.9997, 1e-3, {4: _XCEPTION_END_POINT.format(2)}),
+    ("xception_65", "xception_65", 0.9997, 1e-3, {4: _XCEPTION_END_POINT.format(2)}),
+    ("xception_71", "xception_71", 0.9997, 1e-3, {4: _XCEPTION_END_POINT.format(3)}),
+    ("resnet_50", "resnet_v1_50", 0.95, 1e-5, {4: "block1/unit_2/bottleneck_v1/conv3"}),
+    ("resnet_101", "resnet_v1_101", 0.95, 1e-5, {4: "block1/unit_2/bottleneck_v1/conv3"}),
+    ("mobilenet_v2", "MobilenetV2", 0.997, 1e-3, {2: "layer_2/depthwise_output",
+                                                  4: "layer_4/depthwise_output",
+                                                  8: "layer_7/depthwise_output"}),
+])
+def test_each_backbone_record_holds_the_originals_facts(name, root, decay, epsilon, end_points):
+  """The original's root scope, batch norm decay (feature_extractor.py) and
+  epsilon, and decoder end points; every weight the builder makes lies under
+  the root scope and belongs to the backbone."""
+  record = backbones.get(name)
+  assert (record.name, record.root_scope, record.batch_norm_decay,
+          record.batch_norm_epsilon) == (name, root, decay, epsilon)
+  assert dict(record.feature_end_points) == end_points
+  inputs = keras.Input((33, 33, 3))
+  features = backbones.build_backbone(
+      name, inputs, output_stride=32, norm=layers.BatchNormSpec(),
+      depth_multiplier=0.35, multi_grid=(1, 2, 4))
+  model = keras.Model(inputs, features)
+  names = list(naming.original_names(model))
+  assert names and all(record.is_backbone_weight(n) for n in names)
+  assert {l.epsilon for l in model.layers
+          if isinstance(l, keras.layers.BatchNormalization)} == {epsilon}

@@ -11,6 +11,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+from deeplab import backbones
 from deeplab import classifier
 from deeplab import config as config_lib
 from deeplab import evaluation
@@ -54,7 +55,7 @@ def test_the_classifier_head_has_the_original_imagenet_names(backbone, kwargs, h
                                 output_stride=32, **kwargs)
   names = naming.original_names(model)
   beyond_the_backbone = sorted(
-      n for n in names if not weights.is_backbone_weight(n, backbone))
+      n for n in names if not backbones.get(backbone).is_backbone_weight(n))
   assert beyond_the_backbone == sorted(head)
   assert names[head[-1]].shape == (7,)  # The logits' biases.
   logits = model(harness.random_images((2, 40, 40, 3)), training=False)
@@ -221,8 +222,8 @@ def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path,
   source = {n: np.asarray(v) for n, v in naming.original_names(pretrained).items()}
   deeplab_model = model_lib.build_model(synthetic.get_config())
   backbone = [n for n in naming.original_names(deeplab_model)
-              if weights.is_backbone_weight(n, "mobilenet_v2")]
-  report = warm_start.load_backbone_weights(deeplab_model, str(run))
+              if backbones.get("mobilenet_v2").is_backbone_weight(n)]
+  report = weights.load_backbone_weights(deeplab_model, str(run))
   assert sorted(report.loaded) == sorted(backbone) and not report.missing
   assert sorted(report.unused) == sorted(
       n for n in source if n.startswith(("MobilenetV2/Conv_1/", "MobilenetV2/Logits/")))

@@ -112,7 +112,7 @@ def test_invalid_values_name_field_and_value(key, value, message):
 
 def test_summary_cli_prints_total_params():
   result = subprocess.run(
-      [sys.executable, "-m", "deeplab.summary", "--config=configs/synthetic.py"],
+      [sys.executable, "-m", "deeplab.cli", "summary", "--config=configs/synthetic.py"],
       cwd=REPO, capture_output=True, text=True, check=True)
   last = result.stdout.strip().splitlines()[-1]
   assert re.fullmatch(r"total_params=\d+", last)
@@ -125,7 +125,7 @@ def test_summary_cli_prints_total_params():
 def test_a_field_whose_default_is_none_is_set_from_the_command_line():
   # ml_collections refuses to override a None; the field is a typed
   # placeholder instead.
-  result = run_cli("-m", "deeplab.summary", "--config=synthetic",
+  result = run_cli("-m", "deeplab.cli", "summary", "--config=synthetic",
                    "--config.model.backbone_batch_norm_momentum=0.5")
   assert result.returncode == 0, result.stderr[-2000:]
   assert config_lib.base_config().model.backbone_batch_norm_momentum is None

@@ -21,7 +21,7 @@ from tests.conftest import REPO
 @pytest.fixture(scope="module")
 def synthetic_records(tmp_path_factory):
   out = tmp_path_factory.mktemp("synthetic")
-  subprocess.run([sys.executable, "-m", "datasets.make_synthetic",
+  subprocess.run([sys.executable, "-m", "deeplab.cli", "make-synthetic",
                   f"--output_dir={out}", "--train_size=24", "--val_size=6",
                   "--image_size=97", "--num_shards=3"],
                  cwd=REPO, check=True, capture_output=True)

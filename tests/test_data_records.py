@@ -73,7 +73,7 @@ def camvid_sample(tmp_path_factory):
 
 def test_camvid_builder_cli_round_trips_pixels_and_ids(camvid_sample, tmp_path):
   out = tmp_path / "records"
-  subprocess.run([sys.executable, "-m", "datasets.build_camvid",
+  subprocess.run([sys.executable, "-m", "deeplab.cli", "build-camvid",
                   f"--camvid_root={camvid_sample}", f"--output_dir={out}",
                   "--num_shards=2"], cwd=REPO, check=False,
                  capture_output=True, text=True)
@@ -95,7 +95,7 @@ def test_camvid_builder_cli_round_trips_pixels_and_ids(camvid_sample, tmp_path):
 
 
 def test_camvid_builder_reports_table_mismatch(camvid_sample, tmp_path):
-  result = subprocess.run([sys.executable, "-m", "datasets.build_camvid",
+  result = subprocess.run([sys.executable, "-m", "deeplab.cli", "build-camvid",
                            f"--camvid_root={camvid_sample}",
                            f"--output_dir={tmp_path}"], cwd=REPO,
                           capture_output=True, text=True)
@@ -216,7 +216,7 @@ def test_folder_builder_reads_palette_and_rgb_masks(tmp_path):
                                        "--ignore_color=224,224,192",
                                        "--mask_suffix=_mask"])):
     out = tmp_path / ("out_" + mask_dir.name)
-    subprocess.run([sys.executable, "-m", "datasets.build_folder",
+    subprocess.run([sys.executable, "-m", "deeplab.cli", "build-folder",
                     f"--images={images}", f"--masks={mask_dir}",
                     f"--output_dir={out}", "--split=train", "--num_classes=3",
                     *extra], cwd=REPO, check=True, capture_output=True)

@@ -241,7 +241,7 @@ def test_predict_cli_writes_masks_and_overlays_and_names_bad_files(exported, tmp
   (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
   out = tmp_path / "out"
   result = subprocess.run(
-      [sys.executable, "-m", "deeplab.predict", f"--saved_model={root / 'saved'}",
+      [sys.executable, "-m", "deeplab.cli", "predict", f"--saved_model={root / 'saved'}",
        f"--input={inputs}", f"--output_dir={out}"], cwd=REPO,
       capture_output=True, text=True, timeout=600)
   assert result.returncode == 1, result.stderr[-3000:]
@@ -254,7 +254,7 @@ def test_predict_cli_writes_masks_and_overlays_and_names_bad_files(exported, tmp
     assert np.asarray(Image.open(f"{stem}_overlay.png")).shape == image.shape
   # From the checkpoint instead of the SavedModel: the same ids.
   out2 = tmp_path / "out2"
-  result = harness.run_cli("-m", "deeplab.predict", f"--workdir={root / 'w'}",
+  result = harness.run_cli("-m", "deeplab.cli", "predict", f"--workdir={root / 'w'}",
                            f"--input={inputs}/0*.png", f"--output_dir={out2}")
   assert result.returncode == 0, result.stderr[-3000:]
   for path, _ in frames:

@@ -126,7 +126,7 @@ def test_bad_arguments_name_field_and_value(bad, message):
 def test_xception65_deeplabv3plus_parameter_count():
   # A faithful port of the released Xception-65 DeepLabv3+ (separable ASPP
   # and decoder, 21 classes) holds 41,258,213 parameters with batch norm
-  # statistics: the figure the model issue quotes.
+  # statistics (bench/README.md's model table lists it).
   model = model_lib.DeepLab(num_classes=21, backbone="xception_65")
   assert model.count_params() == 41_258_213
 
@@ -136,7 +136,7 @@ def test_mobilenetv2_deeplabv3_parameter_count():
   # expanded_conv_16, image pooling + aspp0, no decoder, 21 classes. The
   # x0.5 variant's count is checked against the released TFLite file in
   # test_naming_and_weights.py; this pins the x1.0 count computed by
-  # `python -m deeplab.summary --config=configs/pascal_voc_mobilenetv2.py`.
+  # `deeplab-summary --config=configs/pascal_voc_mobilenetv2.py`.
   model = model_lib.DeepLab(num_classes=21, backbone="mobilenet_v2",
                             atrous_rates=(), use_decoder=False)
   assert model.count_params() == 2_146_645

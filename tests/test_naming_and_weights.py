@@ -1,11 +1,14 @@
-"""The original-name table, backbone weight loading, and the TFLite check."""
+"""The original-name table, the weights reader, backbone weight loading, and
+the TFLite check."""
 
 import numpy as np
 import pytest
 
 from deeplab import model as model_lib
 from deeplab import naming
+from deeplab import run_dir
 from deeplab import weights
+from deeplab_configs import synthetic
 from tests import harness
 from tests.conftest import shared_path
 
@@ -115,3 +118,35 @@ def test_backbone_weights_from_a_keras_file(tmp_path):
 def test_missing_backbone_weights_file():
   with pytest.raises(FileNotFoundError, match="nowhere/model.ckpt"):
     weights.load_backbone_weights(mobilenet_dm05(), "/nowhere/model.ckpt")
+
+
+def test_backbone_weights_and_all_weights_from_a_run_folder(tmp_path):
+  config = synthetic.get_config()
+  source = model_lib.build_model(config)
+  for variable in source.weights:
+    variable.assign(np.asarray(variable) + 0.5)
+  run_dir.save_model(source, config, str(tmp_path / "run"), step=3)
+  arrays = weights.read_weights(str(tmp_path / "run"))
+  expected = naming.original_names(source)
+  assert set(arrays) == set(expected)
+  for name, value in expected.items():
+    np.testing.assert_array_equal(arrays[name], value, err_msg=name)
+  target = model_lib.build_model(config)
+  report = weights.load_backbone_weights(target, str(tmp_path / "run"))
+  assert report.loaded and all(n.startswith("MobilenetV2/") for n in report.loaded)
+  assert "logits/semantic/weights" in report.unused
+  with pytest.raises(FileNotFoundError, match="not a run folder"):
+    weights.read_weights(str(tmp_path))
+
+
+def test_a_tflite_source_needs_the_model_and_unknown_sources_are_named(tmp_path):
+  path = tmp_path / "model.tflite"
+  path.write_bytes(b"not read")
+  with pytest.raises(ValueError, match="needs the model"):
+    weights.read_weights(str(path))
+  with pytest.raises(FileNotFoundError, match="nowhere.tflite"):
+    weights.read_weights("/nowhere.tflite", mobilenet_dm05())
+  with pytest.raises(FileNotFoundError, match=r"nowhere.tar.gz"):
+    weights.read_weights("/nowhere.tar.gz")
+  with pytest.raises(FileNotFoundError, match=r"neither a run folder.*'/nowhere/model.ckpt.index'"):
+    weights.read_weights("/nowhere/model.ckpt")

@@ -1,13 +1,15 @@
-"""Every command block of README.md runs, on tiny data.
+"""Every command block of README.md and of the pages in docs/ runs, on tiny data.
 
-The commands run as written, in a folder that holds tiny copies of the raw
-datasets in their distribution layouts (tests/harness.py's
+Every fenced block of those pages is ```sh, ```python or ```text, and
+every ```sh and ```python block runs here. The commands run as written,
+in a folder that holds tiny copies of the raw datasets in their
+distribution layouts (tests/harness.py's
 fake_raw_datasets), a few photos, and links to the checkout's CLIs. Small
 overrides are appended where a command as written would take hours or needs
 a full dataset; they are all here:
 
 - dataset builders: ``--check_split_sizes=false`` (3 images per split are
-  not the dataset table's counts); ``build_folder``'s ``--num_classes=N``
+  not the dataset table's counts); ``deeplab-build-folder``'s ``--num_classes=N``
   becomes 5;
 - ``train.py``: 2 steps of batch 2 on 65x65 crops, and for the
   Xception-65 experiments (VOC, and the ImageNet pretraining on two class
@@ -17,7 +19,10 @@ a full dataset; they are all here:
 - ``make demo``: a demo folder in the test's temporary folder and a
   4-step training run.
 
-The ```python blocks run as they are, each in a fresh interpreter.
+The ```python blocks run as they are, each in a fresh interpreter. Each
+page's ``main`` command blocks are one test case; they run in order in one
+module-scoped folder, since they read the records that the datasets page's
+block builds there.
 
 Not run here: ``make test`` (CI runs it; it would run itself), the
 ``pip install .`` block (tests/test_wheel.py runs it against a built
@@ -30,6 +35,7 @@ only when ../shared is beside the checkout.
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -43,6 +49,8 @@ TINY_TRAIN = ["--config.train.steps=2", "--config.train.batch_size=2",
               "--config.train.checkpoint_every=2", "--config.train.steps_per_loop=1",
               "--config.data.crop_size=(65,65)", "--config.data.shuffle_buffer=4",
               "--config.eval.num_summary_images=0"]
+# The console scripts (deeplab-*) beside the interpreter.
+BIN = pathlib.Path(sys.executable).parent
 SMALL_BACKBONE = ["--config.model.backbone=mobilenet_v2",
                   "--config.model.depth_multiplier=0.25"]
 
@@ -50,7 +58,7 @@ SMALL_BACKBONE = ["--config.model.backbone=mobilenet_v2",
 def overrides(command):
   """The flags appended to ``command`` (see the module docstring)."""
   text = " ".join(command)
-  if "datasets.build_" in text:
+  if "deeplab-build-" in text:
     return ["--check_split_sizes=false"]
   if command[1:2] == ["train.py"]:
     return TINY_TRAIN + (SMALL_BACKBONE if "xception65" in text else [])
@@ -65,19 +73,34 @@ def classify(block):
     return "make"
   if block[0][0] == "pip":
     return "install"
-  if "datasets.build_" in text:
+  if "deeplab-build-" in text:
     return "datasets"
-  if "deeplab.convert --source=" in text:
+  if "deeplab-convert --source=" in text:
     return "zoo"
-  if "deeplab.convert" in text:
+  if "deeplab-convert" in text:
     return "released"
   if "gs://" in text:
     return "cluster"
   return "main"
 
 
-def blocks(kind):
-  return [b for b in harness.readme_command_blocks() if classify(b) == kind]
+PAGES = [str(page) for page in harness.readme_pages()]
+RUN_LANGUAGES = ("sh", "python")  # ```text blocks are shown, not run.
+
+
+def blocks(kind, pages=PAGES):
+  """The ```sh blocks of ``pages`` that ``classify`` calls ``kind``, in order."""
+  return [b for page in pages for b in harness.readme_command_blocks(page)
+          if classify(b) == kind]
+
+
+def pages_with(kind):
+  return [page for page in PAGES if blocks(kind, [page])]
+
+
+def python_blocks():
+  return [(page, i) for page in PAGES
+          for i in range(len(harness.readme_code_blocks("python", page)))]
 
 
 def run_block(block, cwd):
@@ -85,6 +108,8 @@ def run_block(block, cwd):
     command = [word.replace("--num_classes=N", "--num_classes=5") for word in command]
     if command[0] == "python":
       command[0] = sys.executable
+    elif command[0].startswith("deeplab-"):  # A console script of this environment.
+      command[0] = str(BIN / command[0])
     full = command + overrides(command)
     result = subprocess.run(full, cwd=cwd, capture_output=True, text=True,
                             timeout=900,
@@ -98,7 +123,7 @@ def sandbox(tmp_path_factory):
   README's dataset block builds."""
   root = tmp_path_factory.mktemp("readme")
   harness.fake_raw_datasets(root)
-  for name in ("train.py", "eval.py", "export.py", "configs", "datasets", "deeplab"):
+  for name in ("train.py", "eval.py", "export.py", "configs", "deeplab"):
     (root / name).symlink_to(REPO / name)
   (root / "photos").mkdir()
   for i, path in enumerate(sorted((root / "imgs").iterdir())[:2]):
@@ -109,26 +134,91 @@ def sandbox(tmp_path_factory):
 
 
 def test_the_readme_has_the_blocks_this_test_knows():
-  kinds = [classify(b) for b in harness.readme_command_blocks()]
-  assert kinds[0] == "make" and kinds.count("install") == 1
+  kinds = [classify(b) for page in PAGES for b in harness.readme_command_blocks(page)]
+  assert kinds.count("make") == 1 and kinds.count("install") == 1
+  assert kinds.count("datasets") == 1 and kinds.count("released") == 1
   assert {"datasets", "released", "main", "cluster", "zoo"} <= set(kinds)
+  assert harness.readme_fenced_blocks()[0][0] == "sh"
   assert [c[:2] for c in harness.readme_command_blocks()[0]] == [
       ["make", "demo"], ["make", "test"]]
+  # tests/test_wheel.py runs the install block from README.md.
+  assert [classify(b) for b in harness.readme_command_blocks()].count("install") == 1
+
+
+def test_the_readme_and_docs_hold_only_blocks_this_test_knows():
+  """Every fenced block is ```sh or ```python (run here) or ```text."""
+  assert PAGES[0] == "README.md" and len(PAGES) > 1
+  for page in PAGES:
+    languages = [language for language, _ in harness.readme_fenced_blocks(page)]
+    assert set(languages) <= {*RUN_LANGUAGES, "text"}, (page, languages)
+
+
+def test_the_readme_is_short():
+  lines = (REPO / "README.md").read_text().splitlines()
+  assert len(lines) < 200, len(lines)
+
+
+def prose_lines(page):
+  """The lines of ``page`` outside its fenced blocks."""
+  inside = False
+  for line in (REPO / page).read_text().splitlines():
+    if line.strip().startswith("```"):
+      inside = not inside
+    elif not inside:
+      yield line
+
+
+def heading_anchors(page):
+  """The anchors GitHub gives the headings of ``page``."""
+  titles = [line.lstrip("#").strip().lower() for line in prose_lines(page)
+            if line.startswith("#")]
+  return {re.sub(r"[^a-z0-9 _-]", "", t).replace(" ", "-") for t in titles}
+
+
+def test_the_readme_and_docs_links_point_at_files():
+  links = 0
+  for page in PAGES:
+    text = "\n".join(prose_lines(page))
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+      if re.match(r"[a-z]+:", target):  # http://, https://, mailto:
+        continue
+      path, _, anchor = target.partition("#")
+      path = (REPO / page).parent / path if path else REPO / page
+      assert path.resolve().exists(), (page, target)
+      if anchor and path.suffix == ".md":
+        assert anchor in heading_anchors(path.resolve().relative_to(REPO)), (page, target)
+      links += 1
+  assert links > len(PAGES)
+
+
+# What each page's main blocks leave in the sandbox.
+MAIN_OUTPUTS = {
+    "README.md": ["runs/voc/eval/metrics.json", "serving/voc/1/saved_model.pb",
+                  "voc.tflite"],
+    "docs/backbone_pretraining.md": ["runs/shapes/eval/metrics.json",
+                                     "runs/imagenet/eval/metrics.json",
+                                     "runs/voc_from_imagenet/checkpoints/checkpoint"],
+}
+
+
+def test_each_page_with_main_blocks_states_its_outputs():
+  assert sorted(pages_with("main")) == sorted(MAIN_OUTPUTS)
 
 
 @pytest.mark.slow
-def test_the_readme_commands_run(sandbox):
-  for block in blocks("main"):
+@pytest.mark.parametrize("page", pages_with("main"))
+def test_the_readme_commands_run(page, sandbox):
+  for block in blocks("main", [page]):
     run_block(block, sandbox)
-  assert (sandbox / "runs" / "voc" / "eval" / "metrics.json").exists()
-  for run in ("shapes", "imagenet"):  # Backbone pretraining.
-    metrics = (sandbox / "runs" / run / "eval" / "metrics.json").read_text()
-    assert "top_5_accuracy" in metrics, run
-  assert (sandbox / "runs" / "voc_from_imagenet" / "checkpoints" / "checkpoint").exists()
-  assert (sandbox / "serving" / "voc" / "1" / "saved_model.pb").exists()
-  assert (sandbox / "voc.tflite").exists()
-  assert sorted(p.name for p in (sandbox / "out").iterdir())[:3] == [
-      "photo_0_color.png", "photo_0_ids.png", "photo_0_overlay.png"]
+  for output in MAIN_OUTPUTS[page]:
+    assert (sandbox / output).exists(), (page, output)
+  if page == "README.md":
+    assert sorted(p.name for p in (sandbox / "out").iterdir())[:3] == [
+        "photo_0_color.png", "photo_0_ids.png", "photo_0_overlay.png"]
+  if page == "docs/backbone_pretraining.md":
+    for run in ("shapes", "imagenet"):
+      metrics = (sandbox / "runs" / run / "eval" / "metrics.json").read_text()
+      assert "top_5_accuracy" in metrics, run
 
 
 @pytest.mark.slow
@@ -156,9 +246,9 @@ def test_make_demo_runs(tmp_path):
   assert pathlib.Path(demo / "run" / "eval" / "metrics.json").exists()
 
 
-@pytest.mark.parametrize("index", range(len(harness.readme_code_blocks("python"))))
-def test_the_readme_python_blocks_run(index, tmp_path):
-  code = harness.readme_code_blocks("python")[index]
+@pytest.mark.parametrize(("page", "index"), python_blocks())
+def test_the_readme_python_blocks_run(page, index, tmp_path):
+  code = harness.readme_code_blocks("python", page)[index]
   result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))

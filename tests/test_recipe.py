@@ -1,4 +1,4 @@
-"""The original's training recipe in its details (issue 13): each test
+"""The original's training recipe in its details: each test
 checks one rule against numbers it computes itself on a hand-made case."""
 
 import math

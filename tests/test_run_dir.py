@@ -40,7 +40,7 @@ def test_eval_export_and_predict_need_only_the_workdir(trained, tmp_path):
                    f"--export_dir={tmp_path / 'saved'}")
   assert result.returncode == 0, result.stderr[-3000:]
   assert (tmp_path / "saved" / "saved_model.pb").exists()
-  result = run_cli("-m", "deeplab.predict", f"--workdir={workdir}",
+  result = run_cli("-m", "deeplab.cli", "predict", f"--workdir={workdir}",
                    f"--input={pngs}", f"--output_dir={tmp_path / 'out'}")
   assert result.returncode == 0, result.stderr[-3000:]
   ids = Image.open(tmp_path / "out" / "00000_ids.png")
@@ -159,7 +159,7 @@ def test_int8_export_calibrates_on_training_records_only(trained, tmp_path):
 
 def test_convert_never_replaces_a_runs_checkpoints(trained):
   workdir, _, _ = trained
-  result = run_cli("-m", "deeplab.convert", f"--workdir={workdir}",
+  result = run_cli("-m", "deeplab.cli", "convert", f"--workdir={workdir}",
                    "--source=/nowhere/model.ckpt")
   assert result.returncode != 0
   assert "already holds checkpoints" in result.stderr

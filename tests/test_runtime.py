@@ -125,7 +125,7 @@ def test_the_quoted_bf16_factors_are_bench_readmes():
 
 def test_what_runs_before_the_choice_imports_no_tensorflow():
   result = harness.run_cli("-c", (
-      "import sys, deeplab, deeplab.runtime, deeplab.entry_points, deeplab.tools\n"
+      "import sys, deeplab, deeplab.runtime, deeplab.cli\n"
       "print(sorted(m for m in sys.modules if m.split('.')[0] in "
       "('tensorflow', 'keras', 'numpy')))"), timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -139,12 +139,13 @@ def test_what_runs_before_the_choice_imports_no_tensorflow():
 LAUNCH_AS_AVX2 = """
 import os, sys
 os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
+from deeplab import cli
 from deeplab import runtime
 assert "tensorflow" not in sys.modules
 runtime.this_cpu = lambda: runtime.Cpu("Fake EPYC", frozenset({"avx2", "fma"}), 5)
 sys.argv = ["deeplab-predict", "--help"]
 try:
-  runtime.launch("deeplab.predict")
+  cli.tool("predict")()
 except SystemExit:
   pass
 import tensorflow as tf
@@ -165,7 +166,7 @@ def test_a_tool_chooses_before_tensorflow_is_imported():
 
 
 @pytest.mark.parametrize("command", [["train.py", "--help"],
-                                     ["-m", "deeplab.summary", "--help"]])
+                                     ["-m", "deeplab.cli", "summary", "--help"]])
 def test_the_entry_points_print_the_choice(command):
   result = harness.run_cli(*command, timeout=300,
                            env_overrides={"TF_NUM_INTEROP_THREADS": "1"})
@@ -179,20 +180,20 @@ def test_the_entry_points_print_the_choice(command):
 def test_the_tools_warn_about_bf16_on_a_cpu_without_it(monkeypatch):
   from absl import logging  # pylint: disable=g-import-not-at-top
 
-  from deeplab import cli  # pylint: disable=g-import-not-at-top
   from deeplab import config as config_lib  # pylint: disable=g-import-not-at-top
+  from deeplab.cli import common  # pylint: disable=g-import-not-at-top
   config = config_lib.base_config()
   config.model.dtype_policy = "mixed_bfloat16"
   warnings = []
   monkeypatch.setattr(logging, "warning", warnings.append)
   monkeypatch.setattr(runtime, "_applied", runtime.choose(
       cpu(EPYC_AVX2), "train", environ={}))
-  cli.warn_about_bf16(config)
+  common.warn_about_bf16(config)
   assert len(warnings) == 1 and "AMD EPYC 7B12" in warnings[0]
   config.train.strategy = "tpu"  # bf16 runs on the TPU, not on this CPU
-  cli.warn_about_bf16(config)
+  common.warn_about_bf16(config)
   monkeypatch.setattr(runtime, "_applied", runtime.choose(
       cpu(SAPPHIRE_AMX), "train", environ={}))
   config.train.strategy = "default"
-  cli.warn_about_bf16(config)
+  common.warn_about_bf16(config)
   assert len(warnings) == 1

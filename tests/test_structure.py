@@ -1,7 +1,9 @@
 """The shape of the code: one definition of the model's arguments, imports
-that point downward, no flags at library import, no shadowed Keras names."""
+that point downward, flags only in the tools of one table, no shadowed
+Keras names."""
 
 import ast
+import configparser
 import dataclasses
 import importlib
 import pathlib
@@ -11,19 +13,23 @@ import sys
 import keras
 import pytest
 
+from deeplab import cli
 from deeplab import config as config_lib
 from deeplab import model as model_lib
+from deeplab import runtime
 from deeplab.model_args import ArgumentError
 from deeplab.model_args import ModelArgs
 from tests.conftest import REPO
 
 LIBRARY = sorted(p for p in (REPO / "deeplab").rglob("*.py"))
+DATASETS = sorted((REPO / "datasets").glob("*.py"))
 # What evaluation, export and prediction use: none may reach training code.
 # (The graph is of module-level imports; a function-level import of training
 # code would escape it, and none exists.)
 INFERENCE_MODULES = ["deeplab.evaluation", "deeplab.export", "deeplab.predict",
                      "deeplab.convert", "deeplab.folding", "deeplab.run_dir",
-                     "deeplab.cli", "deeplab.tools.eval", "deeplab.tools.export",
+                     "deeplab.cli.common", "deeplab.cli.eval", "deeplab.cli.export",
+                     "deeplab.cli.predict", "deeplab.cli.convert",
                      "deeplab.inference", "deeplab.metrics", "deeplab.weights",
                      "deeplab.data.image_files", "deeplab.tasks.segmentation",
                      "deeplab.tasks.classification"]
@@ -115,11 +121,13 @@ def test_the_task_is_looked_up_in_one_place():
   assert "deeplab.tasks" in readers
 
 
-def test_no_library_module_defines_flags_when_imported():
+def test_no_module_defines_flags_when_imported():
+  names = [module_name(p) for p in LIBRARY] + [
+      f"deeplab_datasets.{p.stem}" for p in DATASETS if p.stem != "__init__"]
   script = (
       "import importlib\n"
       "from absl import flags\n"
-      f"for name in {[module_name(p) for p in LIBRARY]!r}:\n"
+      f"for name in {names!r}:\n"
       "  importlib.import_module(name)\n"
       "print(sorted(m for m in flags.FLAGS.flags_by_module_dict()\n"
       "             if 'deeplab' in m))\n")
@@ -127,6 +135,68 @@ def test_no_library_module_defines_flags_when_imported():
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _flag_definitions(path: pathlib.Path):
+  """``flags.DEFINE_*(...)`` / ``config_flags.DEFINE_*(...)`` calls in a file."""
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Call):
+      name = (node.func.attr if isinstance(node.func, ast.Attribute) else
+              getattr(node.func, "id", ""))
+      if name.startswith("DEFINE"):
+        yield f"{path.relative_to(REPO)}:{node.lineno} {ast.unparse(node.func)}"
+
+
+def test_flags_are_defined_only_in_the_cli_package():
+  cli_package = REPO / "deeplab" / "cli"
+  outside = [p for p in LIBRARY if cli_package not in p.parents] + DATASETS + sorted(
+      (REPO / "configs").glob("*.py"))
+  assert not [d for p in outside for d in _flag_definitions(p)]
+  # The check sees the definitions where they are.
+  assert list(_flag_definitions(cli_package / "train.py"))
+
+
+def _console_scripts():
+  parser = configparser.ConfigParser()
+  parser.read(REPO / "setup.cfg")
+  return [line.strip() for line in
+          parser["options.entry_points"]["console_scripts"].strip().splitlines()]
+
+
+def test_the_table_of_tools_is_setup_cfgs_console_scripts():
+  assert _console_scripts() == [f"{t.script} = deeplab.cli:{t.entry_point}"
+                                for t in cli.TOOLS]
+  for tool in cli.TOOLS:
+    assert getattr(cli, tool.entry_point) is tool
+    assert cli.tool(tool.name) is cli.tool(tool.script) is tool
+  assert not hasattr(cli, "deeplab_nothing")
+  with pytest.raises(KeyError, match="tools: train, eval"):
+    cli.tool("nothing")
+
+
+def test_every_tool_is_a_module_of_the_cli_package_with_a_runtime_job():
+  modules = {p.stem for p in (REPO / "deeplab" / "cli").glob("*.py")}
+  for tool in cli.TOOLS:
+    assert tool.script.startswith(cli.SCRIPT_PREFIX), tool
+    assert tool.job in runtime.JOBS, tool
+    tree = ast.parse((REPO / "deeplab" / "cli" / f"{tool.module}.py").read_text())
+    assert ast.get_docstring(tree), f"{tool.module}: its docstring is its --help"
+    (main,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+    assert not main.args.args, tool
+  # Every module with a main() is a tool of the table; the others help them.
+  tools = {t.module for t in cli.TOOLS}
+  assert modules - tools == {"__init__", "__main__", "common", "builder_flags"}
+  assert len(tools) == len(cli.TOOLS) == len({t.script for t in cli.TOOLS})
+  # The jobs whose runtime differs (deeplab/runtime.py's rules) are these tools'.
+  assert {t.module: t.job for t in cli.TOOLS if t.job != "tool"} == {
+      "train": "train", "eval": "eval", "export": "export", "predict": "predict"}
+
+
+def test_python_m_deeplab_cli_names_the_tools():
+  result = subprocess.run([sys.executable, "-m", "deeplab.cli", "nothing"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+  assert result.returncode == 1
+  assert f"tools: {', '.join(t.name for t in cli.TOOLS)}" in result.stderr
 
 
 def test_no_layer_of_ours_shadows_a_keras_name():

@@ -20,23 +20,10 @@ import venv
 
 import pytest
 
+from deeplab import cli
 from tests import harness
 from tests.conftest import REPO
 
-# Console script -> the module whose docstring is its usage text.
-TOOLS = {
-    "deeplab-train": "deeplab.tools.train", "deeplab-eval": "deeplab.tools.eval",
-    "deeplab-export": "deeplab.tools.export", "deeplab-predict": "deeplab.predict",
-    "deeplab-convert": "deeplab.convert", "deeplab-summary": "deeplab.summary",
-    "deeplab-make-synthetic": "deeplab_datasets.make_synthetic",
-    "deeplab-build-voc": "deeplab_datasets.build_voc",
-    "deeplab-build-cityscapes": "deeplab_datasets.build_cityscapes",
-    "deeplab-build-ade20k": "deeplab_datasets.build_ade20k",
-    "deeplab-build-camvid": "deeplab_datasets.build_camvid",
-    "deeplab-build-folder": "deeplab_datasets.build_folder",
-    "deeplab-build-tfds": "deeplab_datasets.build_tfds",
-    "deeplab-inspect": "deeplab_datasets.inspect",
-}
 # What the wheel may put at the top of site-packages.
 OUR_NAMES = {"deeplab", "deeplab_configs", "deeplab_datasets"}
 
@@ -109,13 +96,15 @@ def test_the_wheel_installs_only_our_names(installed):
 
 @pytest.mark.slow
 def test_every_console_script_answers_help(installed):
-  for tool, module in TOOLS.items():
-    result = run(installed, tool, "--help")
+  bin_dir, _, _ = installed
+  assert {p.name for p in bin_dir.glob("deeplab-*")} == {t.script for t in cli.TOOLS}
+  for tool in cli.TOOLS:
+    result = run(installed, tool.script, "--help")
     # absl's --help prints the usage (the tool's docstring) and exits with 1.
-    source = pathlib.Path(importlib.util.find_spec(module).origin).read_text()
+    source = pathlib.Path(importlib.util.find_spec(tool.module_name).origin).read_text()
     usage = ast.get_docstring(ast.parse(source)).splitlines()[0]
-    assert usage in result.stdout, (tool, result.stdout, result.stderr[-2000:])
-    assert "Try --helpfull" in result.stdout, (tool, result.stdout)
+    assert usage in result.stdout, (tool.script, result.stdout, result.stderr[-2000:])
+    assert "Try --helpfull" in result.stdout, (tool.script, result.stdout)
 
 
 # Small overrides of the README's installed block (its commands as written

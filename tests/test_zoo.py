@@ -131,7 +131,7 @@ def test_the_zoo_table_holds_the_released_models():
 
 def test_the_convert_cli_takes_a_tarball(tarball, tmp_path):
   path, arrays = tarball
-  result = harness.run_cli("-m", "deeplab.convert",
+  result = harness.run_cli("-m", "deeplab.cli", "convert",
                            "--config=configs/synthetic.py", f"--source={path}",
                            f"--workdir={tmp_path / 'w'}")
   assert result.returncode == 0, result.stderr[-3000:]

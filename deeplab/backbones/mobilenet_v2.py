@@ -11,6 +11,7 @@ expansion widths are rounded to multiples of 8, except the first unit's
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict
 
 import keras
@@ -39,6 +40,9 @@ UNITS = (
 # original's DECODER_END_POINTS: layer_4 at stride 4 (the paper's decoder),
 # layer_7 at 8; layer_2 at stride 2 is ours, for a decoder stage at 2.
 DECODER_END_POINT_UNITS = {2: 0, 4: 2, 8: 5}
+# Channels of the classification net's last conv (``Conv_1``) at depth
+# multiplier 1; DeepLab's feature extractor leaves it out.
+LAST_CHANNELS = 1280
 
 
 def make_divisible(value: float, divisor: int, min_value: int = None) -> int:
@@ -112,3 +116,33 @@ def mobilenet_v2(inputs, output_stride: int, norm: layers.BatchNormSpec,
   features.update({stride: depthwise_outputs[unit] for stride, unit
                    in DECODER_END_POINT_UNITS.items() if stride < output_stride})
   return features
+
+
+@dataclasses.dataclass(frozen=True)
+class MobileNetV2(common.Backbone):
+  """MobileNetV2: its record and builder."""
+
+  def build(self, inputs, output_stride, norm, depth_multiplier, multi_grid):
+    del multi_grid  # MobileNetV2 has no multi-grid block.
+    return mobilenet_v2(inputs, output_stride, norm, depth_multiplier)
+
+  def classifier_prelogits(self, features, depth_multiplier, norm):
+    """``Conv_1``, channels scaled and rounded as the backbone's own layers."""
+    divisible_by = 8 if depth_multiplier == 1.0 else 1
+    channels = make_divisible(LAST_CHANNELS * depth_multiplier, divisible_by)
+    return layers.conv_bn_act(
+        features, channels, 1, activation="relu6", norm=norm,
+        epsilon=BATCH_NORM_EPSILON, kernel_initializer=INITIALIZER,
+        name=layers.scope(ROOT, "Conv_1"))
+
+
+VARIANTS = (MobileNetV2(
+    name="mobilenet_v2", root_scope=ROOT,
+    # The original keeps mobilenet's training_scope bn_decay of 0.997.
+    batch_norm_decay=0.997, batch_norm_epsilon=BATCH_NORM_EPSILON,
+    feature_end_points={stride: f"layer_{unit + 2}/depthwise_output"
+                        for stride, unit in DECODER_END_POINT_UNITS.items()},
+    # multi_grid is ignored, but takes the other backbones' 3 rates.
+    multi_grid_length=3,
+    logits_scope=f"{ROOT}/Logits/Conv2d_1c_1x1",
+    classifier_head_scopes=(f"{ROOT}/Conv_1/", f"{ROOT}/Logits/")),)

@@ -9,7 +9,8 @@ checkpoints.
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+import dataclasses
+from typing import Dict, Sequence, Tuple
 
 import keras
 
@@ -20,9 +21,6 @@ BATCH_NORM_EPSILON = 1e-5  # The original resnet arg scope's epsilon.
 # Kernels keep conv_bn_act's default He normal initializer: the resnet arg
 # scope's variance_scaling_initializer() (factor 2, fan in, truncated normal).
 
-# Units per block (block1..block3); block4 has one unit per multi-grid rate.
-UNITS = {"resnet_50": (3, 4, 6), "resnet_101": (3, 4, 23)}
-SCOPES = {"resnet_50": "resnet_v1_50", "resnet_101": "resnet_v1_101"}
 # The decoder's stride-4 input (the original's DECODER_END_POINTS): the conv3
 # output of the unit before block1's strided unit, before the residual add.
 LOW_LEVEL_END_POINT = "block1/unit_2/bottleneck_v1/conv3"
@@ -56,46 +54,61 @@ def _bottleneck(x, depth: int, depth_bottleneck: int, stride: int, rate: int,
   return keras.layers.ReLU(name=name + ".relu")(x)
 
 
-def resnet(inputs, variant: str, output_stride: int,
-           norm: layers.BatchNormSpec,
-           multi_grid: Sequence[int] = (1, 2, 4)) -> Dict[int, "keras.KerasTensor"]:
-  """Builds ResNet-50/101 v1 beta on ``inputs``.
+@dataclasses.dataclass(frozen=True)
+class ResNet(common.Backbone):
+  """A ResNet v1 beta: its record and builder.
 
-  Args:
-    inputs: image tensor [batch, height, width, 3] scaled to [-1, 1].
-    variant: 'resnet_50' or 'resnet_101'.
-    output_stride: 8, 16 or 32.
-    norm: how to make batch norm layers.
-    multi_grid: unit rates of block4 (one unit per entry), multiplied by the
-      block's atrous rate.
-
-  Returns:
-    ``{stride: tensor}`` with 4 (decoder features), the output stride and
-    the strides between.
+  Attributes:
+    units: units per block (block1..block3); block4 has one unit per
+      multi-grid rate.
   """
-  root = SCOPES[variant]
-  end_points: Dict[str, "keras.KerasTensor"] = {}
-  x = layers.conv_bn_act(inputs, 64, 3, strides=2, explicit_padding=True,
-                         norm=norm, epsilon=BATCH_NORM_EPSILON,
-                         name=layers.scope(root, "conv1_1"))
-  x = layers.conv_bn_act(x, 64, 3, norm=norm, epsilon=BATCH_NORM_EPSILON,
-                         name=layers.scope(root, "conv1_2"))
-  x = layers.conv_bn_act(x, 128, 3, norm=norm, epsilon=BATCH_NORM_EPSILON,
-                         name=layers.scope(root, "conv1_3"))
-  features = {2: x}
-  x = keras.layers.MaxPooling2D(3, strides=2, padding="same",
-                                name=layers.scope(root, "pool1"))(x)
-  features[4] = x
-  tracker = common.StrideTracker(output_stride, current_stride=4)
-  blocks = [(f"block{i + 1}", 64 * 2**i, [1] * (n - 1) + [2], [1] * n)
-            for i, n in enumerate(UNITS[variant])]
-  blocks.append(("block4", 512, [1] * len(multi_grid), list(multi_grid)))
-  for block, base_depth, strides, unit_rates in blocks:
-    for unit, (stride, unit_rate) in enumerate(zip(strides, unit_rates)):
-      unit_stride, rate = tracker.next(stride)
-      name = layers.scope(root, block, f"unit_{unit + 1}", "bottleneck_v1")
-      x = _bottleneck(x, base_depth * 4, base_depth, unit_stride,
-                      rate * unit_rate, name, norm, end_points)
-      features[tracker.current_stride] = x
-  features[4] = end_points[layers.scope(root, LOW_LEVEL_END_POINT.replace("/", "."))]
-  return features
+  units: Tuple[int, ...] = ()
+
+  def build(self, inputs, output_stride: int, norm: layers.BatchNormSpec,
+            depth_multiplier: float, multi_grid: Sequence[int]
+            ) -> Dict[int, "keras.KerasTensor"]:
+    """Builds the ResNet on ``inputs`` (``common.Backbone.build``): no width
+    multiplier; block4 has one unit per ``multi_grid`` rate, each times the
+    block's atrous rate."""
+    del depth_multiplier
+    root = self.root_scope
+    end_points: Dict[str, "keras.KerasTensor"] = {}
+    x = layers.conv_bn_act(inputs, 64, 3, strides=2, explicit_padding=True,
+                           norm=norm, epsilon=BATCH_NORM_EPSILON,
+                           name=layers.scope(root, "conv1_1"))
+    x = layers.conv_bn_act(x, 64, 3, norm=norm, epsilon=BATCH_NORM_EPSILON,
+                           name=layers.scope(root, "conv1_2"))
+    x = layers.conv_bn_act(x, 128, 3, norm=norm, epsilon=BATCH_NORM_EPSILON,
+                           name=layers.scope(root, "conv1_3"))
+    features = {2: x}
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same",
+                                  name=layers.scope(root, "pool1"))(x)
+    features[4] = x
+    tracker = common.StrideTracker(output_stride, current_stride=4)
+    blocks = [(f"block{i + 1}", 64 * 2**i, [1] * (n - 1) + [2], [1] * n)
+              for i, n in enumerate(self.units)]
+    blocks.append(("block4", 512, [1] * len(multi_grid), list(multi_grid)))
+    for block, base_depth, strides, unit_rates in blocks:
+      for unit, (stride, unit_rate) in enumerate(zip(strides, unit_rates)):
+        unit_stride, rate = tracker.next(stride)
+        name = layers.scope(root, block, f"unit_{unit + 1}", "bottleneck_v1")
+        x = _bottleneck(x, base_depth * 4, base_depth, unit_stride,
+                        rate * unit_rate, name, norm, end_points)
+        features[tracker.current_stride] = x
+    low_level = self.feature_end_points[4].replace("/", ".")
+    features[4] = end_points[layers.scope(root, low_level)]
+    return features
+
+
+def _variant(depth: int, units: Tuple[int, ...]) -> ResNet:
+  root = f"resnet_v1_{depth}"
+  return ResNet(
+      name=f"resnet_{depth}", root_scope=root,
+      # feature_extractor.py passes 0.95 to the ResNet arg scope.
+      batch_norm_decay=0.95, batch_norm_epsilon=BATCH_NORM_EPSILON,
+      feature_end_points={4: LOW_LEVEL_END_POINT}, multi_grid_length=None,
+      logits_scope=f"{root}/logits", classifier_head_scopes=(f"{root}/logits/",),
+      units=units)
+
+
+VARIANTS = (_variant(50, units=(3, 4, 6)), _variant(101, units=(3, 4, 23)))

@@ -12,7 +12,8 @@ what the released checkpoints were trained with.
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+import dataclasses
+from typing import Dict, Sequence, Tuple
 
 import keras
 
@@ -49,20 +50,6 @@ def _middle(units: int):
   return (("middle_flow/block1", (728, 728, 728), "sum", units, 1, False),)
 
 
-BLOCKS = {
-    "xception_41": _ENTRY_65 + _middle(8) + _EXIT,
-    "xception_65": _ENTRY_65 + _middle(16) + _EXIT,
-    "xception_71": _ENTRY_71 + _middle(16) + _EXIT,
-}
-
-# The decoder's stride-4 input: the original's DECODER_END_POINTS.
-LOW_LEVEL_END_POINT = {
-    "xception_41": "entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise",
-    "xception_65": "entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise",
-    "xception_71": "entry_flow/block3/unit_1/xception_module/separable_conv2_pointwise",
-}
-
-
 def _xception_module(x, depth_list: Sequence[int], skip: str, stride: int,
                      rate: int, unit_rates: Sequence[int],
                      activation_inside: bool, name: str,
@@ -96,43 +83,65 @@ def _xception_module(x, depth_list: Sequence[int], skip: str, stride: int,
   return residual
 
 
-def xception(inputs, variant: str, output_stride: int,
-             norm: layers.BatchNormSpec,
-             multi_grid: Sequence[int] = (1, 1, 1)) -> Dict[int, "keras.KerasTensor"]:
-  """Builds a modified aligned Xception on ``inputs``.
+@dataclasses.dataclass(frozen=True)
+class Xception(common.Backbone):
+  """A modified aligned Xception: its record and builder.
 
-  Args:
-    inputs: image tensor [batch, height, width, 3] scaled to [-1, 1].
-    variant: 'xception_41', 'xception_65' or 'xception_71'.
-    output_stride: 8, 16 or 32; strides beyond it become atrous rates.
-    norm: how to make batch norm layers.
-    multi_grid: rates of the three convs of the last block, multiplied by the
-      block's atrous rate (the original's ``multi_grid``).
-
-  Returns:
-    ``{stride: tensor}`` with 4 (the decoder's low-level features), the
-    output stride, and every stride in between.
+  Attributes:
+    blocks: (block scope, depth_list, skip connection, units, stride,
+      activation inside the separable convs) per block.
   """
-  root = variant
-  end_points: Dict[str, "keras.KerasTensor"] = {}
-  x = layers.conv_bn_act(inputs, 32, 3, strides=2, norm=norm,
-                         epsilon=BATCH_NORM_EPSILON, explicit_padding=True,
-                         kernel_initializer=INITIALIZER,
-                         name=layers.scope(root, "entry_flow.conv1_1"))
-  x = layers.conv_bn_act(x, 64, 3, norm=norm, epsilon=BATCH_NORM_EPSILON,
-                         kernel_initializer=INITIALIZER,
-                         name=layers.scope(root, "entry_flow.conv1_2"))
-  features = {2: x}
-  tracker = common.StrideTracker(output_stride, current_stride=2)
-  for block, depths, skip, units, stride, act_inside in BLOCKS[variant]:
-    unit_rates = multi_grid if block == "exit_flow/block2" else (1, 1, 1)
-    for unit in range(units):
-      unit_stride, rate = tracker.next(stride)
-      name = layers.scope(root, block.replace("/", "."), f"unit_{unit + 1}",
-                          "xception_module")
-      x = _xception_module(x, depths, skip, unit_stride, rate, unit_rates,
-                           act_inside, name, norm, end_points)
-      features[tracker.current_stride] = x
-  low_level = layers.scope(root, LOW_LEVEL_END_POINT[variant].replace("/", "."))
-  features[4] = end_points[low_level]
-  return features
+  blocks: Tuple[tuple, ...] = ()
+
+  def build(self, inputs, output_stride: int, norm: layers.BatchNormSpec,
+            depth_multiplier: float, multi_grid: Sequence[int]
+            ) -> Dict[int, "keras.KerasTensor"]:
+    """Builds the Xception on ``inputs`` (``common.Backbone.build``): no
+    width multiplier; ``multi_grid`` holds the rates of the last block's
+    three convs, times the block's atrous rate (the original's
+    ``multi_grid``); ``{stride: tensor}`` has the low-level features at 4."""
+    del depth_multiplier
+    root = self.root_scope
+    end_points: Dict[str, "keras.KerasTensor"] = {}
+    x = layers.conv_bn_act(inputs, 32, 3, strides=2, norm=norm,
+                           epsilon=BATCH_NORM_EPSILON, explicit_padding=True,
+                           kernel_initializer=INITIALIZER,
+                           name=layers.scope(root, "entry_flow.conv1_1"))
+    x = layers.conv_bn_act(x, 64, 3, norm=norm, epsilon=BATCH_NORM_EPSILON,
+                           kernel_initializer=INITIALIZER,
+                           name=layers.scope(root, "entry_flow.conv1_2"))
+    features = {2: x}
+    tracker = common.StrideTracker(output_stride, current_stride=2)
+    for block, depths, skip, units, stride, act_inside in self.blocks:
+      unit_rates = multi_grid if block == "exit_flow/block2" else (1, 1, 1)
+      for unit in range(units):
+        unit_stride, rate = tracker.next(stride)
+        name = layers.scope(root, block.replace("/", "."), f"unit_{unit + 1}",
+                            "xception_module")
+        x = _xception_module(x, depths, skip, unit_stride, rate, unit_rates,
+                             act_inside, name, norm, end_points)
+        features[tracker.current_stride] = x
+    low_level = layers.scope(root, self.feature_end_points[4].replace("/", "."))
+    features[4] = end_points[low_level]
+    return features
+
+
+def _variant(name: str, entry: tuple, middle_units: int,
+             low_level_block: int) -> Xception:
+  return Xception(
+      name=name, root_scope=name,
+      # feature_extractor.py passes 0.9997 to the Xception arg scope.
+      batch_norm_decay=0.9997, batch_norm_epsilon=BATCH_NORM_EPSILON,
+      # The decoder's stride-4 input: the original's DECODER_END_POINTS.
+      feature_end_points={4: f"entry_flow/block{low_level_block}/unit_1/"
+                             "xception_module/separable_conv2_pointwise"},
+      multi_grid_length=3, logits_scope=f"{name}/logits",
+      classifier_head_scopes=(f"{name}/logits/",),
+      blocks=entry + _middle(middle_units) + _EXIT)
+
+
+VARIANTS = (
+    _variant("xception_41", _ENTRY_65, middle_units=8, low_level_block=2),
+    _variant("xception_65", _ENTRY_65, middle_units=16, low_level_block=2),
+    _variant("xception_71", _ENTRY_71, middle_units=16, low_level_block=3),
+)

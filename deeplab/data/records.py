@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List
 
 import tensorflow as tf
 
@@ -191,10 +191,6 @@ class ShardWriter:
     for temp in self.temp_paths:
       if tf.io.gfile.exists(temp):
         tf.io.gfile.remove(temp)
-
-
-def count_records(paths: Sequence[str]) -> int:
-  return sum(1 for _ in tf.data.TFRecordDataset(list(paths)))
 
 
 def iterate_examples(paths: Iterable[str]):

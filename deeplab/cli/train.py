@@ -18,13 +18,13 @@ checkpoint. SIGTERM / Ctrl-C save a checkpoint before exiting. Strategies:
 from absl import app
 from absl import flags
 
-from deeplab import cli
+from deeplab.cli import common
 from deeplab.training import loop
 
 
 def main():
   """Console-script entry point: flags, then one library call."""
-  config_flag = cli.define_config_flag(
+  config_flag = common.define_config_flag(
       "Experiment config file (configs/<name>.py); default: the config of "
       "the run in --workdir, to resume it.")
   workdir = flags.DEFINE_string("workdir", None, "Run folder.")
@@ -35,8 +35,8 @@ def main():
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    loop.run(cli.run_config(config_flag.value, workdir.value), workdir.value,
+    loop.run(common.run_config(config_flag.value, workdir.value), workdir.value,
              mode.value)
 
   flags.mark_flags_as_required(["workdir"])
-  cli.run_app(_main, __doc__)
+  common.run_app(_main, __doc__)

@@ -1,37 +1,30 @@
 """Training curves and per-class IoU of runs, as PNG files.
 
-Usage: python bench/plot_training.py --run=LABEL=WORKDIR [--run=...]
-    [--output=bench/training_curves.png] [--classes_output=bench/class_iou.png]
-
-For each run folder it reads ``train_log.jsonl``: the loss of each loop
-call and, where the run evaluated (``--mode=train_and_eval``, or
-``eval.py`` on its checkpoints, whose ``eval/metrics-<step>.json`` files
-are matched to the log's minutes by step), the validation mIoU, both
-against the wall-clock minutes of training. The second figure has the
-per-class IoU of each run's last evaluation (``eval/metrics.json``) as
-grouped bars. Needs matplotlib (`pip install matplotlib`; `make
-bench-peers` installs it too): a bench tool, not a dependency of the
-library.
+For each run folder, ``read_run`` reads ``train_log.jsonl``: the loss of
+each loop call and, where the run evaluated (``--mode=train_and_eval``, or
+``deeplab-eval`` on its checkpoints, whose ``eval/metrics-<step>.json``
+files are matched to the log's minutes by step), the validation mIoU, both
+against the wall-clock minutes of training; and the per-class IoU of the
+run's last evaluation (``eval/metrics.json``). ``plot`` draws the curves
+and the per-class IoU as grouped bars. Plotting needs matplotlib (``pip
+install matplotlib``; ``make bench-peers`` installs it too), which the
+library does not depend on. The tool is ``deeplab-plot-training``
+(deeplab/cli/plot_training.py).
 """
 
 import glob
 import json
 import os
-import sys
-
-from absl import app
-from absl import flags
-
-_RUNS = flags.DEFINE_multi_string("run", [], "LABEL=WORKDIR, one per run.")
-_OUTPUT = flags.DEFINE_string("output", "bench/training_curves.png",
-                              "Loss and val mIoU against minutes.")
-_CLASSES = flags.DEFINE_string("classes_output", "bench/class_iou.png",
-                               "Per-class IoU bars.")
+from typing import Dict, List, Optional
 
 
 def read_run(workdir: str) -> dict:
   """``{"loss": [(minutes, loss)], "miou": [(minutes, miou)], "classes":
-  {name: iou}}`` of one run folder."""
+  {name: iou}}`` of one run folder.
+
+  Raises:
+    FileNotFoundError: ``workdir`` has no training log.
+  """
   path = os.path.join(workdir, "train_log.jsonl")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: not a run folder (no training log)")
@@ -50,22 +43,25 @@ def read_run(workdir: str) -> dict:
           "classes": classes}
 
 
-def main(argv):
-  del argv
+def plot(runs: Dict[str, dict], output: str,
+         classes_output: Optional[str] = None) -> List[str]:
+  """Draws the runs (``{label: read_run(workdir)}``): loss and validation
+  mIoU against minutes into ``output``, and the per-class IoU of the runs
+  that have one into ``classes_output``.
+
+  Returns:
+    The files written.
+
+  Raises:
+    ImportError: matplotlib is not installed.
+  """
   try:
     import matplotlib  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    sys.exit("plot_training.py needs matplotlib: pip install matplotlib")
+  except ImportError as e:
+    raise ImportError("plotting training curves needs matplotlib: "
+                      "pip install matplotlib") from e
   matplotlib.use("Agg")
   from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
-  if not _RUNS.value:
-    sys.exit("give at least one --run=LABEL=WORKDIR")
-  runs = {}
-  for spec in _RUNS.value:
-    label, sep, workdir = spec.partition("=")
-    if not sep:
-      sys.exit(f"--run={spec!r}: expected LABEL=WORKDIR")
-    runs[label] = read_run(workdir)
 
   figure, (loss_axes, miou_axes) = pyplot.subplots(1, 2, figsize=(11, 4))
   for label, run in runs.items():
@@ -81,12 +77,12 @@ def main(argv):
     axes.grid(alpha=0.3)
     axes.legend()
   figure.tight_layout()
-  figure.savefig(_OUTPUT.value, dpi=110)
-  print(f"wrote {_OUTPUT.value}")
+  figure.savefig(output, dpi=110)
+  written = [output]
 
   with_classes = {label: run["classes"] for label, run in runs.items()
                   if run["classes"]}
-  if with_classes:
+  if with_classes and classes_output:
     names = list(next(iter(with_classes.values())))
     width = 0.8 / len(with_classes)
     figure, axes = pyplot.subplots(figsize=(11, 4))
@@ -99,9 +95,6 @@ def main(argv):
     axes.grid(axis="y", alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(_CLASSES.value, dpi=110)
-    print(f"wrote {_CLASSES.value}")
-
-
-if __name__ == "__main__":
-  app.run(main)
+    figure.savefig(classes_output, dpi=110)
+    written.append(classes_output)
+  return written

@@ -23,13 +23,13 @@ import json
 from absl import app
 from absl import flags
 
-from deeplab import cli
 from deeplab import evaluation
+from deeplab.cli import common
 
 
 def main():
   """Console-script entry point: flags, then one library call."""
-  config_flag = cli.define_config_flag()
+  config_flag = common.define_config_flag()
   workdir = flags.DEFINE_string("workdir", None, "Training run folder.")
   checkpoint = flags.DEFINE_string("checkpoint", None,
                                    "A checkpoint prefix (default: the latest).")
@@ -41,7 +41,7 @@ def main():
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    config = cli.tool_config(config_flag.value, workdir.value)
+    config = common.tool_config(config_flag.value, workdir.value)
     if mode.value == "continuous_eval":
       evaluation.continuous_eval(config, workdir.value, timeout.value)
       return
@@ -50,4 +50,4 @@ def main():
     print(json.dumps(metrics, indent=2))
 
   flags.mark_flags_as_required(["workdir"])
-  cli.run_app(_main, __doc__)
+  common.run_app(_main, __doc__)

@@ -17,13 +17,13 @@ images only), resized to the TFLite input size.
 from absl import app
 from absl import flags
 
-from deeplab import cli
 from deeplab import export
+from deeplab.cli import common
 
 
 def main():
   """Console-script entry point: flags, then one library call."""
-  config_flag = cli.define_config_flag()
+  config_flag = common.define_config_flag()
   workdir = flags.DEFINE_string("workdir", None, "Training run folder.")
   export_dir = flags.DEFINE_string("export_dir", None, "SavedModel folder.")
   output_stride = flags.DEFINE_enum(
@@ -55,7 +55,7 @@ def main():
     if size is not None and (len(size) != 2 or not all(v.isdigit() for v in size)):
       raise app.UsageError(f"--tflite_size must be HEIGHT,WIDTH, got {size}")
     export.export_run(
-        cli.tool_config(config_flag.value, workdir.value), workdir.value,
+        common.tool_config(config_flag.value, workdir.value), workdir.value,
         export_dir=export_dir.value, tflite_path=tflite.value,
         tflite_size=tuple(int(v) for v in size) if size else None,
         quantization=quantization.value,
@@ -64,4 +64,4 @@ def main():
         legacy_names=legacy.value, frozen_graph=frozen.value)
 
   flags.mark_flags_as_required(["workdir"])
-  cli.run_app(_main, __doc__)
+  common.run_app(_main, __doc__)

@@ -7,12 +7,12 @@ Nothing here defines a flag when imported; each entry point calls
 a file (``--config=configs/synthetic.py``).
 
 The rule:
-- A tool that creates or continues a run (``train.py``,
-  ``deeplab.convert``) takes ``--config=FILE`` (with ``--config.x=...``
+- A tool that creates or continues a run (``deeplab-train``,
+  ``deeplab-convert``) takes ``--config=FILE`` (with ``--config.x=...``
   overrides) as the run's config. Without ``--config`` it continues the run
   in ``--workdir`` with the config written there.
-- A tool that reads a run (``eval.py``, ``export.py``, ``deeplab.predict``)
-  takes the config written in ``--workdir`` and applies only what the user
+- A tool that reads a run (``deeplab-eval``, ``deeplab-export``,
+  ``deeplab-predict``) takes the config written in ``--workdir`` and applies only what the user
   changes on purpose: each ``--config.x=...`` given, and, when
   ``--config=FILE`` is given, that file's ``eval`` section (scales, flip,
   crop size) and ``export`` section (the served model's pixel limit). A
@@ -48,8 +48,8 @@ def shipped_configs() -> Dict[str, str]:
     import deeplab_configs  # pylint: disable=g-import-not-at-top
     folder = os.path.dirname(deeplab_configs.__file__)
   except ImportError:  # A checkout used without installing the package.
-    folder = os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "configs")
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "configs")
     if not os.path.isdir(folder):
       return {}
   return {name[:-3]: os.path.join(folder, name)
@@ -104,6 +104,12 @@ def run_app(main: Callable[[List[str]], Any], doc: str) -> None:
       none.
   """
   sys.modules["__main__"].__doc__ = doc
+  # --help lists the key flags of the program (sys.argv[0]): the flags
+  # defined in this package, which are the running tool's.
+  for module, defined in flags.FLAGS.flags_by_module_dict().items():
+    if module.startswith(f"{__package__}."):
+      for flag in defined:
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   app.run(main, flags_parser=_parse_flags)
 
 
@@ -172,7 +178,7 @@ def tool_config(config: ml_collections.ConfigDict,
   if not run_dir.has_config(workdir):
     raise app.UsageError(
         f"--workdir={workdir!r} holds no run: {run_dir.config_path(workdir or '.')} "
-        "does not exist (train.py or deeplab.convert writes it)")
+        "does not exist (deeplab-train or deeplab-convert writes it)")
   config = run_dir.config_with_changes(workdir, given_changes(config))
   warn_about_bf16(config)
   return config
@@ -190,3 +196,4 @@ def warn_about_bf16(config: ml_collections.ConfigDict) -> None:
   message = runtime.bf16_warning(choice.cpu, config.model.dtype_policy, choice.job)
   if message:
     logging.warning(message)
+

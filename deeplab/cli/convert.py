@@ -1,0 +1,54 @@
+r"""Imports released DeepLab weights into a checkpoint of ours.
+
+  deeplab-convert --source=xception_coco_voc_trainaug --workdir=W
+  deeplab-convert --config=pascal_voc_mobilenetv2_dm05 \
+      --source=deeplabv3_257_mv_gpu.tflite --workdir=W
+  deeplab-convert --config=pascal_voc_xception65 \
+      --source=deeplabv3_pascal_train_aug_2018_01_04.tar.gz --workdir=W
+
+--source is a name of the original's model zoo (``deeplab.zoo.MODELS``,
+its config taken from the zoo's table unless --config is given), a download
+address, a ``.tar.gz`` of the zoo, a TF1 checkpoint prefix or a TFLite file
+(deeplab/convert.py says how each is read and checked). W then holds
+checkpoints/ckpt-0 and config.json, and deeplab-eval, deeplab-export and
+deeplab-predict use it like a trained run; deeplab-train fine-tunes from it
+(``--config.train.init_checkpoint=W``, with
+``--config.train.initialize_last_layer=False`` for another class count).
+"""
+
+from absl import app
+from absl import flags
+
+from deeplab import config as config_lib
+from deeplab import convert as convert_lib
+from deeplab import run_dir
+from deeplab import zoo
+from deeplab.cli import common
+
+
+def main():
+  """Console-script entry point: flags, then ``deeplab.convert.convert``."""
+  config_flag = common.define_config_flag(
+      "Config describing the source's architecture (default: the config of "
+      "the run in --workdir).")
+  source = flags.DEFINE_string(
+      "source", None, "A model zoo name (deeplab.zoo.MODELS), a download "
+      "address, a .tar.gz of the zoo, a TF1 checkpoint prefix or a .tflite "
+      "file.")
+  workdir = flags.DEFINE_string("workdir", None, "Folder for the checkpoint.")
+
+  def _main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if (source.value in zoo.MODELS and not common.config_file_given() and
+        not run_dir.has_config(workdir.value)):
+      # A zoo name alone: the zoo table's config, with --config.x changes.
+      config = zoo.MODELS[source.value].get_config()
+      for path, value in common.given_changes(config_flag.value).items():
+        config_lib.set_field(config, path, value)
+    else:
+      config = common.run_config(config_flag.value, workdir.value)
+    print(convert_lib.convert(config, source.value, workdir.value).summary())
+
+  flags.mark_flags_as_required(["source", "workdir"])
+  common.run_app(_main, __doc__)
