@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import keras
 
 from deeplab import backbones
+from deeplab import classifier  # noqa: F401  Registers Classifier with Keras (.keras files).
 from deeplab import config as config_lib
 from deeplab import layers
 from deeplab import tasks
