@@ -200,12 +200,12 @@ def build_ours_savedmodel(arch: str):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from bench import common  # pylint: disable=g-import-not-at-top
-  from deeplab import export_lib  # pylint: disable=g-import-not-at-top
   from deeplab.data import registry  # pylint: disable=g-import-not-at-top
+  from deeplab.export import savedmodel  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   model = common.randomize_batch_norm(common.deeplab_v3_plus(arch), rng)
   folder = tempfile.mkdtemp(prefix="compare_savedmodel_")
-  export_lib.export_saved_model(model, registry.get("pascal_voc_seg"), folder)
+  savedmodel.export_saved_model(model, registry.get("pascal_voc_seg"), folder)
   serve = tf.saved_model.load(folder).signatures["serving_default"]
   data = {b: tf.constant(rng.integers(0, 256, (b, 513, 513, 3)).astype(np.uint8))
           for b in (1, 8)}
@@ -221,12 +221,12 @@ def build_ours_tflite(arch: str):
   import tempfile  # pylint: disable=g-import-not-at-top
 
   from bench import common  # pylint: disable=g-import-not-at-top
-  from deeplab import export_lib  # pylint: disable=g-import-not-at-top
   from deeplab import weights  # pylint: disable=g-import-not-at-top
+  from deeplab.export import tflite  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   model = common.randomize_batch_norm(common.deeplab_v3_plus(arch), rng)
   path = os.path.join(tempfile.mkdtemp(prefix="compare_tflite_"), "model.tflite")
-  export_lib.export_tflite(model, path, 513, 513)
+  tflite.export_tflite(model, path, 513, 513)
   runs = {}
   for batch in (1, 8):
     interpreter = weights.tflite_interpreter(path, num_threads=os.cpu_count())

@@ -29,13 +29,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import common  # noqa: E402
-from deeplab import evaluation  # noqa: E402
-from deeplab import export_lib  # noqa: E402
+from deeplab import inference  # noqa: E402
+from deeplab import metrics as metrics_lib  # noqa: E402
 from deeplab import run_dir  # noqa: E402
 from deeplab import weights  # noqa: E402
 from deeplab.cli import common as cli  # noqa: E402
 from deeplab.data import pipeline  # noqa: E402
 from deeplab.data import registry  # noqa: E402
+from deeplab.export import tflite  # noqa: E402
 
 _CONFIG = cli.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.")
@@ -72,7 +73,7 @@ def main(argv):
 
   @tf.function
   def keras_labels(image):
-    probabilities = evaluation.predict_probabilities(model, image[None] / 127.5 - 1.0)
+    probabilities = inference.predict_probabilities(model, image[None] / 127.5 - 1.0)
     return tf.argmax(probabilities, -1, output_type=tf.int32)[0]
 
   calibration = [tf.image.resize(pixels(b), (height, width)).numpy()
@@ -84,7 +85,7 @@ def main(argv):
   with tempfile.TemporaryDirectory() as tmp:
     for quantization in ("float32", "float16", "int8"):
       path = os.path.join(tmp, quantization + ".tflite")
-      sizes[quantization] = export_lib.export_tflite(
+      sizes[quantization] = tflite.export_tflite(
           model, path, height, width, quantization, calibration)
       runners[quantization] = tflite_runner(path)
     matrices = {name: np.zeros((info.num_classes,) * 2, np.int64) for name in runners}
@@ -101,12 +102,12 @@ def main(argv):
         small = run(image)
         outputs[name] = tf.image.resize(small[..., None], label.shape,
                                         method="nearest").numpy()[..., 0]
-        matrices[name] += evaluation.confusion_matrix(
+        matrices[name] += metrics_lib.confusion_matrix(
             label, outputs[name], info.num_classes, info.ignore_label).numpy()
         agree[name] += int(np.sum(outputs[name] == outputs["keras"]))
       total += label.size
       images += 1
-  miou = {name: evaluation.metrics_from_confusion(m, info.class_names)["miou"]
+  miou = {name: metrics_lib.metrics_from_confusion(m, info.class_names)["miou"]
           for name, m in matrices.items()}
   lines = [f"`{_WORKDIR.value}` (step {step}), {images} validation "
            f"images at {height}x{width}, labels resized back to full size:", "",

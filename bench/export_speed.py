@@ -7,9 +7,9 @@ For each backbone (DeepLabv3+, OS 16, separable ASPP 6,12,18 + decoder, 21
 classes, random weights with random batch norm statistics), batch 1 at
 513x513, median of alternating rounds:
 - Keras: the trained form (batch norm layers) in a tf.function, logits;
-- SavedModel: ``serving_default`` of ``export_lib.export_saved_model``
+- SavedModel: ``serving_default`` of ``export.savedmodel.export_saved_model``
   (BN-folded; uint8 in, labels and probabilities out), loaded back;
-- TFLite: ``export_lib.export_tflite`` float32, the TFLite interpreter with
+- TFLite: ``export.tflite.export_tflite`` float32, the TFLite interpreter with
   one thread per core.
 """
 
@@ -29,9 +29,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import common  # noqa: E402
-from deeplab import export_lib  # noqa: E402
 from deeplab import weights  # noqa: E402
 from deeplab.data import registry  # noqa: E402
+from deeplab.export import savedmodel  # noqa: E402
+from deeplab.export import tflite  # noqa: E402
 
 _BACKBONES = flags.DEFINE_list("backbones", ["mobilenet_v2", "xception_65"],
                                "Backbones to measure.")
@@ -46,10 +47,10 @@ def measure(backbone, folder):
   model = common.randomize_batch_norm(common.deeplab_v3_plus(backbone), rng)
   image = rng.integers(0, 256, (1, SIZE, SIZE, 3)).astype(np.uint8)
   saved = os.path.join(folder, backbone)
-  export_lib.export_saved_model(model, registry.get("pascal_voc_seg"), saved)
+  savedmodel.export_saved_model(model, registry.get("pascal_voc_seg"), saved)
   serve = tf.saved_model.load(saved).signatures["serving_default"]
   lite = os.path.join(folder, backbone + ".tflite")
-  export_lib.export_tflite(model, lite, SIZE, SIZE)
+  tflite.export_tflite(model, lite, SIZE, SIZE)
   interpreter = weights.tflite_interpreter(lite, num_threads=os.cpu_count())
   interpreter.allocate_tensors()
   source = interpreter.get_input_details()[0]["index"]

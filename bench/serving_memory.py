@@ -70,15 +70,15 @@ def main(argv):
     serve(_SERVE.value)
     return
   from deeplab import config as config_lib  # pylint: disable=g-import-not-at-top
-  from deeplab import export_lib  # pylint: disable=g-import-not-at-top
   from deeplab import model as model_lib  # pylint: disable=g-import-not-at-top
   from deeplab.data import registry  # pylint: disable=g-import-not-at-top
+  from deeplab.export import savedmodel  # pylint: disable=g-import-not-at-top
   rows = []
   for name in _CONFIGS.value:
     config = __import__(f"deeplab_configs.{name}", fromlist=["get_config"]).get_config()
     model = model_lib.build_model(config)
     with tempfile.TemporaryDirectory() as tmp:
-      export_lib.export_saved_model(
+      savedmodel.export_saved_model(
           model, registry.from_config(config), tmp,
           crop_size=config_lib.eval_crop_size(config),
           max_request_pixels=config.export.max_request_pixels)

@@ -8,9 +8,10 @@ from typing import Optional, Sequence
 import keras
 
 from deeplab import backbones
-from deeplab import classifier
+from deeplab import classifier  # noqa: F401  Registers Classifier with Keras (.keras files).
 from deeplab import config as config_lib
 from deeplab import layers
+from deeplab import tasks
 from deeplab.model_args import ModelArgs
 from deeplab.model_args import ModelFromArgs
 
@@ -93,14 +94,11 @@ class DeepLab(ModelFromArgs, keras.Model):
     self.args = args
 
 
-# The model of each task (``config.model.task``).
-MODELS = {"segmentation": DeepLab, "classification": classifier.Classifier}
-
-
 def build_model(config, input_shape: Sequence[Optional[int]] = (None, None, 3),
                 **overrides) -> keras.Model:
-  """Builds the model an experiment config describes: a ``DeepLab``, or for
-  ``config.model.task='classification'`` a ``Classifier``.
+  """Builds the model an experiment config describes: its task's model
+  (``deeplab.tasks``): a ``DeepLab``, or a ``Classifier`` for the
+  classification task.
 
   Args:
     config: an experiment config (``configs/<name>.py``'s ``get_config()``).
@@ -125,4 +123,4 @@ def build_model(config, input_shape: Sequence[Optional[int]] = (None, None, 3),
   config_lib.validate(config)
   args = ModelArgs.from_experiment(config, input_shape=tuple(input_shape),
                                    **overrides)
-  return MODELS[args.task](args)
+  return tasks.get(args.task).MODEL(args)

@@ -18,6 +18,7 @@ import keras
 
 from deeplab import backbones
 from deeplab import rules
+from deeplab import tasks
 
 OUTPUT_STRIDES = (8, 16, 32)
 # Strides of backbone features a decoder stage can refine with.
@@ -25,7 +26,7 @@ DECODER_STRIDES = (2, 4, 8)
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # What a model is for: DeepLab segments (deeplab.model); the classifier
 # pretrains a backbone on image classification (deeplab.classifier).
-TASKS = ("segmentation", "classification")
+TASKS = tasks.NAMES
 # The segmentation head's arguments: a classifier has no ASPP or decoder.
 _SEGMENTATION = ("segmentation",)
 

@@ -17,14 +17,12 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from deeplab import config as config_lib
-from deeplab import export_lib
 from deeplab import folding
+from deeplab import inference
 from deeplab import progress
 from deeplab import run_dir
 from deeplab import visualize
-from deeplab.data import builder
-from deeplab.data import pipeline
+from deeplab.data import image_files
 from deeplab.data import registry
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -32,13 +30,7 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 
 def list_inputs(spec: str) -> List[str]:
   """Image files named by a file, a folder or a glob, sorted."""
-  if tf.io.gfile.isdir(spec):
-    paths = [os.path.join(spec, n) for n in tf.io.gfile.listdir(spec)]
-  elif tf.io.gfile.exists(spec):
-    paths = [spec]
-  else:
-    paths = tf.io.gfile.glob(spec)
-  paths = sorted(p for p in paths if p.lower().endswith(builder.IMAGE_EXTENSIONS))
+  paths = image_files.list_images(spec)
   if not paths:
     raise FileNotFoundError(f"--input={spec!r} names no image files")
   return paths
@@ -48,15 +40,11 @@ def checkpoint_predictor(config, workdir: str) -> Tuple[Predictor, registry.Data
   """Predicts with the latest checkpoint of a run, batch norm folded."""
   model, _ = run_dir.restore_model(config, workdir)
   model = folding.inference_model(model)
-  scales, flip = tuple(config.eval.scales), config.eval.flip
-  crop_size = config_lib.eval_crop_size(config)
-
-  resize_range = pipeline.resize_range(config)
+  options = inference.options_from_config(config)
 
   @tf.function(reduce_retracing=True)
   def labels(image):
-    return export_lib.predict_labels(model, image[None], scales, flip,
-                                     crop_size, resize_range)[0][0]
+    return inference.predict_labels(model, image[None], **options)[0][0]
 
   return (lambda image: labels(tf.constant(image)).numpy(),
           registry.from_config(config))
@@ -89,8 +77,7 @@ def predict_files(paths, predictor: Predictor, info: registry.DatasetInfo,
   bar = progress.Progress(len(paths), "predict", unit="images")
   for path in paths:
     try:
-      with Image.open(io.BytesIO(builder.read_bytes(path))) as opened:
-        image = np.asarray(opened.convert("RGB"))
+      image = image_files.read_rgb(path)
     except Exception as e:  # PIL raises many types for broken files.
       problems.append(f"{path}: unreadable image ({e})")
       bar.update()

@@ -14,7 +14,7 @@ import tensorflow as tf
 from deeplab import backbones
 from deeplab import classifier
 from deeplab import config as config_lib
-from deeplab import eval_lib
+from deeplab import evaluation
 from deeplab import model as model_lib
 from deeplab import naming
 from deeplab import run_dir
@@ -210,7 +210,7 @@ def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path,
 
   # eval.py's evaluation (the README runs the CLI): the folded model.
   (run / "eval" / "metrics.json").unlink()
-  eval_lib.evaluate_checkpoint(run_dir.read_config(str(run)), str(run))
+  evaluation.evaluate_checkpoint(run_dir.read_config(str(run)), str(run))
   metrics = json.loads((run / "eval" / "metrics.json").read_text())
   assert set(metrics) == {"top_1_accuracy", "top_5_accuracy", "examples", "step"}
   assert metrics["top_5_accuracy"] == 1.0  # 4 classes: top-5 is top-4.

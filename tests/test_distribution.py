@@ -17,7 +17,6 @@ import pytest
 import tensorflow as tf
 
 from deeplab import config as config_lib
-from deeplab import eval_lib
 from deeplab import evaluation
 from deeplab import model as model_lib
 from deeplab import naming
@@ -27,6 +26,7 @@ from deeplab.data import audit
 from deeplab.data import builder
 from deeplab.data import pipeline
 from deeplab.data import records
+from deeplab.tasks import segmentation
 from deeplab.training import strategy as strategy_lib
 from deeplab.training import trainer as trainer_lib
 from tests.harness import config_with
@@ -283,10 +283,11 @@ def _eval_batches(config):
 def test_the_evaluation_step_compiles_with_xla(synthetic_model):
   config, model = synthetic_model
   strategy = tf.distribute.get_strategy()
-  plain = evaluation.evaluate(model, _eval_batches(config), strategy, 5, 255,
-                              max_batches=4)
-  compiled = evaluation.evaluate(model, _eval_batches(config), strategy, 5, 255,
-                                 max_batches=4, jit_compile=True)
+  plain = segmentation.confusion_over_dataset(
+      model, _eval_batches(config), strategy, 5, 255, max_batches=4)
+  compiled = segmentation.confusion_over_dataset(
+      model, _eval_batches(config), strategy, 5, 255, max_batches=4,
+      jit_compile=True)
   assert compiled.sum() == plain.sum() > 0
   # XLA's float order differs from oneDNN's: at most a few near-ties flip.
   assert np.abs(compiled - plain).sum() <= 1e-3 * plain.sum()
@@ -297,11 +298,11 @@ def test_the_evaluation_function_is_traced_once_across_evaluations(
   config, model = synthetic_model
   strategy = tf.distribute.get_strategy()
   for _ in range(3):
-    evaluation.evaluate(model, _eval_batches(config), strategy, 5, 255,
-                        max_batches=2)
-  step = evaluation.eval_step(model, strategy, 5, 255)
+    segmentation.confusion_over_dataset(model, _eval_batches(config), strategy,
+                                        5, 255, max_batches=2)
+  step = segmentation.eval_step(model, strategy, 5, 255)
   assert step.experimental_get_tracing_count() == 1
-  assert evaluation.eval_step(model, strategy, 5, 255, flip=True) is not step
+  assert segmentation.eval_step(model, strategy, 5, 255, flip=True) is not step
 
 
 def test_the_training_step_compiles_with_xla_at_the_recipe_crop(records, tmp_path):
@@ -337,13 +338,13 @@ def test_host_evaluation_gives_the_live_models_metrics(records, tmp_path,
   loop(iter(pipeline.train_dataset(config)), tf.constant(2))
   live, strategy = trainer.evaluation_model()
   assert live is trainer.model
-  expected = eval_lib.evaluate_model(config, live, str(tmp_path / "a"), 2,
-                                     strategy)
+  expected = evaluation.evaluate_model(config, live, str(tmp_path / "a"), 2,
+                                       strategy)
   monkeypatch.setattr(strategy_lib, "evaluates_on_host", lambda s: True)
   host, host_strategy = trainer.evaluation_model()
   assert host is not trainer.model
-  got = eval_lib.evaluate_model(config, host, str(tmp_path / "b"), 2,
-                                host_strategy)
+  got = evaluation.evaluate_model(config, host, str(tmp_path / "b"), 2,
+                                  host_strategy)
   assert got == expected
   loop(iter(pipeline.train_dataset(config)), tf.constant(1))
   again, _ = trainer.evaluation_model()  # The same copy, new weights.

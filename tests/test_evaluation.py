@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import evaluation
+from deeplab import inference
+from deeplab import metrics as metrics_lib
 from deeplab import model as model_lib
+from deeplab.tasks import segmentation
 
 
 def numpy_miou(labels, predictions, num_classes, ignore_label):
@@ -29,9 +31,9 @@ def test_confusion_matrix_miou_equals_numpy_with_ignored_pixels():
   predictions = np.where(rng.rand(*labels.shape) < 0.6, labels,
                          rng.randint(0, 6, labels.shape))
   predictions[labels == 255] = rng.randint(0, 6, np.sum(labels == 255))
-  matrix = evaluation.confusion_matrix(labels, predictions, 6, 255).numpy()
+  matrix = metrics_lib.confusion_matrix(labels, predictions, 6, 255).numpy()
   assert matrix.sum() == np.sum(labels != 255)
-  metrics = evaluation.metrics_from_confusion(matrix, [f"c{i}" for i in range(6)])
+  metrics = metrics_lib.metrics_from_confusion(matrix, [f"c{i}" for i in range(6)])
   miou, accuracy = numpy_miou(labels, predictions, 6, 255)
   assert metrics["miou"] == pytest.approx(miou, abs=1e-12)
   assert metrics["pixel_accuracy"] == pytest.approx(accuracy, abs=1e-12)
@@ -41,8 +43,8 @@ def test_confusion_matrix_miou_equals_numpy_with_ignored_pixels():
 
 def test_a_class_absent_from_truth_and_predictions_is_left_out():
   labels = np.array([0, 0, 1, 1])
-  matrix = evaluation.confusion_matrix(labels, labels, 3, 255).numpy()
-  metrics = evaluation.metrics_from_confusion(matrix, ["a", "b", "c"])
+  matrix = metrics_lib.confusion_matrix(labels, labels, 3, 255).numpy()
+  metrics = metrics_lib.metrics_from_confusion(matrix, ["a", "b", "c"])
   assert metrics["miou"] == 1.0
   assert metrics["per_class_iou"]["c"] is None
   assert metrics["per_class_recall"]["c"] is None
@@ -54,8 +56,8 @@ def test_recall_and_precision_say_which_side_an_iou_lacks():
   # as b: b is found whole (recall 1) but 2 of its 6 are wrong.
   labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
   predictions = np.array([0, 0, 1, 1, 1, 1, 1, 1])
-  matrix = evaluation.confusion_matrix(labels, predictions, 2, 255).numpy()
-  metrics = evaluation.metrics_from_confusion(matrix, ["a", "b"])
+  matrix = metrics_lib.confusion_matrix(labels, predictions, 2, 255).numpy()
+  metrics = metrics_lib.metrics_from_confusion(matrix, ["a", "b"])
   assert metrics["per_class_recall"] == {"a": 0.5, "b": 1.0}
   assert metrics["per_class_precision"] == {"a": 1.0, "b": pytest.approx(4 / 6)}
   assert metrics["per_class_iou"] == {"a": 0.5, "b": pytest.approx(4 / 6)}
@@ -81,26 +83,26 @@ def small_model():
 def test_one_scale_without_flip_is_the_plain_forward_pass(small_model):
   images = tf.random.uniform([2, 65, 97, 3], -1, 1, seed=3)
   plain = tf.nn.softmax(small_model(images, training=False))
-  got = evaluation.predict_probabilities(small_model, images, (1.0,), False)
+  got = inference.predict_probabilities(small_model, images, (1.0,), False)
   np.testing.assert_allclose(got, plain, atol=1e-6)
   # The same call with more scales or flipping does change the result, so the
   # equality above is not vacuous.
-  multi = evaluation.predict_probabilities(small_model, images, (0.75, 1.0), True)
+  multi = inference.predict_probabilities(small_model, images, (0.75, 1.0), True)
   assert np.abs(multi - plain).max() > 1e-2
 
 
 def test_flipping_averages_the_mirrored_prediction(small_model):
   images = tf.random.uniform([1, 65, 65, 3], -1, 1, seed=4)
-  both = evaluation.predict_probabilities(small_model, images, (1.0,), True)
-  mirrored = evaluation.predict_probabilities(small_model, tf.reverse(images, [2]),
-                                              (1.0,), True)
+  both = inference.predict_probabilities(small_model, images, (1.0,), True)
+  mirrored = inference.predict_probabilities(small_model, tf.reverse(images, [2]),
+                                             (1.0,), True)
   np.testing.assert_allclose(both, tf.reverse(mirrored, [2]), atol=1e-6)
 
 
 @pytest.mark.parametrize("height, width", [(50, 70), (33, 33), (1, 1)])
 def test_any_image_size_gets_a_full_resolution_prediction(small_model, height, width):
   images = tf.random.uniform([1, height, width, 3], -1, 1, seed=5)
-  probabilities = evaluation.predict_probabilities(
+  probabilities = inference.predict_probabilities(
       small_model, images, (0.5, 1.0, 1.5), True)
   assert probabilities.shape == (1, height, width, 4)
   np.testing.assert_allclose(tf.reduce_sum(probabilities, -1), 1.0, atol=1e-5)
@@ -111,10 +113,10 @@ def test_evaluate_sums_the_confusion_matrix_over_the_dataset(small_model):
   labels = tf.random.uniform([3, 33, 49], 0, 4, dtype=tf.int32, seed=7)
   dataset = tf.data.Dataset.from_tensor_slices(
       {"image": images, "label": labels}).batch(1)
-  total = evaluation.evaluate(small_model, dataset, tf.distribute.get_strategy(),
-                              4, 255)
-  predictions = tf.argmax(evaluation.predict_probabilities(small_model, images), -1)
-  expected = evaluation.confusion_matrix(labels, predictions, 4, 255).numpy()
+  total = segmentation.confusion_over_dataset(
+      small_model, dataset, tf.distribute.get_strategy(), 4, 255)
+  predictions = tf.argmax(inference.predict_probabilities(small_model, images), -1)
+  expected = metrics_lib.confusion_matrix(labels, predictions, 4, 255).numpy()
   np.testing.assert_array_equal(total, expected)
   assert total.sum() == 3 * 33 * 49
 
@@ -149,7 +151,7 @@ def test_images_are_padded_to_the_eval_crop_with_the_mean_pixel(
     height, width, crop, stride, padded_area):
   images = tf.ones([1, height, width, 3])  # Padding is 0, the mean pixel.
   model = MeanModel()
-  probabilities = evaluation.predict_probabilities(
+  probabilities = inference.predict_probabilities(
       model, images, output_stride=stride, crop_size=crop)
   # The padded area the network saw, from the image's pixel sum alone.
   expected = sigmoid(height * width / padded_area)
@@ -177,7 +179,7 @@ def test_eval_crop_size_defaults_per_dataset_and_is_validated():
 def test_scales_resize_the_padded_crop_to_the_originals_sizes():
   images = tf.ones([1, 10, 12, 3])
   model = MeanModel()
-  probabilities = evaluation.predict_probabilities(
+  probabilities = inference.predict_probabilities(
       model, images, scales=(0.5, 0.75, 1.0, 1.75), output_stride=8,
       crop_size=(17, 25))
   # (d - 1) * s + 1 of the padded 17x25 crop, written out by hand (the

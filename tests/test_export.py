@@ -20,13 +20,15 @@ import pytest
 import tensorflow as tf
 
 from deeplab import config as config_lib
-from deeplab import evaluation
-from deeplab import export_lib
+from deeplab import export
+from deeplab import inference
 from deeplab import model as model_lib
 from deeplab import run_dir
 from deeplab import weights
 from deeplab.data import augment
 from deeplab.data import registry
+from deeplab.export import frozen_graph
+from deeplab.export import tflite
 from tests import harness
 from tests.conftest import REPO
 
@@ -108,7 +110,7 @@ def exported(request, tmp_path_factory):
 
 
 def keras_labels(model, images, crop_size=None):
-  probabilities = evaluation.predict_probabilities(
+  probabilities = inference.predict_probabilities(
       model, augment.normalize(tf.cast(images, tf.float32)), crop_size=crop_size)
   return tf.argmax(probabilities, -1, output_type=tf.int32).numpy()
 
@@ -219,7 +221,7 @@ def test_tflite_float32_float16_and_int8_agree_with_keras(exported):
   calibration = tf.image.resize(np.stack(frames[6:]), (size, size)).numpy()
   for quantization in ("float16", "int8"):
     path = root / f"{quantization}.tflite"
-    sizes[quantization] = export_lib.export_tflite(
+    sizes[quantization] = tflite.export_tflite(
         model, str(path), size, size, quantization, list(calibration))
     agreement[quantization] = np.mean(tflite_labels(path, images) == expected)
   print("agreement", agreement, "bytes", sizes)
@@ -288,7 +290,7 @@ def test_frozen_graph_serves_the_originals_names_to_a_tf1_client(exported):
   result = harness.run_cli("export.py", f"--workdir={root / 'w'}",
                            f"--export_dir={export_dir}", "--frozen_graph")
   assert result.returncode == 0, result.stderr[-3000:]
-  path = export_dir / export_lib.FROZEN_GRAPH_NAME
+  path = export_dir / frozen_graph.FROZEN_GRAPH_NAME
   assert path.name == "frozen_inference_graph.pb"  # The original's name.
   frames = np.stack([image for _, image in exported.frames(2)])
   np.save(root / "frozen_frames.npy", frames)
@@ -305,8 +307,8 @@ def test_frozen_graph_serves_the_originals_names_to_a_tf1_client(exported):
 
 def test_a_frozen_graph_needs_an_export_dir(exported):
   with pytest.raises(ValueError, match="--export_dir with --frozen_graph"):
-    export_lib.export_run(exported.config, str(exported.root / "w"),
-                          tflite_path="/tmp/x.tflite", frozen_graph=True)
+    export.export_run(exported.config, str(exported.root / "w"),
+                      tflite_path="/tmp/x.tflite", frozen_graph=True)
 
 
 # A fresh interpreter that imports nothing of ours: requests at and just

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab import loss as loss_lib
 from deeplab import model as model_lib
 from deeplab import run_dir
 from deeplab.training import loop
-from deeplab.training import loss as loss_lib
 from deeplab.training import trainer as trainer_lib
 from tests.harness import REPO
 from tests.harness import config_with

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import export_lib
+from deeplab import inference
 from deeplab import kernels
+from deeplab import loss as loss_lib
 from deeplab import model as model_lib
 from deeplab import naming
 from deeplab.data import augment
-from deeplab.training import loss as loss_lib
 from deeplab.training import schedule as schedule_lib
 from deeplab.training import trainer as trainer_lib
 from deeplab.training import warm_start
@@ -337,7 +337,7 @@ def test_exports_resize_to_range_and_bring_the_labels_back():
     return tf.concat([1.0 - right, right], -1) * 10.0
 
   image = tf.zeros([1, 300, 400, 3], tf.uint8)
-  labels, probabilities = export_lib.predict_labels(
+  labels, probabilities = inference.predict_labels(
       model, image, crop_size=(513, 513), resize_range=(513, 513, 16),
       output_stride=16)
   # Resized to 385x513 (16 * 24 + 1 by 16 * 32 + 1), which fits the crop.

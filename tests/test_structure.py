@@ -26,11 +26,13 @@ DATASETS = sorted((REPO / "datasets").glob("*.py"))
 # What evaluation, export and prediction use: none may reach training code.
 # (The graph is of module-level imports; a function-level import of training
 # code would escape it, and none exists.)
-INFERENCE_MODULES = ["deeplab.eval_lib", "deeplab.export_lib", "deeplab.predict",
+INFERENCE_MODULES = ["deeplab.evaluation", "deeplab.export", "deeplab.predict",
                      "deeplab.convert", "deeplab.folding", "deeplab.run_dir",
                      "deeplab.cli.common", "deeplab.cli.eval", "deeplab.cli.export",
                      "deeplab.cli.predict", "deeplab.cli.convert",
-                     "deeplab.evaluation", "deeplab.weights"]
+                     "deeplab.inference", "deeplab.metrics", "deeplab.weights",
+                     "deeplab.data.image_files", "deeplab.tasks.segmentation",
+                     "deeplab.tasks.classification"]
 
 
 def module_name(path: pathlib.Path) -> str:
@@ -88,6 +90,35 @@ def test_inference_code_does_not_reach_training_code(name):
     seen.add(node)
     todo.extend(graph.get(node, ()))
   assert not [n for n in seen if n.startswith("deeplab.training")], sorted(seen)
+
+
+# Where code may branch on the task's name: the task registry, and the
+# checks of a config tree and of model arguments, which run below the tasks
+# (config.validate's crop-size rule, ModelArgs' decoder rule and each model
+# class's check that its arguments are its task's).
+TASK_NAME_READERS = {"deeplab.tasks", "deeplab.config", "deeplab.model_args"}
+
+
+def _reads_the_task_name(path: pathlib.Path) -> bool:
+  """Whether the module reads ``config.model.task`` or compares a ``.task``."""
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Attribute) and ast.unparse(node).endswith(
+        "config.model.task"):
+      return True
+    if isinstance(node, ast.Compare) and any(
+        isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops) and any(
+            isinstance(side, ast.Attribute) and side.attr == "task"
+            for side in [node.left, *node.comparators]):
+      return True
+  return False
+
+
+def test_the_task_is_looked_up_in_one_place():
+  readers = {module_name(p) for p in LIBRARY if _reads_the_task_name(p)}
+  assert readers <= TASK_NAME_READERS, (
+      f"{sorted(readers - TASK_NAME_READERS)} branch on the task's name: ask "
+      "the task instead (deeplab.tasks.make_task)")
+  assert "deeplab.tasks" in readers
 
 
 def test_no_module_defines_flags_when_imported():

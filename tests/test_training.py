@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab import loss as loss_lib
 from deeplab import naming
 from deeplab import run_dir
 from deeplab.training import loop
-from deeplab.training import loss as loss_lib
 from deeplab.training import schedule as schedule_lib
 from deeplab.training import trainer as trainer_lib
 from tests.harness import config_with
@@ -308,7 +308,7 @@ def test_lovasz_softmax_gradient_leaves_ignored_pixels_and_lowers_the_loss():
 
 
 def test_lovasz_weight_adds_the_lovasz_loss_to_the_segmentation_loss(records):
-  from deeplab.training import tasks  # pylint: disable=g-import-not-at-top
+  from deeplab import tasks  # pylint: disable=g-import-not-at-top
   config = config_with(records)
   rng = np.random.default_rng(3)
   logits = tf.constant(rng.normal(size=(2, 5, 5, 5)).astype(np.float32))

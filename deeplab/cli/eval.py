@@ -23,7 +23,7 @@ import json
 from absl import app
 from absl import flags
 
-from deeplab import eval_lib
+from deeplab import evaluation
 from deeplab.cli import common
 
 
@@ -43,10 +43,10 @@ def main():
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = common.tool_config(config_flag.value, workdir.value)
     if mode.value == "continuous_eval":
-      eval_lib.continuous_eval(config, workdir.value, timeout.value)
+      evaluation.continuous_eval(config, workdir.value, timeout.value)
       return
-    metrics = eval_lib.evaluate_checkpoint(config, workdir.value,
-                                           checkpoint.value)
+    metrics = evaluation.evaluate_checkpoint(config, workdir.value,
+                                             checkpoint.value)
     print(json.dumps(metrics, indent=2))
 
   flags.mark_flags_as_required(["workdir"])

@@ -9,7 +9,7 @@ r"""Exports a training run as a SavedModel for TF Serving, and/or TFLite.
 
 The run's own config (W/config.json) is used; --config.x=... changes
 export fields (eval scales, flip, records) on purpose. The SavedModel's
-signatures are described in deeplab/export_lib.py. int8 TFLite calibrates
+signatures are described in deeplab/export/savedmodel.py. int8 TFLite calibrates
 on --representative_count images of config.data.train_pattern (training
 images only), resized to the TFLite input size.
 """
@@ -17,7 +17,7 @@ images only), resized to the TFLite input size.
 from absl import app
 from absl import flags
 
-from deeplab import export_lib
+from deeplab import export
 from deeplab.cli import common
 
 
@@ -54,7 +54,7 @@ def main():
     size = tflite_size.value
     if size is not None and (len(size) != 2 or not all(v.isdigit() for v in size)):
       raise app.UsageError(f"--tflite_size must be HEIGHT,WIDTH, got {size}")
-    export_lib.export_run(
+    export.export_run(
         common.tool_config(config_flag.value, workdir.value), workdir.value,
         export_dir=export_dir.value, tflite_path=tflite.value,
         tflite_size=tuple(int(v) for v in size) if size else None,

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from deeplab.data import builder
+from deeplab.data import image_files
 from deeplab.data import records
 
 
@@ -74,7 +74,7 @@ def audit_mask_files(paths: Iterable[str]) -> Audit:
   """Reads mask files; RGB masks are counted by color and by gray value."""
   result = Audit()
   for path in paths:
-    image = Image.open(io.BytesIO(builder.read_bytes(path)))
+    image = Image.open(io.BytesIO(image_files.read_bytes(path)))
     image.load()
     kind = mask_kind(image)
     result.kinds[kind] += 1
@@ -107,7 +107,7 @@ def audit_path(path: str) -> Audit:
     if tfrecords:
       return audit_records(tfrecords)
     masks = sorted(os.path.join(path, n) for n in tf.io.gfile.listdir(path)
-                   if n.lower().endswith(builder.IMAGE_EXTENSIONS))
+                   if n.lower().endswith(image_files.IMAGE_EXTENSIONS))
     if not masks:
       raise FileNotFoundError(f"{path!r} holds no masks and no .tfrecord files")
     return audit_mask_files(masks)

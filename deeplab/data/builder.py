@@ -34,9 +34,8 @@ from PIL import Image
 import tensorflow as tf
 
 from deeplab import progress
+from deeplab.data import image_files
 from deeplab.data import records
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,14 +113,8 @@ class BuildError(ValueError):
   """A problem with the input data, raised in strict mode."""
 
 
-def read_bytes(path: str) -> bytes:
-  """The bytes of a file on any filesystem TensorFlow reads (gs://, ...)."""
-  with tf.io.gfile.GFile(path, "rb") as f:
-    return f.read()
-
-
 def _open(path: str, data: Optional[bytes] = None) -> Image.Image:
-  image = Image.open(io.BytesIO(data if data is not None else read_bytes(path)))
+  image = Image.open(io.BytesIO(data if data is not None else image_files.read_bytes(path)))
   image.load()  # Decodes fully: truncated files fail here, not later.
   return image
 
@@ -150,7 +143,7 @@ def encode_image(path: str, notes: List[str],
                  data: Optional[bytes] = None) -> Tuple[bytes, str, int, int]:
   """Reads an image; returns (bytes, 'jpeg'|'png', height, width)."""
   if data is None:
-    data = read_bytes(path)
+    data = image_files.read_bytes(path)
   image = _open(path, data)
   fmt = (image.format or "").lower()
   rgb = _to_rgb(image, notes)
@@ -282,16 +275,16 @@ def pair_by_stem(image_dir: str, mask_dir: Optional[str],
   if mask_dir is not None:
     for name in tf.io.gfile.listdir(mask_dir):
       stem, ext = os.path.splitext(name)
-      if ext.lower() in IMAGE_EXTENSIONS:
+      if ext.lower() in image_files.IMAGE_EXTENSIONS:
         masks[stem] = os.path.join(mask_dir, name)
   samples = []
   for name in sorted(tf.io.gfile.listdir(image_dir)):
     stem, ext = os.path.splitext(name)
-    if ext.lower() in IMAGE_EXTENSIONS:
+    if ext.lower() in image_files.IMAGE_EXTENSIONS:
       samples.append(Sample(os.path.join(image_dir, name),
                             masks.get(stem + mask_suffix)))
   if not samples:
-    raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in "
+    raise FileNotFoundError(f"no images ({', '.join(image_files.IMAGE_EXTENSIONS)}) in "
                             f"{image_dir!r}")
   return samples
 
@@ -437,10 +430,10 @@ def list_class_folders(root: str, first_label: int = 0
   for label, name in enumerate(classes, start=first_label):
     folder = os.path.join(root, name)
     images = sorted(f for f in tf.io.gfile.listdir(folder)
-                    if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+                    if os.path.splitext(f)[1].lower() in image_files.IMAGE_EXTENSIONS)
     if not images:
       raise FileNotFoundError(f"class folder {folder!r} holds no images "
-                              f"({', '.join(IMAGE_EXTENSIONS)})")
+                              f"({', '.join(image_files.IMAGE_EXTENSIONS)})")
     samples.extend(ClassSample(os.path.join(folder, f), label, name)
                    for f in images)
   return samples, classes

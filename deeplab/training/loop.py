@@ -1,6 +1,6 @@
 """The training loop: one device, MirroredStrategy, MultiWorkerMirroredStrategy
 (TF_CONFIG) and TPUStrategy share it, and so do the tasks (segmentation,
-and classification to pretrain a backbone: ``tasks.py``).
+and classification to pretrain a backbone: ``deeplab.tasks``).
 
 The dataset is distributed with input contexts, ``steps_per_loop`` steps run
 inside one ``tf.function`` call (``Trainer.make_train_loop``), a checkpoint
@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab import config as config_lib
-from deeplab import eval_lib
+from deeplab import evaluation
 from deeplab import progress
 from deeplab import run_dir
 from deeplab.data import pipeline
@@ -153,8 +153,8 @@ def _evaluate(config, trainer: trainer_lib.Trainer, workdir: str, step: int,
     on_host = eval_strategy is not strategy
     with (tf.device(strategy_lib.host_cpu(strategy)) if on_host
           else contextlib.nullcontext()):
-      metrics = eval_lib.evaluate_model(config, model, workdir, step,
-                                        eval_strategy)
+      metrics = evaluation.evaluate_model(config, model, workdir, step,
+                                          eval_strategy)
     run_dir.append_log(workdir, dict(
         step=step, minutes=round(minutes, 4),
         **trainer.task.validation_log(metrics)))

@@ -1,5 +1,5 @@
 """The trainer: model, optimizer and checkpoint under a strategy, and the
-compiled training step, for every task (``tasks.py``: segmentation, or
+compiled training step, for every task (``deeplab.tasks``: segmentation, or
 classification to pretrain a backbone).
 
 The loss of a replica is its summed losses (segmentation: pixel losses)
@@ -23,13 +23,13 @@ import tensorflow as tf
 
 from deeplab import config as config_lib
 from deeplab import kernels
+from deeplab import loss as loss_lib
 from deeplab import naming
 from deeplab import run_dir
+from deeplab import tasks
 from deeplab.training import budget as budget_lib
-from deeplab.training import loss as loss_lib
 from deeplab.training import schedule as schedule_lib
 from deeplab.training import strategy as strategy_lib
-from deeplab.training import tasks
 from deeplab.training import warm_start
 
 

@@ -1,0 +1,97 @@
+"""Export of a trained run, one module per format.
+
+- ``savedmodel``: the SavedModel for TF Serving (uint8 or encoded images in,
+  labels and probabilities out; request checks; dataset metadata).
+- ``frozen_graph``: the original's ``frozen_inference_graph.pb`` for its TF1
+  clients.
+- ``tflite``: TFLite of fixed input size in float32, float16 or int8
+  (calibrated on training images).
+
+Every format predicts through ``deeplab.inference`` with the model's batch
+norm folded (``deeplab.folding``). ``export_run`` exports the latest
+checkpoint of a run in the formats asked for (the ``deeplab-export`` tool's
+one call).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+from absl import logging
+
+from deeplab import inference
+from deeplab import run_dir
+from deeplab.data import registry
+from deeplab.export import frozen_graph as frozen_graph_lib
+from deeplab.export import savedmodel
+from deeplab.export import tflite
+
+
+def export_run(config, workdir: str, export_dir: Optional[str] = None,
+               tflite_path: Optional[str] = None,
+               tflite_size: Optional[Sequence[int]] = None,
+               quantization: str = "float32", representative_count: int = 32,
+               output_stride: Optional[int] = None,
+               legacy_names: bool = False, frozen_graph: bool = False) -> int:
+  """Exports the latest checkpoint of a run: SavedModel, frozen graph and/or
+  TFLite.
+
+  Args:
+    config: the run's config (``run_dir.read_config``, possibly changed:
+      ``config.eval.scales``/``flip`` are baked into the SavedModel).
+    workdir: the run folder.
+    export_dir: SavedModel folder, or None.
+    tflite_path: TFLite file, or None.
+    tflite_size: TFLite input (height, width); default: the crop size.
+    quantization: TFLite 'float32', 'float16' or 'int8' (calibrated on
+      ``representative_count`` images of ``config.data.train_pattern``).
+    representative_count: int8 calibration images.
+    output_stride: export at another output stride than trained.
+    legacy_names: add the SavedModel's ``legacy`` signature.
+    frozen_graph: also write ``export_dir/frozen_inference_graph.pb``, the
+      original's frozen graph (``frozen_graph.export_frozen_graph``).
+
+  Returns:
+    The step of the exported checkpoint.
+
+  Raises:
+    ValueError: neither output given, a frozen graph without an export_dir,
+      or int8 without training records (checked before anything is
+      written).
+  """
+  if not export_dir and not tflite_path:
+    raise ValueError("give an export_dir (--export_dir) and/or a tflite "
+                     "path (--tflite)")
+  if frozen_graph and not export_dir:
+    raise ValueError("the frozen graph is written into the export_dir: give "
+                     "--export_dir with --frozen_graph")
+  if tflite_path and quantization == "int8":
+    tflite.calibration_pattern(config)
+  model, step = run_dir.restore_model(config, workdir)
+  output_stride = output_stride or model.args.output_stride
+  options = inference.options_from_config(config)
+  if export_dir:
+    savedmodel.export_saved_model(
+        model, registry.from_config(config), export_dir,
+        output_stride=output_stride, legacy_names=legacy_names,
+        max_request_pixels=config.export.max_request_pixels, **options)
+    logging.info("SavedModel of step %d written to %s", step, export_dir)
+  if frozen_graph:
+    path = os.path.join(export_dir, frozen_graph_lib.FROZEN_GRAPH_NAME)
+    size = frozen_graph_lib.export_frozen_graph(
+        inference.with_output_stride(model, output_stride), path, **options)
+    logging.info("Frozen graph of step %d written to %s: %d bytes", step,
+                 path, size)
+  if tflite_path:
+    height, width = tuple(tflite_size or config.data.crop_size)
+    images = None
+    if quantization == "int8":
+      images = tflite.representative_images(config, height, width,
+                                            representative_count)
+    size = tflite.export_tflite(
+        inference.with_output_stride(model, output_stride), tflite_path,
+        height, width, quantization, images)
+    logging.info("TFLite (%s, %dx%d) of step %d written to %s: %d bytes",
+                 quantization, height, width, step, tflite_path, size)
+  return step

@@ -1,0 +1,169 @@
+"""Images to labels and probabilities: the one inference path.
+
+Evaluation, the SavedModel, the frozen graph and ``deeplab.predict`` all
+predict through this module, so they compute the same function:
+
+1. Resize to range (``predict_labels`` only): the run's min/max resize value
+   and resize factor (``augment.resize_to_range_size``), as the original's
+   export resizes its input.
+2. Pad: as the original's evaluation and export, the image is padded
+   (bottom/right, with the mean pixel) up to the evaluation crop size
+   (``eval_crop_size``, 513x513 for VOC), so the image-pooling branch
+   averages over the padded area as it did there; a dimension larger than
+   the crop (or every dimension, without a crop size) is padded to the next
+   size of the form ``output_stride * k + 1``, where the aligned-corner
+   resizes line up exactly.
+3. Multi-scale and flip: the softmax probabilities of every scale (and of
+   the flipped input) are averaged, as the original's
+   ``predict_labels_multi_scale`` does; with scales (1.0,) and no flip it is
+   plain inference. The result is sliced back to the (resized) image.
+4. Back to the input size (``predict_labels`` only): labels by nearest
+   neighbour, probabilities bilinearly, aligned corners.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import tensorflow as tf
+
+from deeplab import config as config_lib
+from deeplab.data import augment
+from deeplab.data import pipeline
+
+
+def padded_size(size, output_stride: int):
+  """Smallest ``output_stride * k + 1 >= size`` (works on ints and tensors)."""
+  return ((size - 1 + output_stride - 1) // output_stride) * output_stride + 1
+
+
+def target_size(size, output_stride: int, crop: Optional[int] = None):
+  """What a dimension of ``size`` is padded to: ``crop`` if it fits in it,
+  else the next ``output_stride * k + 1`` (ints and tensors)."""
+  aligned = padded_size(size, output_stride)
+  if crop is None:
+    return aligned
+  if isinstance(size, int):
+    return crop if size <= crop else aligned
+  return tf.where(size <= crop, crop, aligned)
+
+
+def _resize(images, size):
+  return tf.raw_ops.ResizeBilinear(images=images, size=size,
+                                   align_corners=True)
+
+
+def scale_dimension(size, scale: float):
+  """The original's ``scale_dimension``: ``(size - 1) * scale + 1``, so an
+  aligned size (``output_stride * k + 1``) keeps its corner-aligned grid."""
+  return tf.cast((tf.cast(size, tf.float32) - 1.0) * scale + 1.0, tf.int32)
+
+
+def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
+                          flip: bool = False, output_stride: Optional[int] = None,
+                          crop_size: Optional[Sequence[int]] = None):
+  """Class probabilities [b, h, w, c] of images [b, h, w, 3] in [-1, 1].
+
+  The images are padded (``target_size``), each scale resizes the padded
+  images to ``scale_dimension`` of the padded size, the logits go back to
+  the padded size, their softmax is averaged, and the result is sliced
+  back to the images: the original's ``predict_labels_multi_scale`` on its
+  padded evaluation crop.
+
+  Args:
+    model: a ``DeepLab`` (or any callable ``model(images, training=False)``
+      returning logits at the input size).
+    images: float32 batch.
+    scales: input scales whose probabilities are averaged.
+    flip: also average the left-right flipped input.
+    output_stride: padding alignment (default: the model's).
+    crop_size: (height, width) images are padded to with the mean pixel
+      (the original's ``eval_crop_size``); None pads to the alignment only.
+  """
+  output_stride = output_stride or model.args.output_stride
+  crop_h, crop_w = tuple(crop_size) if crop_size else (None, None)
+  shape = tf.shape(images)
+  height, width = shape[1], shape[2]
+  padded_h = target_size(height, output_stride, crop_h)
+  padded_w = target_size(width, output_stride, crop_w)
+  # 0 after normalization is the mean pixel.
+  padded = tf.pad(images, [[0, 0], [0, padded_h - height],
+                           [0, padded_w - width], [0, 0]])
+  total = 0.0
+  count = 0
+  for scale in scales:
+    if scale == 1.0:
+      scaled = padded
+    else:
+      scaled = _resize(padded, tf.maximum(
+          scale_dimension(tf.stack([padded_h, padded_w]), scale), 1))
+    for flipped in ((False, True) if flip else (False,)):
+      inputs = tf.reverse(scaled, [2]) if flipped else scaled
+      logits = tf.cast(model(inputs, training=False), tf.float32)
+      if flipped:
+        logits = tf.reverse(logits, [2])
+      if scale != 1.0:
+        logits = _resize(logits, tf.stack([padded_h, padded_w]))
+      total += tf.nn.softmax(logits)
+      count += 1
+  return (total / count)[:, :height, :width, :]
+
+
+def predict_labels(model, images, scales: Sequence[float] = (1.0,),
+                   flip: bool = False,
+                   crop_size: Optional[Sequence[int]] = None,
+                   resize_range: Sequence[float] = (0, 0, 0),
+                   output_stride: Optional[int] = None):
+  """What every export and ``deeplab.predict`` compute: (labels int32
+  [b, h, w], probabilities float32 [b, h, w, c]) of RGB pixels [b, h, w, 3]
+  in [0, 255].
+
+  As the original's export: the images are first resized to range
+  (``augment.resize_to_range``: the run's min/max resize value and resize
+  factor, if set), then padded and predicted as evaluation does
+  (``predict_probabilities``); the labels come back to the input size by
+  nearest neighbour (probabilities bilinearly), aligned corners.
+  """
+  images = tf.cast(images, tf.float32)
+  shape = tf.shape(images)
+  height, width = shape[1], shape[2]
+  resized = bool(resize_range[0] or resize_range[1])
+  if resized:
+    size = augment.resize_to_range_size(height, width, *resize_range)
+    images = tf.raw_ops.ResizeBilinear(images=images, size=size,
+                                       align_corners=True)
+  probabilities = predict_probabilities(
+      model, augment.normalize(images), scales, flip, output_stride,
+      crop_size)
+  labels = tf.argmax(probabilities, -1, output_type=tf.int32)
+  if resized:
+    labels = tf.raw_ops.ResizeNearestNeighbor(
+        images=labels[..., None], size=tf.stack([height, width]),
+        align_corners=True)[..., 0]
+    probabilities = tf.raw_ops.ResizeBilinear(
+        images=probabilities, size=tf.stack([height, width]),
+        align_corners=True)
+  return labels, probabilities
+
+
+def options_from_config(config) -> Dict:
+  """The ``predict_labels`` keyword arguments a run's config sets: its eval
+  ``scales`` and ``flip``, evaluation ``crop_size`` and ``resize_range``
+  (``export.savedmodel.export_saved_model`` and
+  ``export.frozen_graph.export_frozen_graph`` take the same ones)."""
+  return dict(scales=tuple(config.eval.scales), flip=config.eval.flip,
+              crop_size=config_lib.eval_crop_size(config),
+              resize_range=pipeline.resize_range(config))
+
+
+def with_output_stride(model, output_stride: int):
+  """The same weights at another output stride (ASPP rates scaled along)."""
+  args = model.args
+  if output_stride == args.output_stride:
+    return model
+  factor = args.output_stride / output_stride
+  rebuilt = type(model)(args.replace(
+      output_stride=output_stride,
+      atrous_rates=tuple(int(round(r * factor)) for r in args.atrous_rates)))
+  rebuilt.set_weights(model.get_weights())
+  return rebuilt
