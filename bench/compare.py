@@ -200,12 +200,12 @@ def build_ours_savedmodel(arch: str):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from bench import common  # pylint: disable=g-import-not-at-top
-  from deeplab.data import registry  # pylint: disable=g-import-not-at-top
+  from deeplab.data import dataset_table  # pylint: disable=g-import-not-at-top
   from deeplab.export import savedmodel  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   model = common.randomize_batch_norm(common.deeplab_v3_plus(arch), rng)
   folder = tempfile.mkdtemp(prefix="compare_savedmodel_")
-  savedmodel.export_saved_model(model, registry.get("pascal_voc_seg"), folder)
+  savedmodel.export_saved_model(model, dataset_table.get("pascal_voc_seg"), folder)
   serve = tf.saved_model.load(folder).signatures["serving_default"]
   data = {b: tf.constant(rng.integers(0, 256, (b, 513, 513, 3)).astype(np.uint8))
           for b in (1, 8)}

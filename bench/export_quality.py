@@ -34,8 +34,8 @@ from deeplab import metrics as metrics_lib  # noqa: E402
 from deeplab import run_dir  # noqa: E402
 from deeplab import weights  # noqa: E402
 from deeplab.cli import common as cli  # noqa: E402
+from deeplab.data import dataset_table  # noqa: E402
 from deeplab.data import pipeline  # noqa: E402
-from deeplab.data import registry  # noqa: E402
 from deeplab.export import tflite  # noqa: E402
 
 _CONFIG = cli.define_config_flag()
@@ -68,7 +68,7 @@ def main(argv):
   del argv
   config = cli.tool_config(_CONFIG.value, _WORKDIR.value)
   height, width = (int(v) for v in _SIZE.value)
-  info = registry.from_config(config)
+  info = dataset_table.from_config(config)
   model, step = run_dir.restore_model(config, _WORKDIR.value)
 
   @tf.function

@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 from bench import common  # noqa: E402
 from deeplab import weights  # noqa: E402
-from deeplab.data import registry  # noqa: E402
+from deeplab.data import dataset_table  # noqa: E402
 from deeplab.export import savedmodel  # noqa: E402
 from deeplab.export import tflite  # noqa: E402
 
@@ -47,7 +47,7 @@ def measure(backbone, folder):
   model = common.randomize_batch_norm(common.deeplab_v3_plus(backbone), rng)
   image = rng.integers(0, 256, (1, SIZE, SIZE, 3)).astype(np.uint8)
   saved = os.path.join(folder, backbone)
-  savedmodel.export_saved_model(model, registry.get("pascal_voc_seg"), saved)
+  savedmodel.export_saved_model(model, dataset_table.get("pascal_voc_seg"), saved)
   serve = tf.saved_model.load(saved).signatures["serving_default"]
   lite = os.path.join(folder, backbone + ".tflite")
   tflite.export_tflite(model, lite, SIZE, SIZE)

@@ -71,7 +71,7 @@ def main(argv):
     return
   from deeplab import config as config_lib  # pylint: disable=g-import-not-at-top
   from deeplab import model as model_lib  # pylint: disable=g-import-not-at-top
-  from deeplab.data import registry  # pylint: disable=g-import-not-at-top
+  from deeplab.data import dataset_table  # pylint: disable=g-import-not-at-top
   from deeplab.export import savedmodel  # pylint: disable=g-import-not-at-top
   rows = []
   for name in _CONFIGS.value:
@@ -79,7 +79,7 @@ def main(argv):
     model = model_lib.build_model(config)
     with tempfile.TemporaryDirectory() as tmp:
       savedmodel.export_saved_model(
-          model, registry.from_config(config), tmp,
+          model, dataset_table.from_config(config), tmp,
           crop_size=config_lib.eval_crop_size(config),
           max_request_pixels=config.export.max_request_pixels)
       result = subprocess.run([sys.executable, __file__, f"--serve={tmp}"],

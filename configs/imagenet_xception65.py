@@ -49,7 +49,7 @@ the number of steps (config.train.steps).
 """
 
 from deeplab import config as config_lib
-from deeplab.data import registry
+from deeplab.data import dataset_table
 
 
 def get_config():
@@ -58,7 +58,7 @@ def get_config():
   config.model.output_stride = 32
   config.model.dropout_rate = 0.5
   config.dataset.name = "imagenet"
-  config.dataset.num_classes = registry.DATASETS["imagenet"].num_classes
+  config.dataset.num_classes = dataset_table.DATASETS["imagenet"].num_classes
   config.data.crop_size = (299, 299)
   config.data.train_pattern = "imagenet_records/train-*"
   config.data.eval_pattern = "imagenet_records/validation-*"
@@ -66,5 +66,5 @@ def get_config():
   config.optimizer.nesterov = True
   config.schedule.name = "exponential"
   config.schedule.base_learning_rate = 0.05
-  config.schedule.epoch_examples = registry.DATASETS["imagenet"].splits["train"]
+  config.schedule.epoch_examples = dataset_table.DATASETS["imagenet"].splits["train"]
   return config

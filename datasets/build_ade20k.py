@@ -10,7 +10,7 @@ from typing import List, Optional
 import tensorflow as tf
 
 from deeplab.data import builder
-from deeplab.data import registry
+from deeplab.data import dataset_table
 
 from . import common
 
@@ -32,7 +32,7 @@ def build(ade20k_root: str, output_dir: str,
   Raises:
     FileNotFoundError: neither split is there.
   """
-  info = registry.DATASETS["ade20k"]
+  info = dataset_table.DATASETS["ade20k"]
   found = splits(ade20k_root)
   if not found:
     raise FileNotFoundError(f"no images/training or images/validation under "

@@ -10,7 +10,7 @@ from typing import List, Optional
 import tensorflow as tf
 
 from deeplab.data import builder
-from deeplab.data import registry
+from deeplab.data import dataset_table
 
 from . import common
 
@@ -37,7 +37,7 @@ def build(camvid_root: str, output_dir: str,
           ) -> List[builder.BuildReport]:
   """Writes each split found under ``camvid_root`` (a split without its
   annotation folder is written unlabelled)."""
-  info = registry.DATASETS["camvid"]
+  info = dataset_table.DATASETS["camvid"]
   found, unlabelled = splits(camvid_root)
   return common.build(found, builder.LabelSpec(info.num_classes, info.ignore_label),
                       output_dir, options, dataset="camvid",

@@ -10,7 +10,7 @@ from typing import List, Optional
 import tensorflow as tf
 
 from deeplab.data import builder
-from deeplab.data import registry
+from deeplab.data import dataset_table
 
 from . import common
 
@@ -41,10 +41,10 @@ def build(cityscapes_root: str, output_dir: str,
           ) -> List[builder.BuildReport]:
   """Writes the train and val splits found under ``cityscapes_root``, label
   ids mapped to train ids."""
-  info = registry.DATASETS["cityscapes"]
+  info = dataset_table.DATASETS["cityscapes"]
   spec = builder.LabelSpec(
       info.num_classes, info.ignore_label,
-      id_map=tuple(sorted(registry.CITYSCAPES_LABEL_TO_TRAIN_ID.items())))
+      id_map=tuple(sorted(dataset_table.CITYSCAPES_LABEL_TO_TRAIN_ID.items())))
   return common.build(splits(cityscapes_root), spec, output_dir, options,
                       dataset="cityscapes")
 

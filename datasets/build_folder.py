@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence
 import tensorflow as tf
 
 from deeplab.data import builder
-from deeplab.data import registry
+from deeplab.data import dataset_table
 
 from . import common
 
@@ -21,13 +21,13 @@ def color_table(value: str):
   Raises:
     ValueError: ``value`` is neither, or the file's ids are not 0..n-1.
   """
-  if value in registry.DATASETS:
+  if value in dataset_table.DATASETS:
     return tuple(tuple(int(c) for c in rgb)
-                 for rgb in registry.DATASETS[value].colormap)
+                 for rgb in dataset_table.DATASETS[value].colormap)
   if not tf.io.gfile.exists(value):
     raise ValueError(
         f"--colormap={value!r} is neither a dataset of the table "
-        f"({sorted(registry.DATASETS)}) nor a JSON file")
+        f"({sorted(dataset_table.DATASETS)}) nor a JSON file")
   with tf.io.gfile.GFile(value) as f:
     table = {int(k): v for k, v in json.load(f).items()}
   if sorted(table) != list(range(len(table))):
@@ -55,7 +55,7 @@ def label_spec(num_classes: Optional[int] = None,
     ValueError: neither ``num_classes`` nor ``dataset``, or a bad colormap.
   """
   if dataset:
-    info = registry.get(dataset, num_classes, ignore_label)
+    info = dataset_table.get(dataset, num_classes, ignore_label)
     num_classes, ignore = info.num_classes, info.ignore_label
   elif num_classes:
     ignore = 255 if ignore_label is None else ignore_label

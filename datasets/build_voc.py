@@ -10,7 +10,7 @@ from typing import List, Optional
 import tensorflow as tf
 
 from deeplab.data import builder
-from deeplab.data import registry
+from deeplab.data import dataset_table
 
 from . import common
 
@@ -50,7 +50,7 @@ def build(voc_root: str, output_dir: str, train_aug_masks: Optional[str] = None,
           ) -> List[builder.BuildReport]:
   """Writes train, val and trainval, and train_aug when ``train_aug_masks``
   (a folder of SBD-augmented masks) is given."""
-  info = registry.DATASETS["pascal_voc_seg"]
+  info = dataset_table.DATASETS["pascal_voc_seg"]
   return common.build(splits(voc_root, train_aug_masks),
                       builder.LabelSpec(info.num_classes, info.ignore_label),
                       output_dir, options, dataset="pascal_voc_seg")

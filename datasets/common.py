@@ -7,7 +7,7 @@ import dataclasses
 from typing import Dict, List, Optional, Sequence
 
 from deeplab.data import builder
-from deeplab.data import registry
+from deeplab.data import dataset_table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +60,7 @@ def build(splits: Dict[str, Sequence[builder.Sample]], spec: builder.LabelSpec,
     builder.BuildError: a problem in the input data, with ``options.strict``.
   """
   options = _checked(output_dir, options)
-  expected = (registry.DATASETS[dataset].splits
+  expected = (dataset_table.DATASETS[dataset].splits
               if dataset and options.check_split_sizes else {})
   reports = []
   for split, samples in splits.items():

@@ -7,7 +7,7 @@
 from typing import List, Optional, Tuple
 
 from deeplab.data import audit as audit_lib
-from deeplab.data import registry
+from deeplab.data import dataset_table
 
 
 def audit(path: str, dataset: Optional[str] = None,
@@ -28,7 +28,7 @@ def audit(path: str, dataset: Optional[str] = None,
   """
   names = ()
   if dataset:
-    info = registry.get(dataset, num_classes, ignore_label)
+    info = dataset_table.get(dataset, num_classes, ignore_label)
     num_classes, ignore_label, names = info.num_classes, info.ignore_label, info.class_names
   ignore_label = 255 if ignore_label is None else ignore_label
   return audit_lib.report(audit_lib.audit_path(path), num_classes, ignore_label, names)

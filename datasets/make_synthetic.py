@@ -15,7 +15,7 @@ from PIL import Image
 import tensorflow as tf
 
 from deeplab.data import builder
-from deeplab.data import registry
+from deeplab.data import dataset_table
 
 from . import common
 
@@ -150,7 +150,7 @@ def samples(count: int, seed: int, size: int, split: str):
 
 
 def classified_samples(count: int, seed: int, size: int, split: str):
-  names = registry.DATASETS["synthetic_shapes"].class_names
+  names = dataset_table.DATASETS["synthetic_shapes"].class_names
   found = []
   for i in range(count):
     image, label = generate_classified(i, seed, size)
@@ -192,7 +192,7 @@ def build(output_dir: str, train_size: int = 400, val_size: int = 64,
   if task != "segmentation":
     raise ValueError(f"task must be 'segmentation' or 'classification', got {task!r}")
   size = image_size or SEGMENTATION_SIZE
-  info = registry.DATASETS["synthetic"]
+  info = dataset_table.DATASETS["synthetic"]
   val = samples(val_size, val_seed, size, "val")
   reports = common.build(
       {"train": samples(train_size, seed, size, "train"), "val": val},

@@ -28,7 +28,8 @@ from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Tuple
 import ml_collections
 
 from deeplab import rules
-from deeplab.data import registry
+from deeplab import tasks
+from deeplab.data import dataset_table
 from deeplab.model_args import ModelArgs
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -136,7 +137,7 @@ def _data(config) -> None:
 
 def _data_rules(config) -> rules.Table:
   data = config.data
-  if config.model.task == "segmentation":
+  if tasks.registration(config).stride_aligned_inputs:
     crop = _stride_aligned_size(config.model.output_stride, smallest=2,
                                 words="(height, width) with each of the form")
   else:  # Global pooling takes any size.
@@ -405,7 +406,7 @@ def _eval(config) -> None:
 def _eval_rules(config) -> rules.Table:
   table = {"scales": rules.Rule(lambda s: s and all(x > 0 for x in s),
                                 "positive")}
-  if config.model.task == "segmentation":
+  if tasks.registration(config).stride_aligned_inputs:
     aligned = _stride_aligned_size(
         config.model.output_stride, smallest=1,
         words="() or (height, width) with each of the form")
@@ -467,7 +468,7 @@ def eval_crop_size(config) -> Optional[Tuple[int, int]]:
   the dataset table's when that is (); None: stride-aligned padding only."""
   if tuple(config.eval.crop_size):
     return tuple(config.eval.crop_size)
-  return registry.from_config(config).eval_crop_size
+  return dataset_table.from_config(config).eval_crop_size
 
 
 def leaves(config, prefix: str = "") -> Iterator[Tuple[str, Any]]:
@@ -534,7 +535,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     ValueError: naming the config key, the rule and the received value.
   """
   ModelArgs.from_experiment(config)  # ArgumentError names the key.
-  registry.from_config(config)  # Agreement with the dataset table.
+  dataset_table.from_config(config)  # Agreement with the dataset table.
   for name, section in SECTIONS.items():
     if section.rule_table:
       rules.check(config[name], section.rule_table(config), f"config.{name}")

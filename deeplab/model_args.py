@@ -207,7 +207,7 @@ class ModelArgs:
     if broken:
       name, rule, value = broken
       raise self.error(name, rule.words, value)
-    if (self.task == "segmentation" and self.use_decoder and
+    if (self.uses("decoder_output_strides") and self.use_decoder and
         max(self.decoder_output_strides) >= self.output_stride):
       raise self.error("decoder_output_strides", "strides below the output "
                        f"stride {self.output_stride}",
@@ -255,6 +255,10 @@ class ModelArgs:
   def replace(self, **changes) -> "ModelArgs":
     return dataclasses.replace(self, **changes)
 
+  def uses(self, name: str) -> bool:
+    """Whether the model of this task uses the field ``name``."""
+    return self.task in _FIELDS[name].metadata["tasks"]
+
   def weight_signature(self) -> Dict[str, Any]:
     """What decides the weights: ``{field: value or count}``.
 
@@ -264,7 +268,7 @@ class ModelArgs:
     """
     return {f.name: f.metadata["weights"](getattr(self, f.name))
             for f in _FIELDS.values() if f.metadata["weights"] is not None
-            and self.task in f.metadata["tasks"]}
+            and self.uses(f.name)}
 
   def differences(self, other: "ModelArgs") -> Dict[str, Tuple[Any, Any]]:
     """Fields whose weight signatures differ: ``{field: (self, other)}``."""

@@ -22,8 +22,8 @@ from deeplab import inference
 from deeplab import progress
 from deeplab import run_dir
 from deeplab import visualize
+from deeplab.data import dataset_table
 from deeplab.data import image_files
-from deeplab.data import registry
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -36,7 +36,7 @@ def list_inputs(spec: str) -> List[str]:
   return paths
 
 
-def checkpoint_predictor(config, workdir: str) -> Tuple[Predictor, registry.DatasetInfo]:
+def checkpoint_predictor(config, workdir: str) -> Tuple[Predictor, dataset_table.DatasetInfo]:
   """Predicts with the latest checkpoint of a run, batch norm folded."""
   model, _ = run_dir.restore_model(config, workdir)
   model = folding.inference_model(model)
@@ -47,15 +47,15 @@ def checkpoint_predictor(config, workdir: str) -> Tuple[Predictor, registry.Data
     return inference.predict_labels(model, image[None], **options)[0][0]
 
   return (lambda image: labels(tf.constant(image)).numpy(),
-          registry.from_config(config))
+          dataset_table.from_config(config))
 
 
-def saved_model_predictor(export_dir: str) -> Tuple[Predictor, registry.DatasetInfo]:
+def saved_model_predictor(export_dir: str) -> Tuple[Predictor, dataset_table.DatasetInfo]:
   """Predicts with an exported SavedModel's ``serving_default``."""
   loaded = tf.saved_model.load(export_dir)
   serve = loaded.signatures["serving_default"]
   meta = json.loads(loaded.metadata.numpy().decode())
-  info = registry.DatasetInfo(meta["dataset"], meta["num_classes"],
+  info = dataset_table.DatasetInfo(meta["dataset"], meta["num_classes"],
                               meta["ignore_label"], tuple(meta["class_names"]),
                               np.array(meta["colormap"], np.uint8), {})
   return (lambda image: serve(images=tf.constant(image[None]))["labels"][0].numpy(),
@@ -69,7 +69,7 @@ def _write_png(array: np.ndarray, path: str):
     f.write(buffer.getvalue())
 
 
-def predict_files(paths, predictor: Predictor, info: registry.DatasetInfo,
+def predict_files(paths, predictor: Predictor, info: dataset_table.DatasetInfo,
                   output_dir: str) -> List[str]:
   """Writes the three outputs per image; returns the problems met."""
   tf.io.gfile.makedirs(output_dir)

@@ -346,10 +346,10 @@ def fake_raw_datasets(root, per_split=3) -> dict:
   class folders) and a plain image/mask folder in their distribution
   layouts under ``root``, with
   ``per_split`` images per split; returns ``{name: folder}``."""
-  from deeplab.data import registry  # pylint: disable=g-import-not-at-top
+  from deeplab.data import dataset_table  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   root = pathlib.Path(root)
-  palette = registry.pascal_colormap().reshape(-1).tolist()
+  palette = dataset_table.pascal_colormap().reshape(-1).tolist()
 
   def save(path, array, palette_png=False):
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from deeplab import run_dir
 from deeplab import weights
 from deeplab.data import builder
 from deeplab.data import classification
-from deeplab.data import registry
+from deeplab.data import dataset_table
 from deeplab.training import loop
 from deeplab.training import schedule as schedule_lib
 from deeplab.training import warm_start
@@ -108,7 +108,7 @@ def test_the_recipe_config_is_the_papers_imagenet_pretraining():
   assert config.optimizer.weight_decay == 4e-5
   assert config.train.batch_size == 50 * 32
   assert config.schedule.epoch_examples == 1281167
-  assert registry.DATASETS["imagenet"].splits["train"] == 1281167
+  assert dataset_table.DATASETS["imagenet"].splits["train"] == 1281167
   assert config.model.dropout_rate == 0.5  # core/xception.py keep_prob 0.5.
   assert config.data.label_offset == 0 and config.data.central_crop == 0.875
   # Every setting the file makes is named in its docstring.

@@ -10,9 +10,9 @@ import tensorflow as tf
 from deeplab.data import audit
 from deeplab.data import augment
 from deeplab.data import builder
+from deeplab.data import dataset_table
 from deeplab.data import pipeline
 from deeplab.data import records
-from deeplab.data import registry
 from deeplab_configs import synthetic
 from deeplab_datasets import make_synthetic
 from tests.conftest import REPO
@@ -48,7 +48,7 @@ def test_synthetic_generator_is_deterministic_and_uses_every_class():
   classes = set()
   for i in range(20):
     classes |= set(np.unique(make_synthetic.generate(i, 0, 97)[1]).tolist())
-  assert classes == set(range(registry.DATASETS["synthetic"].num_classes))
+  assert classes == set(range(dataset_table.DATASETS["synthetic"].num_classes))
 
 
 def test_train_batches_have_fixed_shapes_and_valid_values(synthetic_records):

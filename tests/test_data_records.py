@@ -207,8 +207,8 @@ def test_folder_builder_reads_palette_and_rgb_masks(tmp_path):
   palette = Image.fromarray(ids, mode="P")
   palette.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [224, 224, 192] * 253)
   palette.save(masks / "a.png")
-  from deeplab.data import registry  # pylint: disable=g-import-not-at-top
-  colors = registry.pascal_colormap(256)[ids]
+  from deeplab.data import dataset_table  # pylint: disable=g-import-not-at-top
+  colors = dataset_table.pascal_colormap(256)[ids]
   colors[:, 3] = (224, 224, 192)
   write(rgb_masks / "a_mask.png", colors)
   for mask_dir, extra in ((masks, []),

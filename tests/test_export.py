@@ -26,7 +26,7 @@ from deeplab import model as model_lib
 from deeplab import run_dir
 from deeplab import weights
 from deeplab.data import augment
-from deeplab.data import registry
+from deeplab.data import dataset_table
 from deeplab.export import frozen_graph
 from deeplab.export import tflite
 from tests import harness
@@ -81,13 +81,13 @@ def _synthetic(root: pathlib.Path):
     paths = sorted(folder.glob("*.png"))[:count]
     return [(p, np.asarray(Image.open(p).convert("RGB"))) for p in paths]
 
-  return frames, registry.get("synthetic").class_names, 129, {
+  return frames, dataset_table.get("synthetic").class_names, 129, {
       "float32": 0.999, "float16": 0.99, "int8": 0.85}
 
 
 def _released(root: pathlib.Path):
   harness.convert_released(root / "w")
-  return harness.camvid_frames, registry.get("pascal_voc_seg").class_names, 257, {
+  return harness.camvid_frames, dataset_table.get("pascal_voc_seg").class_names, 257, {
       "float32": 0.999, "float16": 0.99, "int8": 0.9}
 
 

@@ -41,7 +41,8 @@ def module_name(path: pathlib.Path) -> str:
 
 
 def top_level_imports(path: pathlib.Path):
-  """deeplab.* modules imported when ``path`` is imported (not in functions)."""
+  """deeplab.* (and dataset builder) modules imported when ``path`` is
+  imported (not in functions)."""
   names = set()
   for node in ast.parse(path.read_text()).body:
     if isinstance(node, ast.ImportFrom) and node.module and \
@@ -51,8 +52,12 @@ def top_level_imports(path: pathlib.Path):
         names.add(candidate if (REPO / candidate.replace(".", "/")).with_suffix(
             ".py").exists() or (REPO / candidate.replace(".", "/")).is_dir()
                   else node.module)
+    elif isinstance(node, ast.ImportFrom) and node.module and \
+        node.module.split(".")[0] == "datasets":
+      names.add(node.module)
     elif isinstance(node, ast.Import):
-      names.update(a.name for a in node.names if a.name.startswith("deeplab"))
+      names.update(a.name for a in node.names if a.name.startswith("deeplab")
+                   or a.name.split(".")[0] == "datasets")
   return names
 
 
@@ -79,8 +84,13 @@ def test_the_library_has_no_import_cycle():
     visit(name, [])
 
 
+# What inference must not load: training code and the dataset builders.
+NOT_FOR_INFERENCE = ("deeplab.training", "deeplab.data.builder",
+                     "deeplab_datasets", "datasets")
+
+
 @pytest.mark.parametrize("name", INFERENCE_MODULES)
-def test_inference_code_does_not_reach_training_code(name):
+def test_inference_code_reaches_neither_training_code_nor_builders(name):
   graph = import_graph()
   seen, todo = set(), [name]
   while todo:
@@ -89,14 +99,14 @@ def test_inference_code_does_not_reach_training_code(name):
       continue
     seen.add(node)
     todo.extend(graph.get(node, ()))
-  assert not [n for n in seen if n.startswith("deeplab.training")], sorted(seen)
+  assert not [n for n in seen if n.split(".")[0] == "datasets" or any(
+      n == prefix or n.startswith(prefix + ".") for prefix in NOT_FOR_INFERENCE)], sorted(seen)
 
 
-# Where code may branch on the task's name: the task registry, and the
-# checks of a config tree and of model arguments, which run below the tasks
-# (config.validate's crop-size rule, ModelArgs' decoder rule and each model
-# class's check that its arguments are its task's).
-TASK_NAME_READERS = {"deeplab.tasks", "deeplab.config", "deeplab.model_args"}
+# Where code may read the task's name: the task registry, and the model's
+# arguments, whose task field says which fields a model uses and which
+# model class they describe (ModelArgs.uses, ModelFromArgs).
+TASK_NAME_READERS = {"deeplab.tasks", "deeplab.model_args"}
 
 
 def _reads_the_task_name(path: pathlib.Path) -> bool:

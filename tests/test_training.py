@@ -375,5 +375,5 @@ def test_eval_cli_writes_the_metrics_contract(records, tmp_path):
 
 
 def synthetic_class_names():
-  from deeplab.data import registry  # pylint: disable=g-import-not-at-top
-  return registry.DATASETS["synthetic"].class_names
+  from deeplab.data import dataset_table  # pylint: disable=g-import-not-at-top
+  return dataset_table.DATASETS["synthetic"].class_names

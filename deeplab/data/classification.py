@@ -24,9 +24,9 @@ from typing import Optional
 import tensorflow as tf
 
 from deeplab.data import augment
+from deeplab.data import dataset_table
 from deeplab.data import pipeline
 from deeplab.data import records
-from deeplab.data import registry
 
 # slim's inception_preprocessing.distorted_bounding_box_crop arguments.
 AREA_RANGE = (0.05, 1.0)
@@ -37,7 +37,7 @@ MAX_ATTEMPTS = 100
 
 def _parse(serialized, config):
   """The record's image and offset label, checked against the class count."""
-  info = registry.from_config(config)
+  info = dataset_table.from_config(config)
   example = records.parse_classification(serialized, config.data.label_offset)
   label = example["label"]
   check = tf.debugging.Assert(

@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab.data import augment
+from deeplab.data import dataset_table
 from deeplab.data import records
-from deeplab.data import registry
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -197,7 +197,7 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
                   batch_size: Optional[int] = None,
                   start_step: int = 0,
                   example_fn: Optional[Callable] = None,
-                  info: Optional[registry.DatasetInfo] = None) -> tf.data.Dataset:
+                  info: Optional[dataset_table.DatasetInfo] = None) -> tf.data.Dataset:
   """Infinite batches of (images [b, h, w, 3] float32, labels [b, h, w] int32).
 
   Args:
@@ -218,7 +218,7 @@ def train_dataset(config, input_context: Optional[tf.distribute.InputContext] = 
       (default: looked up in the dataset table).
   """
   data = config.data
-  info = info or registry.from_config(config)
+  info = info or dataset_table.from_config(config)
   key = "config.data.train_pattern"
   paths = list_files(data.train_pattern, key)
   if batch_size is None:
@@ -292,7 +292,7 @@ def eval_dataset(config, input_context: Optional[tf.distribute.InputContext] = N
   int32 [b, h, w] (padding is the ignore label), ``filename`` [b].
   """
   data = config.data
-  info = registry.from_config(config)
+  info = dataset_table.from_config(config)
   paths = list_files(pattern or data.eval_pattern, pattern_field)
   dataset = read_records(paths, input_context, pattern_field)
 

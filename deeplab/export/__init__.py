@@ -22,7 +22,7 @@ from absl import logging
 
 from deeplab import inference
 from deeplab import run_dir
-from deeplab.data import registry
+from deeplab.data import dataset_table
 from deeplab.export import frozen_graph as frozen_graph_lib
 from deeplab.export import savedmodel
 from deeplab.export import tflite
@@ -73,7 +73,7 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
   options = inference.options_from_config(config)
   if export_dir:
     savedmodel.export_saved_model(
-        model, registry.from_config(config), export_dir,
+        model, dataset_table.from_config(config), export_dir,
         output_stride=output_stride, legacy_names=legacy_names,
         max_request_pixels=config.export.max_request_pixels, **options)
     logging.info("SavedModel of step %d written to %s", step, export_dir)

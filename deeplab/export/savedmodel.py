@@ -33,7 +33,7 @@ import tensorflow as tf
 from deeplab import config as config_lib
 from deeplab import folding
 from deeplab import inference
-from deeplab.data import registry
+from deeplab.data import dataset_table
 
 
 def to_rgb(images):
@@ -86,7 +86,7 @@ def encoded_pixels(data):
 class ServingModule(tf.Module):
   """What the SavedModel holds: the model, its inference options, metadata."""
 
-  def __init__(self, model, info: registry.DatasetInfo,
+  def __init__(self, model, info: dataset_table.DatasetInfo,
                scales: Sequence[float] = (1.0,), flip: bool = False,
                crop_size: Optional[Sequence[int]] = None,
                resize_range: Sequence[float] = (0, 0, 0),
@@ -150,7 +150,7 @@ class ServingModule(tf.Module):
     return {"SemanticPredictions": self._predict(image_tensor)["labels"]}
 
 
-def export_saved_model(model, info: registry.DatasetInfo, export_dir: str,
+def export_saved_model(model, info: dataset_table.DatasetInfo, export_dir: str,
                        scales: Sequence[float] = (1.0,), flip: bool = False,
                        output_stride: Optional[int] = None,
                        legacy_names: bool = False,

@@ -17,8 +17,8 @@ import tensorflow as tf
 from deeplab import classifier
 from deeplab import progress
 from deeplab.data import classification as classification_data
+from deeplab.data import dataset_table
 from deeplab.data import pipeline
-from deeplab.data import registry
 from deeplab.tasks import base
 
 
@@ -47,7 +47,7 @@ class ClassificationTask(base.Task):
     records (top-5 is top-k with k the class count when there are fewer
     than 5 classes)."""
     config = self.config
-    info = registry.from_config(config)
+    info = dataset_table.from_config(config)
     top_k = min(5, info.num_classes)
     dataset = strategy.distribute_datasets_from_function(
         lambda context: classification_data.eval_dataset(config, context,

@@ -27,8 +27,8 @@ from deeplab import loss as loss_lib
 from deeplab import metrics as metrics_lib
 from deeplab import model as model_lib
 from deeplab import progress
+from deeplab.data import dataset_table
 from deeplab.data import pipeline
-from deeplab.data import registry
 from deeplab.tasks import base
 
 
@@ -41,7 +41,7 @@ class SegmentationTask(base.Task):
 
   def __init__(self, config):
     super().__init__(config)
-    self.info = registry.from_config(config)
+    self.info = dataset_table.from_config(config)
 
   def train_dataset(self, input_context: Optional[tf.distribute.InputContext],
                     start_step: int) -> tf.data.Dataset:
