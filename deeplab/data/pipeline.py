@@ -282,17 +282,19 @@ def _paste(batch, index, data, seed: int, ignore_label: int):
 
 def eval_dataset(config, input_context: Optional[tf.distribute.InputContext] = None,
                  pattern: Optional[str] = None,
-                 pattern_field: str = "config.data.eval_pattern") -> tf.data.Dataset:
+                 pattern_field: str = "config.data.eval_pattern",
+                 info: Optional[dataset_table.DatasetInfo] = None) -> tf.data.Dataset:
   """One pass over whole evaluation images, in file order.
 
   ``pattern`` replaces ``config.data.eval_pattern``; ``pattern_field`` names
-  it in errors.
+  it in errors; ``info`` is the dataset ``config.dataset`` names, where the
+  caller holds it (resolved here otherwise).
 
   Yields dicts with ``image`` float32 [b, h, w, 3] in [-1, 1], ``label``
   int32 [b, h, w] (padding is the ignore label), ``filename`` [b].
   """
   data = config.data
-  info = dataset_table.from_config(config)
+  info = info or dataset_table.from_config(config)
   paths = list_files(pattern or data.eval_pattern, pattern_field)
   dataset = read_records(paths, input_context, pattern_field)
 

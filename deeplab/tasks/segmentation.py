@@ -73,7 +73,8 @@ class SegmentationTask(base.Task):
     config, info = self.config, self.info
     # File names stay on the host: strings cannot enter a TPU program.
     dataset = strategy.distribute_datasets_from_function(
-        lambda context: pipeline.eval_dataset(config, context, pattern).map(
+        lambda context: pipeline.eval_dataset(config, context, pattern,
+                                               info=info).map(
             lambda batch: {"image": batch["image"], "label": batch["label"]}))
     images = pipeline.count_records(pattern or config.data.eval_pattern)
     matrix = confusion_over_dataset(
@@ -191,7 +192,7 @@ def _summarize_predictions(config, model, info, step: int, pattern=None):
   colormap = tf.constant(np.concatenate(
       [info.colormap, np.zeros((256 - info.num_classes, 3), np.uint8)]))
   panels = []
-  for batch in pipeline.eval_dataset(config, pattern=pattern).take(count):
+  for batch in pipeline.eval_dataset(config, pattern=pattern, info=info).take(count):
     image = batch["image"][:1]
     probabilities = inference.predict_probabilities(
         model, image, crop_size=config_lib.eval_crop_size(config))
