@@ -153,6 +153,9 @@ def test_the_zoo_table_holds_the_released_models():
     assert entry.url.startswith(zoo.DOWNLOAD_ROOT) and zoo.is_archive(entry.url)
   with pytest.raises(ValueError, match="not a model zoo name"):
     convert.convert("xception_coco_voc_trainaug_typo", "/nowhere")
+  with pytest.raises(ValueError, match="'pascal_voc' is not a shipped config; "
+                     "shipped: .*pascal_voc_xception65"):
+    config_lib.shipped_config("pascal_voc")
   assert os.path.basename(voc.url) == "deeplabv3_pascal_train_aug_2018_01_04.tar.gz"
 
 
