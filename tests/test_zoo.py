@@ -61,21 +61,32 @@ def tarball(tmp_path_factory):
       root / "deeplabv3_synthetic_train_2026_01_01.tar.gz", arrays), arrays
 
 
-def zoo_entry(path, name="synthetic_test"):
-  """A zoo entry of the synthetic config for the tarball at ``path``."""
-  return zoo.ZooModel(name, path.as_uri(), "mobilenet_v2", 16, "synthetic",
-                      "synthetic", "n/a",
-                      hashlib.sha256(path.read_bytes()).hexdigest())
+@pytest.fixture
+def zoo_name(tarball, tmp_path, monkeypatch):
+  """(entry, arrays): a zoo entry of the synthetic config for ``tarball``,
+  with its checksum, Keras' file cache in a temporary folder."""
+  path, arrays = tarball
+  entry = zoo.ZooModel("synthetic_test", path.as_uri(), "mobilenet_v2", 16,
+                       "synthetic", "synthetic", "n/a",
+                       hashlib.sha256(path.read_bytes()).hexdigest())
+  monkeypatch.setattr(zoo, "CACHE_DIR", str(tmp_path / "cache"))
+  monkeypatch.setitem(zoo.MODELS, entry.name, entry)
+  return entry, arrays
+
+
+def check_model(model, arrays):
+  assert isinstance(model, model_lib.DeepLab)
+  names = naming.original_names(model)
+  assert set(names) == set(arrays)
+  for name, value in arrays.items():
+    np.testing.assert_array_equal(names[name], value, err_msg=name)
 
 
 def check_run(workdir, arrays):
   model, step = run_dir.restore_model(run_dir.read_config(str(workdir)),
                                       str(workdir))
   assert step == 0
-  names = naming.original_names(model)
-  assert set(names) == set(arrays)
-  for name, value in arrays.items():
-    np.testing.assert_array_equal(names[name], value, err_msg=name)
+  check_model(model, arrays)
 
 
 def test_a_zoo_tarball_and_its_unpacked_prefix_convert_exactly(tarball, tmp_path):
@@ -91,11 +102,9 @@ def test_a_zoo_tarball_and_its_unpacked_prefix_convert_exactly(tarball, tmp_path
 
 
 def test_a_zoo_name_downloads_once_into_the_keras_cache_with_its_checksum(
-    tarball, tmp_path, monkeypatch):
-  path, arrays = tarball
-  entry = zoo_entry(path)
-  monkeypatch.setattr(zoo, "CACHE_DIR", str(tmp_path / "cache"))
-  monkeypatch.setitem(zoo.MODELS, entry.name, entry)
+    tarball, zoo_name, tmp_path, monkeypatch):
+  path, _ = tarball
+  entry, arrays = zoo_name
   convert.convert(entry.name, str(tmp_path / "w"))  # The zoo's config.
   check_run(tmp_path / "w", arrays)
   cached = tmp_path / "cache" / zoo.CACHE_SUBDIR / path.name
@@ -237,20 +246,9 @@ def test_a_backbone_checkpoint_of_another_backbone_is_refused(backbone_entry):
     weights.load_backbone_weights(model, "xception_coco_voc_trainaug")
 
 
-def check_model(model, arrays):
-  assert isinstance(model, model_lib.DeepLab)
-  names = naming.original_names(model)
-  assert set(names) == set(arrays)
-  for name, value in arrays.items():
-    np.testing.assert_array_equal(names[name], value, err_msg=name)
-
-
 def test_from_pretrained_a_zoo_name_downloads_and_converts_once(
-    tarball, tmp_path, monkeypatch):
-  path, arrays = tarball
-  entry = zoo_entry(path)
-  monkeypatch.setattr(zoo, "CACHE_DIR", str(tmp_path / "cache"))
-  monkeypatch.setitem(zoo.MODELS, entry.name, entry)
+    zoo_name, tmp_path, monkeypatch):
+  entry, arrays = zoo_name
   model = deeplab.from_pretrained(entry.name)
   check_model(model, arrays)
   images = np.zeros((1, 65, 65, 3), np.float32)
