@@ -197,18 +197,19 @@ def check_backbone_weights(source: str, backbone: str,
   found = entry(source)
   if found is None:
     return
+  held, fits = repr(found.backbone), repr(backbone)
   # A segmentation model's width is its config's: a wrong one shows as
   # shape mismatches when its weights load.
-  width = getattr(found, "depth_multiplier", depth_multiplier)
-  if (found.backbone, width) == (backbone, depth_multiplier):
+  if isinstance(found, BackboneCheckpoint):
+    held += f" (depth multiplier {found.depth_multiplier})"
+    fits += f" (depth multiplier {depth_multiplier})"
+  if held == fits:
     return
   fitting = [c.name for c in BACKBONE_CHECKPOINTS.values()
              if (c.backbone, c.depth_multiplier) == (backbone, depth_multiplier)]
   raise ValueError(
-      f"config.model.backbone_weights={source!r} holds backbone "
-      f"{found.backbone!r} (depth multiplier {width}), the model's is "
-      f"{backbone!r} (depth multiplier {depth_multiplier}); the zoo's "
-      f"checkpoints for it: {fitting or 'none'}")
+      f"config.model.backbone_weights={source!r} holds backbone {held}, the "
+      f"model's is {fits}; the zoo's checkpoints for it: {fitting or 'none'}")
 
 
 def cache_folder() -> str:
