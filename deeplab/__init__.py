@@ -4,6 +4,7 @@ Example:
   >>> import deeplab
   >>> from deeplab_configs import pascal_voc_xception65
   >>> model = deeplab.build_model(pascal_voc_xception65.get_config())
+  >>> pretrained = deeplab.from_pretrained("xception_coco_voc_trainaug")
 
 ``import deeplab`` itself imports nothing heavy: the names below load
 their modules (and TensorFlow) when first used, so that the tools can
@@ -15,7 +16,8 @@ import importlib
 # Public name -> the module that defines it.
 _EXPORTS = {"DeepLab": "deeplab.model", "build_model": "deeplab.model",
             "ModelArgs": "deeplab.model_args",
-            "Classifier": "deeplab.classifier"}
+            "Classifier": "deeplab.classifier",
+            "from_pretrained": "deeplab.pretrained"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -22,6 +22,8 @@ and holds their rules.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import typing
 from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Tuple
 
@@ -539,3 +541,38 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for name, section in SECTIONS.items():
     if section.rule_table:
       rules.check(config[name], section.rule_table(config), f"config.{name}")
+
+
+def shipped_configs() -> Dict[str, str]:
+  """``{name: path}`` of the experiment configs that ship with the package
+  (``configs/`` of the repository, installed as ``deeplab_configs``)."""
+  try:
+    import deeplab_configs  # pylint: disable=g-import-not-at-top
+    folder = os.path.dirname(deeplab_configs.__file__)
+  except ImportError:  # A checkout used without installing the package.
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__))), "configs")
+    if not os.path.isdir(folder):
+      return {}
+  return {name[:-3]: os.path.join(folder, name)
+          for name in sorted(os.listdir(folder))
+          if name.endswith(".py") and not name.startswith("_")}
+
+
+def shipped_config(name: str) -> ml_collections.ConfigDict:
+  """The ``get_config()`` of the shipped experiment config ``name``
+  (``pascal_voc_xception65``), installed or in a checkout, as
+  ``--config=NAME`` resolves it.
+
+  Raises:
+    ValueError: no shipped config has that name (the message lists them).
+  """
+  shipped = shipped_configs()
+  if name not in shipped:
+    raise ValueError(f"{name!r} is not a shipped config; shipped: "
+                     f"{', '.join(shipped)}")
+  spec = importlib.util.spec_from_file_location(
+      f"deeplab_configs_{name}", shipped[name])
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()

@@ -1,8 +1,8 @@
 """Imports released DeepLab weights into a checkpoint of ours.
 
 Sources: a name of the original's model zoo (``deeplab.zoo.MODELS``;
-downloaded once into Keras' file cache, its config taken from the zoo's
-table unless a config is given), a download address, a downloaded
+downloaded once into Keras' file cache, its config the shipped config the
+zoo's table names unless a config is given), a download address, a downloaded
 ``.tar.gz`` of the zoo, an unpacked TF1 checkpoint prefix (read by variable
 name), a TFLite file as the TFLite segmentation examples distribute
 (batch norm folded into biases), or a ``.keras`` file or run folder of
@@ -23,29 +23,30 @@ from deeplab import weights as weights_lib
 from deeplab import zoo
 
 
-def convert(config, source: str, workdir: str) -> weights_lib.LoadReport:
+def convert(source: str, workdir: str, config=None) -> weights_lib.LoadReport:
   """Builds the config's model, fills it from ``source``, saves it in workdir.
 
+  Example:
+    >>> report = convert("xception_coco_voc_trainaug", "runs/voc_zoo")
+
   Args:
-    config: the config describing the source's model; None takes the
-      zoo table's for a zoo name.
     source: any source ``weights.read_weights`` reads: a zoo name, an
       address, a ``.tar.gz``, a checkpoint prefix, a ``.keras`` or
       ``.tflite`` file, a run folder (module docstring).
     workdir: the run folder to write.
+    config: the config describing the source's model; None: the config the
+      source implies (a zoo name's: the shipped config its entry names).
 
   Raises:
     FileNotFoundError: ``source`` does not exist.
     ValueError: a model weight is missing from the source or has another
       shape (the config does not describe the source's architecture), an
-      unreadable tarball, or no config for a source outside the zoo.
+      unreadable tarball, or no config for a source that implies none (a
+      backbone checkpoint of the zoo implies no segmentation model).
   """
   run_dir.refuse_existing_checkpoints(workdir)  # Before minutes of work.
   if config is None:
-    if source not in zoo.MODELS:
-      raise ValueError(f"--source={source!r} is not a model zoo name "
-                       f"({sorted(zoo.MODELS)}): give --config")
-    config = zoo.MODELS[source].get_config()
+    config = zoo.model_config(source)
   model = model_lib.build_model(config)
   report = weights_lib.assign_by_original_names(
       model, weights_lib.read_weights(source, model))

@@ -223,9 +223,10 @@ def read_weights(source: str, model: Optional[keras.Model] = None
   Sources, by their form:
 
   - a folder: a run folder of ours (its latest checkpoint);
-  - a name of the original's model zoo (``deeplab.zoo.MODELS``) or a
-    download address: the zoo's tarball, downloaded once into Keras' file
-    cache (``deeplab.zoo.download``), then read as below;
+  - a name of the original's model zoo (``deeplab.zoo.MODELS`` or
+    ``BACKBONE_CHECKPOINTS``) or a download address: the zoo's tarball,
+    downloaded once into Keras' file cache (``deeplab.zoo.download``), then
+    read as below;
   - a ``.tar.gz``, ``.tgz`` or ``.tar`` in the zoo's layout: the one TF1
     checkpoint inside;
   - a ``.tflite`` file as the TFLite segmentation examples distribute
@@ -262,7 +263,7 @@ def read_weights(source: str, model: Optional[keras.Model] = None
   if tf.io.gfile.isdir(source):
     run, _ = run_dir.restore_model(run_dir.read_config(source), source)
     return _model_arrays(run)
-  if source in zoo.MODELS or zoo.is_url(source):
+  if zoo.is_name(source) or zoo.is_url(source):
     return _read_archive(zoo.download(source))
   if zoo.is_archive(source):
     if not os.path.isfile(source):  # tarfile reads the local disk only.
@@ -291,8 +292,10 @@ def load_backbone_weights(model: keras.Model, source: str) -> LoadReport:
   Args:
     model: a ``DeepLab`` or a ``Classifier``.
     source: any source ``read_weights`` reads: an original DeepLab/slim
-      (ImageNet) checkpoint prefix, a ``.keras`` file, or a run folder of
-      ours with the same backbone (a classification run pretrains one).
+      (ImageNet) checkpoint prefix, a zoo name (an ImageNet backbone
+      checkpoint, ``deeplab.zoo.BACKBONE_CHECKPOINTS``), a ``.keras`` file,
+      or a run folder of ours with the same backbone (a classification run
+      pretrains one).
 
   Returns:
     The ``LoadReport``; the source's other tensors (a classifier's logits,
@@ -301,9 +304,10 @@ def load_backbone_weights(model: keras.Model, source: str) -> LoadReport:
   Raises:
     FileNotFoundError: ``source`` is not there.
     ValueError: a backbone weight is missing or has another shape (weights
-      of another backbone or width).
+      of another backbone or width), or a zoo name of another backbone.
   """
   backbone = backbones.get(model.args.backbone)
+  zoo.check_backbone_weights(source, backbone.name, model.args.depth_multiplier)
   report = assign_by_original_names(model, read_weights(source, model),
                                     select=backbone.is_backbone_weight)
   if report.missing or report.mismatched or not report.loaded:

@@ -19,7 +19,12 @@ a full dataset; they are all here:
 - ``make demo``: a demo folder in the test's temporary folder and a
   4-step training run.
 
-The ```python blocks run as they are, each in a fresh interpreter. Each
+The ```python blocks run as they are, each in a fresh interpreter, with
+Keras' file cache (``$KERAS_HOME``) in a temporary folder that holds the
+zoo's ``mobilenetv2_coco_voc_trainaug`` tarball, built offline in the zoo's
+layout with random weights of its config's model (``zoo_cache``): the
+examples' ``deeplab.from_pretrained`` finds it there instead of
+downloading it, and converts it as it would the downloaded one. Each
 page's ``main`` command blocks are one test case; they run in order in one
 module-scoped folder, since they read the records that the datasets page's
 block builds there.
@@ -42,7 +47,10 @@ import sys
 from PIL import Image
 import pytest
 
+from deeplab import config as config_lib
+from deeplab import zoo
 from tests import harness
+from tests import test_zoo
 from tests.conftest import REPO
 
 TINY_TRAIN = ["--config.train.steps=2", "--config.train.batch_size=2",
@@ -246,10 +254,29 @@ def test_make_demo_runs(tmp_path):
   assert pathlib.Path(demo / "run" / "eval" / "metrics.json").exists()
 
 
+# The zoo model the ```python blocks load by name (the module docstring).
+PYTHON_BLOCKS_ZOO_MODEL = "mobilenetv2_coco_voc_trainaug"
+
+
+@pytest.fixture(scope="module")
+def zoo_cache(tmp_path_factory):
+  """A Keras home whose file cache holds ``PYTHON_BLOCKS_ZOO_MODEL``'s
+  tarball, as ``deeplab.zoo.download`` would have left it."""
+  home = tmp_path_factory.mktemp("keras_home")
+  entry = zoo.MODELS[PYTHON_BLOCKS_ZOO_MODEL]
+  assert entry.sha256 is None  # Keras takes a cached file without checksum.
+  (home / zoo.CACHE_SUBDIR).mkdir()
+  test_zoo.write_zoo_tarball(
+      home / zoo.CACHE_SUBDIR / os.path.basename(entry.url),
+      test_zoo.random_arrays(config_lib.shipped_config(entry.config)))
+  return home
+
+
 @pytest.mark.parametrize(("page", "index"), python_blocks())
-def test_the_readme_python_blocks_run(page, index, tmp_path):
+def test_the_readme_python_blocks_run(page, index, tmp_path, zoo_cache):
   code = harness.readme_code_blocks("python", page)[index]
   result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                                   KERAS_HOME=str(zoo_cache)))
   assert result.returncode == 0, (code, result.stderr[-3000:])

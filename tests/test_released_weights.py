@@ -26,7 +26,7 @@ def test_a_tf1_checkpoint_under_the_original_names_converts_exactly(tmp_path):
   extras = {"global_step": np.array(30000, np.int64),
             "logits/semantic/weights/Momentum": np.zeros((1, 1, 64, 5), np.float32)}
   harness.write_tf1_checkpoint(tmp_path / "model.ckpt", {**arrays, **extras})
-  report = convert.convert(config, str(tmp_path / "model.ckpt"), str(tmp_path / "w"))
+  report = convert.convert(str(tmp_path / "model.ckpt"), str(tmp_path / "w"), config)
   assert sorted(report.unused) == sorted(extras)
   assert len(report.loaded) == len(arrays) and not report.missing
   model, step = run_dir.restore_model(config, str(tmp_path / "w"))
@@ -42,7 +42,7 @@ def test_a_checkpoint_missing_tensors_or_of_another_shape_is_refused(tmp_path):
   arrays["logits/semantic/biases"] = np.zeros(21, np.float32)
   harness.write_tf1_checkpoint(tmp_path / "model.ckpt", arrays)
   with pytest.raises(ValueError) as error:
-    convert.convert(config, str(tmp_path / "model.ckpt"), str(tmp_path / "w"))
+    convert.convert(str(tmp_path / "model.ckpt"), str(tmp_path / "w"), config)
   message = str(error.value)
   assert "aspp0/weights" in message
   assert "logits/semantic/biases: (5,) vs (21,)" in message
@@ -51,7 +51,7 @@ def test_a_checkpoint_missing_tensors_or_of_another_shape_is_refused(tmp_path):
 
 def test_a_missing_source_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match="nowhere.tflite"):
-    convert.convert(synthetic.get_config(), "/nowhere.tflite", str(tmp_path))
+    convert.convert("/nowhere.tflite", str(tmp_path), synthetic.get_config())
 
 
 def test_the_released_tflite_model_and_ours_agree_on_real_images(tmp_path):

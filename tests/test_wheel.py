@@ -1,6 +1,8 @@
 """The built wheel, installed into a fresh virtual environment, works from a
-folder outside the checkout: every console script answers --help, and the
-README's installed commands run, from synthetic data to predicted masks.
+folder outside the checkout: every console script answers --help, the
+README's installed commands run, from synthetic data to predicted masks,
+and a model zoo name converts (``deeplab-convert``) and loads
+(``deeplab.from_pretrained``) from a tarball in Keras' file cache.
 
 The fresh environment gets the wheel (``pip install --no-deps``) and reads
 the dependencies (TensorFlow...) from the test's own environment through a
@@ -21,7 +23,10 @@ import venv
 import pytest
 
 from deeplab import cli
+from deeplab import config as config_lib
+from deeplab import zoo
 from tests import harness
+from tests import test_zoo
 from tests.conftest import REPO
 
 # What the wheel may put at the top of site-packages.
@@ -66,10 +71,10 @@ def installed(tmp_path_factory):
   return env_dir / "bin", site, work
 
 
-def run(installed, *command, timeout=600):
+def run(installed, *command, timeout=600, **environment):
   bin_dir, _, work = installed
   env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-             TF_CPP_MIN_LOG_LEVEL="2")
+             TF_CPP_MIN_LOG_LEVEL="2", **environment)
   env.pop("PYTHONPATH", None)
   return subprocess.run(list(command), cwd=work, env=env, capture_output=True,
                         text=True, timeout=timeout)
@@ -130,3 +135,38 @@ def test_the_readmes_installed_commands_run_from_the_wheel(installed):
   assert json.loads((work / "run" / "eval" / "metrics.json").read_text())["step"] == 2
   assert sorted(p.name for p in (work / "predictions").iterdir())[:3] == [
       "00000_color.png", "00000_ids.png", "00000_overlay.png"]
+
+
+@pytest.mark.slow
+def test_a_zoo_name_converts_and_loads_from_the_wheel(installed, tmp_path):
+  """Offline: Keras' cache (``$KERAS_HOME``) is pre-filled with a tarball in
+  the zoo's layout under the zoo entry's file name, holding weights of the
+  model its shipped config describes; Keras takes a cached file as it is
+  where the table records no checksum."""
+  name = "mobilenetv2_coco_voc_trainaug"
+  entry = zoo.MODELS[name]
+  assert entry.sha256 is None
+  home = tmp_path / "keras_home"
+  (home / zoo.CACHE_SUBDIR).mkdir(parents=True)
+  arrays = test_zoo.random_arrays(config_lib.shipped_config(entry.config))
+  test_zoo.write_zoo_tarball(
+      home / zoo.CACHE_SUBDIR / os.path.basename(entry.url), arrays)
+  _, _, work = installed
+  result = run(installed, "deeplab-convert", f"--source={name}",
+               "--workdir=zoo_run", KERAS_HOME=str(home))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "unused from the source" in result.stdout
+  test_zoo.check_run(work / "zoo_run", arrays)
+
+  load = ("import deeplab, numpy as np\n"
+          f"model = deeplab.from_pretrained({name!r})\n"
+          "print(model(np.zeros((1, 65, 65, 3), np.float32)).shape)\n")
+  converted = home / zoo.CACHE_SUBDIR / "converted" / name
+  written = []
+  for _ in range(2):  # The second call restores the converted run folder.
+    result = run(installed, "python", "-c", load, KERAS_HOME=str(home))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "(1, 65, 65, 21)"
+    written.append((converted / "checkpoints" / "checkpoint").stat().st_mtime_ns)
+  assert written[0] == written[1]
+  test_zoo.check_run(converted, arrays)

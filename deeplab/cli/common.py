@@ -41,22 +41,6 @@ CONFIG_FLAG = "config"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def shipped_configs() -> Dict[str, str]:
-  """``{name: path}`` of the experiment configs that ship with the package
-  (``configs/`` of the repository, installed as ``deeplab_configs``)."""
-  try:
-    import deeplab_configs  # pylint: disable=g-import-not-at-top
-    folder = os.path.dirname(deeplab_configs.__file__)
-  except ImportError:  # A checkout used without installing the package.
-    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))), "configs")
-    if not os.path.isdir(folder):
-      return {}
-  return {name[:-3]: os.path.join(folder, name)
-          for name in sorted(os.listdir(folder))
-          if name.endswith(".py") and not name.startswith("_")}
-
-
 def config_file(spec: str) -> str:
   """The file of a ``--config`` value: a path (with an optional ``:arg``
   suffix, which ml_collections passes on), or a shipped config's name.
@@ -67,7 +51,7 @@ def config_file(spec: str) -> str:
   path = spec.split(":", 1)[0]
   if os.path.isfile(path) or not _NAME.match(path):
     return spec
-  shipped = shipped_configs()
+  shipped = config_lib.shipped_configs()
   if path not in shipped:
     raise app.UsageError(
         f"--config={spec!r} is neither a file nor a shipped config; shipped: "
@@ -123,7 +107,7 @@ def define_config_flag(help_text: str = "Experiment config file "
   """
   return config_flags.DEFINE_config_file(
       CONFIG_FLAG, config_lib.__file__, help_text + " A shipped config can "
-      f"be named: {', '.join(shipped_configs())}.", lock_config=True)
+      f"be named: {', '.join(config_lib.shipped_configs())}.", lock_config=True)
 
 
 def _given(path: str) -> bool:

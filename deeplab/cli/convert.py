@@ -48,7 +48,7 @@ def main():
         config_lib.set_field(config, path, value)
     else:
       config = common.run_config(config_flag.value, workdir.value)
-    print(convert_lib.convert(config, source.value, workdir.value).summary())
+    print(convert_lib.convert(source.value, workdir.value, config).summary())
 
   flags.mark_flags_as_required(["source", "workdir"])
   common.run_app(_main, __doc__)
