@@ -608,12 +608,15 @@ def _differences(graph: _Graph, shape, output_stride: int) -> List[str]:
   if "ARG_MAX" in kinds:
     notes.append("output: the file ends in ArgMax (labels); ours gives "
                  "logits, and the export's labels are their argmax")
-  for op_name, inputs, outputs, options in graph.ops:
-    if op_name == "RESIZE_BILINEAR" and graph.shape(inputs[0])[1] > 1 and \
-        not _options(options, "alignCorners", False):
-      notes.append("resize: the file's bilinear resizes do not align corners; "
-                   "ours do, as the original")
-      break
+  unaligned = [options for op_name, inputs, _, options in graph.ops
+               if op_name == "RESIZE_BILINEAR" and graph.shape(inputs[0])[1] > 1
+               and not _options(options, "alignCorners", False)]
+  if unaligned:
+    centers = _options(unaligned[0], "halfPixelCenters", False)
+    notes.append(
+        f"resize: {len(unaligned)} of the file's bilinear resizes use "
+        f"align_corners=False (half_pixel_centers={centers}); ours align "
+        "corners, as the original's every resize (no config field changes it)")
   crop = tuple(((s - 1 + output_stride - 1) // output_stride) * output_stride + 1
                for s in shape[1:3])
   if crop != tuple(shape[1:3]):
