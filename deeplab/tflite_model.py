@@ -36,7 +36,6 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from deeplab import config as config_lib
 from deeplab.backbones import mobilenet_v2
-from deeplab.data import registry
 
 # Datasets the original released models were trained on, by class count.
 RELEASED_DATASETS = {21: "pascal_voc_seg", 19: "cityscapes", 151: "ade20k"}

@@ -261,6 +261,28 @@ def test_the_served_savedmodel_reproduces_the_released_file(served):
       released.why
 
 
+def test_the_converted_model_gives_a_float_files_logits(served):
+  """Same logits (1e-3) as the file, in the Keras model of the run folder."""
+  released, path, root, frames, _, _ = served
+  if "uint8" in released.dequantized:
+    pytest.skip("a uint8 file outputs ArgMax labels, no logits")
+  config = run_dir.read_config(str(root / "w"))
+  model, _ = run_dir.restore_model(config, str(root / "w"))
+  interpreter = weights.tflite_interpreter(str(path))
+  interpreter.allocate_tensors()
+  source = interpreter.get_input_details()[0]
+  target = interpreter.get_output_details()[0]
+  worst = 0.0
+  for frame in frames.astype(np.float32) / 127.5 - 1.0:
+    interpreter.set_tensor(source["index"], frame[None])
+    interpreter.invoke()
+    theirs = interpreter.get_tensor(target["index"])[0]
+    ours = model(frame[None], training=False).numpy()[0]
+    worst = max(worst, float(np.abs(ours - theirs).max()))
+  print(f"{released.name}: max |logit difference| {worst:.2e}")
+  assert worst <= 1e-3
+
+
 def test_the_frozen_graph_and_tflite_export_reproduce_the_float32_file(served):
   released, _, root, frames, theirs, _ = served
   if released.threshold < 0.999:
