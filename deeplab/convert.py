@@ -26,28 +26,21 @@ from deeplab import weights as weights_lib
 from deeplab import zoo
 
 
-def _convert_tflite(source: str, workdir: str,
-                    config=None) -> weights_lib.LoadReport:
-  """``convert`` of a DeepLab TFLite file: its graph gives the architecture
-  and the config (unless given, which must agree with the file)."""
-  released = tflite_model.read_file(source)
+def _tflite_config(released: tflite_model.DeepLabFile, config):
+  """The config of a DeepLab TFLite file's run: the file's own, or the one
+  given, which must agree with the file.
+
+  Raises:
+    ValueError: naming each contradicting field and both values.
+  """
   if config is None:
-    config = released.config()
+    return released.config()
   contradictions = released.contradictions(config)
   if contradictions:
-    raise ValueError(f"the config contradicts {source}: " + "; ".join(
+    raise ValueError(f"the config contradicts {released.path}: " + "; ".join(
         f"{key}={given!r} but the file has {found!r}"
         for key, (given, found) in contradictions.items()))
-  model = model_lib.build_model(config)
-  report = weights_lib.assign_by_original_names(
-      model, weights_lib.tflite_arrays(released, model))
-  if report.missing or report.mismatched:
-    raise ValueError(f"{source} does not fit the config's model:\n"
-                     + report.summary())
-  report.dequantized = released.dequantized()
-  report.notes = list(released.notes)
-  logging.info("Wrote %s", run_dir.save_model(model, config, workdir, step=0))
-  return report
+  return config
 
 
 def convert(source: str, workdir: str, config=None) -> weights_lib.LoadReport:
@@ -80,8 +73,10 @@ def convert(source: str, workdir: str, config=None) -> weights_lib.LoadReport:
       or a ``.tflite`` file that is truncated or no DeepLab model.
   """
   run_dir.refuse_existing_checkpoints(workdir)  # Before minutes of work.
+  released = None
   if source.endswith(".tflite"):
-    return _convert_tflite(source, workdir, config)
+    released = tflite_model.read_file(source)
+    config = _tflite_config(released, config)
   if config is None:
     if source not in zoo.MODELS:
       raise ValueError(f"--source={source!r} is not a model zoo name "
@@ -89,9 +84,13 @@ def convert(source: str, workdir: str, config=None) -> weights_lib.LoadReport:
     config = zoo.MODELS[source].get_config()
   model = model_lib.build_model(config)
   report = weights_lib.assign_by_original_names(
-      model, weights_lib.read_weights(source, model))
+      model, weights_lib.tflite_arrays(released, model) if released
+      else weights_lib.read_weights(source, model))
   if report.missing or report.mismatched:
     raise ValueError(f"{source} does not fit the config's model:\n"
                      + report.summary())
+  if released:
+    report.dequantized = released.dequantized()
+    report.notes = list(released.notes)
   logging.info("Wrote %s", run_dir.save_model(model, config, workdir, step=0))
   return report
