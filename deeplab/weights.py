@@ -26,6 +26,7 @@ import tensorflow as tf
 from deeplab import backbones
 from deeplab import naming
 from deeplab import run_dir
+from deeplab import tflite_model
 from deeplab import zoo
 
 
@@ -38,14 +39,24 @@ class LoadReport:
     missing: model weights (within the selection) the source lacked.
     unused: source tensors nothing in the model took.
     mismatched: ``name: (model shape, source shape)`` for shape conflicts.
+    dequantized: ``{'<storage> <role>': count}`` of the source's constants
+      read in a form other than float32 (a TFLite file's
+      ``'uint8 per-tensor kernels'``, ``'float16 biases'``).
+    notes: where the source computes something the converted model does
+      not (a TFLite file's input normalisation, quantized activations).
   """
   loaded: List[str] = dataclasses.field(default_factory=list)
   missing: List[str] = dataclasses.field(default_factory=list)
   unused: List[str] = dataclasses.field(default_factory=list)
   mismatched: Dict[str, tuple] = dataclasses.field(default_factory=dict)
+  dequantized: Dict[str, int] = dataclasses.field(default_factory=dict)
+  notes: List[str] = dataclasses.field(default_factory=list)
 
   def summary(self) -> str:
     lines = [f"loaded {len(self.loaded)} tensors"]
+    if self.dequantized:
+      lines.append("dequantized: " + ", ".join(
+          f"{count} {kind}" for kind, count in self.dequantized.items()))
     for title, items in (("missing from the source", self.missing),
                          ("unused from the source", self.unused)):
       if items:
@@ -54,6 +65,9 @@ class LoadReport:
     if self.mismatched:
       lines.append(f"{len(self.mismatched)} shape mismatches (model, source):")
       lines.extend(f"  {n}: {m} vs {s}" for n, (m, s) in self.mismatched.items())
+    if self.notes:
+      lines.append(f"{len(self.notes)} differences from the source:")
+      lines.extend(f"  {note}" for note in self.notes)
     return "\n".join(lines)
 
 
@@ -98,62 +112,54 @@ def tflite_interpreter(path: str, **kwargs):
   try:
     from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError("reading or running a .tflite file needs ai-edge-litert: "
+    raise ImportError("running a .tflite file needs ai-edge-litert: "
                       "pip install 'deeplab-tf2[tflite]'") from e
   with tf.io.gfile.GFile(str(path), "rb") as f:  # gs:// too.
     return litert.Interpreter(model_content=f.read(), **kwargs)
 
 
-def _read_tflite(path: str, model: keras.Model) -> Dict[str, np.ndarray]:
-  """Reads a released DeepLab TFLite file into ``{original_name: array}``.
+def tflite_arrays(released: tflite_model.DeepLabFile, model: keras.Model
+                  ) -> Dict[str, np.ndarray]:
+  """A DeepLab TFLite file's weights as ``{original_name: array}`` for ``model``.
 
-  The TFLite files of the DeepLab examples keep the original variable names
-  but fold batch norm into a bias (``<scope>/Conv2D_bias``,
-  ``<scope>/depthwise_bias``) and store kernels output-channel first. Each
-  folded conv becomes our conv + a batch norm that adds the bias: gamma 1,
-  beta = bias, mean 0, variance 1 - epsilon (so the normalizer is exactly 1).
-  Tensors the model has no place for are returned under their own names,
-  so the assignment reports them as unused.
+  The file's convolutions (``released.convs``, named by their place in the
+  graph) have batch norm folded into a bias, and some a per-channel scale
+  (an unfolded batch norm's MUL). Kernels go over in our layout (TFLite
+  stores conv kernels [out, h, w, in], depthwise ones [1, h, w, channels]).
+  Where our layer has a bias (the logits) it takes the file's bias; where it
+  has a batch norm, the batch norm becomes exactly that affine map: gamma =
+  the scale (1 without one), beta = the bias, moving mean 0 and moving
+  variance 1 - epsilon, so the normalizer sqrt(variance + epsilon) is 1 in
+  float32. The model so filled computes the file's function and trains
+  (fine-tuning starts from those statistics). Convolutions the model has no
+  place for are returned under ``<scope>/weights``, so the assignment
+  reports them as unused.
   """
-  interpreter = tflite_interpreter(path)
-  tensors = {}
-  for detail in interpreter.get_tensor_details():
-    name = detail["name"]
-    if name.endswith(("weights", "_bias")):
-      try:
-        tensors[name] = interpreter.get_tensor(detail["index"])
-      except ValueError:  # Intermediate tensors hold no data.
-        continue
   arrays: Dict[str, np.ndarray] = {}
   used = set()
   layers_by_name = {layer.name: layer for layer in model.layers}
   for name in naming.original_names(model):
     scope, leaf = name.rsplit("/", 1)
-    if leaf in ("weights", "depthwise_weights") and name in tensors:
-      # TFLite: conv [out, h, w, in], depthwise [1, h, w, channels].
-      arrays[name] = np.transpose(tensors[name], (1, 2, 3, 0))
-      used.add(name)
-    elif leaf == "biases" and f"{scope}/Conv2D_bias" in tensors:
-      arrays[name] = tensors[f"{scope}/Conv2D_bias"]
-      used.add(f"{scope}/Conv2D_bias")
+    conv_scope = scope[:-len("/BatchNorm")] if scope.endswith("/BatchNorm") else scope
+    conv = released.convs.get(conv_scope)
+    if conv is None:
+      continue
+    used.add(conv_scope)
+    if leaf in ("weights", "depthwise_weights"):
+      arrays[name] = np.transpose(conv.kernel, (1, 2, 3, 0))
+    elif leaf in ("biases", "depthwise_biases"):
+      arrays[name] = conv.bias
     elif scope.endswith("/BatchNorm"):
-      conv = scope[:-len("/BatchNorm")]
-      key = conv + ("/depthwise_bias" if conv.endswith("depthwise")
-                    else "/Conv2D_bias")
-      if key not in tensors:
-        continue
-      bias = tensors[key]
-      used.add(key)
       epsilon = layers_by_name[naming.keras_name(scope)].epsilon
-      arrays[name] = {"gamma": np.ones_like(bias), "beta": bias,
-                      "moving_mean": np.zeros_like(bias),
-                      "moving_variance": np.full_like(bias, 1.0 - epsilon),
-                      }[leaf]
-  for name, value in tensors.items():
-    if name not in used:
-      arrays[name] = value
+      ones = np.ones_like(conv.bias)
+      arrays[name] = {
+          "gamma": ones if conv.scale is None else conv.scale,
+          "beta": conv.bias, "moving_mean": np.zeros_like(conv.bias),
+          "moving_variance": ones - np.float32(epsilon)}[leaf]
+  for scope, conv in released.convs.items():
+    if scope not in used:
+      arrays[f"{scope}/weights"] = conv.kernel
   return arrays
-
 
 
 def _read_checkpoint(prefix: str) -> Dict[str, np.ndarray]:
@@ -229,8 +235,8 @@ def read_weights(source: str, model: Optional[keras.Model] = None
     read as below;
   - a ``.tar.gz``, ``.tgz`` or ``.tar`` in the zoo's layout: the one TF1
     checkpoint inside;
-  - a ``.tflite`` file as the TFLite segmentation examples distribute
-    (batch norm folded into biases; needs ``model``);
+  - a DeepLab ``.tflite`` file, float32, float16 or quantized, batch norm
+    folded (``deeplab.tflite_model`` reads it by its graph; needs ``model``);
   - a ``.keras`` file of ours;
   - anything else: a TF1 checkpoint prefix (``.../model.ckpt``), as the
     original and slim wrote them.
@@ -258,7 +264,8 @@ def read_weights(source: str, model: Optional[keras.Model] = None
       is not a run folder or holds no checkpoint.
     ValueError: an unreadable tarball, or one without exactly one
       checkpoint; a damaged run checkpoint; a ``.tflite`` source without
-      ``model``.
+      ``model``, or one that is no DeepLab model or is truncated
+      (``tflite_model.NotDeepLabError``, with the reason).
   """
   if tf.io.gfile.isdir(source):
     run, _ = run_dir.restore_model(run_dir.read_config(source), source)
@@ -274,7 +281,7 @@ def read_weights(source: str, model: Optional[keras.Model] = None
     if model is None:
       raise ValueError(f"weights source {source!r}: reading a .tflite file "
                        "needs the model it is for")
-    return _read_tflite(source, model)
+    return tflite_arrays(tflite_model.read_file(source), model)
   if source.endswith(".keras"):
     _require(source)
     return _model_arrays(keras.models.load_model(source, compile=False))

@@ -83,10 +83,10 @@ def classify(block):
     return "install"
   if "deeplab-build-" in text:
     return "datasets"
+  if "deeplab-convert" in text and ".tflite" in text:
+    return "released"
   if "deeplab-convert --source=" in text:
     return "zoo"
-  if "deeplab-convert" in text:
-    return "released"
   if "gs://" in text:
     return "cluster"
   return "main"
@@ -234,6 +234,7 @@ def test_the_readme_commands_with_the_released_model_run(sandbox):
   (sandbox / "deeplabv3_257_mv_gpu.tflite").symlink_to(harness.released_tflite())
   (block,) = blocks("released")
   run_block(block, sandbox)
+  assert (sandbox / "runs" / "released_export" / "1" / "saved_model.pb").exists()
   assert (sandbox / "runs" / "camvid" / "checkpoints" / "checkpoint").exists()
 
 

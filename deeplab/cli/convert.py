@@ -1,15 +1,16 @@
 r"""Imports released DeepLab weights into a checkpoint of ours.
 
   deeplab-convert --source=xception_coco_voc_trainaug --workdir=W
-  deeplab-convert --config=pascal_voc_mobilenetv2_dm05 \
-      --source=deeplabv3_257_mv_gpu.tflite --workdir=W
+  deeplab-convert --source=deeplabv3_257_mv_gpu.tflite --workdir=W
   deeplab-convert --config=pascal_voc_xception65 \
       --source=deeplabv3_pascal_train_aug_2018_01_04.tar.gz --workdir=W
 
 --source is a name of the original's model zoo (``deeplab.zoo.MODELS``,
 its config taken from the zoo's table unless --config is given), a download
-address, a ``.tar.gz`` of the zoo, a TF1 checkpoint prefix or a TFLite file
-(deeplab/convert.py says how each is read and checked). W then holds
+address, a ``.tar.gz`` of the zoo, a TF1 checkpoint prefix or a DeepLab
+TFLite file (float32, float16 or quantized; its config read from its graph
+unless --config is given, which must then agree with the file;
+deeplab/convert.py says how each is read and checked). W then holds
 checkpoints/ckpt-0 and config.json, and deeplab-eval, deeplab-export and
 deeplab-predict use it like a trained run; deeplab-train fine-tunes from it
 (``--config.init.checkpoint=W``, with
@@ -22,6 +23,7 @@ from absl import flags
 from deeplab import config as config_lib
 from deeplab import convert as convert_lib
 from deeplab import run_dir
+from deeplab import tflite_model
 from deeplab import zoo
 from deeplab.cli import common
 
@@ -44,6 +46,13 @@ def main():
         not run_dir.has_config(workdir.value)):
       # A zoo name alone: the zoo table's config, with --config.x changes.
       config = zoo.MODELS[source.value].get_config()
+      for path, value in common.given_changes(config_flag.value).items():
+        config_lib.set_field(config, path, value)
+    elif (source.value.endswith(".tflite") and not common.config_file_given()
+          and not run_dir.has_config(workdir.value)):
+      # A .tflite file alone: the file's config, with --config.x changes
+      # (a change contradicting the file is refused by convert).
+      config = tflite_model.read_file(source.value).config()
       for path, value in common.given_changes(config_flag.value).items():
         config_lib.set_field(config, path, value)
     else:
