@@ -43,7 +43,6 @@ from deeplab.training import schedule as schedule_lib
 from deeplab.training import strategy as strategy_lib
 from deeplab.training import warm_start
 
-
 # Fewer images than this in batch norm's statistics: the original's
 # documentation asks for fine_tune_batch_norm=False below about 12 images
 # per GPU (its batch norm is not synchronized across GPUs).
