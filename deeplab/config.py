@@ -179,8 +179,19 @@ def _stride_aligned_size(output_stride: int, smallest: int,
 def _train(config) -> None:
   """The training loop."""
   config.train = ml_collections.ConfigDict()
-  # Images per step, summed over all replicas and workers.
+  # Images per step (one weight update), summed over all replicas and
+  # workers, and over the accumulation_steps micro-batches of a step.
   config.train.batch_size = 16
+  # Micro-batches per step: each replica runs batch_size / replicas /
+  # accumulation_steps images at a time (the memory a step needs) and sums
+  # their gradients before one update, so batch_size images fit a device
+  # holding fewer. The schedule, loss normalisation, weight decay, loss
+  # scaling and checkpoints count updates. Batch norm normalises each
+  # micro-batch on its own (docs/training.md).
+  config.train.accumulation_steps = 1
+  # Compile each replica's training step, and the evaluation step, with XLA
+  # (usually faster on GPUs; TPUs always compile).
+  config.train.jit_compile = False
   # Number of training steps: the end of the poly learning-rate schedule, or
   # with config.budget.max_minutes an upper bound on it.
   config.train.steps = 30000
@@ -190,14 +201,18 @@ def _train(config) -> None:
   config.train.seed = 0
   # Batch norm uses batch statistics and updates its moving ones (False: it
   # runs on the moving statistics, as at inference, for small batches; gamma
-  # and beta still train, as in the original).
+  # and beta still train, as in the original). Training warns when batch
+  # norm trains on fewer images than trainer.BATCH_NORM_MIN_IMAGES (12).
   config.train.fine_tune_batch_norm = True
 
 
 def _train_rules(config) -> rules.Table:
-  del config
+  batch_size = config.train.batch_size
   return {"batch_size": rules.at_least(1), "steps": rules.at_least(1),
-          "steps_per_loop": rules.at_least(1)}
+          "steps_per_loop": rules.at_least(1),
+          "accumulation_steps": rules.Rule(
+              lambda v: v >= 1 and batch_size % v == 0,
+              f">= 1 and divide config.train.batch_size ({batch_size})")}
 
 
 def _optimizer(config) -> None:

@@ -163,7 +163,8 @@ def test_the_loop_fields_stay_in_train_and_every_section_has_its_concern():
       "init", "checkpoint", "budget", "distribution", "eval", "export"]
   assert set(config.keys()) == set(config_lib.SECTIONS)
   assert set(config.train.keys()) == {"batch_size", "steps", "steps_per_loop",
-                                      "seed", "fine_tune_batch_norm"}
+                                      "seed", "fine_tune_batch_norm",
+                                      "accumulation_steps", "jit_compile"}
 
 
 @pytest.mark.parametrize("name", [n for n, s in config_lib.SECTIONS.items()

@@ -1,6 +1,7 @@
 """Training: learning, resume after SIGKILL, multi-worker parity, stops, errors."""
 
 import json
+import logging
 import os
 import re
 import signal
@@ -377,3 +378,113 @@ def test_eval_cli_writes_the_metrics_contract(records, tmp_path):
 def synthetic_class_names():
   from deeplab.data import dataset_table  # pylint: disable=g-import-not-at-top
   return dataset_table.DATASETS["synthetic"].class_names
+
+
+# --- XLA, gradient accumulation and the batch norm warning. ---
+
+# No randomness and batch norm frozen: two ways of computing one update
+# differ by float summation order only.
+STILL = {"model.dropout_rate": "0.0", "train.fine_tune_batch_norm": "False",
+         "data.min_scale": "1.0", "data.max_scale": "1.0", "data.flip": "False"}
+
+
+def _train_steps(config, workdir, steps, dataset=None):
+  """Restores (or starts) the run in ``workdir``, trains ``steps`` updates
+  through ``Trainer.make_train_loop`` as ``loop.train`` does (on the
+  config's records, or on ``dataset``), saves."""
+  trainer = trainer_lib.Trainer(config, str(workdir), tf.distribute.get_strategy())
+  trainer.restore_or_initialize()
+  start = trainer.step
+  loop = trainer.make_train_loop()
+  dataset = dataset or trainer.task.train_dataset(None, start)
+  loss = float(loop(iter(dataset), tf.constant(steps)))
+  trainer.save()
+  return trainer, loss
+
+
+def _assert_same_weights(got, expected, rtol=1e-4, atol=1e-5):
+  for a, b, variable in zip(got.model.get_weights(), expected.model.get_weights(),
+                            expected.model.weights):
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=variable.path)
+
+
+def test_xla_training_gives_the_weights_of_plain_training(records, tmp_path):
+  plain, plain_loss = _train_steps(config_with(records, **STILL), tmp_path / "plain", 3)
+  compiled, compiled_loss = _train_steps(
+      config_with(records, **STILL, **{"train.jit_compile": "True"}), tmp_path / "xla", 3)
+  assert compiled.step == plain.step == 3
+  assert compiled_loss == pytest.approx(plain_loss, rel=1e-4)
+  _assert_same_weights(compiled, plain)
+
+
+def test_k_micro_batches_give_the_update_of_one_batch_of_k_times_the_images(
+    records, tmp_path):
+  # Images with few labelled pixels beside fully labelled ones: the loss is
+  # normalised by the labelled pixels of the whole batch, not of each
+  # micro-batch; a strong weight decay shows if it acted more than once.
+  rng = np.random.default_rng(0)
+  images = rng.uniform(-1, 1, (8, 65, 65, 3)).astype(np.float32)
+  labels = rng.integers(0, 5, (8, 65, 65)).astype(np.int32)
+  labels[0, :50] = labels[3, :, 5:] = labels[6, 10:] = 255
+  dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+  still = dict(STILL, **{"optimizer.weight_decay": "0.01"})
+  whole, whole_loss = _train_steps(config_with(records, **still), tmp_path / "whole", 2,
+                                   dataset)
+  config = config_with(records, **still, **{"train.accumulation_steps": "4"})
+  accumulated, accumulated_loss = _train_steps(config, tmp_path / "micro", 2, dataset)
+  # Two updates of 4 images, not eight of 1: the schedule, the hard-pixel
+  # mining ramp and the checkpoints follow the updates.
+  assert accumulated.step == whole.step == 2
+  assert run_dir.latest_checkpoint(str(tmp_path / "micro")).endswith("ckpt-2")
+  assert float(accumulated.optimizer.learning_rate) == pytest.approx(
+      float(accumulated.schedule(2)))
+  assert accumulated_loss == pytest.approx(whole_loss, rel=1e-5)
+  _assert_same_weights(accumulated, whole)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"train.jit_compile": "True"},
+    {"train.accumulation_steps": "2", "model.dtype_policy": "mixed_float16"},
+], ids=["xla", "accumulation_float16"])
+def test_a_resumed_run_matches_an_uninterrupted_one(records, tmp_path, overrides):
+  config = config_with(records, **STILL, **overrides)
+  straight, _ = _train_steps(config, tmp_path / "straight", 4)
+  _train_steps(config, tmp_path / "resumed", 2)
+  resumed, _ = _train_steps(config, tmp_path / "resumed", 2)
+  assert resumed.step == straight.step == 4
+  if config.model.dtype_policy == "mixed_float16":  # The loss scale resumes too.
+    assert float(resumed.optimizer.dynamic_scale) == float(straight.optimizer.dynamic_scale)
+  _assert_same_weights(resumed, straight)
+
+
+def test_accumulation_steps_must_divide_each_replicas_batch(records, tmp_path):
+  with pytest.raises(ValueError, match=r"config.train.accumulation_steps must be "
+                     r">= 1 and divide config.train.batch_size \(4\), got 3"):
+    loop.train(config_with(records, **{"train.accumulation_steps": "3"}), str(tmp_path))
+  config = config_with(records, **{"train.accumulation_steps": "4"})
+
+  class TwoReplicas:  # Refused before anything is built.
+    num_replicas_in_sync = 2
+
+  with pytest.raises(ValueError, match=r"config.train.batch_size=4 must be a multiple of "
+                     r"the 2 replica\(s\) times config.train.accumulation_steps=4"):
+    trainer_lib.Trainer(config, str(tmp_path), TwoReplicas())
+
+
+def test_batch_norm_on_a_small_batch_warns_naming_the_fields(records, tmp_path, caplog):
+  config = config_with(records, **{"train.batch_size": "16",
+                                   "train.accumulation_steps": "2"})
+  message = trainer_lib.small_batch_norm_warning(config)
+  assert "batches of 8 images" in message
+  for field in ("config.train.fine_tune_batch_norm=False", "config.train.batch_size to 24",
+                "config.train.accumulation_steps does not help batch norm"):
+    assert field in message
+  with caplog.at_level(logging.WARNING, logger="absl"):
+    trainer_lib.Trainer(config, str(tmp_path), tf.distribute.get_strategy())
+  assert message in caplog.text
+  config.train.fine_tune_batch_norm = False
+  assert not trainer_lib.small_batch_norm_warning(config)
+  config.train.fine_tune_batch_norm = True
+  config.train.accumulation_steps = 1
+  assert trainer_lib.batch_norm_images(config) == 16
+  assert not trainer_lib.small_batch_norm_warning(config)

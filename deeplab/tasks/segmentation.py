@@ -81,6 +81,7 @@ class SegmentationTask(base.Task):
         model, dataset, strategy, info.num_classes, info.ignore_label,
         tuple(config.eval.scales), config.eval.flip,
         crop_size=config_lib.eval_crop_size(config),
+        jit_compile=config.train.jit_compile,
         bar=progress.Progress(images, "eval", unit="images"))
     return metrics_lib.metrics_from_confusion(matrix, info.class_names,
                                               info.evaluated_classes)

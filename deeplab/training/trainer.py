@@ -8,6 +8,17 @@ pixels; classification: images) over the *global* batch (an all-reduce), so the 
 gradients equal those of one device on the whole batch, whatever the
 replica count; weight decay is divided by the number of replicas for the
 same reason.
+
+Gradient accumulation (``config.train.accumulation_steps`` = k) splits each
+replica's batch into k micro-batches run one after the other (a
+``tf.while_loop`` of one iteration at a time, so one micro-batch's
+activations are alive at once) and sums their gradients before one update;
+the loss is normalised by the count of the whole accumulated global batch,
+and weight decay, gradient multipliers, clipping and loss scaling act once
+per update, so k micro-batches of n images give the update of one batch of
+k * n. Batch norm normalises each micro-batch on its own and updates its
+moving statistics once per micro-batch; hard-pixel mining and the Lovasz
+loss see one micro-batch at a time, as they see one replica's batch.
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 from absl import logging
 import keras
@@ -31,6 +42,47 @@ from deeplab.training import budget as budget_lib
 from deeplab.training import schedule as schedule_lib
 from deeplab.training import strategy as strategy_lib
 from deeplab.training import warm_start
+
+# Fewer images than this in batch norm's statistics: the original's
+# documentation asks for fine_tune_batch_norm=False below about 12 images
+# per GPU (its batch norm is not synchronized across GPUs).
+BATCH_NORM_MIN_IMAGES = 12
+
+
+def batch_norm_images(config) -> int:
+  """Images batch norm's statistics cover in training: one micro-batch of
+  the global batch (``batch_size / accumulation_steps``), as several
+  replicas synchronize batch norm."""
+  return config.train.batch_size // config.train.accumulation_steps
+
+
+def small_batch_norm_warning(config) -> str:
+  """The warning for batch norm training on fewer than
+  ``BATCH_NORM_MIN_IMAGES`` images, naming the fields to change; '' when
+  batch norm is frozen or sees enough images."""
+  train = config.train
+  images = batch_norm_images(config)
+  if not train.fine_tune_batch_norm or images >= BATCH_NORM_MIN_IMAGES:
+    return ""
+  return (
+      f"Batch norm trains on batches of {images} images (config.train."
+      f"batch_size={train.batch_size} / config.train.accumulation_steps="
+      f"{train.accumulation_steps}), fewer than {BATCH_NORM_MIN_IMAGES}: its "
+      "batch statistics are noisy and usually cost accuracy. Set "
+      "config.train.fine_tune_batch_norm=False (moving statistics, as the "
+      "original asks below about 12 images), or raise config.train."
+      f"batch_size to {BATCH_NORM_MIN_IMAGES * train.accumulation_steps} or "
+      "more. config.train.accumulation_steps does not help batch norm: its "
+      "statistics are those of one micro-batch.")
+
+
+def split_micro_batches(tensor, accumulation_steps: int):
+  """``[b, ...] -> [accumulation_steps, b / accumulation_steps, ...]``:
+  consecutive images form a micro-batch."""
+  shape = tensor.shape[1:]
+  if not shape.is_fully_defined():
+    shape = tf.shape(tensor)[1:]
+  return tf.reshape(tensor, tf.concat([[accumulation_steps, -1], shape], 0))
 
 
 def batch_norm_in_inference_mode(model: keras.Model):
@@ -151,6 +203,15 @@ class Trainer:
     self.chief = strategy_lib.is_chief(strategy)
     train = config.train
     replicas = strategy.num_replicas_in_sync
+    if train.batch_size % (replicas * train.accumulation_steps):
+      raise ValueError(
+          f"config.train.batch_size={train.batch_size} must be a multiple of "
+          f"the {replicas} replica(s) times config.train.accumulation_steps="
+          f"{train.accumulation_steps}: each replica splits its part of the "
+          "batch into that many equal micro-batches")
+    warning = small_batch_norm_warning(config)
+    if warning and self.chief:
+      logging.warning(warning)
     # Every worker and every rerun starts from the same initial weights.
     keras.utils.set_random_seed(train.seed)
     with strategy.scope():
@@ -263,31 +324,26 @@ class Trainer:
       self._host_model.set_weights(self.model.get_weights())
     return self._host_model, tf.distribute.get_strategy()
 
-  def make_train_loop(self, jit_compile: bool = False):
-    """A tf.function running ``n`` steps; returns the mean loss.
+  def make_train_loop(self, jit_compile: Optional[bool] = None):
+    """A tf.function running ``n`` steps (updates); returns the mean loss.
 
-    ``jit_compile`` compiles each replica's step with XLA, as TPUStrategy
-    does (a CPU check that the step has no dynamic shapes or strings).
+    ``jit_compile`` (default: ``config.train.jit_compile``) compiles each
+    replica's step with XLA, as TPUStrategy does (on a CPU, a check that the
+    step has no dynamic shapes or strings).
     """
     config = self.config
-    replicas = self.strategy.num_replicas_in_sync
+    if jit_compile is None:
+      jit_compile = config.train.jit_compile
     multipliers = gradient_multipliers(
         self.model, config.optimizer.last_layer_gradient_multiplier,
         config.init.last_layers_contain_logits_only)
+    if config.train.accumulation_steps == 1:
+      gradients = self._batch_gradients
+    else:
+      gradients = self._accumulated_gradients
 
     def step_fn(images, labels):
-      with tf.GradientTape() as tape:
-        logits = self.model(images, training=True)
-        total, count = self.task.loss_sum_and_count(logits, labels,
-                                                    self.optimizer.iterations)
-        context = tf.distribute.get_replica_context()
-        count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
-        loss = total / tf.maximum(count, 1.0)
-        if config.optimizer.name == "sgd":
-          loss += loss_lib.weight_decay_loss(
-              self.kernels, config.optimizer.weight_decay) / replicas
-        scaled = self.optimizer.scale_loss(loss)
-      grads = tape.gradient(scaled, self.model.trainable_variables)
+      grads, loss = gradients(images, labels)
       grads = [g if m == 1.0 else g * m for g, m in zip(grads, multipliers)]
       if config.optimizer.clip_global_norm > 0:
         grads, _ = clip_by_global_norm(
@@ -309,3 +365,71 @@ class Trainer:
       return total / tf.cast(steps, tf.float32)
 
     return loop
+
+  def _weight_decay(self):
+    """This replica's share of the L2 weight-decay loss (SGD; AdamW decays
+    in its update)."""
+    optimizer = self.config.optimizer
+    if optimizer.name != "sgd":
+      return tf.constant(0.0)
+    return loss_lib.weight_decay_loss(
+        self.kernels, optimizer.weight_decay) / self.strategy.num_replicas_in_sync
+
+  def _batch_gradients(self, images, labels):
+    """``(scaled gradients, loss)`` of this replica's batch: its loss sum
+    over the global count, plus its share of weight decay."""
+    with tf.GradientTape() as tape:
+      logits = self.model(images, training=True)
+      total, count = self.task.loss_sum_and_count(logits, labels,
+                                                  self.optimizer.iterations)
+      context = tf.distribute.get_replica_context()
+      count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+      loss = total / tf.maximum(count, 1.0) + self._weight_decay()
+      scaled = self.optimizer.scale_loss(loss)
+    return tape.gradient(scaled, self.model.trainable_variables), loss
+
+  def _accumulated_gradients(self, images, labels):
+    """``(scaled gradients, loss)`` of this replica's batch, summed over its
+    ``config.train.accumulation_steps`` micro-batches.
+
+    The count a loss is normalised by is known only after the last
+    micro-batch; each micro-batch's gradient is taken of its loss sum over
+    the global batch's pixels (or images), a normaliser known up front, and
+    the sum is rescaled by ``pixels / count`` at the end: the gradient of
+    the whole batch's sum over its count, exactly, at the magnitude loss
+    scaling expects.
+    """
+    steps = self.config.train.accumulation_steps
+    variables = self.model.trainable_variables
+    context = tf.distribute.get_replica_context()
+    micro_images = split_micro_batches(images, steps)
+    micro_labels = split_micro_batches(labels, steps)
+    reference = tf.cast(tf.size(labels), tf.float32) * context.num_replicas_in_sync
+
+    def micro_step(i, grads, total, count):
+      with tf.GradientTape() as tape:
+        logits = self.model(micro_images[i], training=True)
+        part, part_count = self.task.loss_sum_and_count(
+            logits, micro_labels[i], self.optimizer.iterations)
+        scaled = self.optimizer.scale_loss(part / reference)
+      part_grads = tape.gradient(scaled, variables)
+      return (i + 1, [g + p for g, p in zip(grads, part_grads)],
+              total + part, count + part_count)
+
+    # One iteration at a time: overlapping ones would hold the activations
+    # of several micro-batches, the memory accumulation saves.
+    _, grads, total, count = tf.while_loop(
+        lambda i, *_: i < steps, micro_step,
+        (tf.constant(0), [tf.zeros(v.shape, v.dtype) for v in variables],
+         tf.constant(0.0), tf.constant(0.0)), parallel_iterations=1)
+    count = tf.maximum(context.all_reduce(tf.distribute.ReduceOp.SUM, count), 1.0)
+    factor = reference / count
+    grads = [g * tf.cast(factor, g.dtype) for g in grads]
+    with tf.GradientTape() as tape:
+      decay = self._weight_decay()
+      scaled = self.optimizer.scale_loss(decay)
+    if self.config.optimizer.name == "sgd":
+      decayed = dict(zip(map(id, self.kernels), tape.gradient(scaled, self.kernels)))
+      grads = [g + decayed[id(v)] if id(v) in decayed else g
+               for g, v in zip(grads, variables)]
+    return grads, total / count + decay
