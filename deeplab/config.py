@@ -87,7 +87,8 @@ def _data(config) -> None:
   # Glob of evaluation TFRecord shards.
   config.data.eval_pattern = ""
   # Training crop (height, width) in pixels; for segmentation each must be
-  # output_stride * k + 1 (513 = 16 * 32 + 1), like the original's crops.
+  # output_stride * k + 1 (513 = 16 * 32 + 1), like the original's crops
+  # (output_stride * k, 512, where config.model.align_corners is False).
   # Classification: the network's input size in training and evaluation
   # (any size; 299x299 for the paper's ImageNet pretraining).
   config.data.crop_size = (513, 513)
@@ -140,7 +141,8 @@ def _data(config) -> None:
 def _data_rules(config) -> rules.Table:
   data = config.data
   if tasks.registration(config).stride_aligned_inputs:
-    crop = _stride_aligned_size(config.model.output_stride, smallest=2,
+    crop = _stride_aligned_size(config.model.output_stride,
+                                config.model.align_corners, smallest=2,
                                 words="(height, width) with each of the form")
   else:  # Global pooling takes any size.
     crop = rules.Rule(lambda c: len(c) == 2 and all(
@@ -165,15 +167,19 @@ def _data_rules(config) -> rules.Table:
   }
 
 
-def _stride_aligned_size(output_stride: int, smallest: int,
-                         words: str) -> rules.Rule:
-  """(height, width), each output_stride * k + 1 and >= ``smallest``."""
+def _stride_aligned_size(output_stride: int, align_corners: bool,
+                         smallest: int, words: str) -> rules.Rule:
+  """(height, width), each >= ``smallest`` and output_stride * k + 1 where
+  the model aligns corners (config.model.align_corners), output_stride * k
+  where it does not."""
+  offset = 1 if align_corners else 0
   return rules.Rule(
       lambda c: len(c) == 2 and all(
-          rules.is_int(x) and x >= smallest and (x - 1) % output_stride == 0
-          for x in c),
-      f"{words} output_stride * k + 1 (output_stride={output_stride}: e.g. "
-      f"{output_stride * 32 + 1})")
+          rules.is_int(x) and x >= smallest and
+          (x - offset) % output_stride == 0 for x in c),
+      f"{words} output_stride * k + 1 with config.model.align_corners=True, "
+      f"output_stride * k with False (output_stride={output_stride}, "
+      f"align_corners={align_corners}: e.g. {output_stride * 32 + offset})")
 
 
 def _train(config) -> None:
@@ -411,9 +417,10 @@ def _eval(config) -> None:
   config.eval.flip = False
   # (height, width) in pixels every evaluated or exported image is padded to
   # (bottom/right, mean pixel) before the network, as the original's
-  # eval_crop_size; each of the form output_stride * k + 1. An image larger
-  # than it is padded to the next output_stride * k + 1 instead, so (1, 1)
-  # pads every image that way only. () takes the dataset table's value
+  # eval_crop_size; each of the form output_stride * k + 1 (output_stride * k
+  # where config.model.align_corners is False). An image larger than it is
+  # padded to the next size of that form instead, so (1, 1) pads every image
+  # that way only. () takes the dataset table's value
   # (513x513 VOC and ADE20K, 1025x2049 Cityscapes; none for other datasets).
   config.eval.crop_size = ()
   # Eval images shown with predictions in TensorBoard.
@@ -425,7 +432,7 @@ def _eval_rules(config) -> rules.Table:
                                 "positive")}
   if tasks.registration(config).stride_aligned_inputs:
     aligned = _stride_aligned_size(
-        config.model.output_stride, smallest=1,
+        config.model.output_stride, config.model.align_corners, smallest=1,
         words="() or (height, width) with each of the form")
     table["crop_size"] = rules.Rule(lambda c: not c or aligned.holds(c),
                                     aligned.words)

@@ -12,13 +12,18 @@ predict through this module, so they compute the same function:
    averages over the padded area as it did there; a dimension larger than
    the crop (or every dimension, without a crop size) is padded to the next
    size of the form ``output_stride * k + 1``, where the aligned-corner
-   resizes line up exactly.
+   resizes line up exactly (``output_stride * k`` for a model whose
+   ``align_corners`` is False).
 3. Multi-scale and flip: the softmax probabilities of every scale (and of
    the flipped input) are averaged, as the original's
    ``predict_labels_multi_scale`` does; with scales (1.0,) and no flip it is
    plain inference. The result is sliced back to the (resized) image.
 4. Back to the input size (``predict_labels`` only): labels by nearest
-   neighbour, probabilities bilinearly, aligned corners.
+   neighbour, probabilities bilinearly.
+
+Every resize here maps pixels as the model's own do
+(``ModelArgs.align_corners``: aligned corners, as the original, unless the
+model says otherwise).
 """
 
 from __future__ import annotations
@@ -32,15 +37,19 @@ from deeplab.data import augment
 from deeplab.data import pipeline
 
 
-def padded_size(size, output_stride: int):
-  """Smallest ``output_stride * k + 1 >= size`` (works on ints and tensors)."""
+def padded_size(size, output_stride: int, align_corners: bool = True):
+  """Smallest ``output_stride * k + 1 >= size``; ``output_stride * k`` without
+  aligned corners (works on ints and tensors)."""
+  if not align_corners:
+    return ((size + output_stride - 1) // output_stride) * output_stride
   return ((size - 1 + output_stride - 1) // output_stride) * output_stride + 1
 
 
-def target_size(size, output_stride: int, crop: Optional[int] = None):
+def target_size(size, output_stride: int, crop: Optional[int] = None,
+                align_corners: bool = True):
   """What a dimension of ``size`` is padded to: ``crop`` if it fits in it,
-  else the next ``output_stride * k + 1`` (ints and tensors)."""
-  aligned = padded_size(size, output_stride)
+  else the next aligned size (``padded_size``; ints and tensors)."""
+  aligned = padded_size(size, output_stride, align_corners)
   if crop is None:
     return aligned
   if isinstance(size, int):
@@ -48,20 +57,34 @@ def target_size(size, output_stride: int, crop: Optional[int] = None):
   return tf.where(size <= crop, crop, aligned)
 
 
-def _resize(images, size):
+def _resize(images, size, align_corners: bool):
   return tf.raw_ops.ResizeBilinear(images=images, size=size,
-                                   align_corners=True)
+                                   align_corners=align_corners,
+                                   half_pixel_centers=False)
 
 
-def scale_dimension(size, scale: float):
+def _align_corners(model, align_corners: Optional[bool]) -> bool:
+  """``align_corners`` if given, else the model's (True for a callable
+  without ``ModelArgs``)."""
+  if align_corners is not None:
+    return align_corners
+  args = getattr(model, "args", None)
+  return getattr(args, "align_corners", True)
+
+
+def scale_dimension(size, scale: float, align_corners: bool = True):
   """The original's ``scale_dimension``: ``(size - 1) * scale + 1``, so an
-  aligned size (``output_stride * k + 1``) keeps its corner-aligned grid."""
+  aligned size (``output_stride * k + 1``) keeps its corner-aligned grid;
+  ``size * scale`` without aligned corners."""
+  if not align_corners:
+    return tf.cast(tf.cast(size, tf.float32) * scale, tf.int32)
   return tf.cast((tf.cast(size, tf.float32) - 1.0) * scale + 1.0, tf.int32)
 
 
 def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
                           flip: bool = False, output_stride: Optional[int] = None,
-                          crop_size: Optional[Sequence[int]] = None):
+                          crop_size: Optional[Sequence[int]] = None,
+                          align_corners: Optional[bool] = None):
   """Class probabilities [b, h, w, c] of images [b, h, w, 3] in [-1, 1].
 
   The images are padded (``target_size``), each scale resizes the padded
@@ -79,13 +102,16 @@ def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
     output_stride: padding alignment (default: the model's).
     crop_size: (height, width) images are padded to with the mean pixel
       (the original's ``eval_crop_size``); None pads to the alignment only.
+    align_corners: mapping of the resizes and of the padding's alignment
+      (default: the model's ``ModelArgs.align_corners``).
   """
   output_stride = output_stride or model.args.output_stride
+  align_corners = _align_corners(model, align_corners)
   crop_h, crop_w = tuple(crop_size) if crop_size else (None, None)
   shape = tf.shape(images)
   height, width = shape[1], shape[2]
-  padded_h = target_size(height, output_stride, crop_h)
-  padded_w = target_size(width, output_stride, crop_w)
+  padded_h = target_size(height, output_stride, crop_h, align_corners)
+  padded_w = target_size(width, output_stride, crop_w, align_corners)
   # 0 after normalization is the mean pixel.
   padded = tf.pad(images, [[0, 0], [0, padded_h - height],
                            [0, padded_w - width], [0, 0]])
@@ -95,15 +121,16 @@ def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
     if scale == 1.0:
       scaled = padded
     else:
-      scaled = _resize(padded, tf.maximum(
-          scale_dimension(tf.stack([padded_h, padded_w]), scale), 1))
+      scaled = _resize(padded, tf.maximum(scale_dimension(
+          tf.stack([padded_h, padded_w]), scale, align_corners), 1),
+                       align_corners)
     for flipped in ((False, True) if flip else (False,)):
       inputs = tf.reverse(scaled, [2]) if flipped else scaled
       logits = tf.cast(model(inputs, training=False), tf.float32)
       if flipped:
         logits = tf.reverse(logits, [2])
       if scale != 1.0:
-        logits = _resize(logits, tf.stack([padded_h, padded_w]))
+        logits = _resize(logits, tf.stack([padded_h, padded_w]), align_corners)
       total += tf.nn.softmax(logits)
       count += 1
   return (total / count)[:, :height, :width, :]
@@ -113,7 +140,8 @@ def predict_labels(model, images, scales: Sequence[float] = (1.0,),
                    flip: bool = False,
                    crop_size: Optional[Sequence[int]] = None,
                    resize_range: Sequence[float] = (0, 0, 0),
-                   output_stride: Optional[int] = None):
+                   output_stride: Optional[int] = None,
+                   align_corners: Optional[bool] = None):
   """What every export and ``deeplab.predict`` compute: (labels int32
   [b, h, w], probabilities float32 [b, h, w, c]) of RGB pixels [b, h, w, 3]
   in [0, 255].
@@ -122,27 +150,27 @@ def predict_labels(model, images, scales: Sequence[float] = (1.0,),
   (``augment.resize_to_range``: the run's min/max resize value and resize
   factor, if set), then padded and predicted as evaluation does
   (``predict_probabilities``); the labels come back to the input size by
-  nearest neighbour (probabilities bilinearly), aligned corners.
+  nearest neighbour (probabilities bilinearly). Every resize maps pixels by
+  ``align_corners`` (default: the model's ``ModelArgs.align_corners``).
   """
+  align_corners = _align_corners(model, align_corners)
   images = tf.cast(images, tf.float32)
   shape = tf.shape(images)
   height, width = shape[1], shape[2]
   resized = bool(resize_range[0] or resize_range[1])
   if resized:
     size = augment.resize_to_range_size(height, width, *resize_range)
-    images = tf.raw_ops.ResizeBilinear(images=images, size=size,
-                                       align_corners=True)
+    images = _resize(images, size, align_corners)
   probabilities = predict_probabilities(
       model, augment.normalize(images), scales, flip, output_stride,
-      crop_size)
+      crop_size, align_corners)
   labels = tf.argmax(probabilities, -1, output_type=tf.int32)
   if resized:
     labels = tf.raw_ops.ResizeNearestNeighbor(
         images=labels[..., None], size=tf.stack([height, width]),
-        align_corners=True)[..., 0]
-    probabilities = tf.raw_ops.ResizeBilinear(
-        images=probabilities, size=tf.stack([height, width]),
-        align_corners=True)
+        align_corners=align_corners)[..., 0]
+    probabilities = _resize(probabilities, tf.stack([height, width]),
+                            align_corners)
   return labels, probabilities
 
 

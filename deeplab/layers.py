@@ -216,20 +216,36 @@ def atrous_separable_conv(x, filters: int, *, name: str, norm: BatchNormSpec,
 class ResizeBilinear(keras.layers.Layer):
   """Bilinear resize of ``inputs`` to the spatial size of ``reference``.
 
-  Uses ``align_corners=True``, the convention of the original DeepLab (every
-  ``tf.image.resize_bilinear`` call in it passes ``align_corners=True``, and
-  the released TFLite model's RESIZE_BILINEAR ops carry that flag). With
-  inputs of size ``output_stride * k + 1`` the corner-aligned grids of all
-  feature maps coincide exactly, which is why the original's crop sizes are
-  513, 769, 1025... Keeping the same convention is what lets released weights
-  reproduce their logits to 1e-3; other sizes work, with the same mapping.
+  With ``align_corners=True`` (the default) the convention of the original
+  DeepLab: every ``tf.image.resize_bilinear`` call in it passes
+  ``align_corners=True``, and so do the RESIZE_BILINEAR ops of the released
+  TFLite files converted from it. With inputs of size ``output_stride * k +
+  1`` the corner-aligned grids of all feature maps coincide exactly, which
+  is why the original's crop sizes are 513, 769, 1025... Keeping the same
+  convention is what lets released weights reproduce their logits to 1e-3;
+  other sizes work, with the same mapping. ``align_corners=False``
+  (``half_pixel_centers=False``, TensorFlow's legacy mapping) is that of
+  files converted without aligned corners, whose grids line up at sizes
+  ``output_stride * k`` (MLPerf's 512x512 DeepLabv3+).
+
+  Args:
+    align_corners: the resize's mapping (``ModelArgs.align_corners``).
+    **kwargs: Keras' layer arguments (``name``, ``dtype``).
   """
+
+  def __init__(self, align_corners: bool = True, **kwargs):
+    super().__init__(**kwargs)
+    self.align_corners = align_corners
 
   def call(self, inputs, reference):
     size = tf.shape(reference)[1:3]
     resized = tf.raw_ops.ResizeBilinear(
-        images=inputs, size=size, align_corners=True, half_pixel_centers=False)
+        images=inputs, size=size, align_corners=self.align_corners,
+        half_pixel_centers=False)
     return tf.cast(resized, inputs.dtype)
+
+  def get_config(self):
+    return {**super().get_config(), "align_corners": self.align_corners}
 
   def compute_output_shape(self, inputs_shape, reference_shape):
     return (inputs_shape[0], reference_shape[1], reference_shape[2],
@@ -238,7 +254,7 @@ class ResizeBilinear(keras.layers.Layer):
 
 def aspp(features, *, filters: int, atrous_rates: Sequence[int],
          separable: bool, image_pooling: bool, dropout_rate: float,
-         norm: BatchNormSpec, epsilon: float):
+         norm: BatchNormSpec, epsilon: float, align_corners: bool = True):
   """Atrous spatial pyramid pooling with image-level features.
 
   Branch order is the original's (it fixes the input-channel order of
@@ -255,6 +271,7 @@ def aspp(features, *, filters: int, atrous_rates: Sequence[int],
     dropout_rate: dropout after the projection, active in training only.
     norm: how to make batch norm layers.
     epsilon: batch norm epsilon of the head (1e-5 in the original).
+    align_corners: mapping of the image-pooling upsample (``ResizeBilinear``).
 
   Returns:
     Tensor [batch, h, w, filters] at the output stride.
@@ -266,7 +283,8 @@ def aspp(features, *, filters: int, atrous_rates: Sequence[int],
     pooled = conv_bn_act(pooled, filters, 1, name="image_pooling", norm=norm,
                          epsilon=epsilon, kernel_initializer=HEAD_CONV_INITIALIZER)
     branches.append(
-        ResizeBilinear(name="image_pooling.upsample")(pooled, features))
+        ResizeBilinear(align_corners, name="image_pooling.upsample")(
+            pooled, features))
   branches.append(conv_bn_act(features, filters, 1, name="aspp0", norm=norm,
                               epsilon=epsilon,
                               kernel_initializer=HEAD_CONV_INITIALIZER))
@@ -289,7 +307,7 @@ def aspp(features, *, filters: int, atrous_rates: Sequence[int],
 
 def decoder(encoder_output, low_level_features: Sequence, *,
             low_level_filters: int, filters: int, separable: bool,
-            norm: BatchNormSpec, epsilon: float):
+            norm: BatchNormSpec, epsilon: float, align_corners: bool = True):
   """The DeepLabv3+ decoder: refine the encoder output with low-level features.
 
   One stage per tensor of ``low_level_features`` (the paper's decoder: one,
@@ -298,7 +316,8 @@ def decoder(encoder_output, low_level_features: Sequence, *,
   upsample the running output to their size, concatenate, and apply two 3x3
   convs of ``filters`` (256) channels, separable or plain. The first stage
   has the original's unsuffixed names (``decoder/feature_projection0``),
-  stage k > 0 adds ``_k`` to them (``decoder/decoder_conv0_1``).
+  stage k > 0 adds ``_k`` to them (``decoder/decoder_conv0_1``). The
+  upsampling maps pixels by ``align_corners`` (``ResizeBilinear``).
 
   Returns:
     Tensor [batch, h / s, w / s, filters], s the last stage's stride.
@@ -310,7 +329,8 @@ def decoder(encoder_output, low_level_features: Sequence, *,
                             name=f"decoder.feature_projection0{suffix}",
                             norm=norm, epsilon=epsilon,
                             kernel_initializer=HEAD_CONV_INITIALIZER)
-    upsampled = ResizeBilinear(name=f"decoder.upsample{suffix}")(x, projected)
+    upsampled = ResizeBilinear(align_corners,
+                               name=f"decoder.upsample{suffix}")(x, projected)
     x = keras.layers.Concatenate(name=f"decoder.concat{suffix}")(
         [upsampled, projected])
     for i in range(2):

@@ -23,7 +23,8 @@ class DeepLab(ModelFromArgs, keras.Model):
   Maps a float32 batch ``[n, h, w, 3]`` scaled to [-1, 1] to float32 logits
   ``[n, h, w, num_classes]`` (logits are upsampled bilinearly to the input
   size). Any input size works; sizes of the form ``output_stride * k + 1``
-  (513, 769...) make the feature grids align exactly, as in the original.
+  (513, 769...) make the feature grids align exactly, as in the original
+  (``output_stride * k`` with ``align_corners=False``).
 
   Every weighted layer is named after its original DeepLab variable scope
   (``/`` written as ``.``), see ``deeplab.naming``.
@@ -71,17 +72,20 @@ class DeepLab(ModelFromArgs, keras.Model):
                       atrous_rates=a.atrous_rates,
                       separable=a.aspp_separable, image_pooling=a.image_pooling,
                       dropout_rate=a.dropout_rate, norm=norm,
-                      epsilon=a.head_batch_norm_epsilon)
+                      epsilon=a.head_batch_norm_epsilon,
+                      align_corners=a.align_corners)
       if a.use_decoder:
         x = layers.decoder(x, [features[s] for s in a.decoder_output_strides],
                            low_level_filters=a.low_level_filters,
                            filters=a.decoder_filters,
                            separable=a.decoder_separable, norm=norm,
-                           epsilon=a.head_batch_norm_epsilon)
+                           epsilon=a.head_batch_norm_epsilon,
+                           align_corners=a.align_corners)
       logits = keras.layers.Conv2D(
           a.num_classes, 1, name="logits.semantic",
           kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01))(x)
-      logits = layers.ResizeBilinear(name="logits.upsample")(logits, inputs)
+      logits = layers.ResizeBilinear(a.align_corners,
+                                     name="logits.upsample")(logits, inputs)
       # Loss and argmax want float32 logits under mixed precision.
       logits = keras.layers.Activation("linear", dtype="float32",
                                        name="logits.float32")(logits)

@@ -158,6 +158,14 @@ class ModelArgs:
       48, "Channels the backbone features of each decoder stage are "
       "projected to.",
       _positive_int, "an integer >= 1", weights=_same, tasks=_SEGMENTATION)
+  align_corners: bool = _arg(
+      True, "Bilinear resizes of the model (image pooling, decoder and "
+      "logits upsampling) and of inference (multi-scale, back to the input) "
+      "align corners, as every resize of the original does; input sizes of "
+      "the form output_stride * k + 1 (513) make the feature grids line up. "
+      "False: TensorFlow's align_corners=False (half_pixel_centers=False), "
+      "as TFLite files converted that way resize, with sizes "
+      "output_stride * k (512). Weights fit either.", tasks=_SEGMENTATION)
   depth_multiplier: float = _arg(
       1.0, "MobileNetV2 width multiplier (ignored by other backbones).",
       lambda v: v > 0, "> 0", weights=_same)

@@ -13,13 +13,14 @@ projection and convs, ``logits/semantic``), and named with the original
 checkpoint's scope (``deeplab.naming``). The same walk reads the
 architecture: depth multiplier (channel counts), output stride (strides of
 the backbone, atrous units as dilation or SPACE_TO_BATCH_ND), ASPP branches
-and rates, decoder and its stride, class count, input size.
+and rates, decoder and its stride, class count, input size, and how its
+bilinear resizes map pixels (``align_corners``).
 
 ``read_file`` returns a ``DeepLabFile``; ``DeepLabFile.config()`` is an
 experiment config that reproduces it, and ``DeepLabFile.notes`` say where
 the file computes something our config cannot express (a uint8 input's
-normalisation, quantized activations, an ArgMax output, an input size that
-is not ``output_stride * k + 1``).
+normalisation, quantized activations, an ArgMax output, resizes of a mapping
+other than ours, an input size that evaluation cannot use as its crop).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
 from deeplab import config as config_lib
+from deeplab import inference
 from deeplab.backbones import mobilenet_v2
 
 # Datasets the original released models were trained on, by class count.
@@ -100,7 +102,8 @@ class DeepLabFile:
   Attributes:
     path: the file.
     model: ``ModelArgs`` fields the file shows (``backbone``,
-      ``depth_multiplier``, ``output_stride``, ``num_classes``, the head's).
+      ``depth_multiplier``, ``output_stride``, ``num_classes``, the head's,
+      ``align_corners``).
     input_size: (height, width) of the file's input.
     convs: ``{original scope: Conv}`` of every convolution.
     notes: where the file differs from what our config expresses.
@@ -113,9 +116,11 @@ class DeepLabFile:
 
   def crop_size(self) -> Tuple[int, int]:
     """The evaluation crop reproducing the file: its input size, or the
-    next ``output_stride * k + 1`` where the input size has another form."""
-    stride = self.model["output_stride"]
-    return tuple(((s - 1 + stride - 1) // stride) * stride + 1
+    next size evaluation aligns to (``inference.padded_size``:
+    ``output_stride * k + 1``, ``output_stride * k`` without aligned
+    corners) where the input size has another form."""
+    return tuple(inference.padded_size(s, self.model["output_stride"],
+                                       self.model["align_corners"])
                  for s in self.input_size)
 
   def dataset_name(self) -> str:
@@ -571,16 +576,30 @@ def read_file(path: str) -> DeepLabFile:
   model.update(decoder)
   logits = reader.take("logits/semantic", x, False, what="the logits")
   model["num_classes"] = logits.filters
+  modes = _resize_modes(graph)
+  # Aligned corners unless no resize of the file aligns them.
+  model["align_corners"] = not modes or any(a for a, _ in modes)
   extra = [graph.name(c.output) for c in reader.convs.values()
            if all(c is not n for n in reader.named.values())]
   if extra:
     reader.refuse(f"{len(extra)} convolutions have no place in DeepLab: "
                   f"{extra[:5]}")
-  notes = _differences(graph, shape, output_stride)
-  return DeepLabFile(str(path), model, (shape[1], shape[2]), reader.named, notes)
+  released = DeepLabFile(str(path), model, (shape[1], shape[2]), reader.named,
+                         [])
+  released.notes = _differences(graph, released, modes)
+  return released
 
 
-def _differences(graph: _Graph, shape, output_stride: int) -> List[str]:
+def _resize_modes(graph: _Graph):
+  """``{(align_corners, half_pixel_centers)}`` of the file's bilinear resizes
+  whose input is larger than 1x1 (from 1x1 every mapping is the same)."""
+  return {(bool(_options(options, "alignCorners", False)),
+           bool(_options(options, "halfPixelCenters", False)))
+          for op_name, inputs, _, options in graph.ops
+          if op_name == "RESIZE_BILINEAR" and graph.shape(inputs[0])[1] > 1}
+
+
+def _differences(graph: _Graph, released: DeepLabFile, modes) -> List[str]:
   """What the file computes that our config cannot express."""
   notes = []
   image = graph.tensors[graph.inputs[0]]
@@ -607,22 +626,24 @@ def _differences(graph: _Graph, shape, output_stride: int) -> List[str]:
   if "ARG_MAX" in kinds:
     notes.append("output: the file ends in ArgMax (labels); ours gives "
                  "logits, and the export's labels are their argmax")
-  unaligned = [options for op_name, inputs, _, options in graph.ops
-               if op_name == "RESIZE_BILINEAR" and graph.shape(inputs[0])[1] > 1
-               and not _options(options, "alignCorners", False)]
-  if unaligned:
-    centers = _options(unaligned[0], "halfPixelCenters", False)
+  ours = (released.model["align_corners"], False)
+  if modes - {ours}:
+    described = ", ".join(
+        f"align_corners={a} half_pixel_centers={h}" for a, h in sorted(modes))
     notes.append(
-        f"resize: {len(unaligned)} of the file's bilinear resizes use "
-        f"align_corners=False (half_pixel_centers={centers}); ours align "
-        "corners, as the original's every resize (no config field changes it)")
-  crop = tuple(((s - 1 + output_stride - 1) // output_stride) * output_stride + 1
-               for s in shape[1:3])
-  if crop != tuple(shape[1:3]):
+        f"resize: the file's bilinear resizes use {described}; ours all use "
+        f"align_corners={ours[0]} half_pixel_centers=False "
+        "(config.model.align_corners sets align_corners; half_pixel_centers "
+        "is always False)")
+  height, width = released.input_size
+  crop = released.crop_size()
+  if crop != released.input_size:
+    form = ("output_stride * k + 1" if released.model["align_corners"] else
+            "output_stride * k")
     notes.append(
-        f"padding: the file's {shape[1]}x{shape[2]} input is not of the form "
-        f"output_stride * k + 1, which evaluation pads to: ours pads "
-        f"{shape[1]}x{shape[2]} images to {crop[0]}x{crop[1]} (mean pixel, "
-        "bottom and right) and image pooling averages over that padding; "
-        "the file runs them unpadded")
+        f"padding: the file's {height}x{width} input is not of the form "
+        f"{form}, which evaluation pads to: ours pads {height}x{width} "
+        f"images to {crop[0]}x{crop[1]} (mean pixel, bottom and right) and "
+        "image pooling averages over that padding; the file runs them "
+        "unpadded")
   return notes

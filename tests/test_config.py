@@ -156,6 +156,32 @@ def test_rules_that_depend_on_other_fields():
     config_lib.validate(config)
 
 
+@pytest.mark.parametrize("align_corners, good, bad", [
+    (True, (513, 257), (512, 256)), (False, (512, 256), (513, 257))])
+def test_crop_sizes_follow_the_models_resize_mapping(align_corners, good, bad):
+  """output_stride * k + 1 with aligned corners, output_stride * k without;
+  the error names the field and both forms."""
+  config = config_lib.base_config()
+  config.model.align_corners = align_corners
+  config.data.crop_size = good
+  config.eval.crop_size = good
+  config_lib.validate(config)
+  for key in ("data.crop_size", "eval.crop_size"):
+    section, field = key.split(".")
+    broken = config_lib.base_config()
+    broken.model.align_corners = align_corners
+    broken.data.crop_size = good
+    setattr(broken[section], field, bad)
+    with pytest.raises(ValueError) as error:
+      config_lib.validate(broken)
+    message = str(error.value)
+    assert f"config.{key} must be" in message
+    assert ("output_stride * k + 1 with config.model.align_corners=True, "
+            "output_stride * k with False") in message
+    assert f"align_corners={align_corners}" in message
+    assert f"got {bad}" in message
+
+
 def test_the_loop_fields_stay_in_train_and_every_section_has_its_concern():
   config = config_lib.base_config()
   assert list(config_lib.SECTIONS) == [

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab import inference
 from deeplab import kernels
+from deeplab import layers
 from deeplab import model as model_lib
 from tests import harness
 
@@ -51,6 +53,60 @@ def test_head_variants(variant):
   model = harness.small_model("mobilenet_v2", **variant)
   harness.check_forward_shape(model, 49, 49)
   harness.check_config_round_trip(model)
+
+
+def test_align_corners_round_trips_and_leaves_the_weights_alone():
+  """Every bilinear resize follows ModelArgs.align_corners; the weights are
+  the same, so one model's weights run under the other mapping."""
+  aligned = harness.small_model("mobilenet_v2")
+  unaligned = harness.small_model("mobilenet_v2", align_corners=False)
+  harness.check_config_round_trip(unaligned)
+  assert unaligned.get_config()["align_corners"] is False
+  assert aligned.args.align_corners is True
+  assert unaligned.args.weight_signature() == aligned.args.weight_signature()
+  assert not aligned.args.differences(unaligned.args)
+  assert [w.path for w in unaligned.weights] == [w.path for w in aligned.weights]
+  resizes = [layer for layer in unaligned.layers
+             if isinstance(layer, layers.ResizeBilinear)]
+  assert sorted(layer.name for layer in resizes) == [
+      "decoder.upsample", "image_pooling.upsample", "logits.upsample"]
+  assert all(layer.align_corners is False for layer in resizes)
+  assert all(layer.align_corners is True for layer in aligned.layers
+             if isinstance(layer, layers.ResizeBilinear))
+  unaligned.set_weights(aligned.get_weights())
+  harness.check_forward_shape(unaligned, 64, 48)
+  x = harness.random_images((1, 64, 64, 3), seed=3)
+  ours = np.asarray(unaligned(x, training=False))
+  theirs = np.asarray(aligned(x, training=False))
+  assert np.abs(ours - theirs).max() > 1e-2 * np.abs(theirs).max()
+
+
+def test_resize_bilinear_maps_pixels_as_tensorflow_does():
+  features = tf.random.stateless_normal((1, 4, 5, 2), seed=(0, 1))
+  reference = tf.zeros((1, 16, 20, 1))
+  for align_corners in (True, False):
+    got = layers.ResizeBilinear(align_corners)(features, reference)
+    expected = tf.compat.v1.image.resize_bilinear(
+        features, (16, 20), align_corners=align_corners)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_inference_pads_to_the_mappings_aligned_sizes():
+  assert inference.padded_size(500, 16) == 513
+  assert inference.padded_size(500, 16, align_corners=False) == 512
+  assert inference.target_size(600, 16, 512, align_corners=False) == 608
+  assert inference.target_size(500, 16, 512, align_corners=False) == 512
+  model = harness.small_model("mobilenet_v2", align_corners=False,
+                              use_decoder=False)
+  images = harness.random_images((1, 40, 40, 3))
+  probabilities = inference.predict_probabilities(model, images, scales=(0.5, 1.0))
+  assert tuple(probabilities.shape) == (1, 40, 40, 3)
+  # Padded to 48 (16 * 3), not 49: as the model's own mapping at 48x48.
+  padded = tf.pad(images, [[0, 0], [0, 8], [0, 8], [0, 0]])
+  single = inference.predict_probabilities(model, images)
+  np.testing.assert_allclose(
+      single, tf.nn.softmax(model(padded, training=False))[:, :40, :40],
+      atol=1e-5)
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])

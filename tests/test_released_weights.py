@@ -125,6 +125,18 @@ def test_per_channel_int8_weights_are_dequantized(tmp_path):
   assert np.all(np.abs(kernel - expected) <= steps / 2 + 1e-7)
 
 
+def test_a_files_evaluation_crop_follows_its_resize_mapping():
+  """Its input size where evaluation can use it, else the next size of the
+  form output_stride * k + 1 (k without aligned corners)."""
+  def crop(size, align_corners):
+    model = {"output_stride": 16, "align_corners": align_corners}
+    return tflite_model.DeepLabFile("f.tflite", model, size, {}, []).crop_size()
+  assert crop((513, 257), True) == (513, 257)
+  assert crop((512, 500), True) == (513, 513)
+  assert crop((512, 256), False) == (512, 256)
+  assert crop((513, 500), False) == (528, 512)
+
+
 # --- The released files of ../shared, on the user's path. ---
 
 
@@ -136,6 +148,7 @@ class Released:
   loaded: int  # Tensors the conversion assigns.
   dequantized: str  # The report's line, "" for a float32 file.
   why: str  # What the remaining disagreement comes from.
+  align_corners: bool = True  # How the file's bilinear resizes map pixels.
 
 
 RELEASED = [
@@ -149,13 +162,13 @@ RELEASED = [
     Released("deeplabv3_mnv2_pascal_quant.tflite", 0.99, 272,
              "dequantized: 55 int32 per-tensor biases, 55 uint8 per-tensor kernels",
              "uint8 activations and input"),
-    # Measured 0.8623: besides uint8 activations (0.988 with the file's
-    # conventions), the file resizes with align_corners=False and runs
-    # 512x512 unpadded, where ours aligns corners and pads to 513x513; the
-    # import report names both (docs/released_weights.md).
-    Released("deeplabv3_mnv2_ade20k_uint8.tflite", 0.85, 297,
+    # Measured 0.9884: its resizes do not align corners, which the
+    # converted config reads (config.model.align_corners=False) and which
+    # lets evaluation run its 512x512 input unpadded; the rest is uint8
+    # activations and input (docs/released_weights.md).
+    Released("deeplabv3_mnv2_ade20k_uint8.tflite", 0.98, 297,
              "dequantized: 60 int32 per-tensor biases, 60 uint8 per-tensor kernels",
-             "uint8 activations; align_corners=False resizes; 512 padded to 513"),
+             "uint8 activations and input", align_corners=False),
 ]
 FRAMES = 4
 
@@ -244,11 +257,12 @@ def test_a_released_file_converts_alone_with_its_report(served):
     assert "dequantized" not in report
   config = json.loads((root / "w" / "config.json").read_text())
   size = list(tflite_model.read_file(str(path)).input_size)
-  # The evaluation crop is the file's input, or the next size evaluation
-  # can pad to (512 -> 513), which the report names.
-  assert config["eval"]["crop_size"] in (size, [s + 1 for s in size])
-  if config["eval"]["crop_size"] != size:
-    assert "padding: the file's 512x512 input" in report
+  # The file's resize mapping, and its input as the evaluation crop (512
+  # unpadded where corners are not aligned): nothing left to report.
+  assert config["model"]["align_corners"] is released.align_corners
+  assert config["eval"]["crop_size"] == size
+  assert config["data"]["crop_size"] == size
+  assert "resize:" not in report and "padding:" not in report
   if "uint8" in released.dequantized:
     assert "input normalisation: the file reads uint8 pixels as (x - 128)" in report
     assert "output: the file ends in ArgMax" in report
