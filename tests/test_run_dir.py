@@ -120,15 +120,24 @@ def test_a_run_folder_with_a_flat_train_section_still_loads(tmp_path):
   assert config.init.last_layers_contain_logits_only
   assert (config.checkpoint.every, config.checkpoint.keep) == (1, 3)
   assert (config.train.steps, config.train.batch_size) == (1, 4)
-  # Every field lands where the table says, and every other one stays.
+  # Every field lands where the table says, every other one stays, and a
+  # field the file predates takes its default.
   written = json.loads(config.to_json())
+  defaults = json.loads(config_lib.base_config().to_json())
   flat_train = flat.pop("train")
-  assert set(flat_train) == set(run_dir.FLAT_TRAIN_KEYS) | set(written["train"])
+  assert set(flat_train) - set(run_dir.FLAT_TRAIN_KEYS) <= set(written["train"])
+  landed = {}
   for key, value in flat_train.items():
     section, name = run_dir.FLAT_TRAIN_KEYS.get(key, f"train.{key}").split(".")
     assert written[section][name] == value, key
+    landed.setdefault(section, set()).add(name)
   for section, values in flat.items():
-    assert written[section] == values, section
+    for name, value in values.items():
+      assert written[section][name] == value, f"{section}.{name}"
+    landed.setdefault(section, set()).update(values)
+  for section, values in written.items():
+    for name in set(values) - landed.get(section, set()):
+      assert values[name] == defaults[section][name], f"{section}.{name}"
   # Written back, the run's config.json has the sections.
   run_dir.write_config(config, str(tmp_path))
   rewritten = json.loads((tmp_path / "config.json").read_text())
