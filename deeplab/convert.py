@@ -43,6 +43,20 @@ def _tflite_config(released: tflite_model.DeepLabFile, config):
   return config
 
 
+def implied_config(source: str):
+  """The config ``source`` implies: a ``.tflite`` file's own (read from its
+  graph), or the shipped config a zoo name's entry names.
+
+  Raises:
+    ValueError: a source that implies no config (a backbone checkpoint of
+      the zoo, a name outside it), or a ``.tflite`` file that is no DeepLab
+      model; the message says what to give instead.
+  """
+  if source.endswith(".tflite"):
+    return tflite_model.read_file(source).config()
+  return zoo.model_config(source)
+
+
 def convert(source: str, workdir: str, config=None) -> weights_lib.LoadReport:
   """Builds the source's model, fills it from ``source``, saves it in workdir.
 

@@ -178,6 +178,15 @@ def test_the_convert_cli_takes_a_tarball(tarball, tmp_path):
   check_run(tmp_path / "w", arrays)
 
 
+def test_the_convert_cli_refuses_a_backbone_checkpoint_by_name(tmp_path):
+  # Refused before any download: the name implies no segmentation model.
+  result = harness.run_cli("-m", "deeplab.cli", "convert", "--source=xception_65",
+                           f"--workdir={tmp_path / 'w'}")
+  assert result.returncode != 0
+  assert "config.model.backbone_weights=xception_65" in result.stderr, result.stderr[-3000:]
+  assert not (tmp_path / "w").exists()
+
+
 def test_the_zoo_table_holds_the_imagenet_backbone_checkpoints():
   # Names and addresses as g3doc/model_zoo.md gives them ("Checkpoints
   # pretrained on ImageNet"); MobileNetV2's is slim's, which it refers to.

@@ -23,7 +23,6 @@ from absl import flags
 from deeplab import config as config_lib
 from deeplab import convert as convert_lib
 from deeplab import run_dir
-from deeplab import tflite_model
 from deeplab import zoo
 from deeplab.cli import common
 
@@ -42,17 +41,16 @@ def main():
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if (source.value in zoo.MODELS and not common.config_file_given() and
+    implied = zoo.is_name(source.value) or source.value.endswith(".tflite")
+    if (implied and not common.config_file_given() and
         not run_dir.has_config(workdir.value)):
-      # A zoo name alone: the zoo table's config, with --config.x changes.
-      config = zoo.MODELS[source.value].get_config()
-      for path, value in common.given_changes(config_flag.value).items():
-        config_lib.set_field(config, path, value)
-    elif (source.value.endswith(".tflite") and not common.config_file_given()
-          and not run_dir.has_config(workdir.value)):
-      # A .tflite file alone: the file's config, with --config.x changes
-      # (a change contradicting the file is refused by convert).
-      config = tflite_model.read_file(source.value).config()
+      # The source's own config (the zoo table's, or read from the .tflite
+      # file's graph) with the --config.x changes; convert refuses a change
+      # that contradicts a .tflite file.
+      try:
+        config = convert_lib.implied_config(source.value)
+      except ValueError as error:
+        raise app.UsageError(str(error)) from error
       for path, value in common.given_changes(config_flag.value).items():
         config_lib.set_field(config, path, value)
     else:
