@@ -343,8 +343,9 @@ def label_ids(mask: Image.Image, spec, name: str, notes: List[str],
     values = np.asarray(mask).astype(np.int64)
   else:
     values = _grey(mask, name, notes)
+    detected = getattr(spec, "mask_format", "auto") == "auto"
     if mask.mode != "1" and (form == "binary" or (
-        spec.num_classes == 2 and _is_zero_255(values))):
+        detected and spec.num_classes == 2 and _is_zero_255(values))):
       if form != "binary" and spec.ignore_label == 255:
         raise MaskError(
             f"{name}: values exactly 0 and 255 ({_counts(values)}) with 2 classes "
