@@ -239,3 +239,17 @@ def test_predict_turns_exif_images_upright(tmp_path):
     turned = np.asarray(Image.open(out / f"turned_{output}.png"))
     assert turned.shape[:2] == upright.shape[:2]
     np.testing.assert_array_equal(turned, np.asarray(Image.open(out / f"upright_{output}.png")))
+
+
+@pytest.mark.slow
+def test_the_tool_takes_the_mask_format(tmp_path):
+  (tmp_path / "images").mkdir()
+  (tmp_path / "masks").mkdir()
+  save(tmp_path / "images" / "a.jpg", picture(6, 8), format="JPEG")
+  save(tmp_path / "masks" / "a.png", np.where(IDS == 1, 255, 0).astype(np.uint8))
+  result = harness.run_cli("-m", "deeplab.cli", "build-folder", f"--images={tmp_path / 'images'}",
+                           f"--masks={tmp_path / 'masks'}", f"--output_dir={tmp_path / 'out'}",
+                           "--num_classes=2", "--mask_format=binary", "--workers=1")
+  assert result.returncode == 0, result.stderr[-3000:]
+  (example,) = records.iterate_examples(records.existing_shards(str(tmp_path / "out"), "train"))
+  np.testing.assert_array_equal(example["label"][..., 0], IDS == 1)

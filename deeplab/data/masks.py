@@ -117,14 +117,16 @@ def _text_table(text: str, value: str) -> List[Color]:
 
 
 def _json_table(text: str, value: str) -> List[Color]:
-  """``[[r, g, b], ...]`` or ``{"0": [r, g, b], ...}`` (ids 0..n-1)."""
+  """``[[r, g, b], ...]`` or ``{"0": [r, g, b], ...}`` (ids 0..n-1); a
+  colour may also be ``"#rrggbb"``."""
   table = json.loads(text)
   if isinstance(table, dict):
     by_id = {int(k): v for k, v in table.items()}
     if sorted(by_id) != list(range(len(by_id))):
       raise ValueError(f"--colormap {value}: ids must be 0..n-1, got {sorted(by_id)}")
     table = [by_id[i] for i in range(len(by_id))]
-  return [_parse_color(" ".join(str(c) for c in rgb), f"--colormap {value} id {i}")
+  return [_parse_color(rgb if isinstance(rgb, str) else " ".join(str(c) for c in rgb),
+                       f"--colormap {value} id {i}")
           for i, rgb in enumerate(table)]
 
 
