@@ -21,6 +21,7 @@ from deeplab import model as model_lib
 from deeplab import predict
 from deeplab import run_dir
 from deeplab.data import augment
+from deeplab_datasets import make_synthetic
 from tests import harness
 from tests.conftest import shared_path
 
@@ -32,30 +33,28 @@ class Run:
   model: object
 
 
-def _images(root: pathlib.Path) -> pathlib.Path:
-  """Three 65x81 and two 70x66 crops of the synthetic images."""
+def _images(root: pathlib.Path) -> np.ndarray:
+  """Five synthetic images (81x81) and, in root/images, three 65x81 and two
+  70x66 crops of them."""
+  images = np.stack([make_synthetic.generate(i, 0, 81)[0] for i in range(5)])
   folder = root / "images"
   folder.mkdir()
-  for i, path in enumerate(sorted((root / "png").glob("*.png"))[:5]):
-    box = (0, 0, 81, 65) if i % 2 == 0 else (5, 3, 71, 73)
-    Image.open(path).convert("RGB").crop(box).save(folder / f"{i:02d}.png")
-  return folder
+  for i, image in enumerate(images):
+    crop = image[:65, :81] if i % 2 == 0 else image[3:73, 5:71]
+    Image.fromarray(crop).save(folder / f"{i:02d}.png")
+  return images
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
   root = tmp_path_factory.mktemp("predict")
-  harness.make_synthetic_records(root / "records", train_size=4, val_size=5,
-                                 png_dir=root / "png", image_size=81)
-  config = harness.config_with(root / "records")
+  config = harness.config_with(root / "records")  # No records are read.
   keras.utils.set_random_seed(0)
   model = model_lib.build_model(config)
-  images = np.stack([np.asarray(Image.open(p).convert("RGB"))
-                     for p in sorted((root / "png").glob("*.png"))[:4]])
+  images = augment.normalize(tf.constant(_images(root), tf.float32))
   for _ in range(20):  # Moving statistics converge to these images'.
-    model(augment.normalize(tf.constant(images, tf.float32)), training=True)
+    model(images, training=True)
   run_dir.save_model(model, config, str(root / "w"))
-  _images(root)
   return Run(root, config, model)
 
 
