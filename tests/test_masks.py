@@ -231,10 +231,10 @@ def test_predict_turns_exif_images_upright(tmp_path):
   np.testing.assert_array_equal(image_files.read_rgb(str(inputs / "turned.png")), upright)
   model = harness.small_model("mobilenet_v2")
   info = dataset_table.get("three", num_classes=3)
-  predictor = lambda image: inference.predict_labels(model, image[None])[0][0].numpy()
+  predictor = predict.FunctionPredictor(
+      info, lambda images: inference.predict_labels(model, images)[0].numpy())
   out = tmp_path / "out"
-  assert predict.predict_files(predict.list_inputs(str(inputs)), predictor, info,
-                               str(out)) == []
+  assert predict.predict_files(predict.list_inputs(str(inputs)), predictor, str(out)) == []
   for output in ("ids", "overlay"):
     turned = np.asarray(Image.open(out / f"turned_{output}.png"))
     assert turned.shape[:2] == upright.shape[:2]
