@@ -142,7 +142,10 @@ def test_evaluation_in_tiles_writes_its_metrics(tmp_path):
                                            "eval.tile_overlap": "16"})
   config_lib.validate(config)
   keras.utils.set_random_seed(0)
-  model = model_lib.build_model(config)
+  model = model_lib.DeepLab(num_classes=5, backbone="mobilenet_v2",
+                            depth_multiplier=0.35, atrous_rates=(1, 2),
+                            aspp_filters=16, decoder_filters=16,
+                            low_level_filters=8)
   metrics = evaluation.evaluate_model(config, model, str(tmp_path / "w"), 0)
   assert 0.0 <= metrics["miou"] <= 1.0
   assert (tmp_path / "w" / "eval" / "metrics.json").exists()
@@ -152,8 +155,8 @@ def test_evaluation_in_tiles_writes_its_metrics(tmp_path):
     ({"eval.tile_size": 100}, r"config.eval.tile_size must be 0 \(whole "
      r"images\) or output_stride \* k \+ 1 \(k >= 1\).*got 100"),
     ({"eval.tile_size": 1}, "config.eval.tile_size must be .*got 1"),
-    ({"eval.tile_size": 64, "model.align_corners": False, "data.crop_size": (64, 64)},
-     None),
+    ({"eval.tile_size": 64, "eval.tile_overlap": 16, "model.align_corners": False,
+      "data.crop_size": (64, 64)}, None),
     ({"eval.tile_size": 65, "eval.tile_overlap": 65},
      r"config.eval.tile_overlap must be in \[0, config.eval.tile_size - "
      r"config.model.output_stride\] = \[0, 49\] pixels, got 65"),
