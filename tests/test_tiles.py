@@ -135,6 +135,7 @@ def test_an_encoded_image_is_measured_against_the_whole_image_bound(serving):
     module.serve_encoded(tf.stack([png]))
 
 
+@pytest.mark.slow
 def test_evaluation_in_tiles_writes_its_metrics(tmp_path):
   records = harness.make_synthetic_records(tmp_path / "records", train_size=1,
                                            val_size=2)
