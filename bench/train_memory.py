@@ -4,7 +4,8 @@ Usage:
   python bench/train_memory.py                  # the grid, then the fit
   python bench/train_memory.py --backbones=mobilenet_v2 --crops=321,513
   python bench/train_memory.py --output_strides=8 --crops=321 --batches=1,4
-  python bench/train_memory.py --fit_only       # the fit of what is measured
+  python bench/train_memory.py --graph_bytes --output_strides=16,8
+  python bench/train_memory.py --fit_only --write_readme  # fit, tables into bench/README.md
 
 Each setting runs in its own process (so peaks do not mix), chosen as
 ``train.py`` chooses its runtime (``deeplab.runtime``, job ``train``):
@@ -56,6 +57,7 @@ _STRIDES = flags.DEFINE_list("output_strides", ["16"], "Output strides of traini
 _CAP = flags.DEFINE_float("cap_gb", 14.0, "A child over this resident memory (GiB) is stopped.")
 _OUTPUT = flags.DEFINE_string("output", "bench/train_memory.json",
                               "JSON written here; the table beside it (.md).")
+_WRITE = flags.DEFINE_bool("write_readme", False, "Write the tables into bench/README.md.")
 _FIT_ONLY = flags.DEFINE_bool("fit_only", False, "Only fit and tabulate --output.")
 _GRAPH = flags.DEFINE_bool("graph_bytes", False, "Only the forward graphs' tensor bytes per "
                             "megapixel (--backbones, --dtypes, --output_strides), written "
@@ -196,8 +198,9 @@ def fit(records, graphs=()) -> list:
   """Per backbone, dtype and output stride: least squares of step_mb =
   fixed + per_pixel * batch * crop^2 over the measured records; a setting
   measured at fewer than two sizes is estimated from a measured one of the
-  same dtype (its MiB per megapixel scaled by the two forward graphs'
-  tensor bytes per megapixel, its fixed part by half the difference of
+  same dtype where one is (else the other), the same output stride where
+  one is (its MiB per megapixel scaled by the two forward graphs' tensor
+  bytes per megapixel, its fixed part by half the difference of
   their weights and slots: one gradient per weight)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   groups = {}
@@ -225,17 +228,18 @@ def fit(records, graphs=()) -> list:
   for (backbone, dtype, stride), g in sorted(graph.items()):
     if (backbone, dtype, stride) in measured:
       continue
-    references = [f for k, f in measured.items() if k[1] == dtype and k in graph]
+    references = [f for k, f in measured.items() if k in graph]
     if not references:
       continue
-    ref = min(references, key=lambda f: (f["output_stride"] != stride, f["backbone"]))
-    ref_graph = graph[(ref["backbone"], dtype, ref["output_stride"])]
+    ref = min(references, key=lambda f: (f["dtype"] != dtype, f["output_stride"] != stride,
+                                         f["backbone"] != backbone, f["backbone"]))
+    ref_graph = graph[(ref["backbone"], ref["dtype"], ref["output_stride"])]
     scale = g["forward_mb_per_megapixel"] / ref_graph["forward_mb_per_megapixel"]
     estimate = dict(
         backbone=backbone, dtype=dtype, output_stride=stride, points=0,
         fixed_mb=round(ref["fixed_mb"] + (g["state_mb"] - ref_graph["state_mb"]) / 2),
         per_megapixel_mb=round(ref["per_megapixel_mb"] * scale, 1), state_mb=g["state_mb"],
-        estimated_from=f"{ref['backbone']} OS {ref['output_stride']}")
+        estimated_from=f"{ref['backbone']} OS {ref['output_stride']} {ref['dtype']}")
     rows = groups.get((backbone, dtype, stride), [])
     if rows:  # A single measured size checks the estimate.
       errors = [(estimate["fixed_mb"] + estimate["per_megapixel_mb"] * r["batch"] * r["crop"]**2
@@ -283,7 +287,8 @@ def table(report) -> str:
   """The records and the fit as markdown tables."""
   lines = [f"#### {report['cpu']}, TensorFlow {report['tensorflow']}", "",
            "| backbone | OS | crop | batch | dtype | baseline (MiB) | step peak over "
-           "baseline (MiB) | weights + slots (MiB) | step (s) |", "|---|---|---|---|---|---|---|---|---|"]
+           "baseline (MiB) | weights + slots (MiB) | wall time of the step, shared host (s) |",
+           "|---|---|---|---|---|---|---|---|---|"]
   for r in sorted(report["settings"], key=key):
     step = r.get("step_mb", r.get("error", ""))
     lines.append(f"| {r['backbone']} | {r['output_stride']} | {r['crop']} | {r['batch']} | "
@@ -410,7 +415,11 @@ def main(argv):
       print(json.dumps(record), flush=True)
       records.append(record)
       write(path, records, graphs)
-  print(table(write(path, records, graphs)))
+  text = table(write(path, records, graphs))
+  print(text)
+  if _WRITE.value:
+    from bench import common  # pylint: disable=g-import-not-at-top
+    common.write_cpu_section("train_memory", text.split("\n", 2)[2].strip())
 
 
 if __name__ == "__main__":
