@@ -200,8 +200,10 @@ def fit(records, graphs=()) -> list:
   measured at fewer than two sizes is estimated from a measured one of the
   same dtype where one is (else the other), the same output stride where
   one is (its MiB per megapixel scaled by the two forward graphs' tensor
-  bytes per megapixel, its fixed part by half the difference of
-  their weights and slots: one gradient per weight)."""
+  bytes per megapixel, its fixed part by the difference of their weights
+  and slots: a gradient and one more copy per weight; where the setting was
+  measured at one size, its fixed part is then set to pass through it, and
+  the error before is ``unanchored_error``)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   groups = {}
   for r in records:
@@ -237,14 +239,17 @@ def fit(records, graphs=()) -> list:
     scale = g["forward_mb_per_megapixel"] / ref_graph["forward_mb_per_megapixel"]
     estimate = dict(
         backbone=backbone, dtype=dtype, output_stride=stride, points=0,
-        fixed_mb=round(ref["fixed_mb"] + (g["state_mb"] - ref_graph["state_mb"]) / 2),
+        fixed_mb=round(ref["fixed_mb"] + g["state_mb"] - ref_graph["state_mb"]),
         per_megapixel_mb=round(ref["per_megapixel_mb"] * scale, 1), state_mb=g["state_mb"],
         estimated_from=f"{ref['backbone']} OS {ref['output_stride']} {ref['dtype']}")
     rows = groups.get((backbone, dtype, stride), [])
-    if rows:  # A single measured size checks the estimate.
-      errors = [(estimate["fixed_mb"] + estimate["per_megapixel_mb"] * r["batch"] * r["crop"]**2
-                 / 1e6 - r["step_mb"]) / r["step_mb"] for r in rows]
-      estimate.update(points=len(rows), max_error=round(max(map(abs, errors)), 3))
+    if rows:  # A single measured size checks the estimate, then anchors its fixed part.
+      per_pixel = estimate["per_megapixel_mb"] / 1e6
+      errors = [(estimate["fixed_mb"] + per_pixel * r["batch"] * r["crop"]**2 - r["step_mb"])
+                / r["step_mb"] for r in rows]
+      estimate.update(points=len(rows), unanchored_error=round(max(errors, key=abs), 3),
+                      fixed_mb=round(sum(r["step_mb"] - per_pixel * r["batch"] * r["crop"]**2
+                                         for r in rows) / len(rows)), max_error=0.0)
     fits.append(estimate)
   return fits
 
@@ -305,6 +310,8 @@ def table(report) -> str:
     if "max_error_mb" in f:
       error += f" ({f['max_error_mb']} MiB)"
     source = f" (estimated from {f['estimated_from']})" if "estimated_from" in f else ""
+    if "unanchored_error" in f:
+      error = f"fixed set by the point; before: {f['unanchored_error']:+.1%}"
     lines.append(f"| {f['backbone']} | {f['output_stride']} | {f['dtype']}{source} | "
                  f"{f['points']} | {f['fixed_mb']} | {f['per_megapixel_mb']} | "
                  f"{f['state_mb']} | {error} |")

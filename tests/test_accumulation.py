@@ -44,7 +44,10 @@ print("steps", steps, whole_steps)
 print("loss", abs(loss - whole_loss) / whole_loss)
 print("weights", max(float(np.max(np.abs(a - b) / (np.abs(b) + 1e-3)))
                      for a, b in zip(weights, whole)))
-print("moved", max(float(np.max(np.abs(a - b))) for a, b in zip(whole, initial)))
+moved = max(float(np.max(np.abs(a - b))) for a, b in zip(whole, initial))
+print("moved", moved)
+# The difference of the two updates against the update itself.
+print("update", max(float(np.max(np.abs(a - b))) for a, b in zip(weights, whole)) / moved)
 """
 
 
@@ -55,4 +58,5 @@ def test_micro_batches_on_two_replicas_give_the_update_of_one_batch():
   assert figures["steps"] == "2 2", output
   assert float(figures["loss"]) < 1e-5, output
   assert float(figures["weights"]) < 1e-4, output
-  assert float(figures["moved"]) > 1e-3, output  # The updates did change the weights.
+  assert float(figures["moved"]) > 1e-4, output  # The updates changed the weights,
+  assert float(figures["update"]) < 1e-3, output  # and alike.

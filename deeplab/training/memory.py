@@ -44,8 +44,22 @@ class Coefficients:
 
 # (backbone, "float32" or "mixed", output stride) -> the fit of
 # `python bench/train_memory.py` (bench/train_memory.json; its table and
-# errors in docs/training.md).
-COEFFICIENTS = {}
+# errors in docs/training.md). "Estimated": measured at fewer than two
+# sizes, scaled from MobileNetV2's fit by the forward graphs' tensor bytes.
+COEFFICIENTS = {
+    ("mobilenet_v2", "float32", 8): Coefficients(21, 189, 4578.5),  # Estimated: mobilenet_v2 OS 16 float32.
+    ("mobilenet_v2", "float32", 16): Coefficients(21, 189, 2348.9),
+    ("mobilenet_v2", "mixed", 8): Coefficients(21, 213, 2426.5),  # Estimated: mobilenet_v2 OS 16 mixed_bfloat16.
+    ("mobilenet_v2", "mixed", 16): Coefficients(21, 213, 1348.9),
+    ("resnet_101", "float32", 8): Coefficients(350, 518, 13597.6),  # Estimated: mobilenet_v2 OS 16 float32.
+    ("resnet_101", "float32", 16): Coefficients(350, 681, 5277.0),  # Estimated: mobilenet_v2 OS 16 float32.
+    ("resnet_101", "mixed", 8): Coefficients(350, 542, 6744.4),  # Estimated: mobilenet_v2 OS 16 mixed_bfloat16.
+    ("resnet_101", "mixed", 16): Coefficients(350, 542, 2700.9),  # Estimated: mobilenet_v2 OS 16 mixed_bfloat16.
+    ("xception_65", "float32", 8): Coefficients(314, 482, 19066.8),  # Estimated: mobilenet_v2 OS 16 float32.
+    ("xception_65", "float32", 16): Coefficients(314, 482, 6402.0),  # Estimated: mobilenet_v2 OS 16 float32.
+    ("xception_65", "mixed", 8): Coefficients(314, 506, 12014.6),  # Estimated: mobilenet_v2 OS 16 mixed_bfloat16.
+    ("xception_65", "mixed", 16): Coefficients(314, 506, 4045.4),  # Estimated: mobilenet_v2 OS 16 mixed_bfloat16.
+}
 
 
 def precision(dtype_policy: str) -> str:
