@@ -112,10 +112,11 @@ def test_onnx_of_xception65_gives_the_saved_models_labels(tmp_path):
     assert_onnx_agrees(tmp_path / "model.onnx", saved, resized)
 
 
+@pytest.mark.slow
 def test_onnx_resizes_to_range_and_pads_in_the_graph(tmp_path):
   """The synthetic model with a config's resize range and crop, as
   ``inference.predict_labels`` (scales and flip convert as well; each adds
-  a copy of the model to the graph and its conversion time)."""
+  a copy of the model to the graph and its conversion time); about 20 s."""
   config = harness.config_with("unused")
   config.model.aspp_filters = config.model.decoder_filters = 16
   keras.utils.set_random_seed(0)
