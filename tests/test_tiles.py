@@ -116,7 +116,7 @@ def test_the_savedmodel_takes_an_image_above_its_tile_limit_in_tiles(serving):
                             (smooth_images((1, 50, 60)), 0)):
     served = module.serve(tf.constant(images))
     assert set(served) == {"labels"}
-    full = with_probabilities.serve(tf.constant(images))
+    full = with_probabilities._predict(tf.constant(images))  # Eager: no trace.
     expected = inference.predict_labels(model, images, tile_size=tile_size,
                                         tile_overlap=16)
     np.testing.assert_array_equal(served["labels"].numpy(), expected[0].numpy())
@@ -202,12 +202,3 @@ def test_labels_in_bands_are_the_argmax_of_the_full_size_sum(tiny_model, size, t
                                        tile_overlap=overlap)
   np.testing.assert_array_equal(labels.numpy(), tf.argmax(probabilities, -1).numpy())
 
-
-def test_labels_in_bands_take_images_of_any_size_in_one_graph(tiny_model):
-  labels = tf.function(lambda images: inference.predict_labels(
-      tiny_model, images, tile_size=65, tile_overlap=16, probabilities=False)[0],
-                       input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
-  for shape in ((1, 150, 200), (1, 50, 60)):
-    images = smooth_images(shape)
-    expected = inference.predict_labels(tiny_model, images, tile_size=65, tile_overlap=16)[0]
-    np.testing.assert_array_equal(labels(images).numpy(), expected.numpy())
