@@ -8,8 +8,9 @@ Usage:
 The config's model (random weights; memory does not depend on them),
 batch norm folded, predicts one random uint8 image as ``deeplab.predict``
 does (``inference.predict_labels`` in a ``tf.function``, the run's eval
-options), once whole (``config.eval.tile_size=0``) and once in tiles, each
-in a fresh process; each reports its peak resident memory (``ru_maxrss``)
+options, labels only: in tiles, one row of windows at a time), once
+whole (``config.eval.tile_size=0``) and once in tiles, each in a fresh
+process; each reports its peak resident memory (``ru_maxrss``)
 before and after the image, and the seconds the image took.
 """
 
@@ -55,8 +56,8 @@ def measure(tile_size: int):
   config.eval.tile_size, config.eval.tile_overlap = tile_size, _OVERLAP.value
   model = folding.inference_model(model_lib.build_model(config))
   options = inference.options_from_config(config)
-  labels = tf.function(lambda image: inference.predict_labels(model, image[None], **options)[0][0],
-                       reduce_retracing=True)
+  labels = tf.function(lambda image: inference.predict_labels(
+      model, image[None], probabilities=False, **options)[0][0], reduce_retracing=True)
   labels(tf.zeros([65, 65, 3], tf.uint8))  # Builds the model.
   before = _peak_gib()
   image = np.random.default_rng(0).integers(0, 256, (_HEIGHT.value, _WIDTH.value, 3), np.uint8)

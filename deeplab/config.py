@@ -42,8 +42,8 @@ OPTIMIZERS = ("sgd", "adamw")
 # in one request (bench/README.md measures a request's memory at it).
 MAX_REQUEST_PIXELS = 4096 * 4096
 # 8192 x 8192: the whole-image bound of a SavedModel exported with tiles
-# (config.eval.tile_size), whose float32 probability sum is then
-# 8192 x 8192 x classes x 4 bytes (5.3 GiB with 21 classes).
+# (config.eval.tile_size), whose full-size probabilities, where exported,
+# are 8192 x 8192 x classes x 4 bytes (5.3 GiB with 21 classes).
 MAX_IMAGE_PIXELS = 8192 * 8192
 
 
@@ -479,8 +479,8 @@ def _export(config) -> None:
   config.export.max_request_pixels = MAX_REQUEST_PIXELS
   # With tiles (config.eval.tile_size > 0), max_request_pixels bounds one
   # tile of a request (batch x min(tile, height) x min(tile, width)) and
-  # this bounds the whole request (batch x height x width): the probability
-  # sum of the whole image (pixels x classes x 4 bytes) is what grows with
+  # this bounds the whole request (batch x height x width): the image and
+  # its outputs (labels; full-size probabilities where exported) grow with
   # it. Recorded in the SavedModel's metadata; unused without tiles.
   config.export.max_image_pixels = MAX_IMAGE_PIXELS
 

@@ -29,12 +29,20 @@ feature grid falls on the whole image's), from the top left corner; the
 windows of the last row and column are cut at the image's edge. Each
 window goes through steps 2 and 3 as an image of its own, padded to the
 tile (``crop_size=(tile_size, tile_size)``); its probabilities (after the
-multi-scale and flip average) are added into one float32 sum of the whole
-image [b, h, w, classes] and divided by how many windows covered each pixel
-(an h x w count map). That sum is the only buffer of the full image's size
-besides the input; the network's activations are those of one tile, so
-memory no longer grows with the image through them. An image that fits in
-one tile is predicted whole, as without tiles.
+multi-scale and flip average) are summed where windows overlap and divided
+by how many windows covered each pixel. Where only labels are asked for
+(``predict_label_map``, ``predict_labels(..., probabilities=False)``:
+evaluation, ``deeplab.predict``, the frozen graph, the SavedModel's labels)
+the sum is kept for one row of windows at a time (``tiled_labels``: a band
+of at most ``tile_size`` rows of the image's width); the rows no later
+window touches are divided and turned into int32 labels, and the rows the
+next row of windows overlaps are carried into its band. Memory is then the
+input, the labels (4 bytes a pixel), one band of probabilities and one
+tile's activations. Full-size probabilities (``predict_probabilities``,
+``tiled_probabilities``) keep one float32 sum of the whole image
+[b, h, w, classes] instead; both add the windows in the same order, so
+their labels are equal. An image that fits in one tile is predicted whole,
+as without tiles.
 
 Every resize here maps pixels as the model's own do
 (``ModelArgs.align_corners``: aligned corners, as the original, unless the
@@ -205,6 +213,59 @@ def _num_classes(model) -> int:
                    "with args.num_classes or a Keras output_shape")
 
 
+def _check_tiles(tile_size: int, tile_overlap: int, output_stride: int):
+  if tile_size < output_stride or not 0 <= tile_overlap <= tile_size - output_stride:
+    raise ValueError(
+        f"tiles must have tile_size >= output_stride ({output_stride}) and "
+        f"tile_overlap in [0, tile_size - output_stride], got "
+        f"tile_size={tile_size!r}, tile_overlap={tile_overlap!r}")
+
+
+def _add_window(model, images, total, y, x, top, tile_size: int, scales,
+                flip, output_stride: int, align_corners: bool):
+  """``total`` (a sum of the image's rows from ``top`` on) plus the
+  probabilities of the window at (``y``, ``x``), cut at the image's edge."""
+  shape = tf.shape(images)
+  tile_h = tf.minimum(tile_size, shape[1] - y)
+  tile_w = tf.minimum(tile_size, shape[2] - x)
+  window = tf.slice(images, tf.stack([0, y, x, 0]),
+                    tf.stack([-1, tile_h, tile_w, -1]))
+  # The window is an image of its own, padded to the tile.
+  probabilities = _whole_probabilities(
+      model, window, scales, flip, output_stride, (tile_size, tile_size),
+      align_corners)
+  where = tf.stack(tf.meshgrid(tf.range(shape[0]),
+                               tf.range(y - top, y - top + tile_h),
+                               tf.range(x, x + tile_w), indexing="ij"), -1)
+  return tf.tensor_scatter_nd_add(total, where, probabilities)
+
+
+def _tiled(model, images, tile_size: int, tile_overlap: int, scales, flip,
+           output_stride: Optional[int], crop_size, align_corners, tiles,
+           from_whole=lambda probabilities: probabilities):
+  """``from_whole`` of the probabilities of images that fit in a tile, else
+  ``tiles(step, output_stride, align_corners)``."""
+  output_stride = output_stride or model.args.output_stride
+  _check_tiles(tile_size, tile_overlap, output_stride)
+  align_corners = _align_corners(model, align_corners)
+  shape = tf.shape(images)
+  height, width = shape[1], shape[2]
+
+  def whole():
+    return from_whole(_whole_probabilities(
+        model, images, scales, flip, output_stride, crop_size, align_corners))
+
+  def tiled():
+    return tiles(tile_step(tile_size, tile_overlap, output_stride),
+                 output_stride, align_corners)
+
+  fits = tf.logical_and(height <= tile_size, width <= tile_size)
+  static = tf.get_static_value(fits)
+  if static is not None:
+    return whole() if static else tiled()
+  return tf.cond(fits, whole, tiled)
+
+
 def tiled_probabilities(model, images, tile_size: int, tile_overlap: int,
                         scales: Sequence[float] = (1.0,), flip: bool = False,
                         output_stride: Optional[int] = None,
@@ -220,7 +281,8 @@ def tiled_probabilities(model, images, tile_size: int, tile_overlap: int,
   ``tf.while_loop`` over the windows adds their probabilities into one
   float32 sum [b, h, w, c] (``tensor_scatter_nd_add``), which is divided
   by the h x w count of windows over each pixel. The graph takes images of
-  any size; memory is the sum, the count map and one tile's activations.
+  any size; memory is the sum, the count map and one tile's activations
+  (``tiled_labels`` keeps one band of the sum where only labels are needed).
 
   Args:
     model: a ``DeepLab`` (or a callable with ``args.num_classes`` or a
@@ -236,39 +298,18 @@ def tiled_probabilities(model, images, tile_size: int, tile_overlap: int,
     ValueError: tile_size < output_stride or tile_overlap outside
       [0, tile_size - output_stride].
   """
-  output_stride = output_stride or model.args.output_stride
-  if tile_size < output_stride or not 0 <= tile_overlap <= tile_size - output_stride:
-    raise ValueError(
-        f"tiles must have tile_size >= output_stride ({output_stride}) and "
-        f"tile_overlap in [0, tile_size - output_stride], got "
-        f"tile_size={tile_size!r}, tile_overlap={tile_overlap!r}")
-  align_corners = _align_corners(model, align_corners)
   shape = tf.shape(images)
   batch, height, width = shape[0], shape[1], shape[2]
 
-  def whole():
-    return _whole_probabilities(model, images, scales, flip, output_stride,
-                                crop_size, align_corners)
-
-  def tiles():
-    step = tile_step(tile_size, tile_overlap, output_stride)
+  def tiles(step, output_stride, align_corners):
     rows = tile_starts(height, tile_size, step)
     cols = tile_starts(width, tile_size, step)
     columns = tf.size(cols)
 
     def add_tile(i, total):
-      y, x = rows[i // columns], cols[i % columns]
-      tile_h = tf.minimum(tile_size, height - y)
-      tile_w = tf.minimum(tile_size, width - x)
-      window = tf.slice(images, tf.stack([0, y, x, 0]),
-                        tf.stack([-1, tile_h, tile_w, -1]))
-      # The window is an image of its own, padded to the tile.
-      probabilities = _whole_probabilities(
-          model, window, scales, flip, output_stride, (tile_size, tile_size),
-          align_corners)
-      where = tf.stack(tf.meshgrid(tf.range(batch), tf.range(y, y + tile_h),
-                                   tf.range(x, x + tile_w), indexing="ij"), -1)
-      return i + 1, tf.tensor_scatter_nd_add(total, where, probabilities)
+      return i + 1, _add_window(model, images, total, rows[i // columns],
+                                cols[i % columns], 0, tile_size, scales, flip,
+                                output_stride, align_corners)
 
     total = tf.zeros(tf.stack([batch, height, width, _num_classes(model)]))
     _, total = tf.while_loop(lambda i, _: i < tf.size(rows) * columns,
@@ -277,11 +318,87 @@ def tiled_probabilities(model, images, tile_size: int, tile_overlap: int,
              _coverage(width, cols, tile_size)[None, :])
     return total / count[None, :, :, None]
 
-  fits = tf.logical_and(height <= tile_size, width <= tile_size)
-  static = tf.get_static_value(fits)
-  if static is not None:
-    return whole() if static else tiles()
-  return tf.cond(fits, whole, tiles)
+  return _tiled(model, images, tile_size, tile_overlap, scales, flip,
+                output_stride, crop_size, align_corners, tiles)
+
+
+def tiled_labels(model, images, tile_size: int, tile_overlap: int,
+                 scales: Sequence[float] = (1.0,), flip: bool = False,
+                 output_stride: Optional[int] = None,
+                 crop_size: Optional[Sequence[int]] = None,
+                 align_corners: Optional[bool] = None):
+  """int32 labels [b, h, w] of ``tiled_probabilities``, one row of windows
+  at a time.
+
+  The windows and their order are ``tiled_probabilities``'s, so the labels
+  are its argmax exactly; but the probabilities are summed into one band
+  [b, <= tile_size, w, c] per row of windows. When a row is done, the band's
+  rows above the next row's windows are final (divided by their count and
+  argmaxed into a block of labels); the rest is carried into the next band.
+  Memory is the input, the labels, one band and one tile's activations.
+  Arguments and errors as ``tiled_probabilities``.
+  """
+  shape = tf.shape(images)
+  batch, height, width = shape[0], shape[1], shape[2]
+
+  def tiles(step, output_stride, align_corners):
+    rows = tile_starts(height, tile_size, step)
+    cols = tile_starts(width, tile_size, step)
+    row_count = _coverage(height, rows, tile_size)
+    col_count = _coverage(width, cols, tile_size)
+    ends = tf.concat([rows[1:], [height]], 0)
+    classes = _num_classes(model)
+
+    def band(r, carry, blocks):
+      top = rows[r]
+      band_h = tf.minimum(tile_size, height - top)
+      total = tf.pad(carry, [[0, 0], [0, band_h - tf.shape(carry)[1]],
+                             [0, 0], [0, 0]])
+
+      def add_tile(c, total):
+        return c + 1, _add_window(model, images, total, top, cols[c], top,
+                                  tile_size, scales, flip, output_stride,
+                                  align_corners)
+
+      _, total = tf.while_loop(lambda c, _: c < tf.size(cols), add_tile,
+                               (tf.constant(0), total))
+      final = ends[r] - top
+      count = row_count[top:ends[r], None] * col_count[None, :]
+      labels = tf.argmax(total[:, :final] / count[None, :, :, None], -1,
+                         output_type=tf.int32)
+      return (r + 1, total[:, final:],
+              blocks.write(r, tf.transpose(labels, [1, 0, 2])))
+
+    carry = tf.zeros(tf.stack([batch, 0, width, classes]))
+    blocks = tf.TensorArray(tf.int32, size=tf.size(rows), infer_shape=False,
+                            element_shape=tf.TensorShape([None, None, None]))
+    _, _, blocks = tf.while_loop(
+        lambda r, *_: r < tf.size(rows), band, (tf.constant(0), carry, blocks),
+        shape_invariants=(tf.TensorShape([]),
+                          tf.TensorShape([None, None, None, classes]),
+                          tf.TensorShape(None)))
+    return tf.transpose(blocks.concat(), [1, 0, 2])
+
+  return _tiled(model, images, tile_size, tile_overlap, scales, flip,
+                output_stride, crop_size, align_corners, tiles,
+                lambda probabilities: tf.argmax(probabilities, -1,
+                                                output_type=tf.int32))
+
+
+def predict_label_map(model, images, scales: Sequence[float] = (1.0,),
+                      flip: bool = False, output_stride: Optional[int] = None,
+                      crop_size: Optional[Sequence[int]] = None,
+                      align_corners: Optional[bool] = None,
+                      tile_size: int = 0, tile_overlap: int = 0):
+  """int32 labels [b, h, w]: the argmax of ``predict_probabilities`` (same
+  arguments); with ``tile_size``, without the full-size probabilities
+  (``tiled_labels``)."""
+  if tile_size:
+    return tiled_labels(model, images, tile_size, tile_overlap, scales, flip,
+                        output_stride, crop_size, align_corners)
+  return tf.argmax(predict_probabilities(
+      model, images, scales, flip, output_stride, crop_size, align_corners),
+                   -1, output_type=tf.int32)
 
 
 def predict_labels(model, images, scales: Sequence[float] = (1.0,),
@@ -290,7 +407,8 @@ def predict_labels(model, images, scales: Sequence[float] = (1.0,),
                    resize_range: Sequence[float] = (0, 0, 0),
                    output_stride: Optional[int] = None,
                    align_corners: Optional[bool] = None,
-                   tile_size: int = 0, tile_overlap: int = 0):
+                   tile_size: int = 0, tile_overlap: int = 0,
+                   probabilities: bool = True):
   """What every export and ``deeplab.predict`` compute: (labels int32
   [b, h, w], probabilities float32 [b, h, w, c]) of RGB pixels [b, h, w, 3]
   in [0, 255].
@@ -303,7 +421,9 @@ def predict_labels(model, images, scales: Sequence[float] = (1.0,),
   ``align_corners`` (default: the model's ``ModelArgs.align_corners``).
   With ``tile_size``, an image larger than the tile (after the resize to
   range) is predicted in tiles of that size sharing ``tile_overlap``
-  pixels (``tiled_probabilities``).
+  pixels (``tiled_probabilities``). With ``probabilities=False`` the
+  probabilities are None and the labels come from ``predict_label_map``
+  (in tiles: one band of probabilities at a time, the same labels).
   """
   align_corners = _align_corners(model, align_corners)
   images = tf.cast(images, tf.float32)
@@ -313,16 +433,23 @@ def predict_labels(model, images, scales: Sequence[float] = (1.0,),
   if resized:
     size = augment.resize_to_range_size(height, width, *resize_range)
     images = _resize(images, size, align_corners)
-  probabilities = predict_probabilities(
-      model, augment.normalize(images), scales, flip, output_stride,
-      crop_size, align_corners, tile_size, tile_overlap)
-  labels = tf.argmax(probabilities, -1, output_type=tf.int32)
+  options = dict(scales=scales, flip=flip, output_stride=output_stride,
+                 crop_size=crop_size, align_corners=align_corners,
+                 tile_size=tile_size, tile_overlap=tile_overlap)
+  if probabilities:
+    probabilities = predict_probabilities(model, augment.normalize(images),
+                                          **options)
+    labels = tf.argmax(probabilities, -1, output_type=tf.int32)
+  else:
+    probabilities = None
+    labels = predict_label_map(model, augment.normalize(images), **options)
   if resized:
     labels = tf.raw_ops.ResizeNearestNeighbor(
         images=labels[..., None], size=tf.stack([height, width]),
         align_corners=align_corners)[..., 0]
-    probabilities = _resize(probabilities, tf.stack([height, width]),
-                            align_corners)
+    if probabilities is not None:
+      probabilities = _resize(probabilities, tf.stack([height, width]),
+                              align_corners)
   return labels, probabilities
 
 

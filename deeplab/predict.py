@@ -77,7 +77,8 @@ def checkpoint_predictor(config, workdir: str) -> FunctionPredictor:
 
   @tf.function(reduce_retracing=True)
   def labels(images):
-    return inference.predict_labels(model, images, **options)[0]
+    return inference.predict_labels(model, images, probabilities=False,
+                                    **options)[0]
 
   return FunctionPredictor(dataset_table.from_config(config),
                            lambda images: labels(tf.constant(images)).numpy())

@@ -104,15 +104,24 @@ def serving(tiny_model):
 
 
 def test_the_savedmodel_takes_an_image_above_its_tile_limit_in_tiles(serving):
+  """Labels only, from the bands; the probabilities where the export asks
+  for them."""
   module, model = serving
+  with_probabilities = savedmodel.ServingModule(
+      model, dataset_table.get("synthetic"), max_request_pixels=65 * 65,
+      tile_size=65, tile_overlap=16, max_image_pixels=200 * 200,
+      tile_probabilities=True)
   # 30000 pixels, 4225 a tile: in tiles; 50 x 60 fits in one: whole.
   for images, tile_size in ((smooth_images((1, 150, 200)), 65),
                             (smooth_images((1, 50, 60)), 0)):
     served = module.serve(tf.constant(images))
+    assert set(served) == {"labels"}
+    full = with_probabilities._predict(tf.constant(images))  # Eager: no trace.
     expected = inference.predict_labels(model, images, tile_size=tile_size,
                                         tile_overlap=16)
     np.testing.assert_array_equal(served["labels"].numpy(), expected[0].numpy())
-    np.testing.assert_allclose(served["probabilities"].numpy(),
+    np.testing.assert_array_equal(full["labels"].numpy(), expected[0].numpy())
+    np.testing.assert_allclose(full["probabilities"].numpy(),
                                expected[1].numpy(), atol=1e-5)
 
 
@@ -179,3 +188,17 @@ def test_tiles_out_of_range_are_refused_by_inference(tiny_model):
   with pytest.raises(ValueError, match="tile_overlap in"):
     inference.predict_probabilities(tiny_model, tf.zeros((1, 100, 100, 3)),
                                     tile_size=65, tile_overlap=60)
+
+
+@pytest.mark.parametrize(("size", "tile", "overlap"), [
+    ((150, 200), 65, 16), ((129, 140), 65, 0), ((100, 120), 129, 32)])
+def test_labels_in_bands_are_the_argmax_of_the_full_size_sum(tiny_model, size, tile, overlap):
+  """2-4 rows of windows (the carried rows of the band) and one tile over
+  the whole image: the same labels as the full-size probability sum."""
+  images = augment.normalize(tf.cast(smooth_images((2, *size)), tf.float32))
+  probabilities = inference.predict_probabilities(tiny_model, images, tile_size=tile,
+                                                  tile_overlap=overlap)
+  labels = inference.predict_label_map(tiny_model, images, tile_size=tile,
+                                       tile_overlap=overlap)
+  np.testing.assert_array_equal(labels.numpy(), tf.argmax(probabilities, -1).numpy())
+

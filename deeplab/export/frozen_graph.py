@@ -37,7 +37,7 @@ def export_frozen_graph(model, path: str, scales: Sequence[float] = (1.0,),
     resize_range: (min, max, factor) images are first resized to
       (``inference.predict_labels``); zeros: none.
     tile_size, tile_overlap: tiles of images larger than ``tile_size``
-      (``inference.tiled_probabilities``); 0: whole images.
+      (``inference.tiled_labels``); 0: whole images.
 
   Example (a client that knows nothing of this project)::
 
@@ -57,7 +57,8 @@ def export_frozen_graph(model, path: str, scales: Sequence[float] = (1.0,),
     labels, _ = inference.predict_labels(model, image, scales, flip,
                                          crop_size, resize_range,
                                          tile_size=tile_size,
-                                         tile_overlap=tile_overlap)
+                                         tile_overlap=tile_overlap,
+                                         probabilities=False)
     return tf.identity(labels, name=FROZEN_OUTPUT)
 
   frozen = convert_to_constants.convert_variables_to_constants_v2(

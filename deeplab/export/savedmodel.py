@@ -20,14 +20,19 @@ naming the limit, before any of its activations are allocated: one huge
 request cannot take the server's memory. Encoded JPEG/PNG images are
 measured from their headers, before decoding.
 Exported with tiles (``tile_size`` > 0, ``config.eval.tile_size``), an
-image larger than the tile is predicted in overlapping tiles
-(``deeplab.inference.tiled_probabilities``): ``max_request_pixels`` then
-bounds one tile of the request (batch x min(tile, height) x min(tile,
-width)), and ``max_image_pixels`` (``config.export.max_image_pixels``)
-bounds the whole request (batch x height x width), since the float32
-probabilities of the whole image grow with it; either check failing is an
-InvalidArgument error naming its limit. Encoded images are measured against
-the whole-image bound.
+image larger than the tile is predicted in overlapping tiles, and the
+signatures output ``labels`` only (``SemanticPredictions`` for ``legacy``),
+predicted one row of tiles at a time (``deeplab.inference.tiled_labels``):
+memory is the image, its labels, one band of probabilities and one tile's
+activations. ``tile_probabilities=True`` adds the ``probabilities`` output,
+for which the float32 probabilities of the whole image are kept
+(``deeplab.inference.tiled_probabilities``; pixels x classes x 4 bytes).
+``max_request_pixels`` then bounds one tile of the request (batch x
+min(tile, height) x min(tile, width)), and ``max_image_pixels``
+(``config.export.max_image_pixels``) bounds the whole request (batch x
+height x width), whose input and outputs grow with it; either check
+failing is an InvalidArgument error naming its limit. Encoded images are
+measured against the whole-image bound.
 The model's dataset facts are kept in ``metadata`` (JSON: dataset, class
 names, colormap, the pixel limit) for clients such as ``deeplab.predict``.
 """
@@ -83,7 +88,7 @@ def check_image_pixels(pixels, limit: int):
       message=f"the request holds more pixels (batch x height x width) than "
       f"the whole-image bound of this model, {limit} "
       "(config.export.max_image_pixels; it predicts in tiles, but the whole "
-      "image's probabilities are kept); send smaller or fewer images. Pixels "
+      "image and its outputs are kept); send smaller or fewer images. Pixels "
       "in the request, then the bound:")
 
 
@@ -125,7 +130,8 @@ class ServingModule(tf.Module):
                resize_range: Sequence[float] = (0, 0, 0),
                max_request_pixels: int = config_lib.MAX_REQUEST_PIXELS,
                tile_size: int = 0, tile_overlap: int = 0,
-               max_image_pixels: int = config_lib.MAX_IMAGE_PIXELS):
+               max_image_pixels: int = config_lib.MAX_IMAGE_PIXELS,
+               tile_probabilities: bool = False):
     super().__init__()
     # Track the plain tf.Variables under the Keras variables, not the Keras
     # model: a Keras 3 variable is exported as a second, unnamed copy that the
@@ -139,6 +145,8 @@ class ServingModule(tf.Module):
     self.max_request_pixels = int(max_request_pixels)
     self.tile_size, self.tile_overlap = int(tile_size), int(tile_overlap)
     self.max_image_pixels = int(max_image_pixels)
+    # Without tiles the probabilities come with the labels at no extra cost.
+    self.probabilities = bool(tile_probabilities or not self.tile_size)
     self.metadata = tf.Variable(json.dumps({
         "dataset": info.name, "num_classes": info.num_classes,
         "ignore_label": info.ignore_label,
@@ -149,7 +157,8 @@ class ServingModule(tf.Module):
         "resize_range": list(self.resize_range),
         "max_request_pixels": self.max_request_pixels,
         "tile_size": self.tile_size, "tile_overlap": self.tile_overlap,
-        "max_image_pixels": self.max_image_pixels}),
+        "max_image_pixels": self.max_image_pixels,
+        "probabilities": self.probabilities}),
         trainable=False)
 
   def _pixel_checks(self, images):
@@ -171,7 +180,9 @@ class ServingModule(tf.Module):
     labels, probabilities = inference.predict_labels(
         self.model, images, self.scales, self.flip, self.crop_size,
         self.resize_range, tile_size=self.tile_size,
-        tile_overlap=self.tile_overlap)
+        tile_overlap=self.tile_overlap, probabilities=self.probabilities)
+    if probabilities is None:
+      return {"labels": labels}
     return {"labels": labels, "probabilities": probabilities}
 
   @tf.function(input_signature=[
@@ -210,8 +221,8 @@ def export_saved_model(model, info: dataset_table.DatasetInfo, export_dir: str,
                        resize_range: Sequence[float] = (0, 0, 0),
                        max_request_pixels: int = config_lib.MAX_REQUEST_PIXELS,
                        tile_size: int = 0, tile_overlap: int = 0,
-                       max_image_pixels: int = config_lib.MAX_IMAGE_PIXELS
-                       ) -> str:
+                       max_image_pixels: int = config_lib.MAX_IMAGE_PIXELS,
+                       tile_probabilities: bool = False) -> str:
   """Writes a SavedModel for TF Serving (signatures in the module docstring).
 
   Args:
@@ -230,16 +241,20 @@ def export_saved_model(model, info: dataset_table.DatasetInfo, export_dir: str,
       request may hold, or with tiles one tile of it; more is an
       InvalidArgument error naming the limit.
     tile_size: predict images larger than this in overlapping square tiles
-      of this side (``inference.tiled_probabilities``); 0: whole images.
+      of this side, one row of tiles at a time (``inference.tiled_labels``);
+      0: whole images.
     tile_overlap: pixels neighbouring tiles share.
     max_image_pixels: with tiles, the most pixels (batch x height x width)
       one request may hold.
+    tile_probabilities: with tiles, also output ``probabilities`` (the
+      whole image's float32 probabilities are then kept,
+      ``inference.tiled_probabilities``); without tiles they always are.
   """
   model = folding.inference_model(inference.with_output_stride(
       model, output_stride or model.args.output_stride))
   module = ServingModule(model, info, scales, flip, crop_size, resize_range,
                          max_request_pixels, tile_size, tile_overlap,
-                         max_image_pixels)
+                         max_image_pixels, tile_probabilities)
   signatures = {"serving_default": module.serve.get_concrete_function(),
                 "serve_encoded": module.serve_encoded.get_concrete_function()}
   if legacy_names:

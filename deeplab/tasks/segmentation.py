@@ -133,11 +133,11 @@ def eval_step(model, strategy: tf.distribute.Strategy, num_classes: int,
   model_ref = weakref.ref(model)
 
   def step(images, labels):
-    probabilities = inference.predict_probabilities(
+    predictions = inference.predict_label_map(
         model_ref(), images, scales, flip, crop_size=crop_size,
         tile_size=tile_size, tile_overlap=tile_overlap)
-    return metrics_lib.confusion_matrix(labels, tf.argmax(probabilities, -1),
-                                        num_classes, ignore_label)
+    return metrics_lib.confusion_matrix(labels, predictions, num_classes,
+                                        ignore_label)
 
   if jit_compile:
     step = tf.function(step, jit_compile=True)
@@ -173,7 +173,7 @@ def confusion_over_dataset(model, dataset, strategy: tf.distribute.Strategy, num
     jit_compile: compile each replica's step with XLA (what a TPU does).
     bar: a progress display, advanced by the images of each batch.
     tile_size, tile_overlap: tiles of images larger than ``tile_size``
-      (``inference.tiled_probabilities``); 0: whole images.
+      (``inference.tiled_labels``); 0: whole images.
 
   Returns:
     The summed confusion matrix, numpy int64.
@@ -201,10 +201,9 @@ def _summarize_predictions(config, model, info, step: int, pattern=None):
   panels = []
   for batch in pipeline.eval_dataset(config, pattern=pattern, info=info).take(count):
     image = batch["image"][:1]
-    probabilities = inference.predict_probabilities(
+    predicted = tf.gather(colormap, inference.predict_label_map(
         model, image, crop_size=config_lib.eval_crop_size(config),
-        **inference.tile_options(config))
-    predicted = tf.gather(colormap, tf.argmax(probabilities, -1)[0])
+        **inference.tile_options(config))[0])
     truth = tf.gather(colormap, tf.cast(batch["label"][0], tf.int32))
     pixels = tf.cast((image[0] + 1.0) * 127.5, tf.uint8)
     panels.append(tf.concat([pixels, predicted, truth], axis=1))
