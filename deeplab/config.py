@@ -483,6 +483,11 @@ def _export(config) -> None:
   # its outputs (labels; full-size probabilities where exported) grow with
   # it. Recorded in the SavedModel's metadata; unused without tiles.
   config.export.max_image_pixels = MAX_IMAGE_PIXELS
+  # With tiles, whether the SavedModel also outputs the full-size float32
+  # probabilities (one buffer of height x width x classes per image); without
+  # them its tiled path keeps one band of tiles at a time and outputs labels
+  # only. Without tiles both outputs are always there.
+  config.export.tile_probabilities = False
 
 
 def _export_rules(config) -> rules.Table:

@@ -94,7 +94,8 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
         model, dataset_table.from_config(config), export_dir,
         output_stride=output_stride, legacy_names=legacy_names,
         max_request_pixels=config.export.max_request_pixels,
-        max_image_pixels=config.export.max_image_pixels, **options)
+        max_image_pixels=config.export.max_image_pixels,
+        tile_probabilities=config.export.tile_probabilities, **options)
     logging.info("SavedModel of step %d written to %s", step, export_dir)
   if frozen_graph:
     path = os.path.join(export_dir, frozen_graph_lib.FROZEN_GRAPH_NAME)
