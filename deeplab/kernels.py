@@ -78,7 +78,8 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
 
   def _fusable(self, inputs, training, mask) -> bool:
     del training
-    return (mask is None and not self.renorm and self.scale and self.center
+    # Keras 3.14 added renorm; a Keras without it never renormalizes.
+    return (mask is None and not getattr(self, "renorm", False) and self.scale and self.center
             and len(inputs.shape) == 4 and self.axis in (-1, 3)
             and keras.backend.backend() == "tensorflow")
 

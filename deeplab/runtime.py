@@ -12,10 +12,14 @@ is right for some jobs and wrong for others: on an AVX2-only CPU oneDNN
 makes training faster and batch-1 forward passes slower (the figures are
 in bench/README.md, "Runtime choice per CPU and job").
 
-So every tool names its job, and ``launch`` chooses, prints one line
-(``runtime: oneDNN on (chosen: AVX2 CPU, train), ...``), sets the
-variables and only then imports the tool. A variable the user set wins and
-the line says "set by you". This module must not import TensorFlow (nor
+So every tool names its job, and ``apply`` chooses, sets the variables
+and prints one line (``runtime: oneDNN on (chosen: AVX2 CPU, train),
+...``) for the jobs whose speed the choice sets (``REPORTED_JOBS``; the
+others print it with ``--verbose``), before the tool is imported. A
+variable the user set wins and the line says "set by you". Where
+/proc/cpuinfo or the cgroup files are missing (macOS, Windows, some
+containers), nothing is chosen: TensorFlow's defaults run, and the line
+says which file was missing. This module must not import TensorFlow (nor
 anything that does): it runs before it.
 
 Jobs: ``train``; ``eval`` (evaluation, batch 1 by default:
@@ -39,13 +43,18 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import pathlib
 import sys
 from typing import Dict, FrozenSet, Mapping, Optional, Tuple
 
 JOBS = ("train", "eval", "predict", "export", "tool")
+# The jobs whose speed the choice sets: they print its line. Export writes
+# files that do not depend on it; other tools print it with --verbose.
+REPORTED_JOBS = ("train", "eval", "predict")
+# Where the CPU and its quota are read (Linux); tests point them elsewhere.
+CPUINFO = "/proc/cpuinfo"
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
 INTRA_OP = "TF_NUM_INTRAOP_THREADS"
@@ -68,6 +77,9 @@ class Cpu:
   model: str
   flags: FrozenSet[str]
   cores: int
+  # Why the CPU is unknown (a file that could not be read), "" when it is
+  # known: nothing is chosen for an unknown CPU.
+  unknown: str = ""
 
   @property
   def avx512(self) -> bool:
@@ -137,13 +149,17 @@ def usable_cores(cgroup_root: str = "/sys/fs/cgroup") -> int:
 
 
 def this_cpu() -> Cpu:
-  """The CPU this process runs on (Linux; elsewhere a CPU without flags,
-  for which nothing is chosen)."""
+  """The CPU this process runs on, read from ``CPUINFO`` and ``CGROUP_ROOT``
+  (Linux). Where either is missing (macOS, Windows, some containers) the
+  CPU is ``unknown``, with the missing file named, and nothing is chosen."""
+  cores = os.cpu_count() or 1
   try:
-    model, flags = parse_cpuinfo(pathlib.Path("/proc/cpuinfo").read_text())
+    model, flags = parse_cpuinfo(pathlib.Path(CPUINFO).read_text())
   except OSError:
-    model, flags = "unknown CPU", frozenset()
-  return Cpu(model, flags, usable_cores())
+    return Cpu("unknown CPU", frozenset(), cores, unknown=f"{CPUINFO} is unreadable")
+  if not pathlib.Path(CGROUP_ROOT).is_dir():
+    return Cpu(model, flags, cores, unknown=f"{CGROUP_ROOT} is missing")
+  return Cpu(model, flags, usable_cores(CGROUP_ROOT))
 
 
 # ---------------------------------------------------------------- the rules
@@ -208,12 +224,19 @@ class Choice:
   def line(self) -> str:
     """The one line the tools print, e.g. ``runtime: oneDNN on (chosen:
     AVX2 CPU, train), intra-op 2, inter-op 2 (chosen: 2 usable cores),
-    ...``."""
+    ...``; on an unknown CPU ``runtime: TensorFlow's defaults (not chosen:
+    /proc/cpuinfo is unreadable...), ...``."""
     def why(setting: Setting) -> str:
       if setting.by_user:
         return f"set by you: {setting.name}={setting.value}"
       return setting.reason
 
+    if self.cpu.unknown:
+      parts = [f"TensorFlow's defaults (not chosen: {self.cpu.unknown}, as on "
+               "macOS, Windows and some containers)"]
+      parts += [why(s) for s in self.settings if s.by_user]
+      parts.append(f"allocator {self.allocator}")
+      return f"runtime: {', '.join(parts)}; {self.cpu.model}"
     onednn = self.setting(ONEDNN)
     state = {True: "on", False: "off", None: "as TensorFlow decides"}[self.onednn()]
     parts = [f"oneDNN {state} ({why(onednn)})"]
@@ -258,9 +281,9 @@ def choose(cpu: Cpu, job: str, environ: Mapping[str, str]) -> Choice:
     raise ValueError(f"job must be one of {JOBS}, got {job!r}")
   ours = _ours(environ)
   where = f"{cpu.isa()} CPU, {job}"
-  onednn = ONEDNN_RULES[cpu.kind][job]
+  onednn = None if cpu.unknown else ONEDNN_RULES[cpu.kind][job]
   frozen = "1" if onednn == "1" and job in FROZEN_WEIGHT_JOBS else None
-  threads = str(cpu.cores)
+  threads = None if cpu.unknown else str(cpu.cores)
   chosen = [
       (ONEDNN, onednn, f"chosen: {where}" if onednn is not None
        else f"not chosen: {where}"),
@@ -335,11 +358,13 @@ def set_env(choice: Choice, environ: Dict[str, str]) -> None:
 
 
 def apply(job: str, cpu: Optional[Cpu] = None,
-          environ: Optional[Dict[str, str]] = None, stream=None) -> Choice:
+          environ: Optional[Dict[str, str]] = None, stream=None,
+          verbose: bool = False) -> Choice:
   """Chooses the runtime of ``job``, sets its variables in ``environ``
-  (``os.environ``) and prints the line to ``stream`` (stderr). Call it
-  before TensorFlow is imported; after, the line says the choice came too
-  late and nothing is set."""
+  (``os.environ``) and prints the line to ``stream`` (stderr) for a job of
+  ``REPORTED_JOBS``, or any job when ``verbose``. Call it before
+  TensorFlow is imported; after, the line says the choice came too late
+  and nothing is set."""
   global _applied
   cpu = cpu or this_cpu()
   environ = os.environ if environ is None else environ
@@ -350,14 +375,7 @@ def apply(job: str, cpu: Optional[Cpu] = None,
           f"started; its settings stay as they were); {cpu.model}", file=stream)
     return choice
   set_env(choice, environ)
-  print(choice.line(), file=stream, flush=True)
+  if verbose or job in REPORTED_JOBS:
+    print(choice.line(), file=stream, flush=True)
   _applied = choice
   return choice
-
-
-def launch(module: str, job: str) -> None:
-  """Runs the tool in ``module`` as ``job``: chooses the job's runtime,
-  then imports the module and calls its ``main()``. The tools' modules
-  and jobs are the table ``deeplab.cli.TOOLS``."""
-  apply(job)
-  importlib.import_module(module).main()

@@ -1,11 +1,16 @@
 """The runtime chosen per CPU and job (deeplab/runtime.py): the rules from
-given CPU descriptions, the user's variables winning, the bf16 warning, and
-the tools choosing before TensorFlow is imported."""
+given CPU descriptions, the user's variables winning, TensorFlow's defaults
+where the CPU cannot be read, the bf16 warning, the tools choosing before
+TensorFlow is imported, and their quiet start (deeplab/cli/__init__.py)."""
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
+from deeplab import cli
 from deeplab import runtime
 from tests import harness
 from tests.conftest import REPO
@@ -99,6 +104,29 @@ def test_usable_cores_follow_a_containers_cpu_quota(tmp_path):
   assert runtime.usable_cores(str(tmp_path)) >= 1
 
 
+def test_a_missing_cpuinfo_or_cgroup_leaves_tensorflows_defaults(monkeypatch, tmp_path):
+  """As on macOS, Windows and containers without /proc/cpuinfo or cgroups."""
+  monkeypatch.setattr(runtime, "CPUINFO", str(tmp_path / "cpuinfo"))
+  unread = runtime.this_cpu()
+  assert unread.unknown == f"{tmp_path / 'cpuinfo'} is unreadable"
+  (tmp_path / "cpuinfo").write_text(EPYC_AVX2)
+  monkeypatch.setattr(runtime, "CGROUP_ROOT", str(tmp_path / "cgroup"))
+  no_cgroup = runtime.this_cpu()
+  assert (no_cgroup.model, no_cgroup.unknown) == ("AMD EPYC 7B12", f"{tmp_path / 'cgroup'} is missing")
+  for described in (unread, no_cgroup):
+    for job in runtime.JOBS:
+      choice = runtime.choose(described, job, environ={})
+      assert choice.env() == {} and choice.onednn() is None
+      line = choice.line()
+      assert "\n" not in line and line.startswith(
+          f"runtime: TensorFlow's defaults (not chosen: {described.unknown}, as on macOS")
+  choice = runtime.choose(unread, "train", environ={"TF_NUM_INTRAOP_THREADS": "3"})
+  assert choice.env() == {}
+  assert "set by you: TF_NUM_INTRAOP_THREADS=3" in choice.line()
+  (tmp_path / "cgroup").mkdir()
+  assert runtime.this_cpu().unknown == ""
+
+
 def test_bf16_without_native_bf16_is_warned_with_the_measured_factor():
   for text in (EPYC_AVX2, SKYLAKE_AVX512):
     described = cpu(text)
@@ -166,7 +194,7 @@ def test_a_tool_chooses_before_tensorflow_is_imported():
 
 
 @pytest.mark.parametrize("command", [["train.py", "--help"],
-                                     ["-m", "deeplab.cli", "summary", "--help"]])
+                                     ["-m", "deeplab.cli", "summary", "--help", "--verbose"]])
 def test_the_entry_points_print_the_choice(command):
   result = harness.run_cli(*command, timeout=300,
                            env_overrides={"TF_NUM_INTEROP_THREADS": "1"})
@@ -197,3 +225,47 @@ def test_the_tools_warn_about_bf16_on_a_cpu_without_it(monkeypatch):
   config.distribution.strategy = "default"
   common.warn_about_bf16(config)
   assert len(warnings) == 1
+
+
+def test_tensorflows_start_up_lines_are_told_from_the_tools_own():
+  noise = [
+      "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+      "I0000 00:00:1796535252.949335   27101 port.cc:153] oneDNN custom operations are on.",
+      "I0000 00:00:1796535252.949674   27101 cudart_stub.cc:31] Could not find cuda drivers",
+      "E0000 00:00:1796535267.255899   27101 cuda_platform.cc:52] failed call to cuInit: INTERNAL",
+      "2026-12-06 05:36:55.728073: E external/local_xla/xla/stream_executor/cuda/"
+      "cuda_platform.cc:51] failed call to cuInit: INTERNAL: CUDA error",
+      "2026-12-06 05:36:55.728073: I tensorflow/core/platform/cpu_feature_guard.cc:210] This "
+      "TensorFlow binary is optimized to use available CPU instructions",
+      "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow "
+      "with the appropriate compiler flags.",
+      "2026-12-06 06:09:37.265970: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:467] "
+      "Unable to register cuFFT factory: Attempting to register factory for plugin cuFFT when one "
+      "has already been registered",
+      "E0000 00:00:1796537377.320099   14135 cuda_dnn.cc:8579] Unable to register cuDNN factory: "
+      "Attempting to register factory for plugin cuDNN when one has already been registered",
+  ]
+  kept = ["E0000 00:00:1796535267.255899   27101 op_kernel.cc:52] INVALID_ARGUMENT",
+          "Traceback (most recent call last):", "I1206 12:00:00.000000 140 train.py:10] step 1"]
+  assert all(cli.startup_noise(line) for line in noise)
+  assert not any(cli.startup_noise(line) for line in kept)
+  argv = ["deeplab-summary", "--verbose", "--config=synthetic"]
+  assert cli.verbose_requested(argv, {}) and argv == ["deeplab-summary", "--config=synthetic"]
+  assert not cli.verbose_requested(argv, {"TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert cli.verbose_requested(argv, {"TF_CPP_MIN_LOG_LEVEL": "0"})
+  assert cli.verbose_requested(argv, {"TF_CPP_MAX_VLOG_LEVEL": "1"})
+
+
+def test_a_tools_output_starts_with_what_the_user_asked_for(tmp_path):
+  """No TensorFlow start-up lines and, for a job whose speed the runtime
+  does not set, no runtime line: the first line is the tool's own."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP_")}
+  result = subprocess.run(
+      [sys.executable, "-m", "deeplab.cli", "make-synthetic", f"--output_dir={tmp_path}",
+       "--train_size=2", "--val_size=1", "--image_size=65", "--num_shards=1"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stderr.splitlines()
+  assert lines and lines[0].startswith("train "), result.stderr[-3000:]
+  assert not any(cli.startup_noise(l) or l.startswith("runtime: ") for l in lines), lines
+  assert result.stdout.splitlines()[0] == "split 'train': 2 records in 1 shards"

@@ -7,9 +7,17 @@ and a model zoo name converts (``deeplab-convert``) and loads
 The fresh environment gets the wheel (``pip install --no-deps``) and reads
 the dependencies (TensorFlow...) from the test's own environment through a
 ``.pth`` line, so the test needs no network and no second TensorFlow.
+
+An environment that already has a TensorFlow keeps it: ``pip install`` of
+the wheel with its dependencies resolved, offline (``--no-index``, so a
+dependency pip wanted to fetch would fail the install), into a fresh
+environment that sees this one's packages; under ``make test-floor`` that
+is the oldest supported TensorFlow (requirements-floor.txt).
 """
 
 import ast
+import configparser
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -43,9 +51,9 @@ def _source_copy(destination: pathlib.Path) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-  """(bin folder, site-packages, a work folder outside the checkout)."""
-  root = tmp_path_factory.mktemp("wheel")
+def wheel(tmp_path_factory):
+  """The wheel built from a copy of the checkout."""
+  root = tmp_path_factory.mktemp("wheel_build")
   source = _source_copy(root / "source")
   wheels = root / "wheels"
   result = subprocess.run(
@@ -53,14 +61,27 @@ def installed(tmp_path_factory):
        "--quiet", "-w", str(wheels), str(source)],
       capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
-  (wheel,) = wheels.glob("deeplab_tf2-*.whl")
-  env_dir = root / "env"
+  (built,) = wheels.glob("deeplab_tf2-*.whl")
+  return built
+
+
+def _fresh_environment(env_dir: pathlib.Path):
+  """(python, site-packages) of a new venv that sees this one's packages."""
   venv.EnvBuilder(with_pip=False).create(env_dir)
   python = env_dir / "bin" / "python"
   site = pathlib.Path(subprocess.check_output(
       [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
       text=True).strip())
   (site / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+  return python, site
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, wheel):
+  """(bin folder, site-packages, a work folder outside the checkout)."""
+  root = tmp_path_factory.mktemp("wheel")
+  env_dir = root / "env"
+  python, site = _fresh_environment(env_dir)
   result = subprocess.run(
       [sys.executable, "-m", "pip", "--python", str(python), "install",
        "--no-deps", "--quiet", str(wheel)], capture_output=True, text=True,
@@ -78,6 +99,44 @@ def run(installed, *command, timeout=600, **environment):
   env.pop("PYTHONPATH", None)
   return subprocess.run(list(command), cwd=work, env=env, capture_output=True,
                         text=True, timeout=timeout)
+
+
+def test_the_wheel_keeps_the_tensorflow_it_finds(wheel, tmp_path):
+  python, site = _fresh_environment(tmp_path / "env")
+  found = importlib.metadata.version("tensorflow")
+  result = subprocess.run(
+      [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index",
+       str(wheel)], capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  installed_line = [l for l in result.stdout.splitlines() if l.startswith("Successfully installed")]
+  assert installed_line == [f"Successfully installed deeplab-tf2-{wheel.name.split('-')[1]}"], \
+      result.stdout[-3000:]
+  kept = subprocess.check_output(
+      [str(python), "-c", "import importlib.metadata as m; print(m.version('tensorflow'))"],
+      text=True).strip()
+  assert kept == found
+  assert (site / "deeplab").is_dir() and not list(site.glob("tensorflow*"))
+
+
+def _lower_bounds():
+  parser = configparser.ConfigParser()
+  parser.read(REPO / "setup.cfg")
+  bounds = {}
+  for line in parser["options"]["install_requires"].split("\n"):
+    name, _, rest = line.strip().partition(">=")
+    if name:
+      bounds[name] = rest.split(",")[0]
+  return bounds
+
+
+def test_the_floor_set_is_setup_cfgs_lower_bounds():
+  pins = dict(line.split("==") for line in (REPO / "requirements-floor.txt").read_text().splitlines()
+              if line and not line.startswith("#"))
+  bounds = _lower_bounds()
+  for name, lower in bounds.items():
+    pinned = pins[name].split(".")
+    assert pinned[:len(lower.split("."))] == lower.split("."), (name, lower, pins[name])
+    assert all(part == "0" for part in pinned[len(lower.split(".")):]), (name, pins[name])
 
 
 def test_the_wheel_installs_only_our_names(installed):

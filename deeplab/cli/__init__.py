@@ -5,9 +5,17 @@ Each tool module defines its flags inside its ``main()`` (never at import)
 and calls one library function. ``TOOLS`` names every tool once: its
 console script (setup.cfg, checked against this table by
 tests/test_structure.py), its module, and its runtime job
-(``deeplab.runtime.JOBS``), which ``deeplab.runtime.launch`` sets up before
+(``deeplab.runtime.JOBS``), which ``deeplab.runtime.apply`` sets up before
 the module, and with it TensorFlow, is imported. Nothing here may import
 TensorFlow.
+
+A tool's output starts with what the user asked for: TensorFlow's C++
+start-up lines (CUDA stubs, oneDNN notices, CPU feature notes, log lines
+written before its logging starts) are left out, by
+``TF_CPP_MIN_LOG_LEVEL=2`` and by dropping them from what TensorFlow's
+start-up writes to stderr (``quiet_start``). ``--verbose`` (any tool), or
+the user's own ``TF_CPP_MIN_LOG_LEVEL=0`` or ``TF_CPP_MAX_VLOG_LEVEL``,
+shows them, and prints the runtime line for every job.
 
 Ways to run a tool, all through this table:
   deeplab-predict --workdir=W ...            # a console script
@@ -17,12 +25,80 @@ Ways to run a tool, all through this table:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Tuple
+import importlib
+import os
+import re
+import sys
+import tempfile
+from typing import Iterator, List, MutableMapping, Tuple
 
 from deeplab import runtime
 
 SCRIPT_PREFIX = "deeplab-"
+VERBOSE_FLAG = "--verbose"
+LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
+VLOG_LEVEL = "TF_CPP_MAX_VLOG_LEVEL"
+# What TensorFlow's start-up writes to stderr and the user never asked
+# for: its C++ (.cc) info and warning lines (absl's "I0000 00:00:17.. 123
+# port.cc:153] ...", TensorFlow's "2026-01-01 12:00:00.000: I
+# tensorflow/...cc:..] ..."), the note absl writes before its logging
+# starts, and the CPU feature note's second line. Errors stay, except the
+# CUDA libraries' on a machine without a driver and their plugins
+# registered twice (TensorFlow 2.19).
+STARTUP_NOISE = re.compile(
+    r"^([IW]\d{4} [\d:.]+ +\d+ \S+\.cc:\d+\] "
+    r"|[\d-]+ [\d:.]+: [IW] \S+\.cc:\d+\] "
+    r"|([\d-]+ [\d:.]+: E |E\d{4} [\d:.]+ +\d+ )\S*cuda_\w+\.cc:\d+\] "
+    r"(failed call to cuInit|Unable to register cu\w+ factory: Attempting to register)"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|To enable the following instructions: .* rebuild TensorFlow)")
+
+
+def verbose_requested(argv: List[str], environ: MutableMapping[str, str]) -> bool:
+  """Whether TensorFlow's start-up lines are shown: ``--verbose`` in
+  ``argv`` (removed from it: no tool defines it), or the user's own
+  ``TF_CPP_MIN_LOG_LEVEL=0`` or ``TF_CPP_MAX_VLOG_LEVEL``."""
+  given = VERBOSE_FLAG in argv[1:]
+  argv[1:] = [arg for arg in argv[1:] if arg != VERBOSE_FLAG]
+  return given or environ.get(LOG_LEVEL, "").strip() == "0" or VLOG_LEVEL in environ
+
+
+def startup_noise(line: str) -> bool:
+  """Whether ``line`` is one of TensorFlow's start-up lines (``STARTUP_NOISE``)."""
+  return bool(STARTUP_NOISE.match(line))
+
+
+@contextlib.contextmanager
+def quiet_start(environ: MutableMapping[str, str]) -> Iterator[None]:
+  """TensorFlow's start-up, inside the block, without its start-up lines:
+  ``TF_CPP_MIN_LOG_LEVEL=2`` unless the user set it, and the block's stderr
+  (file descriptor 2, which TensorFlow's C++ writes to) held back and
+  written out after it without the lines of ``STARTUP_NOISE``."""
+  environ.setdefault(LOG_LEVEL, "2")
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), 2)
+    try:
+      yield
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      held.seek(0)
+      lines = held.read().decode(errors="replace").splitlines(keepends=True)
+      sys.stderr.write("".join(l for l in lines if not startup_noise(l)))
+      sys.stderr.flush()
+
+
+def _start_tensorflow() -> None:
+  """Lets an imported TensorFlow look for GPUs now, inside ``quiet_start``
+  (a machine without a CUDA driver logs it then); this fixes no setting
+  (devices can still be configured)."""
+  if "tensorflow" in sys.modules:
+    sys.modules["tensorflow"].config.list_physical_devices("GPU")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +132,14 @@ class Tool:
     return self.script.replace("-", "_")
 
   def __call__(self) -> None:
-    """Chooses the job's runtime, then imports the module and runs it."""
-    runtime.launch(self.module_name, self.job)
+    """Chooses the job's runtime, then imports the module (quietly unless
+    ``verbose_requested``) and runs its ``main()``."""
+    verbose = verbose_requested(sys.argv, os.environ)
+    runtime.apply(self.job, verbose=verbose)
+    with contextlib.nullcontext() if verbose else quiet_start(os.environ):
+      module = importlib.import_module(self.module_name)
+      _start_tensorflow()
+    module.main()
 
 
 TOOLS: Tuple[Tool, ...] = (
