@@ -13,6 +13,9 @@ Images and masks pair by file stem (``a.jpg`` with ``a.png``; use
   JSON file {"0": [0, 0, 0], "1": [128, 0, 0], ...} mapping ids to colors;
   --ignore_color names the color of unlabelled pixels.
 Run `deeplab-inspect DIR` on the masks first if unsure.
+
+OUT/dataset.json describes the records (classes, --class_names, ignore
+label, split sizes, pixel counts per class); training reads it.
 """
 
 from absl import app
@@ -41,6 +44,9 @@ def main():
       "ignore_color", None, "For RGB masks: r,g,b of unlabelled pixels.")
   mask_suffix = flags.DEFINE_string(
       "mask_suffix", "", "Suffix of mask stems, e.g. '_mask' for a_mask.png.")
+  class_names = flags.DEFINE_list(
+      "class_names", None, "Names of the classes, by id (written to "
+      "OUT/dataset.json, which training reads); default: class_0, class_1, ...")
 
   def build(output_dir, options):
     try:
@@ -50,7 +56,8 @@ def main():
     except ValueError as e:
       raise app.UsageError(str(e)) from None
     return build_folder.build(images.value, masks.value, output_dir, spec,
-                              split.value, mask_suffix.value, options)
+                              split.value, mask_suffix.value, options,
+                              class_names=class_names.value or ())
 
   flags.mark_flags_as_required(["images", "masks"])
   builder_flags.run_builder(build, __doc__)
