@@ -66,6 +66,8 @@ def _tiny(config, out, **fields):
             "checkpoint.every": 1, "eval.num_summary_images": 0,
             "init.checkpoint": "", "budget.max_minutes": 0.0,
             "model.backbone": "mobilenet_v2", "model.depth_multiplier": 0.5,
+            "model.aspp_filters": 32, "model.decoder_filters": 32,
+            "model.low_level_filters": 16,
             **fields}
   for path, value in values.items():
     config_lib.set_field(config, path, value)
@@ -93,6 +95,7 @@ def test_folder_builds_describe_their_splits_in_one_file(five_classes):
   assert not list(five_classes.glob("test-*"))
 
 
+@pytest.mark.slow  # The one end-to-end run: a training step (~45 s on 2 cores).
 def test_five_classes_train_with_their_names_without_dataset_flags(five_classes, tmp_path):
   config = _tiny(config_lib.shipped_config("custom"), five_classes)
   resolved = config_lib.resolve_dataset(config)
