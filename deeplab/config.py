@@ -532,9 +532,9 @@ def _plain(value):
 
 def _data_values(config, found: description_lib.Description) -> Dict[str, Any]:
   """``{field: value}`` the records give for ``DATA_FIELDS`` (those they
-  say); classification labels shifted by ``config.data.label_offset``."""
+  say); labels shifted by ``config.data.label_offset`` (classification)."""
   names, num_classes = found.class_names, found.num_classes
-  if found.task == "classification" and config.data.label_offset:
+  if config.data.label_offset:  # Read by classification records alone.
     offset = config.data.label_offset
     num_classes += offset
     names = (tuple(f"class_{i}" for i in range(offset)) + names if offset > 0
@@ -615,10 +615,10 @@ def _take_dataset_fields(config, key: str, pattern: str,
                          found: description_lib.Description) -> None:
   """Sets or checks ``config.dataset`` against ``found`` (resolve_dataset)."""
   where = f"{found.path} (the records of config.data.{key}={pattern!r})"
-  if found.task != config.model.task:
+  if tasks.REGISTERED.get(found.task) != tasks.registration(config):
     raise ValueError(
-        f"config.model.task={config.model.task!r} contradicts the records: "
-        f"{where} holds {found.task} records")
+        f"config.model.task={ModelArgs.from_experiment(config).task!r} "
+        f"contradicts the records: {where} holds {found.task} records")
   defaults = base_config().dataset
   d = config.dataset
   data = _data_values(config, found)
@@ -633,7 +633,7 @@ def _take_dataset_fields(config, key: str, pattern: str,
           "unset to take the records' value, or train on records of these "
           "classes")
   if d.name == defaults.name:
-    d.name = found.name
+    set_field(config, "dataset.name", found.name)
   elif d.name != found.name and d.name in dataset_table.DATASETS:
     table = dataset_table.DATASETS[d.name]
     if found.name in dataset_table.DATASETS or table.num_classes != d.num_classes:
@@ -659,8 +659,8 @@ def _resolve_class_weights(config, found) -> None:
         "is none: build the records with a deeplab-build-* tool, or give one "
         "weight per class (deeplab-inspect prints them)")
   pattern, described = train[0]
-  config.loss.class_weights = described.class_weights(
-      pattern, AUTO_CLASS_WEIGHTS[weights])
+  set_field(config, "loss.class_weights", described.class_weights(
+      pattern, AUTO_CLASS_WEIGHTS[weights]))
 
 
 def leaves(config, prefix: str = "") -> Iterator[Tuple[str, Any]]:
