@@ -622,6 +622,12 @@ def _take_dataset_fields(config, key: str, pattern: str,
   defaults = base_config().dataset
   d = config.dataset
   data = _data_values(config, found)
+  if (found.ignore_label is None and d.num_classes != defaults.num_classes
+      and d.num_classes > data["num_classes"]):
+    # Classification records of some of the config's classes (class folders
+    # of part of ImageNet): their labels are some of its logits.
+    del data["num_classes"]
+    data.pop("class_names", None)
   for field, value in data.items():
     ours = _plain(d[field])
     if ours == _plain(defaults[field]):

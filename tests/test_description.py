@@ -204,6 +204,10 @@ def test_class_folders_describe_their_classes_from_first_label(tmp_path):
     config_lib.set_field(config, path, value)
   resolved = config_lib.resolve_dataset(config)
   assert (resolved.dataset.num_classes, resolved.dataset.class_names) == (2, ("cat", "dog"))
+  # Class folders of some of a config's classes (part of ImageNet) fit it.
+  config = config_lib.shipped_config("imagenet_xception65")
+  config_lib.set_field(config, "data.train_pattern", f"{tmp_path}/out/train-*")
+  assert config_lib.resolve_dataset(config).dataset.num_classes == 1001
 
 
 def test_camvid_records_describe_the_table_entry(tmp_path):
