@@ -53,9 +53,11 @@ def label_spec(num_classes: Optional[int] = None,
 
 def build(images: str, masks: str, output_dir: str, spec: builder.LabelSpec,
           split: str = "train", mask_suffix: str = "",
-          options: Optional[common.BuildOptions] = None
-          ) -> List[builder.BuildReport]:
+          options: Optional[common.BuildOptions] = None,
+          class_names: Sequence[str] = ()) -> List[builder.BuildReport]:
   """Writes the pairs of ``images`` and ``masks`` (by file stem, mask stems
-  ending in ``mask_suffix``) as the records of ``split``."""
+  ending in ``mask_suffix``) as the records of ``split``, their classes
+  named ``class_names`` in ``dataset.json`` (default ``class_<id>``)."""
   samples = builder.pair_by_stem(images, masks, mask_suffix)
-  return common.build({split: samples}, spec, output_dir, options)
+  return common.build({split: samples}, spec, output_dir, options,
+                      class_names=class_names)

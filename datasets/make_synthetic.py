@@ -188,7 +188,7 @@ def build(output_dir: str, train_size: int = 400, val_size: int = 64,
     return common.build_classification({
         "train": classified_samples(train_size, seed, size, "train"),
         "val": classified_samples(val_size, val_seed, size, "val")},
-                                       output_dir, options)
+                                       output_dir, options, dataset="synthetic_shapes")
   if task != "segmentation":
     raise ValueError(f"task must be 'segmentation' or 'classification', got {task!r}")
   size = image_size or SEGMENTATION_SIZE
@@ -196,7 +196,8 @@ def build(output_dir: str, train_size: int = 400, val_size: int = 64,
   val = samples(val_size, val_seed, size, "val")
   reports = common.build(
       {"train": samples(train_size, seed, size, "train"), "val": val},
-      builder.LabelSpec(info.num_classes, info.ignore_label), output_dir, options)
+      builder.LabelSpec(info.num_classes, info.ignore_label), output_dir, options,
+      dataset="synthetic")
   if png_dir:
     tf.io.gfile.makedirs(png_dir)
     for sample in val:

@@ -18,6 +18,10 @@ saving, the time ``budget``, the ``distribution`` strategy, ``eval`` and
 The model's fields (``config.model.*`` and ``config.dataset.num_classes``)
 come from ``deeplab.model_args.ModelArgs``, which documents each of them
 and holds their rules.
+
+The dataset fields (``config.dataset.*``: class count, names, ignore label,
+colormap) come from the records' ``dataset.json`` unless the config sets
+them (``resolve_dataset``).
 """
 
 from __future__ import annotations
@@ -27,17 +31,22 @@ import os
 import typing
 from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Tuple
 
+from absl import logging
 import ml_collections
 
 from deeplab import rules
 from deeplab import tasks
 from deeplab.data import dataset_table
+from deeplab.data import description as description_lib
 from deeplab.model_args import ModelArgs
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 SCHEDULES = ("poly", "exponential")
 WARMUP_TYPES = ("none", "linear")
 OPTIMIZERS = ("sgd", "adamw")
+# config.loss.class_weights computed from the records' pixel counts, and the
+# power each median-frequency weight is raised to (0.5: its square root).
+AUTO_CLASS_WEIGHTS = {"auto": 1.0, "auto_sqrt": 0.5}
 # 4096 x 4096: a 12-megapixel photo, or eight 2048x1024 Cityscapes frames,
 # in one request (bench/README.md measures a request's memory at it).
 MAX_REQUEST_PIXELS = 4096 * 4096
@@ -66,6 +75,10 @@ def _dataset(config) -> None:
   # Class names of a user dataset, one per id; () takes the table's names
   # (or class_0, class_1, ... for a dataset not in the table).
   config.dataset.class_names = ()
+  # RGB color per class id of a user dataset, for colored masks and
+  # overlays; () takes the table's (or generated colors for a dataset not
+  # in the table).
+  config.dataset.colormap = ()
 
 
 def _model(config) -> None:
@@ -313,8 +326,12 @@ def _loss(config) -> None:
   """The segmentation loss: weighted, mined pixel cross-entropy, and the
   Lovasz-softmax loss beside it."""
   config.loss = ml_collections.ConfigDict()
-  # Loss weight per class id, () for none (datasets.inspect prints them).
-  config.loss.class_weights = ()
+  # Loss weight per class id, () for none (deeplab-inspect prints them);
+  # 'auto': median-frequency weights from the pixel counts of the training
+  # records' dataset.json, 'auto_sqrt': their square roots (rare classes
+  # over-predicted less; the CamVid recipes' choice). Training replaces
+  # either with the weights it computed (W/config.json).
+  config.loss.class_weights = ml_collections.FieldReference((), field_type=object)
   # Fraction of the hardest pixels of the batch kept in the loss (1.0: all
   # pixels).
   config.loss.top_k_percent_pixels = 1.0
@@ -335,9 +352,10 @@ def _loss_rules(config) -> rules.Table:
   num_classes = config.dataset.num_classes
   return {
       "class_weights": rules.Rule(
-          lambda v: not v or len(v) == num_classes,
+          lambda v: v in AUTO_CLASS_WEIGHTS if isinstance(v, str) else (
+              not v or len(v) == num_classes),
           f"() or one weight per class (config.dataset.num_classes="
-          f"{num_classes})"),
+          f"{num_classes}) or one of {', '.join(map(repr, AUTO_CLASS_WEIGHTS))}"),
       "top_k_percent_pixels": rules.in_interval(0, 1, "(]"),
       "hard_example_mining_step": rules.at_least(0),
       "lovasz_weight": rules.at_least(0),
@@ -535,6 +553,162 @@ def eval_crop_size(config) -> Optional[Tuple[int, int]]:
   if tuple(config.eval.crop_size):
     return tuple(config.eval.crop_size)
   return dataset_table.from_config(config).eval_crop_size
+
+
+# The config.dataset fields taken from the records' dataset.json
+# (resolve_dataset). A field that holds its base_config() default is not set
+# on purpose and takes the records' value; any other value is the config's
+# choice and must agree with the records.
+DATA_FIELDS = ("num_classes", "ignore_label", "class_names", "colormap")
+# The record patterns whose dataset.json is read, first the one that decides.
+RECORD_PATTERNS = ("train_pattern", "eval_pattern")
+
+
+def _plain(value):
+  """A config or JSON value comparable with a description's: sequences as
+  tuples, nested ones too."""
+  if isinstance(value, (list, tuple)):
+    return tuple(_plain(v) for v in value)
+  return value
+
+
+def _data_values(config, found: description_lib.Description) -> Dict[str, Any]:
+  """``{field: value}`` the records give for ``DATA_FIELDS`` (those they
+  say); labels shifted by ``config.data.label_offset`` (classification)."""
+  names, num_classes = found.class_names, found.num_classes
+  if config.data.label_offset:  # Read by classification records alone.
+    offset = config.data.label_offset
+    num_classes += offset
+    names = (tuple(f"class_{i}" for i in range(offset)) + names if offset > 0
+             else names[-offset:])
+  values = {"num_classes": num_classes, "class_names": tuple(names),
+            "ignore_label": found.ignore_label, "colormap": found.colormap}
+  if names == tuple(f"class_{i}" for i in range(num_classes)):
+    del values["class_names"]  # Placeholders: any names the config gives.
+  return {k: v for k, v in values.items() if v is not None}
+
+
+def _descriptions(config) -> Tuple[list, list]:
+  """``([(key, pattern, Description)], [patterns without one])`` of the
+  config's record patterns; the descriptions must agree on the classes.
+
+  Raises:
+    ValueError: two descriptions that disagree, naming both files.
+  """
+  found, missing = [], []
+  for key in RECORD_PATTERNS:
+    pattern = config.data[key]
+    if pattern:
+      described = description_lib.find(pattern)
+      if described is None:
+        missing.append(pattern)
+      else:
+        found.append((key, pattern, described))
+  for key, _, other in found[1:]:
+    differences = found[0][2].disagreements(other)
+    if differences:
+      raise ValueError(
+          f"the records of config.data.{found[0][0]} and config.data.{key} "
+          f"describe other classes ({found[0][2].path} vs {other.path}: "
+          f"{'; '.join(differences)})")
+  return found, missing
+
+
+def resolve_dataset(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config with its dataset fields from the records' ``dataset.json``
+  (``deeplab.data.description``, found beside ``config.data.train_pattern``
+  or ``eval_pattern``) and ``config.loss.class_weights`` 'auto' or
+  'auto_sqrt' computed from the training records' pixel counts.
+
+  Each of ``DATA_FIELDS`` (and ``config.dataset.name``) holding its
+  ``base_config()`` default takes the records' value; a value set on
+  purpose must agree with them. Records without a description leave the
+  config as it is, with a warning naming what is assumed.
+
+  Args:
+    config: a config tree (not changed).
+
+  Returns:
+    A copy of the config, resolved.
+
+  Raises:
+    ValueError: a field that contradicts the records, naming the field, its
+      value, the records' value and their file; records of another task;
+      'auto' class weights without a description.
+  """
+  config = from_dict(config.to_dict())
+  found, missing = _descriptions(config)
+  if not found and missing:
+    d = config.dataset
+    names = dataset_table.from_config(config).class_names
+    logging.warning(
+        "no %s beside %s; assuming num_classes=%d (%s), ignore_label=%d and "
+        "class names %s from the config (config.dataset.*); records built by "
+        "the deeplab-build-* tools describe themselves",
+        description_lib.FILE, missing[0], d.num_classes, d.name, d.ignore_label,
+        ", ".join(names[:4]) + (", ..." if len(names) > 4 else ""))
+  if found:
+    _take_dataset_fields(config, *found[0])
+  _resolve_class_weights(config, found)
+  return config
+
+
+def _take_dataset_fields(config, key: str, pattern: str,
+                         found: description_lib.Description) -> None:
+  """Sets or checks ``config.dataset`` against ``found`` (resolve_dataset)."""
+  where = f"{found.path} (the records of config.data.{key}={pattern!r})"
+  if tasks.REGISTERED.get(found.task) != tasks.registration(config):
+    raise ValueError(
+        f"config.model.task={ModelArgs.from_experiment(config).task!r} "
+        f"contradicts the records: {where} holds {found.task} records")
+  defaults = base_config().dataset
+  d = config.dataset
+  data = _data_values(config, found)
+  if (found.ignore_label is None and d.num_classes != defaults.num_classes
+      and d.num_classes > data["num_classes"]):
+    # Classification records of some of the config's classes (class folders
+    # of part of ImageNet): their labels are some of its logits.
+    del data["num_classes"]
+    data.pop("class_names", None)
+  for field, value in data.items():
+    ours = _plain(d[field])
+    if ours == _plain(defaults[field]):
+      set_field(config, f"dataset.{field}", value)
+    elif ours != _plain(value):
+      raise ValueError(
+          f"config.dataset.{field}={d[field]!r} contradicts the records: "
+          f"{where} says {field}={value!r}. Leave config.dataset.{field} "
+          "unset to take the records' value, or train on records of these "
+          "classes")
+  if d.name == defaults.name:
+    set_field(config, "dataset.name", found.name)
+  elif d.name != found.name and d.name in dataset_table.DATASETS:
+    table = dataset_table.DATASETS[d.name]
+    if found.name in dataset_table.DATASETS or table.num_classes != d.num_classes:
+      raise ValueError(
+          f"config.dataset.name={d.name!r} ({table.num_classes} classes) "
+          f"contradicts the records: {where} says name={found.name!r}, "
+          f"num_classes={found.num_classes}. Leave config.dataset.name unset "
+          "to take the records' dataset")
+
+
+def _resolve_class_weights(config, found) -> None:
+  """Replaces 'auto' / 'auto_sqrt' class weights by the weights of the
+  training records' pixel counts."""
+  weights = config.loss.class_weights
+  if not isinstance(weights, str) or weights not in AUTO_CLASS_WEIGHTS:
+    return  # validate() names a bad value.
+  train = [(pattern, d) for key, pattern, d in found if key == "train_pattern"]
+  if not train:
+    raise ValueError(
+        f"config.loss.class_weights={weights!r} computes weights from the "
+        f"pixel counts in the {description_lib.FILE} beside "
+        f"config.data.train_pattern={config.data.train_pattern!r}, and there "
+        "is none: build the records with a deeplab-build-* tool, or give one "
+        "weight per class (deeplab-inspect prints them)")
+  pattern, described = train[0]
+  set_field(config, "loss.class_weights", described.class_weights(
+      pattern, AUTO_CLASS_WEIGHTS[weights]))
 
 
 def leaves(config, prefix: str = "") -> Iterator[Tuple[str, Any]]:

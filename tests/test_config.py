@@ -118,7 +118,7 @@ def test_wrong_type_is_an_error():
      "config.loss.top_k_percent_pixels must be in (0, 1], got 0.0"),
     ("loss.class_weights", (1.0, 2.0),
      "config.loss.class_weights must be () or one weight per class "
-     "(config.dataset.num_classes=21), got (1.0, 2.0)"),
+     "(config.dataset.num_classes=21) or one of 'auto', 'auto_sqrt', got (1.0, 2.0)"),
     ("checkpoint.every", 0, "config.checkpoint.every must be >= 1, got 0"),
     ("checkpoint.keep", 0, "config.checkpoint.keep must be >= 1, got 0"),
     ("budget.max_minutes", -1.0,

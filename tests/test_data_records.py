@@ -80,6 +80,7 @@ def test_camvid_builder_cli_round_trips_pixels_and_ids(camvid_sample, tmp_path):
   # Split sizes differ from the table (a sample), so the exit code is 1 and
   # the table mismatch is reported; the records are still all written.
   assert sorted(os.listdir(out)) == [
+      "dataset.json",
       "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord",
       "val-00000-of-00002.tfrecord", "val-00001-of-00002.tfrecord"]
   for split in ("train", "val"):

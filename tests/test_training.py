@@ -192,7 +192,7 @@ def test_fine_tune_from_a_workdir_with_a_fresh_logits_layer(records, tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"distribution.strategy": "horovod"}, "config.distribution.strategy must be one of"),
-    ({"dataset.num_classes": "7"}, "does not match dataset 'synthetic', which has 5 classes"),
+    ({"dataset.num_classes": "7"}, "config.dataset.num_classes=7 contradicts the records"),
     ({"data.train_pattern": "/nowhere/*.tfrecord"}, "config.data.train_pattern='/nowhere/*.tfrecord' matches no files"),
 ])
 def test_bad_input_gives_clear_errors(records, tmp_path, overrides, message):

@@ -23,6 +23,9 @@ their EXIF orientation first. Masks may be
 --mask_format=auto recognises each file's form; "Mask formats" in
 docs/datasets.md gives the rule. JPEG masks are refused (lossy). Run
 `deeplab-inspect DIR` on the masks first if unsure.
+
+OUT/dataset.json describes the records (classes, --class_names, ignore
+label, split sizes, pixel counts per class); training reads it.
 """
 
 from absl import app
@@ -57,6 +60,9 @@ def main():
       "rgb: colors through --colormap; binary: 0/255 -> 0/1; id16: 16-bit ids).")
   mask_suffix = flags.DEFINE_string(
       "mask_suffix", "", "Suffix of mask stems, e.g. '_mask' for a_mask.png.")
+  class_names = flags.DEFINE_list(
+      "class_names", None, "Names of the classes, by id (written to "
+      "OUT/dataset.json, which training reads); default: class_0, class_1, ...")
 
   def build(output_dir, options):
     try:
@@ -66,7 +72,8 @@ def main():
     except ValueError as e:
       raise app.UsageError(str(e)) from None
     return build_folder.build(images.value, masks.value, output_dir, spec,
-                              split.value, mask_suffix.value, options)
+                              split.value, mask_suffix.value, options,
+                              class_names=class_names.value or ())
 
   flags.mark_flags_as_required(["images", "masks"])
   builder_flags.run_builder(build, __doc__)

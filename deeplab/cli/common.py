@@ -164,6 +164,7 @@ def tool_config(config: ml_collections.ConfigDict,
         f"--workdir={workdir!r} holds no run: {run_dir.config_path(workdir or '.')} "
         "does not exist (deeplab-train or deeplab-convert writes it)")
   config = run_dir.config_with_changes(workdir, given_changes(config))
+  config = config_lib.resolve_dataset(config)  # The records must agree.
   warn_about_bf16(config)
   return config
 

@@ -91,11 +91,38 @@ class LabelSpec:
 
 @dataclasses.dataclass
 class EncodedSample:
-  """What a worker made of one sample."""
+  """What a worker made of one sample; ``label_pixels``: pixels per label
+  value (0..255) of its mask as written, None without a mask."""
   index: int
   example: Optional[bytes]
   problems: List[str]
   notes: List[str]
+  label_pixels: Optional[np.ndarray] = None
+
+
+@dataclasses.dataclass
+class LabelCounts:
+  """Pixel counts of a split's masks, per label value (0..255), as
+  ``deeplab.data.description`` records them.
+
+  Attributes:
+    pixels: pixels of each value.
+    masks_with: masks containing each value.
+    pixels_of_masks_with: total pixels of the masks containing each value
+      (the denominator of median-frequency balancing).
+  """
+  pixels: np.ndarray = dataclasses.field(
+      default_factory=lambda: np.zeros(256, np.int64))
+  masks_with: np.ndarray = dataclasses.field(
+      default_factory=lambda: np.zeros(256, np.int64))
+  pixels_of_masks_with: np.ndarray = dataclasses.field(
+      default_factory=lambda: np.zeros(256, np.int64))
+
+  def add(self, label_pixels: np.ndarray) -> None:
+    present = label_pixels > 0
+    self.pixels += label_pixels
+    self.masks_with += present
+    self.pixels_of_masks_with += present * int(label_pixels.sum())
 
 
 @dataclasses.dataclass
@@ -106,6 +133,8 @@ class BuildReport:
   shards: List[str] = dataclasses.field(default_factory=list)
   problems: List[str] = dataclasses.field(default_factory=list)
   notes: Dict[str, int] = dataclasses.field(default_factory=dict)
+  label_counts: LabelCounts = dataclasses.field(default_factory=LabelCounts)
+  labelled: int = 0
 
   def summary(self) -> str:
     lines = [f"split {self.split!r}: {self.written} records in "
@@ -188,6 +217,7 @@ def encode_sample(index: int, sample: Sample, spec: LabelSpec) -> EncodedSample:
     return refused
   image, fmt, height, width = encoded
   label_png = b""
+  label_pixels = None
   if sample.mask_path is None and sample.mask_data is None:
     if spec.require_mask:
       return EncodedSample(index, None, [
@@ -210,9 +240,11 @@ def encode_sample(index: int, sample: Sample, spec: LabelSpec) -> EncodedSample:
     buffer = io.BytesIO()
     Image.fromarray(ids, mode="L").save(buffer, format="PNG")
     label_png = buffer.getvalue()
+    label_pixels = np.bincount(ids.reshape(-1), minlength=256).astype(np.int64)
   stem = os.path.splitext(os.path.basename(sample.image_path))[0]
   example = records.make_example(image, fmt, stem, height, width, label_png)
-  return EncodedSample(index, example.SerializeToString(), problems, notes)
+  return EncodedSample(index, example.SerializeToString(), problems, notes,
+                       label_pixels)
 
 
 def pair_by_stem(image_dir: str, mask_dir: Optional[str],
@@ -313,6 +345,9 @@ def build_split(samples: Sequence[Sample], spec: LabelSpec, output_dir: str,
           shard = result.index * num_shards // len(samples)
           writer.write(shard, result.example)
           report.written += 1
+          if result.label_pixels is not None:
+            report.label_counts.add(result.label_pixels)
+            report.labelled += 1
         bar.update()
     if expected_count is not None and report.written != expected_count:
       message = (f"split {split!r} has {report.written} records but the "

@@ -183,7 +183,8 @@ DATASETS: Dict[str, DatasetInfo] = {
 
 def get(name: str, num_classes: Optional[int] = None,
         ignore_label: Optional[int] = None,
-        class_names: Sequence[str] = ()) -> DatasetInfo:
+        class_names: Sequence[str] = (),
+        colormap: Sequence[Sequence[int]] = ()) -> DatasetInfo:
   """Returns the table entry ``name``, or declares a user dataset.
 
   Args:
@@ -193,6 +194,8 @@ def get(name: str, num_classes: Optional[int] = None,
     ignore_label: the user dataset's ignore label (default 255); for a table
       entry it must agree.
     class_names: optional names of a user dataset's classes.
+    colormap: optional RGB colors of a user dataset's classes (default:
+      ``pascal_colormap``).
 
   Raises:
     ValueError: a user dataset without ``num_classes``, or a disagreement
@@ -214,12 +217,15 @@ def get(name: str, num_classes: Optional[int] = None,
                      f"({sorted(DATASETS)}): declare it with "
                      f"config.dataset.num_classes >= 1, got {num_classes!r}")
   names = tuple(class_names) or tuple(f"class_{i}" for i in range(num_classes))
+  colors = (np.array(colormap, np.uint8).reshape(-1, 3) if len(colormap)
+            else pascal_colormap(num_classes))
   return DatasetInfo(name, num_classes,
                      255 if ignore_label is None else ignore_label, names,
-                     pascal_colormap(num_classes), {})
+                     colors, {})
 
 
 def from_config(config) -> DatasetInfo:
   """The dataset a config's ``config.dataset`` section names or declares."""
   d = config.dataset
-  return get(d.name, d.num_classes, d.ignore_label, tuple(d.class_names))
+  return get(d.name, d.num_classes, d.ignore_label, tuple(d.class_names),
+             tuple(d.colormap))

@@ -60,6 +60,7 @@ def train(config, workdir: str, strategy: Optional[tf.distribute.Strategy] = Non
     FloatingPointError: the loss became NaN or Inf (the last checkpoint,
       written before, is left as it was).
   """
+  config = config_lib.resolve_dataset(config)  # Classes from the records.
   config_lib.validate(config)
   run_dir.prepare(workdir)
   if run_dir.has_config(workdir):  # Before minutes of model building.
