@@ -4,10 +4,12 @@
 (deeplab/cli/inspect_labels.py), whose docstring says how to use it.
 """
 
+import os
 from typing import List, Optional, Tuple
 
 from deeplab.data import audit as audit_lib
 from deeplab.data import dataset_table
+from deeplab.data import description as description_lib
 
 
 def audit(path: str, dataset: Optional[str] = None,
@@ -19,6 +21,8 @@ def audit(path: str, dataset: Optional[str] = None,
     path: a folder of masks, a folder of .tfrecord shards, or a glob of
       either.
     dataset: a dataset table entry (classes, ignore label, class names).
+      Without it and ``num_classes``, records that describe themselves
+      (their ``dataset.json``) give the classes, ignore label and names.
     num_classes: number of classes (default: the ``dataset``'s).
     ignore_label: ignore label (default: the ``dataset``'s, or 255).
 
@@ -27,6 +31,13 @@ def audit(path: str, dataset: Optional[str] = None,
     training says ``break training``.
   """
   names = ()
+  if not dataset and num_classes is None:
+    described = (description_lib.read_folder(path) if os.path.isdir(path)
+                 else description_lib.find(path))
+    if described is not None and described.task == "segmentation":
+      num_classes, names = described.num_classes, described.class_names
+      if ignore_label is None:
+        ignore_label = described.ignore_label
   if dataset:
     info = dataset_table.get(dataset, num_classes, ignore_label)
     num_classes, ignore_label, names = info.num_classes, info.ignore_label, info.class_names

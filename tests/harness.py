@@ -29,7 +29,9 @@ from deeplab import config as config_lib
 from deeplab import model as model_lib
 from deeplab import naming
 from deeplab import run_dir
+from deeplab.data import dataset_table
 from tests.conftest import REPO
+from tests.conftest import SHARED
 from tests.conftest import shared_path
 
 # --- Models. ---
@@ -329,6 +331,50 @@ def convert_released(workdir):
                    f"--source={released_tflite()}", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout
+
+
+# The five classes of docs/own_data.md's folder, as CamVid ids; CamVid's
+# other classes are unlabelled there (255).
+OWN_CLASSES = {"sky": 0, "building": 1, "road": 3, "tree": 5, "car": 8}
+EXIF_ORIENTATION = 0x0112
+
+
+def own_photos(root, per_split=(4, 2)) -> pathlib.Path:
+  """``root/my_photos/{train,val}/{images,masks}`` as a user's folder:
+  JPEG photos stored turned (EXIF orientation 6, as a phone saves a
+  portrait shot) and palette PNG masks of the five ``OWN_CLASSES`` drawn
+  upright. The frames are CamVid's (../shared) or, without it, synthetic
+  shapes of the same size."""
+  folder = pathlib.Path(root) / "my_photos"
+  lookup = np.full(256, 255, np.uint8)
+  for new, old in enumerate(OWN_CLASSES.values()):
+    lookup[old] = new
+  palette = [c for rgb in dataset_table.get("pascal_voc_seg").colormap for c in rgb]
+  for split, count in zip(("train", "val"), per_split):
+    for kind in ("images", "masks"):
+      (folder / split / kind).mkdir(parents=True)
+    for i, (image, ids) in enumerate(_own_frames(split, count)):
+      exif = Image.Exif()
+      exif[EXIF_ORIENTATION] = 6  # Turn 90 degrees clockwise to view.
+      Image.fromarray(np.rot90(image)).save(
+          folder / split / "images" / f"{split}_{i}.jpg", quality=95, exif=exif)
+      mask = Image.fromarray(lookup[ids], "P")
+      mask.putpalette(palette)
+      mask.save(folder / split / "masks" / f"{split}_{i}.png")
+  return folder
+
+
+def _own_frames(split, count):
+  """(RGB image, CamVid ids) pairs of ``split``, 360x480."""
+  images = SHARED / "camvid" / split
+  if images.exists():
+    paths = sorted(images.glob("*.png"))[:count]
+    return [(np.asarray(Image.open(p).convert("RGB")),
+             np.asarray(Image.open(SHARED / "camvid" / (split + "annot") / p.name)))
+            for p in paths]
+  rng = np.random.default_rng(0 if split == "train" else 1)
+  return [_image_and_mask(rng, list(OWN_CLASSES.values()), 360, 480)
+          for _ in range(count)]
 
 
 # --- Raw datasets in their distribution layouts, tiny. ---

@@ -35,9 +35,13 @@ wheel) and the cluster block (it needs a TPU, several machines and Cloud
 Storage; its strategies run on logical CPU devices in
 tests/test_distribution.py) and the model-zoo download (it needs the
 network; tests/test_zoo.py converts a tarball in the zoo's layout offline). The block with Google's released model runs
-only when ../shared is beside the checkout.
+only when ../shared is beside the checkout. The walkthrough of
+docs/own_data.md runs on a folder of turned JPEG photos and palette masks
+written here (CamVid frames from ../shared, else synthetic ones), and its
+fine-tuning starts from the zoo tarball in ``zoo_cache``.
 """
 
+import json
 import os
 import pathlib
 import re
@@ -81,6 +85,8 @@ def classify(block):
     return "make"
   if block[0][0] == "pip":
     return "install"
+  if "my_photos" in text or "my_records" in text or "runs/mine" in text:
+    return "own_data"
   if "deeplab-build-" in text:
     return "datasets"
   if "deeplab-convert" in text and ".tflite" in text:
@@ -111,7 +117,7 @@ def python_blocks():
           for i in range(len(harness.readme_code_blocks("python", page)))]
 
 
-def run_block(block, cwd):
+def run_block(block, cwd, env=None):
   for command in block:
     command = [word.replace("--num_classes=N", "--num_classes=5") for word in command]
     if command[0] == "python":
@@ -121,8 +127,9 @@ def run_block(block, cwd):
     full = command + overrides(command)
     result = subprocess.run(full, cwd=cwd, capture_output=True, text=True,
                             timeout=900,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {})))
     assert result.returncode == 0, (full, result.stdout[-2000:], result.stderr[-3000:])
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +152,7 @@ def test_the_readme_has_the_blocks_this_test_knows():
   kinds = [classify(b) for page in PAGES for b in harness.readme_command_blocks(page)]
   assert kinds.count("make") == 1 and kinds.count("install") == 1
   assert kinds.count("datasets") == 1 and kinds.count("released") == 1
-  assert {"datasets", "released", "main", "cluster", "zoo"} <= set(kinds)
+  assert {"datasets", "released", "main", "cluster", "zoo", "own_data"} <= set(kinds)
   assert harness.readme_fenced_blocks()[0][0] == "sh"
   assert [c[:2] for c in harness.readme_command_blocks()[0]] == [
       ["make", "demo"], ["make", "test"]]
@@ -255,6 +262,29 @@ def test_make_demo_runs(tmp_path):
   assert "Demo finished" in result.stdout
   assert len(list((demo / "predictions").glob("*_overlay.png"))) == 8
   assert pathlib.Path(demo / "run" / "eval" / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_the_own_data_walkthrough_runs(sandbox, zoo_cache):
+  """docs/own_data.md on a folder of turned JPEG photos and palette masks
+  (harness.own_photos), fine-tuned from the zoo's PASCAL model in the
+  Keras cache ``zoo_cache``."""
+  photos = harness.own_photos(sandbox)
+  outputs = [run_block(block, sandbox, env={"KERAS_HOME": str(zoo_cache)})
+             for block in blocks("own_data")]
+  names = list(harness.OWN_CLASSES)
+  records = json.loads((sandbox / "my_records" / "dataset.json").read_text())
+  assert (records["num_classes"], records["class_names"]) == (5, names)
+  assert set(records["splits"]) == {"train", "val"}
+  assert all(name in outputs[1].stdout for name in names), outputs[1].stdout
+  run = json.loads((sandbox / "runs" / "mine" / "config.json").read_text())
+  assert (run["dataset"]["num_classes"], list(run["dataset"]["class_names"])) == (5, names)
+  metrics = json.loads((sandbox / "runs" / "mine" / "eval" / "metrics.json").read_text())
+  assert "best" in json.dumps(metrics), metrics
+  assert all(name in json.dumps(metrics) for name in names), metrics
+  for path in sorted((photos / "val" / "images").iterdir()):
+    overlay = Image.open(sandbox / "predictions" / "mine" / f"{path.stem}_overlay.png")
+    assert overlay.size == (480, 360), (path, overlay.size)  # Upright, as the masks.
 
 
 # The zoo model the ```python blocks load by name (the module docstring).

@@ -32,8 +32,12 @@ def random_arrays(config, seed=0):
   keras.utils.set_random_seed(5)
   model = model_lib.build_model(config)
   rng = np.random.default_rng(seed)
-  return {n: rng.normal(size=v.shape).astype(np.float32)
-          for n, v in naming.original_names(model).items()}
+  arrays = {n: rng.normal(size=v.shape).astype(np.float32)
+            for n, v in naming.original_names(model).items()}
+  # Batch norm variances are positive, as in any trained checkpoint (a
+  # frozen batch norm of a negative one gives NaN).
+  return {n: np.abs(a) + 0.5 if n.endswith("moving_variance") else a
+          for n, a in arrays.items()}
 
 
 def write_zoo_tarball(path, arrays):

@@ -3,6 +3,7 @@ r"""Label audit of records or masks: run it before training on your own data.
 Usage:
   deeplab-inspect PATH [--dataset=camvid]
   deeplab-inspect PATH --num_classes=5 [--ignore_label=255]
+  deeplab-inspect 'records/train-*'   (records with their dataset.json)
 
 PATH is a folder of masks, a folder of .tfrecord shards, or a glob of
 either. Prints per-class pixel frequency, the ignore share, values that

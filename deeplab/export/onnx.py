@@ -56,6 +56,7 @@ def export_onnx(model, path: str, info: Optional[dataset_table.DatasetInfo] = No
                 output_stride: Optional[int] = None,
                 crop_size: Optional[Sequence[int]] = None,
                 resize_range: Sequence[float] = (0, 0, 0),
+                tile_size: int = 0, tile_overlap: int = 0,
                 opset: int = OPSET) -> int:
   """Writes the inference model as an ONNX file; returns its size in bytes.
 
@@ -71,15 +72,25 @@ def export_onnx(model, path: str, info: Optional[dataset_table.DatasetInfo] = No
       size); None pads to the output stride's alignment only.
     resize_range: (min, max, factor) images are first resized to; zeros:
       none.
+    tile_size, tile_overlap: the run's tiles (``config.eval``); the ONNX
+      file predicts whole images, so tile_size must be 0.
     opset: the ONNX opset.
 
   Returns:
     The file's size in bytes.
 
+  Raises:
+    ValueError: tile_size is not 0.
+
   Example:
     >>> model = deeplab.from_pretrained("mobilenetv2_coco_voc_trainaug")
     >>> export_onnx(model, "model.onnx", crop_size=(513, 513))
   """
+  del tile_overlap  # Only with tiles.
+  if tile_size:
+    raise ValueError(
+        f"config.eval.tile_size={tile_size}: the ONNX file predicts whole images "
+        "(a caller tiles large ones); export it with --config.eval.tile_size=0")
   tf2onnx = tf2onnx_module()
   output_stride = output_stride or model.args.output_stride
   model = folding.inference_model(inference.with_output_stride(model, output_stride))
