@@ -36,9 +36,11 @@ def list_inputs(spec: str) -> List[str]:
   return paths
 
 
-def checkpoint_predictor(config, workdir: str) -> Tuple[Predictor, dataset_table.DatasetInfo]:
-  """Predicts with the latest checkpoint of a run, batch norm folded."""
-  model, _ = run_dir.restore_model(config, workdir)
+def checkpoint_predictor(config, workdir: str, checkpoint: str = "latest"
+                         ) -> Tuple[Predictor, dataset_table.DatasetInfo]:
+  """Predicts with a checkpoint of a run (``latest``, ``best``, a step or a
+  prefix: ``run_dir.resolve_checkpoint``), batch norm folded."""
+  model, _ = run_dir.restore_model(config, workdir, checkpoint)
   model = folding.inference_model(model)
   options = inference.options_from_config(config)
 

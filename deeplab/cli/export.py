@@ -42,6 +42,9 @@ def main():
   quantization = flags.DEFINE_enum("quantization", "float32",
                                    ["float32", "float16", "int8"],
                                    "TFLite weight/activation type.")
+  checkpoint = flags.DEFINE_string(
+      "checkpoint", "latest", "Which checkpoint of the run: latest, best (of "
+      "--mode=train_and_eval), a step, or a checkpoint prefix.")
   representative = flags.DEFINE_integer(
       "representative_count", 32, "Training images calibrating int8 "
       "quantization.", lower_bound=1)
@@ -61,7 +64,8 @@ def main():
         quantization=quantization.value,
         representative_count=representative.value,
         output_stride=int(output_stride.value) if output_stride.value else None,
-        legacy_names=legacy.value, frozen_graph=frozen.value)
+        legacy_names=legacy.value, frozen_graph=frozen.value,
+        checkpoint=checkpoint.value)
 
   flags.mark_flags_as_required(["workdir"])
   common.run_app(_main, __doc__)

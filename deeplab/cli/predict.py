@@ -33,6 +33,9 @@ def main():
                                     "SavedModel folder (instead of --workdir).")
   inputs = flags.DEFINE_string("input", None, "Image file, folder or glob.")
   output_dir = flags.DEFINE_string("output_dir", None, "Where outputs go.")
+  checkpoint = flags.DEFINE_string(
+      "checkpoint", "latest", "With --workdir: which checkpoint: latest, best "
+      "(of --mode=train_and_eval), a step, or a checkpoint prefix.")
 
   def _main(argv):
     if len(argv) > 1:
@@ -43,7 +46,8 @@ def main():
       predictor, info = predict.saved_model_predictor(saved_model.value)
     else:
       predictor, info = predict.checkpoint_predictor(
-          common.tool_config(config_flag.value, workdir.value), workdir.value)
+          common.tool_config(config_flag.value, workdir.value), workdir.value,
+          checkpoint.value)
     problems = predict.predict_files(predict.list_inputs(inputs.value), predictor,
                                      info, output_dir.value)
     for problem in problems:

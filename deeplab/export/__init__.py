@@ -8,9 +8,10 @@
   (calibrated on training images).
 
 Every format predicts through ``deeplab.inference`` with the model's batch
-norm folded (``deeplab.folding``). ``export_run`` exports the latest
-checkpoint of a run in the formats asked for (the ``deeplab-export`` tool's
-one call).
+norm folded (``deeplab.folding``). ``export_run`` exports a checkpoint of
+a run (the latest, the best, a step: ``run_dir.resolve_checkpoint``) in the
+formats asked for (the ``deeplab-export`` tool's one call); the
+SavedModel's metadata names that checkpoint.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
                tflite_size: Optional[Sequence[int]] = None,
                quantization: str = "float32", representative_count: int = 32,
                output_stride: Optional[int] = None,
-               legacy_names: bool = False, frozen_graph: bool = False) -> int:
-  """Exports the latest checkpoint of a run: SavedModel, frozen graph and/or
-  TFLite.
+               legacy_names: bool = False, frozen_graph: bool = False,
+               checkpoint: str = "latest") -> int:
+  """Exports a checkpoint of a run: SavedModel, frozen graph and/or TFLite.
 
   Args:
     config: the run's config (``run_dir.read_config``, possibly changed:
@@ -51,6 +52,9 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
     legacy_names: add the SavedModel's ``legacy`` signature.
     frozen_graph: also write ``export_dir/frozen_inference_graph.pb``, the
       original's frozen graph (``frozen_graph.export_frozen_graph``).
+    checkpoint: ``latest``, ``best``, a step or a checkpoint prefix
+      (``run_dir.resolve_checkpoint``); the SavedModel's metadata records
+      its path, step and this selector.
 
   Returns:
     The step of the exported checkpoint.
@@ -68,14 +72,16 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
                      "--export_dir with --frozen_graph")
   if tflite_path and quantization == "int8":
     tflite.calibration_pattern(config)
-  model, step = run_dir.restore_model(config, workdir)
+  choice = run_dir.resolve_checkpoint(workdir, checkpoint)
+  model, step = run_dir.restore_model(config, workdir, choice.path)
   output_stride = output_stride or model.args.output_stride
   options = inference.options_from_config(config)
   if export_dir:
     savedmodel.export_saved_model(
         model, dataset_table.from_config(config), export_dir,
         output_stride=output_stride, legacy_names=legacy_names,
-        max_request_pixels=config.export.max_request_pixels, **options)
+        max_request_pixels=config.export.max_request_pixels,
+        checkpoint=choice.describe(), **options)
     logging.info("SavedModel of step %d written to %s", step, export_dir)
   if frozen_graph:
     path = os.path.join(export_dir, frozen_graph_lib.FROZEN_GRAPH_NAME)

@@ -20,7 +20,8 @@ naming the limit, before any of its activations are allocated: one huge
 request cannot take the server's memory. Encoded JPEG/PNG images are
 measured from their headers, before decoding.
 The model's dataset facts are kept in ``metadata`` (JSON: dataset, class
-names, colormap, the pixel limit) for clients such as ``deeplab.predict``.
+names, colormap, the pixel limit, and the run's checkpoint it was exported
+from: path, step and selector) for clients such as ``deeplab.predict``.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class ServingModule(tf.Module):
                scales: Sequence[float] = (1.0,), flip: bool = False,
                crop_size: Optional[Sequence[int]] = None,
                resize_range: Sequence[float] = (0, 0, 0),
-               max_request_pixels: int = config_lib.MAX_REQUEST_PIXELS):
+               max_request_pixels: int = config_lib.MAX_REQUEST_PIXELS,
+               checkpoint: Optional[dict] = None):
     super().__init__()
     # Track the plain tf.Variables under the Keras variables, not the Keras
     # model: a Keras 3 variable is exported as a second, unnamed copy that the
@@ -110,7 +112,8 @@ class ServingModule(tf.Module):
         "output_stride": model.args.output_stride, "scales": list(scales),
         "flip": flip, "crop_size": list(self.crop_size or ()),
         "resize_range": list(self.resize_range),
-        "max_request_pixels": self.max_request_pixels}),
+        "max_request_pixels": self.max_request_pixels,
+        "checkpoint": checkpoint}),
         trainable=False)
 
   def _predict(self, images):
@@ -156,8 +159,8 @@ def export_saved_model(model, info: dataset_table.DatasetInfo, export_dir: str,
                        legacy_names: bool = False,
                        crop_size: Optional[Sequence[int]] = None,
                        resize_range: Sequence[float] = (0, 0, 0),
-                       max_request_pixels: int = config_lib.MAX_REQUEST_PIXELS
-                       ) -> str:
+                       max_request_pixels: int = config_lib.MAX_REQUEST_PIXELS,
+                       checkpoint: Optional[dict] = None) -> str:
   """Writes a SavedModel for TF Serving (signatures in the module docstring).
 
   Args:
@@ -174,11 +177,13 @@ def export_saved_model(model, info: dataset_table.DatasetInfo, export_dir: str,
       (``inference.predict_labels``); zeros: none.
     max_request_pixels: the most pixels (batch x height x width) one
       request may hold; more is an InvalidArgument error naming the limit.
+    checkpoint: the checkpoint the weights come from (``{"path", "step",
+      "selector"}``), recorded in the metadata; None: not from a run.
   """
   model = folding.inference_model(inference.with_output_stride(
       model, output_stride or model.args.output_stride))
   module = ServingModule(model, info, scales, flip, crop_size, resize_range,
-                         max_request_pixels)
+                         max_request_pixels, checkpoint)
   signatures = {"serving_default": module.serve.get_concrete_function(),
                 "serve_encoded": module.serve_encoded.get_concrete_function()}
   if legacy_names:
