@@ -3,7 +3,7 @@ chosen with ``--checkpoint=best`` by eval, export and predict, never
 resumed from; and the errors of a checkpoint that is not there."""
 
 import json
-import shutil
+import os
 
 import numpy as np
 import pytest
@@ -13,11 +13,12 @@ from deeplab import export
 from deeplab import run_dir
 from deeplab.tasks import segmentation
 from deeplab.training import loop
+from deeplab.training import trainer as trainer_lib
 from tests.harness import config_with
 from tests.harness import run_cli
 
 # The mIoU each evaluation reports, by step: the best is an early one.
-MIOU = {2: 0.3, 4: 0.9, 6: 0.5, 8: 0.95}
+MIOU = {2: 0.3, 4: 0.9, 6: 0.5}
 
 
 def _run_config(records, steps):
@@ -26,27 +27,23 @@ def _run_config(records, steps):
       "checkpoint.keep": "1", "data.crop_size": "(65,65)"})
 
 
-def _train(config, workdir, snapshots, monkeypatch):
-  """``train_and_eval`` whose evaluations report ``MIOU`` of their step and
-  keep a copy of the weights they saw."""
+@pytest.fixture(scope="module")
+def run(records, tmp_path_factory):
+  """A 6-step ``train_and_eval`` run keeping 1 checkpoint, whose
+  evaluations at steps 2, 4, 6 report ``MIOU`` (best: 4); the weights each
+  evaluation saw."""
+  workdir = tmp_path_factory.mktemp("best") / "w"
+  snapshots = {}
 
   def evaluate(task, model, strategy, pattern=None):
     step = len(snapshots) * 2 + 2
     snapshots[step] = [np.array(w) for w in model.get_weights()]
     return {"miou": MIOU[step], "pixel_accuracy": 0.5, "per_class_iou": {}}
 
-  monkeypatch.setattr(segmentation.SegmentationTask, "evaluate", evaluate)
-  return loop.train(config, str(workdir), evaluate_every_checkpoint=True)
-
-
-@pytest.fixture(scope="module")
-def run(records, tmp_path_factory):
-  """A 6-step ``train_and_eval`` run keeping 1 checkpoint, evaluated at
-  steps 2, 4, 6 (best: 4); the weights each evaluation saw."""
-  workdir = tmp_path_factory.mktemp("best") / "w"
-  snapshots = {}
   with pytest.MonkeyPatch.context() as monkeypatch:
-    _train(_run_config(records, 6), workdir, snapshots, monkeypatch)
+    monkeypatch.setattr(segmentation.SegmentationTask, "evaluate", evaluate)
+    loop.train(_run_config(records, 6), str(workdir),
+               evaluate_every_checkpoint=True)
   return workdir, snapshots
 
 
@@ -98,34 +95,22 @@ def test_export_of_best_exports_the_best_and_says_so(run, records, tmp_path):
       "selector": "best"}
 
 
-def test_eval_cli_evaluates_the_checkpoint_asked_for(run, tmp_path):
+def test_eval_cli_evaluates_the_checkpoint_asked_for(run):
   workdir, _ = run
   result = run_cli("eval.py", f"--workdir={workdir}", "--checkpoint=best")
   assert result.returncode == 0, result.stderr[-3000:]
   metrics = json.loads((workdir / "eval" / "metrics-4.json").read_text())
-  assert metrics["checkpoint"]["selector"] == "best"
-  assert metrics["checkpoint"]["step"] == 4
-  result = run_cli("eval.py", f"--workdir={workdir}", "--checkpoint=5")
-  assert result.returncode != 0
-  assert "no checkpoint of step 5" in result.stderr
-  assert "steps on disk: 6 (best: 4)" in result.stderr
+  assert metrics["checkpoint"] == {
+      "path": str(workdir / "checkpoints" / "best" / "ckpt-4"), "step": 4,
+      "selector": "best"}
 
 
-def test_resume_continues_from_the_latest_and_a_better_best_replaces_it(
-    run, records, tmp_path, monkeypatch):
-  workdir = tmp_path / "w"
-  shutil.copytree(run[0], workdir)
-  snapshots = dict(run[1])
-  result = _train(_run_config(records, 8), workdir, snapshots, monkeypatch)
-  assert result["step"] == 8
-  # From the latest (6): one loop of 2 steps; the best (4) would give two.
-  log = [json.loads(line) for line in
-         (workdir / run_dir.LOG_FILE).read_text().splitlines()]
-  assert [r["step"] for r in log if "loss" in r] == [2, 4, 6, 8]
-  best = run_dir.read_best(str(workdir))
-  assert (best["step"], best["value"]) == (8, 0.95)
-  assert sorted(p.name for p in (workdir / "checkpoints" / "best").iterdir()) == [
-      "best.json", "ckpt-8.data-00000-of-00001", "ckpt-8.index"]
+def test_resume_continues_from_the_latest_not_the_best(run, records):
+  workdir, _ = run
+  trainer = trainer_lib.Trainer(_run_config(records, 8), str(workdir),
+                                tf.distribute.get_strategy())
+  assert trainer.restore_or_initialize() == str(workdir / "checkpoints" / "ckpt-6")
+  assert trainer.step == 6
 
 
 def _fake_run(folder, steps):
@@ -160,12 +145,16 @@ def test_checkpoint_selectors_and_their_errors(tmp_path):
     run_dir.resolve_checkpoint(str(tmp_path / "empty"), "latest")
 
 
-def test_a_worse_evaluation_keeps_the_best(tmp_path):
+def test_the_best_is_replaced_by_a_better_one_only(tmp_path):
   workdir = _fake_run(tmp_path / "w", (3, 6))
   folder = run_dir.checkpoint_dir(workdir)
   assert run_dir.keep_best(workdir, f"{folder}/ckpt-3", "miou", 0.5)["step"] == 3
   assert run_dir.keep_best(workdir, f"{folder}/ckpt-6", "miou", 0.5) is None
   assert run_dir.read_best(workdir)["step"] == 3
+  # A better one replaces it, files and record.
+  assert run_dir.keep_best(workdir, f"{folder}/ckpt-6", "miou", 0.7)["value"] == 0.7
+  assert sorted(os.listdir(run_dir.best_dir(workdir))) == [
+      "best.json", "ckpt-6.data-00000-of-00001", "ckpt-6.index"]
   # Not in the run's checkpoint list: rotation and resume never see it.
   assert [run_dir.checkpoint_step(p) for p in
           run_dir.checkpoints_newest_first(workdir)] == [6, 3]
