@@ -22,8 +22,12 @@ Our rows: ``ours`` (float32; forward passes on the BN-folded model),
 forward passes in a worker of their own that runs as ``deeplab-predict``
 does), and our exported forms in that worker: ``ours_savedmodel`` (the
 folded SavedModel of ``deeplab-export``, uint8 images in, labels and
-probabilities out) and ``ours_tflite`` (the float32 TFLite file, one
-interpreter thread per core). Each TensorFlow worker runs with
+probabilities out), ``ours_tflite`` (the float32 TFLite file, one
+interpreter thread per core) and ``ours_tflite_int8_full`` (the
+full-integer TFLite file, uint8 in, labels out, calibrated on random
+images); ``ours_onnx`` (our ONNX file of ``deeplab-export --onnx``, uint8
+in, labels and probabilities out, in ONNX Runtime as the ``onnxruntime``
+peer runs, in that peer's worker). Each TensorFlow worker runs with
 ``deeplab.runtime``'s choice for its job on this CPU (``train`` for the
 ``ours`` worker, TensorFlow peers included; ``predict`` for the inference
 worker), unless the environment sets the variable.
@@ -68,7 +72,8 @@ _MODELS = flags.DEFINE_list(
     "Architectures to compare.")
 _IMPLS = flags.DEFINE_list(
     "impls", ["ours", "ours_bf16", "ours_inference", "ours_savedmodel",
-              "ours_tflite", "smp", "onnxruntime", "model_garden", "keras_hub"],
+              "ours_tflite", "ours_tflite_int8_full", "ours_onnx", "smp",
+              "onnxruntime", "model_garden", "keras_hub"],
     "Implementations to measure (ours and peers).")
 _ALLOCATORS = flags.DEFINE_list(
     "allocators", ["plain", "glibc_tuned"],
@@ -215,9 +220,10 @@ def build_ours_savedmodel(arch: str):
   return impl
 
 
-def build_ours_tflite(arch: str):
-  """The float32 TFLite file of ``deeplab-export --tflite``, one
-  interpreter per batch size, one thread per core."""
+def build_ours_tflite(arch: str, quantization: str = "float32"):
+  """The TFLite file of ``deeplab-export --tflite`` (float32, or
+  full-integer: uint8 in, calibrated on random images), one interpreter
+  per batch size, one thread per core."""
   import tempfile  # pylint: disable=g-import-not-at-top
 
   from bench import common  # pylint: disable=g-import-not-at-top
@@ -226,7 +232,9 @@ def build_ours_tflite(arch: str):
   rng = np.random.default_rng(0)
   model = common.randomize_batch_norm(common.deeplab_v3_plus(arch), rng)
   path = os.path.join(tempfile.mkdtemp(prefix="compare_tflite_"), "model.tflite")
-  tflite.export_tflite(model, path, 513, 513)
+  integer = quantization == "int8_full"
+  calibration = [rng.integers(0, 256, (513, 513, 3)) for _ in range(4)] if integer else None
+  tflite.export_tflite(model, path, 513, 513, quantization, calibration)
   runs = {}
   for batch in (1, 8):
     interpreter = weights.tflite_interpreter(path, num_threads=os.cpu_count())
@@ -235,15 +243,49 @@ def build_ours_tflite(arch: str):
       interpreter.resize_tensor_input(source, [batch, 513, 513, 3])
     interpreter.allocate_tensors()
     target = interpreter.get_output_details()[0]["index"]
-    images = rng.uniform(-1, 1, (batch, 513, 513, 3)).astype(np.float32)
+    images = (rng.integers(0, 256, (batch, 513, 513, 3)).astype(np.uint8) if integer
+              else rng.uniform(-1, 1, (batch, 513, 513, 3)).astype(np.float32))
 
     def run(interpreter=interpreter, source=source, target=target, images=images):
       interpreter.set_tensor(source, images)
       interpreter.invoke()
       return interpreter.get_tensor(target)
     runs[batch] = run
-  impl = _tf_impl("ours_tflite", model, 513, None, "float32 TFLite, folded")
+  impl = (_tf_impl("ours_tflite_int8_full", model, 513, None,
+                   "full-integer TFLite, uint8 in, labels out") if integer else
+          _tf_impl("ours_tflite", model, 513, None, "float32 TFLite, folded"))
   impl.forward = lambda b: runs[b]()
+  impl.train_step = None
+  return impl
+
+
+def build_ours_tflite_int8_full(arch: str):
+  return build_ours_tflite(arch, "int8_full")
+
+
+def build_ours_onnx(arch: str):
+  """Our ONNX file (``deeplab-export --onnx``: uint8 images in, labels and
+  probabilities out) run by ONNX Runtime as the ``onnxruntime`` peer is:
+  all graph optimizations, one thread per core."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+
+  import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+
+  from bench import common  # pylint: disable=g-import-not-at-top
+  from deeplab.export import onnx  # pylint: disable=g-import-not-at-top
+  onnx.tf2onnx_module()  # An ImportError (reported missing) before the work.
+  rng = np.random.default_rng(0)
+  model = common.randomize_batch_norm(common.deeplab_v3_plus(arch), rng)
+  path = os.path.join(tempfile.mkdtemp(prefix="compare_ours_onnx_"), "model.onnx")
+  onnx.export_onnx(model, path)
+  options = ort.SessionOptions()
+  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+  options.intra_op_num_threads = os.cpu_count()
+  session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+  data = {b: rng.integers(0, 256, (b, 513, 513, 3)).astype(np.uint8) for b in (1, 8)}
+  impl = _tf_impl("ours_onnx", model, 513, None,
+                  f"our ONNX file, uint8 in, labels out, onnxruntime {ort.__version__}")
+  impl.forward = lambda b: session.run(["labels"], {"images": data[b]})[0]
   impl.train_step = None
   return impl
 
@@ -405,7 +447,9 @@ def build_onnxruntime(arch: str):
 BUILDERS = {"ours": build_ours, "ours_bf16": build_ours_bf16,
             "ours_inference": build_ours_inference,
             "ours_savedmodel": build_ours_savedmodel,
-            "ours_tflite": build_ours_tflite, "smp": build_smp,
+            "ours_tflite": build_ours_tflite,
+            "ours_tflite_int8_full": build_ours_tflite_int8_full,
+            "ours_onnx": build_ours_onnx, "smp": build_smp,
             "onnxruntime": build_onnxruntime,
             "model_garden": build_model_garden, "keras_hub": build_keras_hub}
 
@@ -439,9 +483,11 @@ def build_all(arch, impls):
 
 
 TORCH_IMPLS = ("smp",)
-ONNX_IMPLS = ("onnxruntime",)
+# ONNX Runtime's threads spin as torch's do: a worker of their own.
+ONNX_IMPLS = ("onnxruntime", "ours_onnx")
 # Run in a worker with `deeplab-predict`'s runtime.
-INFERENCE_IMPLS = ("ours_inference", "ours_savedmodel", "ours_tflite")
+INFERENCE_IMPLS = ("ours_inference", "ours_savedmodel", "ours_tflite",
+                   "ours_tflite_int8_full")
 
 
 def worker(arch, impls):
@@ -600,9 +646,10 @@ def table(rows) -> str:
 
 
 def lead_over_peers(arch: str, results) -> str:
-  """The target measure: our best float32 form (any ``ours*`` row
-  but bf16) against the fastest peer, per batch-1 latency, batch-8
-  throughput and training step; above 1 means ours is faster."""
+  """The target measure: our best form (any ``ours*`` row but bf16: the
+  exported forms count, the full-integer TFLite file included) against the
+  fastest peer, per batch-1 latency, batch-8 throughput and training step;
+  above 1 means ours is faster. The row that wins is named."""
   def best(names, key, fastest):
     values = [(results[n][key], n) for n in names
               if n in results and results[n][key] == results[n][key]]  # not nan
@@ -618,7 +665,7 @@ def lead_over_peers(arch: str, results) -> str:
     o, p = best(ours, key, fastest), best(peers, key, fastest)
     if o and p:
       parts.append(f"{label} {lead(o[0], p[0]):.2f}x ({o[1]} vs {p[1]})")
-  return f"{arch}, float32, our best vs the fastest peer: " + (
+  return f"{arch}, our best vs the fastest peer: " + (
       ", ".join(parts) or "no pair measured")
 
 

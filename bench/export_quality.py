@@ -6,8 +6,8 @@ Usage:
       [--size=369,481] [--calibration=32] [--limit=0] [--write_readme]
 
 Exports the workdir's model to TFLite at a fixed input size in float32,
-float16 and int8 (int8 calibrated on --calibration training images, so no
-validation image is seen), then evaluates the Keras model and each TFLite
+float16, int8 and full-integer int8_full (both calibrated on --calibration
+training images, so no validation image is seen), then evaluates the Keras model and each TFLite
 file on every validation record: the image is resized to the fixed size,
 the predicted labels resized back (nearest) to the label's size. The same
 protocol for all four isolates the cost of quantization. Also reports the
@@ -57,8 +57,11 @@ def tflite_runner(path):
   source = interpreter.get_input_details()[0]["index"]
   target = interpreter.get_output_details()[0]["index"]
 
+  dtype = interpreter.get_input_details()[0]["dtype"]  # uint8: int8_full
+
   def run(image):
-    interpreter.set_tensor(source, image[None].astype(np.float32))
+    interpreter.set_tensor(source, np.round(image[None]).astype(dtype)
+                           if dtype == np.uint8 else image[None].astype(dtype))
     interpreter.invoke()
     return interpreter.get_tensor(target)[0]
   return run
@@ -83,7 +86,7 @@ def main(argv):
                  .take(_CALIBRATION.value)]
   runners, sizes = {"keras": lambda image: keras_labels(image).numpy()}, {}
   with tempfile.TemporaryDirectory() as tmp:
-    for quantization in ("float32", "float16", "int8"):
+    for quantization in tflite.QUANTIZATIONS:
       path = os.path.join(tmp, quantization + ".tflite")
       sizes[quantization] = tflite.export_tflite(
           model, path, height, width, quantization, calibration)
@@ -114,7 +117,7 @@ def main(argv):
            "| model | file size (bytes) | val mIoU | drop vs Keras | label agreement with Keras |",
            "|---|---:|---:|---:|---:|",
            f"| Keras float32 | | {miou['keras']:.4f} | | |"]
-  for name in ("float32", "float16", "int8"):
+  for name in tflite.QUANTIZATIONS:
     lines.append(f"| TFLite {name} | {sizes[name]:,} | {miou[name]:.4f} | "
                  f"{miou['keras'] - miou[name]:+.4f} | {agree[name] / total:.4%} |")
   table = "\n".join(lines)

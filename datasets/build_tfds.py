@@ -106,5 +106,5 @@ def build(name: str, output_dir: str, split: str = "train",
     raise ValueError("--num_classes is required")
   found = samples(name, split, data_dir, image_feature, mask_feature,
                   label_offset, ignore_label)
-  return common.build({split: found}, builder.LabelSpec(num_classes, ignore_label),
+  return common.build({split: found}, builder.LabelSpec(num_classes, ignore_label, mask_format="grey"),
                       output_dir, options)

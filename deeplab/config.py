@@ -41,6 +41,10 @@ OPTIMIZERS = ("sgd", "adamw")
 # 4096 x 4096: a 12-megapixel photo, or eight 2048x1024 Cityscapes frames,
 # in one request (bench/README.md measures a request's memory at it).
 MAX_REQUEST_PIXELS = 4096 * 4096
+# 8192 x 8192: the whole-image bound of a SavedModel exported with tiles
+# (config.eval.tile_size), whose float32 probability sum is then
+# 8192 x 8192 x classes x 4 bytes (5.3 GiB with 21 classes).
+MAX_IMAGE_PIXELS = 8192 * 8192
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -423,6 +427,18 @@ def _eval(config) -> None:
   # that way only. () takes the dataset table's value
   # (513x513 VOC and ADE20K, 1025x2049 Cityscapes; none for other datasets).
   config.eval.crop_size = ()
+  # Side in pixels of the square tiles an image larger than it is predicted
+  # in (evaluation, deeplab-predict and the SavedModel): each tile (after
+  # multi-scale and flip) gives softmax probabilities, averaged where tiles
+  # overlap, so the network's memory is bounded by the tile's. Of the form
+  # output_stride * k + 1 (output_stride * k where config.model.align_corners
+  # is False), e.g. 513. 0: whole images.
+  config.eval.tile_size = 0
+  # Pixels neighbouring tiles share at least (with tile_size > 0), in
+  # [0, tile_size - output_stride]: windows are tile_size - tile_overlap
+  # pixels apart, rounded down to a multiple of the output stride (so their
+  # feature grids fall on the whole image's).
+  config.eval.tile_overlap = 128
   # Eval images shown with predictions in TensorBoard.
   config.eval.num_summary_images = 3
 
@@ -436,6 +452,20 @@ def _eval_rules(config) -> rules.Table:
         words="() or (height, width) with each of the form")
     table["crop_size"] = rules.Rule(lambda c: not c or aligned.holds(c),
                                     aligned.words)
+    tile = _stride_aligned_size(
+        config.model.output_stride, config.model.align_corners,
+        smallest=config.model.output_stride, words="0 (whole images) or")
+    table["tile_size"] = rules.Rule(
+        lambda t: t == 0 or tile.holds((t, t)),
+        tile.words.replace(" with config", " (k >= 1) with config", 1))
+    if config.eval.tile_size:
+      most = config.eval.tile_size - config.model.output_stride
+      table["tile_overlap"] = rules.Rule(
+          lambda v: rules.is_int(v) and 0 <= v <= most,
+          f"in [0, config.eval.tile_size - config.model.output_stride] = "
+          f"[0, {most}] pixels")
+  else:  # Global pooling: whole images.
+    table["tile_size"] = rules.one_of((0,), "0 (tiles are for segmentation)")
   return table
 
 
@@ -447,11 +477,18 @@ def _export(config) -> None:
   # an InvalidArgument error naming this limit, so a huge image cannot
   # exhaust the server's memory. Recorded in the SavedModel's metadata.
   config.export.max_request_pixels = MAX_REQUEST_PIXELS
+  # With tiles (config.eval.tile_size > 0), max_request_pixels bounds one
+  # tile of a request (batch x min(tile, height) x min(tile, width)) and
+  # this bounds the whole request (batch x height x width): the probability
+  # sum of the whole image (pixels x classes x 4 bytes) is what grows with
+  # it. Recorded in the SavedModel's metadata; unused without tiles.
+  config.export.max_image_pixels = MAX_IMAGE_PIXELS
 
 
 def _export_rules(config) -> rules.Table:
   del config
-  return {"max_request_pixels": rules.at_least(1)}
+  return {"max_request_pixels": rules.at_least(1),
+          "max_image_pixels": rules.at_least(1)}
 
 
 class Section(NamedTuple):

@@ -21,6 +21,21 @@ predict through this module, so they compute the same function:
 4. Back to the input size (``predict_labels`` only): labels by nearest
    neighbour, probabilities bilinearly.
 
+Tiles (``tile_size`` > 0, ``config.eval.tile_size``): an image larger than
+the tile in either dimension is predicted in sliding windows of
+``tile_size`` x ``tile_size`` pixels, ``tile_size - tile_overlap`` pixels
+apart rounded down to a multiple of the output stride (so each window's
+feature grid falls on the whole image's), from the top left corner; the
+windows of the last row and column are cut at the image's edge. Each
+window goes through steps 2 and 3 as an image of its own, padded to the
+tile (``crop_size=(tile_size, tile_size)``); its probabilities (after the
+multi-scale and flip average) are added into one float32 sum of the whole
+image [b, h, w, classes] and divided by how many windows covered each pixel
+(an h x w count map). That sum is the only buffer of the full image's size
+besides the input; the network's activations are those of one tile, so
+memory no longer grows with the image through them. An image that fits in
+one tile is predicted whole, as without tiles.
+
 Every resize here maps pixels as the model's own do
 (``ModelArgs.align_corners``: aligned corners, as the original, unless the
 model says otherwise).
@@ -84,14 +99,16 @@ def scale_dimension(size, scale: float, align_corners: bool = True):
 def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
                           flip: bool = False, output_stride: Optional[int] = None,
                           crop_size: Optional[Sequence[int]] = None,
-                          align_corners: Optional[bool] = None):
+                          align_corners: Optional[bool] = None,
+                          tile_size: int = 0, tile_overlap: int = 0):
   """Class probabilities [b, h, w, c] of images [b, h, w, 3] in [-1, 1].
 
   The images are padded (``target_size``), each scale resizes the padded
   images to ``scale_dimension`` of the padded size, the logits go back to
   the padded size, their softmax is averaged, and the result is sliced
   back to the images: the original's ``predict_labels_multi_scale`` on its
-  padded evaluation crop.
+  padded evaluation crop. With ``tile_size``, an image larger than the tile
+  is predicted so in overlapping tiles (``tiled_probabilities``).
 
   Args:
     model: a ``DeepLab`` (or any callable ``model(images, training=False)``
@@ -104,9 +121,25 @@ def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
       (the original's ``eval_crop_size``); None pads to the alignment only.
     align_corners: mapping of the resizes and of the padding's alignment
       (default: the model's ``ModelArgs.align_corners``).
+    tile_size: side of the square tiles in pixels (of the form
+      ``output_stride * k + 1``, ``output_stride * k`` without aligned
+      corners); 0: the whole image at once.
+    tile_overlap: pixels neighbouring tiles share at least (their step is
+      ``tile_size - tile_overlap`` rounded down to a multiple of the output
+      stride), in [0, tile_size - output_stride].
   """
   output_stride = output_stride or model.args.output_stride
   align_corners = _align_corners(model, align_corners)
+  if tile_size:
+    return tiled_probabilities(model, images, tile_size, tile_overlap, scales,
+                               flip, output_stride, crop_size, align_corners)
+  return _whole_probabilities(model, images, scales, flip, output_stride,
+                              crop_size, align_corners)
+
+
+def _whole_probabilities(model, images, scales, flip, output_stride: int,
+                         crop_size, align_corners: bool):
+  """``predict_probabilities`` of whole images."""
   crop_h, crop_w = tuple(crop_size) if crop_size else (None, None)
   shape = tf.shape(images)
   height, width = shape[1], shape[2]
@@ -136,12 +169,128 @@ def predict_probabilities(model, images, scales: Sequence[float] = (1.0,),
   return (total / count)[:, :height, :width, :]
 
 
+def tile_step(tile_size: int, tile_overlap: int, output_stride: int) -> int:
+  """Pixels between neighbouring windows: ``tile_size - tile_overlap``
+  rounded down to a multiple of ``output_stride``, so every window's
+  feature grid falls on the whole image's (a window shifted by a fraction
+  of the stride would sample its features at other pixels)."""
+  return (tile_size - tile_overlap) // output_stride * output_stride
+
+
+def tile_starts(size, tile_size: int, step: int):
+  """First pixels of the windows along a dimension of ``size`` pixels
+  (int32 vector): 0, ``step``, 2 ``step``... up to the first window that
+  reaches the edge (it is cut there)."""
+  count = (tf.maximum(size - tile_size, 0) + step - 1) // step + 1
+  return tf.range(count) * step
+
+
+def _coverage(size, starts, extent):
+  """How many windows of ``extent`` pixels starting at ``starts`` cover each
+  of ``size`` pixels (float32 [size])."""
+  pixels = tf.range(size)[None, :]
+  inside = tf.logical_and(pixels >= starts[:, None],
+                          pixels < starts[:, None] + extent)
+  return tf.reduce_sum(tf.cast(inside, tf.float32), 0)
+
+
+def _num_classes(model) -> int:
+  args = getattr(model, "args", None)
+  if getattr(args, "num_classes", None):
+    return args.num_classes
+  shape = getattr(model, "output_shape", None)
+  if shape and shape[-1]:
+    return shape[-1]
+  raise ValueError("tiles need the model's number of classes: give a model "
+                   "with args.num_classes or a Keras output_shape")
+
+
+def tiled_probabilities(model, images, tile_size: int, tile_overlap: int,
+                        scales: Sequence[float] = (1.0,), flip: bool = False,
+                        output_stride: Optional[int] = None,
+                        crop_size: Optional[Sequence[int]] = None,
+                        align_corners: Optional[bool] = None):
+  """``predict_probabilities`` in overlapping tiles (the module docstring).
+
+  An image at most ``tile_size`` in both dimensions is predicted whole (with
+  ``crop_size``), so tiles change nothing where one covers the image. A
+  larger one is cut into windows (``tile_starts`` along each dimension,
+  ``tile_step`` apart), each predicted as an image padded to
+  ``(tile_size, tile_size)``; a
+  ``tf.while_loop`` over the windows adds their probabilities into one
+  float32 sum [b, h, w, c] (``tensor_scatter_nd_add``), which is divided
+  by the h x w count of windows over each pixel. The graph takes images of
+  any size; memory is the sum, the count map and one tile's activations.
+
+  Args:
+    model: a ``DeepLab`` (or a callable with ``args.num_classes`` or a
+      Keras ``output_shape``).
+    images: float32 batch [b, h, w, 3] in [-1, 1].
+    tile_size: side of the square windows in pixels.
+    tile_overlap: pixels neighbouring windows share at least, in
+      [0, tile_size - output_stride].
+    scales, flip, output_stride, crop_size, align_corners: as
+      ``predict_probabilities``; scales and flip apply to each tile.
+
+  Raises:
+    ValueError: tile_size < output_stride or tile_overlap outside
+      [0, tile_size - output_stride].
+  """
+  output_stride = output_stride or model.args.output_stride
+  if tile_size < output_stride or not 0 <= tile_overlap <= tile_size - output_stride:
+    raise ValueError(
+        f"tiles must have tile_size >= output_stride ({output_stride}) and "
+        f"tile_overlap in [0, tile_size - output_stride], got "
+        f"tile_size={tile_size!r}, tile_overlap={tile_overlap!r}")
+  align_corners = _align_corners(model, align_corners)
+  shape = tf.shape(images)
+  batch, height, width = shape[0], shape[1], shape[2]
+
+  def whole():
+    return _whole_probabilities(model, images, scales, flip, output_stride,
+                                crop_size, align_corners)
+
+  def tiles():
+    step = tile_step(tile_size, tile_overlap, output_stride)
+    rows = tile_starts(height, tile_size, step)
+    cols = tile_starts(width, tile_size, step)
+    columns = tf.size(cols)
+
+    def add_tile(i, total):
+      y, x = rows[i // columns], cols[i % columns]
+      tile_h = tf.minimum(tile_size, height - y)
+      tile_w = tf.minimum(tile_size, width - x)
+      window = tf.slice(images, tf.stack([0, y, x, 0]),
+                        tf.stack([-1, tile_h, tile_w, -1]))
+      # The window is an image of its own, padded to the tile.
+      probabilities = _whole_probabilities(
+          model, window, scales, flip, output_stride, (tile_size, tile_size),
+          align_corners)
+      where = tf.stack(tf.meshgrid(tf.range(batch), tf.range(y, y + tile_h),
+                                   tf.range(x, x + tile_w), indexing="ij"), -1)
+      return i + 1, tf.tensor_scatter_nd_add(total, where, probabilities)
+
+    total = tf.zeros(tf.stack([batch, height, width, _num_classes(model)]))
+    _, total = tf.while_loop(lambda i, _: i < tf.size(rows) * columns,
+                             add_tile, (tf.constant(0), total))
+    count = (_coverage(height, rows, tile_size)[:, None] *
+             _coverage(width, cols, tile_size)[None, :])
+    return total / count[None, :, :, None]
+
+  fits = tf.logical_and(height <= tile_size, width <= tile_size)
+  static = tf.get_static_value(fits)
+  if static is not None:
+    return whole() if static else tiles()
+  return tf.cond(fits, whole, tiles)
+
+
 def predict_labels(model, images, scales: Sequence[float] = (1.0,),
                    flip: bool = False,
                    crop_size: Optional[Sequence[int]] = None,
                    resize_range: Sequence[float] = (0, 0, 0),
                    output_stride: Optional[int] = None,
-                   align_corners: Optional[bool] = None):
+                   align_corners: Optional[bool] = None,
+                   tile_size: int = 0, tile_overlap: int = 0):
   """What every export and ``deeplab.predict`` compute: (labels int32
   [b, h, w], probabilities float32 [b, h, w, c]) of RGB pixels [b, h, w, 3]
   in [0, 255].
@@ -152,6 +301,9 @@ def predict_labels(model, images, scales: Sequence[float] = (1.0,),
   (``predict_probabilities``); the labels come back to the input size by
   nearest neighbour (probabilities bilinearly). Every resize maps pixels by
   ``align_corners`` (default: the model's ``ModelArgs.align_corners``).
+  With ``tile_size``, an image larger than the tile (after the resize to
+  range) is predicted in tiles of that size sharing ``tile_overlap``
+  pixels (``tiled_probabilities``).
   """
   align_corners = _align_corners(model, align_corners)
   images = tf.cast(images, tf.float32)
@@ -163,7 +315,7 @@ def predict_labels(model, images, scales: Sequence[float] = (1.0,),
     images = _resize(images, size, align_corners)
   probabilities = predict_probabilities(
       model, augment.normalize(images), scales, flip, output_stride,
-      crop_size, align_corners)
+      crop_size, align_corners, tile_size, tile_overlap)
   labels = tf.argmax(probabilities, -1, output_type=tf.int32)
   if resized:
     labels = tf.raw_ops.ResizeNearestNeighbor(
@@ -176,12 +328,22 @@ def predict_labels(model, images, scales: Sequence[float] = (1.0,),
 
 def options_from_config(config) -> Dict:
   """The ``predict_labels`` keyword arguments a run's config sets: its eval
-  ``scales`` and ``flip``, evaluation ``crop_size`` and ``resize_range``
-  (``export.savedmodel.export_saved_model`` and
+  ``scales`` and ``flip``, evaluation ``crop_size``, ``resize_range`` and
+  tiles (``tile_options``; ``export.savedmodel.export_saved_model`` and
   ``export.frozen_graph.export_frozen_graph`` take the same ones)."""
   return dict(scales=tuple(config.eval.scales), flip=config.eval.flip,
               crop_size=config_lib.eval_crop_size(config),
-              resize_range=pipeline.resize_range(config))
+              resize_range=pipeline.resize_range(config),
+              **tile_options(config))
+
+
+def tile_options(config) -> Dict:
+  """``tile_size`` and ``tile_overlap`` of ``config.eval`` (0, 0: whole
+  images), as ``predict_probabilities`` and ``predict_labels`` take them."""
+  if not config.eval.tile_size:
+    return dict(tile_size=0, tile_overlap=0)
+  return dict(tile_size=config.eval.tile_size,
+              tile_overlap=config.eval.tile_overlap)
 
 
 def with_output_stride(model, output_stride: int):

@@ -206,6 +206,8 @@ MAIN_OUTPUTS = {
     "docs/backbone_pretraining.md": ["runs/shapes/eval/metrics.json",
                                      "runs/imagenet/eval/metrics.json",
                                      "runs/voc_from_imagenet/checkpoints/checkpoint"],
+    # Predicts with the README's voc.tflite (the README's blocks run first).
+    "docs/export.md": ["predictions/photo_0_overlay.png"],
 }
 
 

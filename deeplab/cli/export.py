@@ -1,9 +1,10 @@
-r"""Exports a training run as a SavedModel for TF Serving, and/or TFLite.
+r"""Exports a training run as a SavedModel for TF Serving, TFLite and/or ONNX.
 
   deeplab-export --workdir=W --export_dir=E \
       [--output_stride=8] [--config.eval.scales='(0.75,1.0,1.25)'] \
       [--config.eval.flip=True] [--legacy_names] [--frozen_graph] \
-      [--tflite=model.tflite --tflite_size=513,513 --quantization=int8]
+      [--tflite=model.tflite --tflite_size=513,513 --quantization=int8] \
+      [--tflite_output=probabilities] [--onnx=model.onnx]
 
 (In a checkout, ``python export.py`` is the same tool.)
 
@@ -11,7 +12,9 @@ The run's own config (W/config.json) is used; --config.x=... changes
 export fields (eval scales, flip, records) on purpose. The SavedModel's
 signatures are described in deeplab/export/savedmodel.py. int8 TFLite calibrates
 on --representative_count images of config.data.train_pattern (training
-images only), resized to the TFLite input size.
+images only), resized to the TFLite input size; int8_full is full-integer
+(uint8 in, integer ops only). The ONNX file (tf2onnx, the 'onnx' extra)
+computes what the SavedModel's serving_default does (deeplab/export/onnx.py).
 """
 
 from absl import app
@@ -19,6 +22,7 @@ from absl import flags
 
 from deeplab import export
 from deeplab.cli import common
+from deeplab.export import tflite as tflite_lib
 
 
 def main():
@@ -39,9 +43,17 @@ def main():
   tflite = flags.DEFINE_string("tflite", None, "Also write a TFLite file here.")
   tflite_size = flags.DEFINE_list(
       "tflite_size", None, "TFLite input height,width (default: the crop size).")
-  quantization = flags.DEFINE_enum("quantization", "float32",
-                                   ["float32", "float16", "int8"],
-                                   "TFLite weight/activation type.")
+  quantization = flags.DEFINE_enum(
+      "quantization", "float32", list(tflite_lib.QUANTIZATIONS),
+      "TFLite weight/activation type; int8_full: integer ops only, uint8 "
+      "input (Edge TPU, NPU delegates).")
+  tflite_output = flags.DEFINE_enum(
+      "tflite_output", "labels", list(tflite_lib.OUTPUTS),
+      "TFLite output: int32 labels (ArgMax in the graph) or class "
+      "probabilities (uint8 with int8_full).")
+  onnx = flags.DEFINE_string(
+      "onnx", None, "Also write an ONNX file here (tf2onnx: pip install "
+      "'deeplab-tf2[onnx]'): uint8 images -> labels, probabilities.")
   checkpoint = flags.DEFINE_string(
       "checkpoint", "latest", "Which checkpoint of the run: latest, best (of "
       "--mode=train_and_eval), a step, or a checkpoint prefix.")
@@ -52,8 +64,8 @@ def main():
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not export_dir.value and not tflite.value:
-      raise app.UsageError("give --export_dir and/or --tflite")
+    if not export_dir.value and not tflite.value and not onnx.value:
+      raise app.UsageError("give --export_dir, --tflite and/or --onnx")
     size = tflite_size.value
     if size is not None and (len(size) != 2 or not all(v.isdigit() for v in size)):
       raise app.UsageError(f"--tflite_size must be HEIGHT,WIDTH, got {size}")
@@ -65,6 +77,7 @@ def main():
         representative_count=representative.value,
         output_stride=int(output_stride.value) if output_stride.value else None,
         legacy_names=legacy.value, frozen_graph=frozen.value,
+        onnx_path=onnx.value, tflite_output=tflite_output.value,
         checkpoint=checkpoint.value)
 
   flags.mark_flags_as_required(["workdir"])

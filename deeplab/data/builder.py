@@ -15,6 +15,11 @@ renamed into place):
   are, byte for byte.
 - Unreadable or truncated image or mask, image without a mask, mask of
   another size than its image: problem; the pair is left out.
+- Images and masks with an EXIF orientation are turned upright, each by
+  its own tag, before the size check; a turned image is stored as PNG.
+- Masks are read by ``deeplab.data.masks`` (palette, grey, RGB colour,
+  0/255 binary, 16-bit ids). A mask it cannot read (JPEG, RGB without a
+  color table, ambiguous 0/255): problem; the pair is left out.
 - Mask values that are neither a class id nor the ignore label (or colors
   not in the color table): problem; those pixels become the ignore label.
 - A split whose image count differs from the dataset table: problem.
@@ -35,6 +40,7 @@ import tensorflow as tf
 
 from deeplab import progress
 from deeplab.data import image_files
+from deeplab.data import masks
 from deeplab.data import records
 
 
@@ -66,6 +72,8 @@ class LabelSpec:
       = id); colors not in it are problems. Ignored for id masks, except that
       an RGB mask needs it.
     ignore_color: for RGB masks, the color meaning ``ignore_label``.
+    mask_format: the masks' form (``masks.MASK_FORMATS``); ``auto``
+      recognises each file's.
     id_map: ``(source_value, class_id)`` pairs applied to id masks, e.g.
       Cityscapes labelIds -> train ids; values not in the map become
       ``ignore_label`` (that is the map's purpose, not a problem).
@@ -76,6 +84,7 @@ class LabelSpec:
   ignore_label: int
   color_table: Optional[Tuple[Tuple[int, int, int], ...]] = None
   ignore_color: Optional[Tuple[int, int, int]] = None
+  mask_format: str = "auto"
   id_map: Optional[Tuple[Tuple[int, int], ...]] = None
   require_mask: bool = True
 
@@ -144,73 +153,19 @@ def encode_image(path: str, notes: List[str],
   """Reads an image; returns (bytes, 'jpeg'|'png', height, width)."""
   if data is None:
     data = image_files.read_bytes(path)
-  image = _open(path, data)
+  stored = _open(path, data)
+  image = image_files.upright(stored)
+  if image is not stored:
+    notes.append("EXIF orientation turned upright (stored as PNG)")
   fmt = (image.format or "").lower()
   rgb = _to_rgb(image, notes)
-  if rgb is image and fmt in ("jpeg", "png"):
+  if rgb is stored and fmt in ("jpeg", "png"):
     return data, fmt, image.height, image.width
   buffer = io.BytesIO()
   rgb.save(buffer, format="PNG")
-  if rgb is image:
+  if rgb is stored:
     notes.append(f"{fmt or 'unknown'} file re-encoded as PNG")
   return buffer.getvalue(), "png", rgb.height, rgb.width
-
-
-def mask_to_ids(mask: Image.Image, spec: LabelSpec, notes: List[str],
-                problems: List[str], name: str) -> np.ndarray:
-  """Class ids of a mask image, as uint8 [h, w]."""
-  if mask.mode in ("RGB", "RGBA"):
-    rgb = np.asarray(mask.convert("RGB"))
-    if spec.color_table is None:
-      if (np.all(rgb[..., 0] == rgb[..., 1]) and
-          np.all(rgb[..., 1] == rgb[..., 2])):
-        notes.append("gray RGB mask read as ids")
-        values = rgb[..., 0].astype(np.int64)
-      else:
-        raise BuildError(
-            f"{name}: RGB color mask, but no color-to-id table was given "
-            "(pass --colormap)")
-    else:
-      notes.append("RGB color mask mapped through the color table")
-      packed = (rgb[..., 0].astype(np.int64) << 16 |
-                rgb[..., 1].astype(np.int64) << 8 | rgb[..., 2])
-      lookup = {(r << 16 | g << 8 | b): i
-                for i, (r, g, b) in enumerate(spec.color_table)}
-      if spec.ignore_color is not None:
-        r, g, b = spec.ignore_color
-        lookup[r << 16 | g << 8 | b] = spec.ignore_label
-      values = np.full(packed.shape, -1, np.int64)
-      for color in np.unique(packed):
-        values[packed == color] = lookup.get(int(color), -1)
-      unknown = np.unique(packed[values < 0])
-      if unknown.size:
-        colors = [((c >> 16) & 255, (c >> 8) & 255, c & 255)
-                  for c in unknown[:5].tolist()]
-        problems.append(f"{name}: {unknown.size} colors not in the color "
-                        f"table, e.g. {colors}; set to ignore")
-        values[values < 0] = spec.ignore_label
-    return values.astype(np.uint8)
-  if mask.mode == "P":
-    notes.append("palette mask read as ids")
-  elif mask.mode not in ("L", "I", "I;16", "I;16B", "I;16L"):
-    raise BuildError(f"{name}: mask mode {mask.mode} is not an id, palette "
-                     "or RGB mask")
-  values = np.asarray(mask).astype(np.int64)
-  if spec.id_map is not None:
-    mapped = np.full(values.shape, spec.ignore_label, np.int64)
-    for source, target in spec.id_map:
-      mapped[values == source] = target
-    values = mapped
-  bad = (values >= spec.num_classes) & (values != spec.ignore_label)
-  bad |= values < 0
-  if np.any(bad):
-    found = np.unique(values[bad])
-    problems.append(
-        f"{name}: values {found[:10].tolist()} are neither class ids "
-        f"(0..{spec.num_classes - 1}) nor the ignore label "
-        f"{spec.ignore_label} in {int(bad.sum())} pixels; set to ignore")
-    values[bad] = spec.ignore_label
-  return values.astype(np.uint8)
 
 
 def _encode_sample_image(index: int, sample, notes: List[str]):
@@ -239,7 +194,7 @@ def encode_sample(index: int, sample: Sample, spec: LabelSpec) -> EncodedSample:
           f"{sample.image_path}: no mask found; left out"], notes)
   else:
     try:
-      mask = _open(sample.mask_path, sample.mask_data)
+      mask = image_files.upright(_open(sample.mask_path, sample.mask_data))
     except Exception as e:
       return EncodedSample(index, None, [
           f"{sample.mask_path}: unreadable or truncated mask ({e}); left out"],
@@ -249,8 +204,8 @@ def encode_sample(index: int, sample: Sample, spec: LabelSpec) -> EncodedSample:
           f"{sample.mask_path}: mask is {mask.width}x{mask.height} but its "
           f"image is {width}x{height}; left out"], notes)
     try:
-      ids = mask_to_ids(mask, spec, notes, problems, sample.mask_path)
-    except BuildError as e:
+      ids = masks.label_ids(mask, spec, sample.mask_path, notes, problems)
+    except masks.MaskError as e:
       return EncodedSample(index, None, [f"{e}; left out"], notes)
     buffer = io.BytesIO()
     Image.fromarray(ids, mode="L").save(buffer, format="PNG")

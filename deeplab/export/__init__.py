@@ -4,8 +4,11 @@
   labels and probabilities out; request checks; dataset metadata).
 - ``frozen_graph``: the original's ``frozen_inference_graph.pb`` for its TF1
   clients.
-- ``tflite``: TFLite of fixed input size in float32, float16 or int8
-  (calibrated on training images).
+- ``tflite``: TFLite of fixed input size in float32, float16, int8
+  (calibrated on training images) or full-integer int8 (uint8 in, integer
+  ops only, for Edge TPUs and NPUs).
+- ``onnx``: ONNX through tf2onnx (the ``onnx`` extra), the SavedModel's
+  ``serving_default`` as an ONNX graph.
 
 Every format predicts through ``deeplab.inference`` with the model's batch
 norm folded (``deeplab.folding``). ``export_run`` exports a checkpoint of
@@ -25,6 +28,7 @@ from deeplab import inference
 from deeplab import run_dir
 from deeplab.data import dataset_table
 from deeplab.export import frozen_graph as frozen_graph_lib
+from deeplab.export import onnx
 from deeplab.export import savedmodel
 from deeplab.export import tflite
 
@@ -35,8 +39,10 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
                quantization: str = "float32", representative_count: int = 32,
                output_stride: Optional[int] = None,
                legacy_names: bool = False, frozen_graph: bool = False,
-               checkpoint: str = "latest") -> int:
-  """Exports a checkpoint of a run: SavedModel, frozen graph and/or TFLite.
+               onnx_path: Optional[str] = None,
+               tflite_output: str = "labels", checkpoint: str = "latest") -> int:
+  """Exports a checkpoint of a run: SavedModel, frozen graph, TFLite and/or
+  ONNX.
 
   Args:
     config: the run's config (``run_dir.read_config``, possibly changed:
@@ -45,13 +51,17 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
     export_dir: SavedModel folder, or None.
     tflite_path: TFLite file, or None.
     tflite_size: TFLite input (height, width); default: the crop size.
-    quantization: TFLite 'float32', 'float16' or 'int8' (calibrated on
+    quantization: TFLite 'float32', 'float16', 'int8' or 'int8_full'
+      (``tflite.QUANTIZATIONS``; the int8 ones calibrate on
       ``representative_count`` images of ``config.data.train_pattern``).
     representative_count: int8 calibration images.
     output_stride: export at another output stride than trained.
     legacy_names: add the SavedModel's ``legacy`` signature.
     frozen_graph: also write ``export_dir/frozen_inference_graph.pb``, the
       original's frozen graph (``frozen_graph.export_frozen_graph``).
+    onnx_path: ONNX file (``onnx.export_onnx``), or None.
+    tflite_output: what the TFLite file outputs, 'labels' or
+      'probabilities'.
     checkpoint: ``latest``, ``best``, a step or a checkpoint prefix
       (``run_dir.resolve_checkpoint``); the SavedModel's metadata records
       its path, step and this selector.
@@ -60,18 +70,26 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
     The step of the exported checkpoint.
 
   Raises:
-    ValueError: neither output given, a frozen graph without an export_dir,
-      or int8 without training records (checked before anything is
-      written).
+    ValueError: no output given, a frozen graph without an export_dir,
+      an unknown quantization or TFLite output, or int8 without training
+      records (checked before anything is written).
+    ImportError: an ONNX file without tf2onnx installed.
   """
-  if not export_dir and not tflite_path:
-    raise ValueError("give an export_dir (--export_dir) and/or a tflite "
-                     "path (--tflite)")
+  if not export_dir and not tflite_path and not onnx_path:
+    raise ValueError("give an export_dir (--export_dir), a tflite path "
+                     "(--tflite) and/or an onnx path (--onnx)")
   if frozen_graph and not export_dir:
     raise ValueError("the frozen graph is written into the export_dir: give "
                      "--export_dir with --frozen_graph")
-  if tflite_path and quantization == "int8":
+  if quantization not in tflite.QUANTIZATIONS:
+    raise ValueError(f"quantization must be one of {', '.join(tflite.QUANTIZATIONS)}, "
+                     f"got {quantization!r}")
+  if tflite_output not in tflite.OUTPUTS:
+    raise ValueError(f"tflite_output must be labels or probabilities, got {tflite_output!r}")
+  if tflite_path and quantization in tflite.CALIBRATED:
     tflite.calibration_pattern(config)
+  if onnx_path:
+    onnx.tf2onnx_module()
   choice = run_dir.resolve_checkpoint(workdir, checkpoint)
   model, step = run_dir.restore_model(config, workdir, choice.path)
   output_stride = output_stride or model.args.output_stride
@@ -81,6 +99,7 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
         model, dataset_table.from_config(config), export_dir,
         output_stride=output_stride, legacy_names=legacy_names,
         max_request_pixels=config.export.max_request_pixels,
+        max_image_pixels=config.export.max_image_pixels,
         checkpoint=choice.describe(), **options)
     logging.info("SavedModel of step %d written to %s", step, export_dir)
   if frozen_graph:
@@ -92,12 +111,17 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
   if tflite_path:
     height, width = tuple(tflite_size or config.data.crop_size)
     images = None
-    if quantization == "int8":
+    if quantization in tflite.CALIBRATED:
       images = tflite.representative_images(config, height, width,
                                             representative_count)
     size = tflite.export_tflite(
         inference.with_output_stride(model, output_stride), tflite_path,
-        height, width, quantization, images)
-    logging.info("TFLite (%s, %dx%d) of step %d written to %s: %d bytes",
-                 quantization, height, width, step, tflite_path, size)
+        height, width, quantization, images, output=tflite_output)
+    logging.info("TFLite (%s, %dx%d, %s) of step %d written to %s: %d bytes",
+                 quantization, height, width, tflite_output, step, tflite_path,
+                 size)
+  if onnx_path:
+    size = onnx.export_onnx(model, onnx_path, dataset_table.from_config(config),
+                            output_stride=output_stride, **options)
+    logging.info("ONNX of step %d written to %s: %d bytes", step, onnx_path, size)
   return step

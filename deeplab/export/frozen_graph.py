@@ -24,7 +24,8 @@ FROZEN_OUTPUT = "SemanticPredictions"
 def export_frozen_graph(model, path: str, scales: Sequence[float] = (1.0,),
                         flip: bool = False,
                         crop_size: Optional[Sequence[int]] = None,
-                        resize_range: Sequence[float] = (0, 0, 0)) -> int:
+                        resize_range: Sequence[float] = (0, 0, 0),
+                        tile_size: int = 0, tile_overlap: int = 0) -> int:
   """Writes the original's frozen inference graph; returns its size in bytes.
 
   Args:
@@ -35,6 +36,8 @@ def export_frozen_graph(model, path: str, scales: Sequence[float] = (1.0,),
     crop_size: (height, width) images are padded to (the evaluation crop).
     resize_range: (min, max, factor) images are first resized to
       (``inference.predict_labels``); zeros: none.
+    tile_size, tile_overlap: tiles of images larger than ``tile_size``
+      (``inference.tiled_probabilities``); 0: whole images.
 
   Example (a client that knows nothing of this project)::
 
@@ -52,7 +55,9 @@ def export_frozen_graph(model, path: str, scales: Sequence[float] = (1.0,),
       tf.TensorSpec([1, None, None, 3], tf.uint8, name=FROZEN_INPUT)])
   def predict(image):
     labels, _ = inference.predict_labels(model, image, scales, flip,
-                                         crop_size, resize_range)
+                                         crop_size, resize_range,
+                                         tile_size=tile_size,
+                                         tile_overlap=tile_overlap)
     return tf.identity(labels, name=FROZEN_OUTPUT)
 
   frozen = convert_to_constants.convert_variables_to_constants_v2(

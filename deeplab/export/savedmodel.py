@@ -19,6 +19,15 @@ width, ``config.export.max_request_pixels``) is an InvalidArgument error
 naming the limit, before any of its activations are allocated: one huge
 request cannot take the server's memory. Encoded JPEG/PNG images are
 measured from their headers, before decoding.
+Exported with tiles (``tile_size`` > 0, ``config.eval.tile_size``), an
+image larger than the tile is predicted in overlapping tiles
+(``deeplab.inference.tiled_probabilities``): ``max_request_pixels`` then
+bounds one tile of the request (batch x min(tile, height) x min(tile,
+width)), and ``max_image_pixels`` (``config.export.max_image_pixels``)
+bounds the whole request (batch x height x width), since the float32
+probabilities of the whole image grow with it; either check failing is an
+InvalidArgument error naming its limit. Encoded images are measured against
+the whole-image bound.
 The model's dataset facts are kept in ``metadata`` (JSON: dataset, class
 names, colormap, the pixel limit, and the run's checkpoint it was exported
 from: path, step and selector) for clients such as ``deeplab.predict``.
@@ -66,6 +75,30 @@ def check_request_pixels(pixels, limit: int):
       "send smaller or fewer images. Pixels in the request, then the limit:")
 
 
+def check_image_pixels(pixels, limit: int):
+  """An InvalidArgument error naming ``limit`` if ``pixels`` (int64, the
+  request's batch x height x width) exceeds the whole-image bound of a
+  model exported with tiles; returns the check op."""
+  return tf.debugging.assert_less_equal(
+      tf.cast(pixels, tf.int64), tf.constant(limit, tf.int64),
+      message=f"the request holds more pixels (batch x height x width) than "
+      f"the whole-image bound of this model, {limit} "
+      "(config.export.max_image_pixels; it predicts in tiles, but the whole "
+      "image's probabilities are kept); send smaller or fewer images. Pixels "
+      "in the request, then the bound:")
+
+
+def check_tile_pixels(pixels, limit: int):
+  """An InvalidArgument error naming ``limit`` if ``pixels`` (int64, batch
+  x tile height x tile width) exceeds it; returns the check op."""
+  return tf.debugging.assert_less_equal(
+      tf.cast(pixels, tf.int64), tf.constant(limit, tf.int64),
+      message=f"a tile of the request holds more pixels (batch x "
+      f"min(tile, height) x min(tile, width)) than the limit of this model, "
+      f"{limit} (config.export.max_request_pixels); send fewer images. "
+      "Pixels in a tile, then the limit:")
+
+
 def _big_endian(data, offset: int, size: int):
   digits = tf.cast(tf.io.decode_raw(tf.strings.substr(data, offset, size),
                                     tf.uint8), tf.int64)
@@ -92,6 +125,8 @@ class ServingModule(tf.Module):
                crop_size: Optional[Sequence[int]] = None,
                resize_range: Sequence[float] = (0, 0, 0),
                max_request_pixels: int = config_lib.MAX_REQUEST_PIXELS,
+               tile_size: int = 0, tile_overlap: int = 0,
+               max_image_pixels: int = config_lib.MAX_IMAGE_PIXELS,
                checkpoint: Optional[dict] = None):
     super().__init__()
     # Track the plain tf.Variables under the Keras variables, not the Keras
@@ -104,6 +139,8 @@ class ServingModule(tf.Module):
     self.crop_size = tuple(crop_size) if crop_size else None
     self.resize_range = tuple(resize_range)
     self.max_request_pixels = int(max_request_pixels)
+    self.tile_size, self.tile_overlap = int(tile_size), int(tile_overlap)
+    self.max_image_pixels = int(max_image_pixels)
     self.metadata = tf.Variable(json.dumps({
         "dataset": info.name, "num_classes": info.num_classes,
         "ignore_label": info.ignore_label,
@@ -113,18 +150,31 @@ class ServingModule(tf.Module):
         "flip": flip, "crop_size": list(self.crop_size or ()),
         "resize_range": list(self.resize_range),
         "max_request_pixels": self.max_request_pixels,
+        "tile_size": self.tile_size, "tile_overlap": self.tile_overlap,
+        "max_image_pixels": self.max_image_pixels,
         "checkpoint": checkpoint}),
         trainable=False)
 
-  def _predict(self, images):
+  def _pixel_checks(self, images):
+    """The request limit on the whole request, or, with tiles, on one tile
+    and the whole-image bound on the request."""
     shape = tf.shape(images, out_type=tf.int64)
-    with tf.control_dependencies([check_request_pixels(
-        tf.reduce_prod(shape[:-1]), self.max_request_pixels)]):
+    pixels = tf.reduce_prod(shape[:-1])
+    if not self.tile_size:
+      return [check_request_pixels(pixels, self.max_request_pixels)]
+    tile = tf.minimum(shape[1:3], self.tile_size)
+    return [check_image_pixels(pixels, self.max_image_pixels),
+            check_tile_pixels(shape[0] * tile[0] * tile[1],
+                              self.max_request_pixels)]
+
+  def _predict(self, images):
+    with tf.control_dependencies(self._pixel_checks(images)):
       images = to_rgb(images)
     images.set_shape([None, None, None, 3])
     labels, probabilities = inference.predict_labels(
         self.model, images, self.scales, self.flip, self.crop_size,
-        self.resize_range)
+        self.resize_range, tile_size=self.tile_size,
+        tile_overlap=self.tile_overlap)
     return {"labels": labels, "probabilities": probabilities}
 
   @tf.function(input_signature=[
@@ -141,8 +191,10 @@ class ServingModule(tf.Module):
       return image
     pixels = tf.reduce_sum(tf.map_fn(encoded_pixels, encoded,
                                      fn_output_signature=tf.int64))
-    with tf.control_dependencies([check_request_pixels(
-        pixels, self.max_request_pixels)]):
+    check = (check_image_pixels(pixels, self.max_image_pixels)
+             if self.tile_size else
+             check_request_pixels(pixels, self.max_request_pixels))
+    with tf.control_dependencies([check]):
       images = tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec(
           [None, None, 3], tf.uint8))
     return self._predict(images)
@@ -160,6 +212,8 @@ def export_saved_model(model, info: dataset_table.DatasetInfo, export_dir: str,
                        crop_size: Optional[Sequence[int]] = None,
                        resize_range: Sequence[float] = (0, 0, 0),
                        max_request_pixels: int = config_lib.MAX_REQUEST_PIXELS,
+                       tile_size: int = 0, tile_overlap: int = 0,
+                       max_image_pixels: int = config_lib.MAX_IMAGE_PIXELS,
                        checkpoint: Optional[dict] = None) -> str:
   """Writes a SavedModel for TF Serving (signatures in the module docstring).
 
@@ -176,14 +230,21 @@ def export_saved_model(model, info: dataset_table.DatasetInfo, export_dir: str,
     resize_range: (min, max, factor) images are first resized to
       (``inference.predict_labels``); zeros: none.
     max_request_pixels: the most pixels (batch x height x width) one
-      request may hold; more is an InvalidArgument error naming the limit.
+      request may hold, or with tiles one tile of it; more is an
+      InvalidArgument error naming the limit.
+    tile_size: predict images larger than this in overlapping square tiles
+      of this side (``inference.tiled_probabilities``); 0: whole images.
+    tile_overlap: pixels neighbouring tiles share.
+    max_image_pixels: with tiles, the most pixels (batch x height x width)
+      one request may hold.
     checkpoint: the checkpoint the weights come from (``{"path", "step",
       "selector"}``), recorded in the metadata; None: not from a run.
   """
   model = folding.inference_model(inference.with_output_stride(
       model, output_stride or model.args.output_stride))
   module = ServingModule(model, info, scales, flip, crop_size, resize_range,
-                         max_request_pixels, checkpoint)
+                         max_request_pixels, tile_size, tile_overlap,
+                         max_image_pixels, checkpoint)
   signatures = {"serving_default": module.serve.get_concrete_function(),
                 "serve_encoded": module.serve_encoded.get_concrete_function()}
   if legacy_names:

@@ -1,15 +1,26 @@
-"""TFLite export: fixed input size, float32 RGB pixels [1, h, w, 3] in
-[0, 255] -> int32 labels [1, h, w] (int64 breaks mobile runtimes), in
-float32, float16 or int8 (post-training quantization calibrated on real
-training images, ``representative_images``).
+"""TFLite export: fixed input size, RGB pixels [1, h, w, 3] in [0, 255] ->
+int32 labels [1, h, w] (int64 breaks mobile runtimes) or class
+probabilities [1, h, w, classes], in one of ``QUANTIZATIONS``:
+
+- float32, float16 (weights);
+- int8: dynamic-range weights and activations calibrated on real training
+  images (``representative_images``), float input and output, ops without
+  an int8 kernel left in float;
+- int8_full: full-integer, as Edge TPU compilers and NPU delegates take
+  it: only integer builtin ops (``TFLITE_BUILTINS_INT8``; the conversion
+  fails naming an op without an integer kernel), uint8 pixels in (the
+  input's scale and zero point are in the file), ``ArgMax`` in the graph
+  with int32 labels out, or uint8 probabilities (scale 1/256) with
+  ``output="probabilities"``.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.python.framework import convert_to_constants
 
 from deeplab import folding
@@ -17,10 +28,24 @@ from deeplab import progress
 from deeplab.data import augment
 from deeplab.data import pipeline
 
+QUANTIZATIONS = ("float32", "float16", "int8", "int8_full")
+# Quantizations calibrated on training images.
+CALIBRATED = ("int8", "int8_full")
+OUTPUTS = ("labels", "probabilities")
+# Tensor types of an integer op: 8-bit activations and weights, int32 biases,
+# shapes, axes and ArgMax's labels.
+INTEGER_TYPES = ("INT8", "UINT8", "INT32")
+
+_OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items()
+             if not name.startswith("_")}
+_TYPE_NAMES = {code: name for name, code in vars(schema.TensorType).items()
+               if not name.startswith("_")}
+
 
 def export_tflite(model, path: str, height: int, width: int,
                   quantization: str = "float32",
-                  representative_images: Optional[Iterable[np.ndarray]] = None) -> int:
+                  representative_images: Optional[Iterable[np.ndarray]] = None,
+                  output: str = "labels") -> int:
   """Writes a TFLite model of fixed input size; returns its size in bytes.
 
   Args:
@@ -28,21 +53,32 @@ def export_tflite(model, path: str, height: int, width: int,
     path: output file.
     height: input height (pixels).
     width: input width (pixels).
-    quantization: 'float32', 'float16' (weights), or 'int8' (weights and
-      activations, calibrated on ``representative_images``; ops without an
-      int8 kernel stay float).
+    quantization: one of ``QUANTIZATIONS`` (the module docstring): 'float32',
+      'float16' (weights), 'int8' (weights and activations calibrated on
+      ``representative_images``; ops without an int8 kernel stay float), or
+      'int8_full' (integer ops only, uint8 input).
     representative_images: uint8 or float RGB images [h, w, 3] of the
-      target size, for 'int8'.
+      target size, for 'int8' and 'int8_full'.
+    output: 'labels' (int32 [1, h, w], the argmax in the graph) or
+      'probabilities' ([1, h, w, classes]: float32, uint8 for 'int8_full').
+
+  Raises:
+    ValueError: an unknown quantization or output, calibration images
+      missing, or (int8_full) an op without an integer kernel.
   """
-  if quantization not in ("float32", "float16", "int8"):
-    raise ValueError("quantization must be float32, float16 or int8, got "
-                     f"{quantization!r}")
+  if quantization not in QUANTIZATIONS:
+    raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, "
+                     f"got {quantization!r}")
+  if output not in OUTPUTS:
+    raise ValueError(f"output must be labels or probabilities, got {output!r}")
   model = folding.inference_model(model)
 
   @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32,
                                               name="image")])
   def predict(image):
     logits = model(augment.normalize(image), training=False)
+    if output == "probabilities":
+      return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32))}
     return {"labels": tf.argmax(logits, -1, output_type=tf.int32)}
 
   # Freeze the weights into constants first: given Keras 3's variables, the
@@ -51,19 +87,19 @@ def export_tflite(model, path: str, height: int, width: int,
   frozen = convert_to_constants.convert_variables_to_constants_v2(
       predict.get_concrete_function())
   converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-  data = _convert(converter, quantization, representative_images)
+  data = _convert(converter, quantization, representative_images, output)
   with tf.io.gfile.GFile(path, "wb") as f:
     f.write(data)
   return len(data)
 
 
-def _convert(converter, quantization, representative_images) -> bytes:
+def _convert(converter, quantization, representative_images, output) -> bytes:
   if quantization == "float16":
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
-  elif quantization == "int8":
+  elif quantization in CALIBRATED:
     if representative_images is None:
-      raise ValueError("int8 quantization needs representative_images")
+      raise ValueError(f"{quantization} quantization needs representative_images")
     images = list(representative_images)
 
     def representative():
@@ -72,7 +108,43 @@ def _convert(converter, quantization, representative_images) -> bytes:
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
-  return converter.convert()
+  if quantization == "int8_full":
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    if output == "probabilities":
+      converter.inference_output_type = tf.uint8
+  data = converter.convert()
+  if quantization == "int8_full":
+    others = [op for op in op_table(data) if not is_integer_op(op)]
+    if others:
+      raise ValueError(f"int8_full: ops that are not integer: {others}")
+  return data
+
+
+def op_table(data: bytes) -> List[Tuple[str, Tuple[str, ...], Tuple[str, ...]]]:
+  """The ops of a TFLite file's graph, in order: (builtin name, its input
+  tensor types, its output tensor types), as the file's flatbuffer holds
+  them (read without an interpreter, so no delegate hides an op).
+
+  Args:
+    data: the file's bytes.
+  """
+  model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+  codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+  table = []
+  for graph in model.subgraphs:
+    types = [_TYPE_NAMES[t.type] for t in graph.tensors]
+    for op in graph.operators or []:
+      table.append((_OP_NAMES.get(codes[op.opcodeIndex], "CUSTOM"),
+                    tuple(types[t] for t in op.inputs if t >= 0),
+                    tuple(types[t] for t in op.outputs)))
+  return table
+
+
+def is_integer_op(op: Tuple[str, Tuple[str, ...], Tuple[str, ...]]) -> bool:
+  """Whether an ``op_table`` row is a builtin op on ``INTEGER_TYPES`` only."""
+  name, inputs, outputs = op
+  return name != "CUSTOM" and set(inputs + outputs) <= set(INTEGER_TYPES)
 
 
 def calibration_pattern(config) -> str:

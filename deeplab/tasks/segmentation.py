@@ -83,7 +83,8 @@ class SegmentationTask(base.Task):
         tuple(config.eval.scales), config.eval.flip,
         crop_size=config_lib.eval_crop_size(config),
         jit_compile=config.train.jit_compile,
-        bar=progress.Progress(images, "eval", unit="images"))
+        bar=progress.Progress(images, "eval", unit="images"),
+        **inference.tile_options(config))
     return metrics_lib.metrics_from_confusion(matrix, info.class_names,
                                               info.evaluated_classes)
 
@@ -116,7 +117,8 @@ _EVAL_STEPS = weakref.WeakKeyDictionary()
 def eval_step(model, strategy: tf.distribute.Strategy, num_classes: int,
               ignore_label: int, scales: Sequence[float] = (1.0,),
               flip: bool = False, jit_compile: bool = False,
-              crop_size: Optional[Sequence[int]] = None):
+              crop_size: Optional[Sequence[int]] = None,
+              tile_size: int = 0, tile_overlap: int = 0):
   """The ``tf.function`` ``(images, labels) -> summed confusion matrix``.
 
   Made once per model, strategy and settings; later calls return the same
@@ -125,7 +127,7 @@ def eval_step(model, strategy: tf.distribute.Strategy, num_classes: int,
   """
   crop_size = tuple(crop_size) if crop_size else None
   key = (strategy, num_classes, ignore_label, tuple(scales), bool(flip),
-         bool(jit_compile), crop_size)
+         bool(jit_compile), crop_size, tile_size, tile_overlap)
   steps = _EVAL_STEPS.setdefault(model, {})
   if key in steps:
     return steps[key]
@@ -133,7 +135,8 @@ def eval_step(model, strategy: tf.distribute.Strategy, num_classes: int,
 
   def step(images, labels):
     probabilities = inference.predict_probabilities(
-        model_ref(), images, scales, flip, crop_size=crop_size)
+        model_ref(), images, scales, flip, crop_size=crop_size,
+        tile_size=tile_size, tile_overlap=tile_overlap)
     return metrics_lib.confusion_matrix(labels, tf.argmax(probabilities, -1),
                                         num_classes, ignore_label)
 
@@ -154,7 +157,8 @@ def confusion_over_dataset(model, dataset, strategy: tf.distribute.Strategy, num
                            flip: bool = False, max_batches: Optional[int] = None,
                            crop_size: Optional[Sequence[int]] = None,
                            jit_compile: bool = False,
-                           bar: Optional[progress.Progress] = None):
+                           bar: Optional[progress.Progress] = None,
+                           tile_size: int = 0, tile_overlap: int = 0):
   """Accumulates the confusion matrix over ``dataset`` across replicas.
 
   Args:
@@ -169,12 +173,14 @@ def confusion_over_dataset(model, dataset, strategy: tf.distribute.Strategy, num
     crop_size: evaluation crop size images are padded to (None: alignment).
     jit_compile: compile each replica's step with XLA (what a TPU does).
     bar: a progress display, advanced by the images of each batch.
+    tile_size, tile_overlap: tiles of images larger than ``tile_size``
+      (``inference.tiled_probabilities``); 0: whole images.
 
   Returns:
     The summed confusion matrix, numpy int64.
   """
   step = eval_step(model, strategy, num_classes, ignore_label, scales, flip,
-                   jit_compile, crop_size)
+                   jit_compile, crop_size, tile_size, tile_overlap)
   total = np.zeros((num_classes, num_classes), np.int64)
   for i, batch in enumerate(dataset):
     if max_batches is not None and i >= max_batches:
@@ -197,7 +203,8 @@ def _summarize_predictions(config, model, info, step: int, pattern=None):
   for batch in pipeline.eval_dataset(config, pattern=pattern, info=info).take(count):
     image = batch["image"][:1]
     probabilities = inference.predict_probabilities(
-        model, image, crop_size=config_lib.eval_crop_size(config))
+        model, image, crop_size=config_lib.eval_crop_size(config),
+        **inference.tile_options(config))
     predicted = tf.gather(colormap, tf.argmax(probabilities, -1)[0])
     truth = tf.gather(colormap, tf.cast(batch["label"][0], tf.int32))
     pixels = tf.cast((image[0] + 1.0) * 127.5, tf.uint8)

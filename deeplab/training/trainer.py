@@ -39,6 +39,7 @@ from deeplab import naming
 from deeplab import run_dir
 from deeplab import tasks
 from deeplab.training import budget as budget_lib
+from deeplab.training import memory as memory_lib
 from deeplab.training import schedule as schedule_lib
 from deeplab.training import strategy as strategy_lib
 from deeplab.training import warm_start
@@ -212,6 +213,7 @@ class Trainer:
     warning = small_batch_norm_warning(config)
     if warning and self.chief:
       logging.warning(warning)
+    memory_lib.warn_if_over_memory(config, strategy)
     # Every worker and every rerun starts from the same initial weights.
     keras.utils.set_random_seed(train.seed)
     with strategy.scope():

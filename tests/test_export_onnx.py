@@ -1,0 +1,184 @@
+"""ONNX export against the SavedModel, and the full-integer TFLite file.
+
+ONNX Runtime runs the exported file beside the SavedModel of the same run
+on real CamVid frames (../shared; synthetic images when it is absent) at
+two sizes, for MobileNetV2 (Google's released weights when ../shared is
+there, else the synthetic config's model) and a random-init Xception-65
+at small inputs. The full-integer TFLite file is checked by reading its op
+table from the flatbuffer.
+"""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab import config as config_lib
+from deeplab import inference
+from deeplab import model as model_lib
+from deeplab import run_dir
+from deeplab.data import dataset_table
+from deeplab.export import onnx as onnx_export
+from deeplab.export import savedmodel
+from deeplab.export import tflite
+from deeplab_datasets import make_synthetic
+from tests import harness
+from tests.conftest import SHARED
+
+ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+
+# What a full-integer file may hold: each op's tensors all in
+# tflite.INTEGER_TYPES, and the op one of these builtins.
+INTEGER_OPS = {"QUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "SUB",
+               "MEAN", "RESIZE_BILINEAR", "CONCATENATION", "PAD", "SPACE_TO_BATCH_ND",
+               "BATCH_TO_SPACE_ND", "ARG_MAX", "SOFTMAX", "RESHAPE"}
+
+
+def shared(*parts):
+  return SHARED.joinpath(*parts).exists()
+
+
+def frames(count):
+  """``count`` real CamVid val frames (360x480), else synthetic images of
+  the same size."""
+  if shared("camvid", "val"):
+    return [image for _, image in harness.camvid_frames(count)]
+  return [make_synthetic.generate(i, 0, 480)[0][:360] for i in range(count)]
+
+
+def onnx_outputs(path, images):
+  session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+  labels, probabilities = session.run(["labels", "probabilities"],
+                                      {"images": images})
+  return labels, probabilities, session
+
+
+def assert_onnx_agrees(onnx_path, saved, images):
+  labels, probabilities, session = onnx_outputs(onnx_path, images)
+  expected = saved.signatures["serving_default"](images=tf.constant(images))
+  assert labels.dtype == np.int32 and labels.shape == images.shape[:3]
+  assert probabilities.dtype == np.float32
+  assert probabilities.shape == expected["probabilities"].shape
+  agreement = np.mean(labels == expected["labels"].numpy())
+  assert agreement >= 0.999, (images.shape, agreement)
+  return session
+
+
+@pytest.mark.slow
+def test_onnx_of_the_cli_gives_the_saved_models_labels(tmp_path):
+  """MobileNetV2, end to end through deeplab-export (about 60 s)."""
+  if shared("pretrained", "deeplabv3_257_mv_gpu.tflite"):
+    harness.convert_released(tmp_path / "w")  # Real weights, VOC's 513 crop.
+  else:
+    config = harness.config_with("unused")
+    keras.utils.set_random_seed(0)
+    run_dir.save_model(model_lib.build_model(config), config, str(tmp_path / "w"))
+  result = harness.run_cli(
+      "export.py", f"--workdir={tmp_path / 'w'}", f"--export_dir={tmp_path / 'saved'}",
+      f"--onnx={tmp_path / 'model.onnx'}", timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  saved = tf.saved_model.load(str(tmp_path / "saved"))
+  images = np.stack(frames(2))
+  small = tf.cast(tf.image.resize(images, (images.shape[1] * 2 // 3 + 1,
+                                           images.shape[2] * 2 // 3 + 1)), tf.uint8)
+  for batch in (images, small.numpy()[:1]):
+    session = assert_onnx_agrees(tmp_path / "model.onnx", saved, batch)
+  (source,) = session.get_inputs()
+  assert (source.name, source.type, source.shape[-1]) == ("images", "tensor(uint8)", 3)
+  assert [(o.name, o.type) for o in session.get_outputs()] == [
+      ("labels", "tensor(int32)"), ("probabilities", "tensor(float)")]
+  metadata = json.loads(session.get_modelmeta().custom_metadata_map["deeplab"])
+  assert metadata == {k: v for k, v in json.loads(saved.metadata.numpy()).items()
+                      if k != "max_request_pixels"}
+
+
+@pytest.mark.slow
+def test_onnx_of_xception65_gives_the_saved_models_labels(tmp_path):
+  """A random-init Xception-65 at 129 and 193 px (about 90 s)."""
+  config = config_lib.base_config()
+  config.dataset.name, config.dataset.num_classes = "synthetic", 5
+  config.model.backbone = "xception_65"
+  keras.utils.set_random_seed(0)
+  model = model_lib.build_model(config)
+  info = dataset_table.from_config(config)
+  savedmodel.export_saved_model(model, info, str(tmp_path / "saved"))
+  onnx_export.export_onnx(model, str(tmp_path / "model.onnx"), info)
+  saved = tf.saved_model.load(str(tmp_path / "saved"))
+  images = np.stack(frames(2))
+  for size in (129, 193):
+    resized = tf.cast(tf.image.resize(images, (size, size + 16)), tf.uint8).numpy()
+    assert_onnx_agrees(tmp_path / "model.onnx", saved, resized)
+
+
+@pytest.mark.slow
+def test_onnx_resizes_to_range_and_pads_in_the_graph(tmp_path):
+  """The synthetic model with a config's resize range and crop, as
+  ``inference.predict_labels`` (scales and flip convert as well; each adds
+  a copy of the model to the graph and its conversion time); about 20 s."""
+  config = harness.config_with("unused")
+  config.model.aspp_filters = config.model.decoder_filters = 16
+  keras.utils.set_random_seed(0)
+  model = model_lib.build_model(config)
+  options = dict(crop_size=(97, 97), resize_range=(60, 90, 0))
+  onnx_export.export_onnx(model, str(tmp_path / "model.onnx"), **options)
+  images = np.stack(frames(2))[:, :80, :100]
+  labels, probabilities, _ = onnx_outputs(tmp_path / "model.onnx", images)
+  expected_labels, expected = inference.predict_labels(
+      model, images, output_stride=model.args.output_stride, **options)
+  assert np.mean(labels == expected_labels.numpy()) >= 0.999
+  np.testing.assert_allclose(probabilities, expected.numpy(), atol=1e-4)
+
+
+def integer_model_problems(data):
+  """The ops of a TFLite file that are not integer ops (op_table rows)."""
+  return [op for op in tflite.op_table(data)
+          if op[0] not in INTEGER_OPS or not tflite.is_integer_op(op)]
+
+
+@pytest.fixture(scope="module")
+def small_model():
+  config = harness.config_with("unused")
+  config.model.aspp_filters = config.model.decoder_filters = 16
+  keras.utils.set_random_seed(0)
+  return model_lib.build_model(config)
+
+
+@pytest.mark.parametrize("output", ["labels", "probabilities"])
+def test_int8_full_tflite_holds_integer_ops_only(small_model, tmp_path, output):
+  calibration = [tf.image.resize(image, (65, 65)).numpy()
+                 for image in frames(2)]
+  path = tmp_path / "model.tflite"
+  tflite.export_tflite(small_model, str(path), 65, 65, "int8_full", calibration,
+                       output=output)
+  data = path.read_bytes()
+  assert integer_model_problems(data) == []
+  names = [op[0] for op in tflite.op_table(data)]
+  assert ("ARG_MAX" in names) == (output == "labels")
+  from ai_edge_litert import interpreter  # pylint: disable=g-import-not-at-top
+  runner = interpreter.Interpreter(str(path))
+  runner.allocate_tensors()
+  (source,), (target,) = runner.get_input_details(), runner.get_output_details()
+  assert source["dtype"] == np.uint8 and tuple(source["shape"]) == (1, 65, 65, 3)
+  image = np.asarray(calibration[0], np.uint8)[None]
+  runner.set_tensor(source["index"], image)
+  runner.invoke()
+  result = runner.get_tensor(target["index"])
+  if output == "labels":
+    assert target["dtype"] == np.int32 and result.shape == (1, 65, 65)
+    assert result.min() >= 0 and result.max() < 5
+  else:
+    assert target["dtype"] == np.uint8 and result.shape == (1, 65, 65, 5)
+    assert target["quantization"] == (1 / 256, 0)
+
+
+def test_the_op_table_names_the_float_ops_of_a_float_file(small_model, tmp_path):
+  path = tmp_path / "model.tflite"
+  tflite.export_tflite(small_model, str(path), 65, 65, "float32")
+  problems = integer_model_problems(path.read_bytes())
+  assert ("CONV_2D", ("FLOAT32", "FLOAT32", "FLOAT32"), ("FLOAT32",)) in problems
+  with pytest.raises(ValueError, match="int8_full quantization needs representative_images"):
+    tflite.export_tflite(small_model, str(path), 65, 65, "int8_full")
+  with pytest.raises(ValueError, match="output must be labels or probabilities, got 'logits'"):
+    tflite.export_tflite(small_model, str(path), 65, 65, output="logits")
