@@ -15,6 +15,7 @@ from deeplab.tasks import segmentation
 from deeplab.training import loop
 from deeplab.training import trainer as trainer_lib
 from tests.harness import config_with
+from tests.harness import make_synthetic_records
 from tests.harness import run_cli
 
 # The mIoU each evaluation reports, by step: the best is an early one.
@@ -25,6 +26,13 @@ def _run_config(records, steps):
   return config_with(records, **{
       "train.steps": str(steps), "checkpoint.every": "2",
       "checkpoint.keep": "1", "data.crop_size": "(65,65)"})
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+  """Synthetic records at 65x65: 16 train, 4 val images."""
+  return make_synthetic_records(tmp_path_factory.mktemp("records"),
+                                train_size=16, val_size=4, image_size=65)
 
 
 @pytest.fixture(scope="module")
