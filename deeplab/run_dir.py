@@ -42,8 +42,6 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
 BEST_FILE = "best.json"
-# What ``--checkpoint`` takes besides a step or a checkpoint prefix.
-SELECTORS = ("latest", "best")
 LOG_FILE = "train_log.jsonl"
 
 # Keys of a flat ``train`` section, and the config keys holding their values.
