@@ -17,7 +17,10 @@ import importlib
 _EXPORTS = {"DeepLab": "deeplab.model", "build_model": "deeplab.model",
             "ModelArgs": "deeplab.model_args",
             "Classifier": "deeplab.classifier",
-            "from_pretrained": "deeplab.pretrained"}
+            "from_pretrained": "deeplab.pretrained",
+            "SegmentationLoss": "deeplab.keras_api",
+            "MeanIoU": "deeplab.keras_api",
+            "image_label_pairs": "deeplab.keras_api"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -4,8 +4,10 @@ evaluation of new checkpoints.
 ``evaluate_model`` scores a model on the config's eval records as its task
 does (``deeplab.tasks``: mIoU and friends for segmentation, top-1 and top-5
 accuracy for classification) and writes ``W/eval/metrics.json`` (and
-``metrics-<step>.json``) and the task's TensorBoard summaries.
-``evaluate_checkpoint`` restores a checkpoint of a run and scores its
+``metrics-<step>.json``, each with the checkpoint it scored) and the task's
+TensorBoard summaries.
+``evaluate_checkpoint`` restores a checkpoint of a run (``latest``,
+``best``, a step or a prefix: ``run_dir.resolve_checkpoint``) and scores its
 inference form (batch norm folded: the same logits, faster);
 ``continuous_eval`` does that for each new checkpoint. Training calls
 ``evaluate_model`` on its live model (``train_and_eval``).
@@ -26,7 +28,8 @@ from deeplab import tasks
 
 def evaluate_model(config, model, workdir: str, step: int,
                    strategy: Optional[tf.distribute.Strategy] = None,
-                   pattern: Optional[str] = None) -> Dict:
+                   pattern: Optional[str] = None,
+                   checkpoint: Optional[run_dir.CheckpointChoice] = None) -> Dict:
   """Evaluates ``model`` on the eval records; writes metrics and summaries.
 
   Args:
@@ -37,14 +40,19 @@ def evaluate_model(config, model, workdir: str, step: int,
     step: the training step the model is at.
     strategy: the strategy the model lives in (default: the current one).
     pattern: records replacing ``config.data.eval_pattern``.
+    checkpoint: the checkpoint the model holds, recorded as the metrics'
+      ``checkpoint`` (``{"path", "step", "selector"}``).
 
   Returns:
-    The task's metrics (``Task.evaluate``) and ``step``.
+    The task's metrics (``Task.evaluate``), ``step`` and, given,
+    ``checkpoint``.
   """
   task = tasks.make_task(config)
   metrics = task.evaluate(model, strategy or tf.distribute.get_strategy(),
                           pattern)
   metrics["step"] = int(step)
+  if checkpoint is not None:
+    metrics["checkpoint"] = checkpoint.describe()
   eval_dir = write_metrics(metrics, workdir)
   with tf.summary.create_file_writer(eval_dir).as_default():
     task.summarize(model, metrics, step, pattern)
@@ -65,11 +73,13 @@ def write_metrics(metrics: Dict, workdir: str) -> str:
 def evaluate_checkpoint(config, workdir: str, checkpoint: Optional[str] = None,
                         strategy: Optional[tf.distribute.Strategy] = None
                         ) -> Dict:
-  """Restores a checkpoint of the run (default: the latest), folds its batch
-  norm and evaluates it; returns the metrics ``evaluate_model`` wrote."""
-  model, step = run_dir.restore_model(config, workdir, checkpoint)
+  """Restores a checkpoint of the run (``checkpoint``: ``latest``, the
+  default, ``best``, a step or a prefix), folds its batch norm and
+  evaluates it; returns the metrics ``evaluate_model`` wrote."""
+  choice = run_dir.resolve_checkpoint(workdir, checkpoint)
+  model, step = run_dir.restore_model(config, workdir, choice.path)
   return evaluate_model(config, folding.inference_model(model), workdir, step,
-                        strategy)
+                        strategy, checkpoint=choice)
 
 
 def continuous_eval(config, workdir: str, timeout_seconds: float = 3600,
@@ -89,7 +99,9 @@ def continuous_eval(config, workdir: str, timeout_seconds: float = 3600,
       evaluated = folded
     else:
       evaluated.set_weights(folded.get_weights())
-    results.append(evaluate_model(config, evaluated, workdir, step, strategy))
+    results.append(evaluate_model(
+        config, evaluated, workdir, step, strategy,
+        checkpoint=run_dir.CheckpointChoice(checkpoint, step, "latest")))
     if results[-1]["step"] >= config.train.steps:
       break
   return results

@@ -69,9 +69,11 @@ class FunctionPredictor:
                            for i in range(0, len(images), step)])
 
 
-def checkpoint_predictor(config, workdir: str) -> FunctionPredictor:
-  """Predicts with the latest checkpoint of a run, batch norm folded."""
-  model, _ = run_dir.restore_model(config, workdir)
+def checkpoint_predictor(config, workdir: str, checkpoint: str = "latest"
+                         ) -> FunctionPredictor:
+  """Predicts with a checkpoint of a run (``latest``, ``best``, a step or a
+  prefix: ``run_dir.resolve_checkpoint``), batch norm folded."""
+  model, _ = run_dir.restore_model(config, workdir, checkpoint)
   model = folding.inference_model(model)
   options = inference.options_from_config(config)
 
@@ -219,7 +221,8 @@ def _require_file(path: str, flag: str):
 
 def load_predictor(workdir: Optional[str] = None, saved_model: Optional[str] = None,
                    tflite: Optional[str] = None, onnx: Optional[str] = None,
-                   config=None, dataset: Optional[str] = None) -> Predictor:
+                   config=None, dataset: Optional[str] = None,
+                   checkpoint: str = "latest") -> Predictor:
   """The predictor of exactly one model: a run folder (with its ``config``),
   a SavedModel folder, a ``.tflite`` or an ``.onnx`` file.
 
@@ -231,6 +234,7 @@ def load_predictor(workdir: Optional[str] = None, saved_model: Optional[str] = N
     config: the run's config (with ``workdir``).
     dataset: a dataset of the table, whose classes and colors a ``.tflite``
       or ``.onnx`` file's ids are (they carry none of their own).
+    checkpoint: with ``workdir``, which checkpoint (``checkpoint_predictor``).
 
   Raises:
     ValueError: not exactly one model given.
@@ -245,7 +249,7 @@ def load_predictor(workdir: Optional[str] = None, saved_model: Optional[str] = N
   (flag, path), = given.items()
   _require_file(path, flag)
   if workdir:
-    return checkpoint_predictor(config, workdir)
+    return checkpoint_predictor(config, workdir, checkpoint)
   if saved_model:
     return saved_model_predictor(saved_model)
   if tflite:

@@ -17,6 +17,9 @@ Layout:
   W/checkpoints/ckpt-N   checkpoints numbered by training step; the
                          ``checkpoint`` file beside them lists the complete
                          ones (a save killed midway is not listed)
+  W/checkpoints/best/    ``train_and_eval``'s best checkpoint so far (by its
+                         task's main metric), never rotated away, and
+                         ``best.json``: its path, step, metric and value
   W/train_log.jsonl      one JSON record per logged training step
   W/train/, W/eval/      TensorBoard summaries; W/eval/metrics.json
 """
@@ -26,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 import ml_collections
 import tensorflow as tf
@@ -37,6 +40,8 @@ from deeplab.model_args import ModelArgs
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"
+BEST_FILE = "best.json"
 LOG_FILE = "train_log.jsonl"
 
 # Keys of a flat ``train`` section, and the config keys holding their values.
@@ -244,6 +249,141 @@ def checkpoint_step(path: str) -> int:
                      "-<step>") from None
 
 
+def best_dir(workdir: str) -> str:
+  return os.path.join(checkpoint_dir(workdir), BEST_DIR)
+
+
+def read_best(workdir: str) -> Optional[Dict[str, Any]]:
+  """The run's best checkpoint as ``best.json`` records it (``{"path",
+  "step", "metric", "value"}``, the path absolute), or None: no evaluation
+  during training kept one."""
+  path = os.path.join(best_dir(workdir), BEST_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    best = json.load(f)
+  best["path"] = os.path.join(best_dir(workdir), best["path"])
+  return best
+
+
+def keep_best(workdir: str, checkpoint: str, metric: str, value: float
+              ) -> Optional[Dict[str, Any]]:
+  """Copies ``checkpoint`` (a prefix of the run) into ``W/checkpoints/best``
+  if its ``metric`` ``value`` (higher is better) beats the kept one's.
+
+  The copy is complete before ``best.json`` names it, and the previous best
+  is removed after: a run stopped midway still has an intact best. The
+  ``checkpoint`` file of ``W/checkpoints`` never lists it, so rotation
+  (``config.checkpoint.keep``) and resuming, which follow that file, leave
+  it alone.
+
+  Returns:
+    The new ``read_best`` record, or None when the kept one stays best.
+  """
+  previous = read_best(workdir)
+  if previous is not None and not value > previous["value"]:
+    return None
+  folder = best_dir(workdir)
+  tf.io.gfile.makedirs(folder)
+  name = os.path.basename(checkpoint)
+  for source in tf.io.gfile.glob(checkpoint + ".*"):
+    tf.io.gfile.copy(source, os.path.join(folder, os.path.basename(source)),
+                     overwrite=True)
+  record = {"path": name, "step": checkpoint_step(checkpoint),
+            "metric": metric, "value": float(value)}
+  temporary = os.path.join(folder, BEST_FILE + ".tmp")
+  with tf.io.gfile.GFile(temporary, "w") as f:
+    json.dump(record, f, indent=2)
+  tf.io.gfile.rename(temporary, os.path.join(folder, BEST_FILE), overwrite=True)
+  if previous is not None and os.path.basename(previous["path"]) != name:
+    for stale in tf.io.gfile.glob(previous["path"] + ".*"):
+      tf.io.gfile.remove(stale)
+  return read_best(workdir)
+
+
+class CheckpointChoice(NamedTuple):
+  """A checkpoint of a run a tool reads, and how it was chosen.
+
+  Attributes:
+    path: the checkpoint prefix.
+    step: its training step.
+    selector: what the user asked for (``latest``, ``best``, a step or a
+      prefix).
+  """
+  path: str
+  step: int
+  selector: str
+
+  def describe(self) -> Dict[str, Any]:
+    """What ``metrics.json`` and the export's metadata record of it."""
+    return {"path": self.path, "step": self.step, "selector": self.selector}
+
+
+def _on_disk(workdir: str) -> str:
+  """The steps of the run's checkpoints, for error messages."""
+  steps = sorted(checkpoint_step(p) for p in checkpoints_newest_first(workdir))
+  best = read_best(workdir)
+  listed = ", ".join(map(str, steps)) or "none"
+  return listed + (f" (best: {best['step']})" if best else "")
+
+
+def resolve_checkpoint(workdir: str, selector: Optional[str] = "latest"
+                       ) -> CheckpointChoice:
+  """The checkpoint of the run in ``workdir`` that ``selector`` names.
+
+  Args:
+    workdir: the run folder.
+    selector: ``latest`` (the default, also for None or ''), ``best``
+      (``train_and_eval``'s best by its task's main metric), a training
+      step (``1200``: ``W/checkpoints/ckpt-1200``, or the best checkpoint
+      if it is of that step), or a checkpoint prefix (absolute, relative
+      to the current folder, or to ``W/checkpoints``).
+
+  Returns:
+    A ``CheckpointChoice``.
+
+  Raises:
+    FileNotFoundError: no such checkpoint; the message lists the steps on
+      disk, or says how to get a best checkpoint.
+  """
+  selector = str(selector or "latest")
+  folder = checkpoint_dir(workdir)
+  if selector == "latest":
+    path = latest_checkpoint(workdir)
+    if path is None:
+      raise FileNotFoundError(f"--checkpoint=latest: no checkpoint in {folder}")
+    return CheckpointChoice(path, checkpoint_step(path), selector)
+  if selector == "best":
+    best = read_best(workdir)
+    if best is None:
+      raise FileNotFoundError(
+          f"--checkpoint=best: {workdir!r} has no best checkpoint "
+          f"({os.path.join(best_dir(workdir), BEST_FILE)} is missing); a "
+          "run trained with --mode=train_and_eval keeps one, chosen by its "
+          "evaluation after each checkpoint. Steps on disk: "
+          f"{_on_disk(workdir)}; give one with --checkpoint=STEP, or "
+          "--checkpoint=latest")
+    return CheckpointChoice(best["path"], best["step"], selector)
+  if selector.isdigit():
+    step = int(selector)
+    for path in checkpoints_newest_first(workdir):
+      if checkpoint_step(path) == step:
+        return CheckpointChoice(path, step, selector)
+    best = read_best(workdir)
+    if best is not None and best["step"] == step:
+      return CheckpointChoice(best["path"], step, selector)
+    raise FileNotFoundError(
+        f"--checkpoint={selector}: no checkpoint of step {step} in {folder}; "
+        f"steps on disk: {_on_disk(workdir)}")
+  for path in (selector, os.path.join(folder, selector)):
+    if tf.io.gfile.exists(path + ".index"):
+      return CheckpointChoice(path, checkpoint_step(path), selector)
+  raise FileNotFoundError(
+      f"--checkpoint={selector!r} is neither latest, best, a step nor a "
+      f"checkpoint prefix ({selector}.index does not exist); steps on disk in "
+      f"{folder}: {_on_disk(workdir)}")
+
+
 def restore_model(config, workdir: str, checkpoint: Optional[str] = None
                   ) -> Tuple[model_lib.DeepLab, int]:
   """Builds the config's model and restores a checkpoint of the run.
@@ -251,19 +391,18 @@ def restore_model(config, workdir: str, checkpoint: Optional[str] = None
   Args:
     config: the run's config (``read_config``, possibly with changes).
     workdir: the run folder.
-    checkpoint: a checkpoint prefix; default: the run's latest.
+    checkpoint: what ``resolve_checkpoint`` takes (``latest``, ``best``,
+      a step or a checkpoint prefix); default: the run's latest.
 
   Returns:
     (model, step).
 
   Raises:
-    FileNotFoundError: the run has no checkpoint.
+    FileNotFoundError: the run has no such checkpoint.
     ValueError: the config describes other weights than the run's, or the
       checkpoint's files are damaged.
   """
-  checkpoint = checkpoint or latest_checkpoint(workdir)
-  if checkpoint is None:
-    raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}")
+  checkpoint = resolve_checkpoint(workdir, checkpoint).path
   if has_config(workdir):
     check_architecture(config, read_config(workdir), workdir)
   model = model_lib.build_model(config)

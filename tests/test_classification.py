@@ -212,7 +212,8 @@ def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path,
   (run / "eval" / "metrics.json").unlink()
   evaluation.evaluate_checkpoint(run_dir.read_config(str(run)), str(run))
   metrics = json.loads((run / "eval" / "metrics.json").read_text())
-  assert set(metrics) == {"top_1_accuracy", "top_5_accuracy", "examples", "step"}
+  assert set(metrics) == {"top_1_accuracy", "top_5_accuracy", "examples", "step",
+                          "checkpoint"}
   assert metrics["top_5_accuracy"] == 1.0  # 4 classes: top-5 is top-4.
   assert metrics["top_1_accuracy"] == pytest.approx(trained["top_1_accuracy"],
                                                     abs=0.02)

@@ -1,8 +1,8 @@
-r"""Evaluates a training run: its latest checkpoint, or every new one.
+r"""Evaluates a training run: one checkpoint (the latest, the best, a step), or every new one.
 
   deeplab-eval --workdir=W [--config.eval.scales='(0.5,0.75,1.0,1.25,1.5,1.75)'] \
       [--config.eval.flip=True] [--config.data.eval_pattern=GLOB] \
-      [--checkpoint=W/checkpoints/ckpt-N] [--mode=continuous_eval]
+      [--checkpoint=latest|best|STEP|PREFIX] [--mode=continuous_eval]
 
 (In a checkout, ``python eval.py`` is the same tool.)
 
@@ -11,9 +11,10 @@ The run's own config (W/config.json) is used; --config.x=... (or
 model's architecture is refused. Writes W/eval/metrics.json: {"miou",
 "per_class_iou", "per_class_recall", "per_class_precision": {name: value},
 "pixel_accuracy", "mean_accuracy",
-"frequency_weighted_iou", "step"} (a classification run:
-{"top_1_accuracy", "top_5_accuracy", "examples", "step"}), and
-TensorBoard summaries in W/eval.
+"frequency_weighted_iou", "step", "checkpoint"} (a classification run:
+{"top_1_accuracy", "top_5_accuracy", "examples", "step", "checkpoint"}),
+where "checkpoint" is {"path", "step", "selector"}, and TensorBoard
+summaries in W/eval.
 With --mode=continuous_eval it waits for new checkpoints and evaluates each
 once, until the run's last step.
 """
@@ -31,8 +32,9 @@ def main():
   """Console-script entry point: flags, then one library call."""
   config_flag = common.define_config_flag()
   workdir = flags.DEFINE_string("workdir", None, "Training run folder.")
-  checkpoint = flags.DEFINE_string("checkpoint", None,
-                                   "A checkpoint prefix (default: the latest).")
+  checkpoint = flags.DEFINE_string(
+      "checkpoint", "latest", "Which checkpoint of the run: latest, best (of "
+      "--mode=train_and_eval), a step, or a checkpoint prefix.")
   mode = flags.DEFINE_enum("mode", "eval", ["eval", "continuous_eval"],
                            "Evaluate once, or every new checkpoint.")
   timeout = flags.DEFINE_float("timeout", 3600, "continuous_eval: seconds to "

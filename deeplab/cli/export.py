@@ -54,6 +54,9 @@ def main():
   onnx = flags.DEFINE_string(
       "onnx", None, "Also write an ONNX file here (tf2onnx: pip install "
       "'deeplab-tf2[onnx]'): uint8 images -> labels, probabilities.")
+  checkpoint = flags.DEFINE_string(
+      "checkpoint", "latest", "Which checkpoint of the run: latest, best (of "
+      "--mode=train_and_eval), a step, or a checkpoint prefix.")
   representative = flags.DEFINE_integer(
       "representative_count", 32, "Training images calibrating int8 "
       "quantization.", lower_bound=1)
@@ -74,7 +77,8 @@ def main():
         representative_count=representative.value,
         output_stride=int(output_stride.value) if output_stride.value else None,
         legacy_names=legacy.value, frozen_graph=frozen.value,
-        onnx_path=onnx.value, tflite_output=tflite_output.value)
+        onnx_path=onnx.value, tflite_output=tflite_output.value,
+        checkpoint=checkpoint.value)
 
   flags.mark_flags_as_required(["workdir"])
   common.run_app(_main, __doc__)

@@ -64,6 +64,9 @@ def main():
   tile_overlap = flags.DEFINE_integer(
       "tile_overlap", None, "Pixels neighbouring tiles share "
       "(config.eval.tile_overlap).")
+  checkpoint = flags.DEFINE_string(
+      "checkpoint", "latest", "With --workdir: which checkpoint: latest, best "
+      "(of --mode=train_and_eval), a step, or a checkpoint prefix.")
 
   def _main(argv):
     if len(argv) > 1:
@@ -84,7 +87,7 @@ def main():
       predictor = predict.load_predictor(
           workdir=workdir.value, saved_model=saved_model.value,
           tflite=tflite.value, onnx=onnx.value, config=config,
-          dataset=dataset.value)
+          dataset=dataset.value, checkpoint=checkpoint.value)
     except (ValueError, FileNotFoundError, ImportError) as e:
       raise app.UsageError(str(e)) from e
     try:

@@ -11,9 +11,10 @@
   ``serving_default`` as an ONNX graph.
 
 Every format predicts through ``deeplab.inference`` with the model's batch
-norm folded (``deeplab.folding``). ``export_run`` exports the latest
-checkpoint of a run in the formats asked for (the ``deeplab-export`` tool's
-one call).
+norm folded (``deeplab.folding``). ``export_run`` exports a checkpoint of
+a run (the latest, the best, a step: ``run_dir.resolve_checkpoint``) in the
+formats asked for (the ``deeplab-export`` tool's one call); the
+SavedModel's metadata names that checkpoint.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
                output_stride: Optional[int] = None,
                legacy_names: bool = False, frozen_graph: bool = False,
                onnx_path: Optional[str] = None,
-               tflite_output: str = "labels") -> int:
-  """Exports the latest checkpoint of a run: SavedModel, frozen graph,
-  TFLite and/or ONNX.
+               tflite_output: str = "labels", checkpoint: str = "latest") -> int:
+  """Exports a checkpoint of a run: SavedModel, frozen graph, TFLite and/or
+  ONNX.
 
   Args:
     config: the run's config (``run_dir.read_config``, possibly changed:
@@ -61,6 +62,9 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
     onnx_path: ONNX file (``onnx.export_onnx``), or None.
     tflite_output: what the TFLite file outputs, 'labels' or
       'probabilities'.
+    checkpoint: ``latest``, ``best``, a step or a checkpoint prefix
+      (``run_dir.resolve_checkpoint``); the SavedModel's metadata records
+      its path, step and this selector.
 
   Returns:
     The step of the exported checkpoint.
@@ -86,7 +90,8 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
     tflite.calibration_pattern(config)
   if onnx_path:
     onnx.tf2onnx_module()
-  model, step = run_dir.restore_model(config, workdir)
+  choice = run_dir.resolve_checkpoint(workdir, checkpoint)
+  model, step = run_dir.restore_model(config, workdir, choice.path)
   output_stride = output_stride or model.args.output_stride
   options = inference.options_from_config(config)
   if export_dir:
@@ -95,7 +100,8 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
         output_stride=output_stride, legacy_names=legacy_names,
         max_request_pixels=config.export.max_request_pixels,
         max_image_pixels=config.export.max_image_pixels,
-        tile_probabilities=config.export.tile_probabilities, **options)
+        tile_probabilities=config.export.tile_probabilities,
+        checkpoint=choice.describe(), **options)
     logging.info("SavedModel of step %d written to %s", step, export_dir)
   if frozen_graph:
     path = os.path.join(export_dir, frozen_graph_lib.FROZEN_GRAPH_NAME)

@@ -34,7 +34,8 @@ height x width), whose input and outputs grow with it; either check
 failing is an InvalidArgument error naming its limit. Encoded images are
 measured against the whole-image bound.
 The model's dataset facts are kept in ``metadata`` (JSON: dataset, class
-names, colormap, the pixel limit) for clients such as ``deeplab.predict``.
+names, colormap, the pixel limit, and the run's checkpoint it was exported
+from: path, step and selector) for clients such as ``deeplab.predict``.
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ class ServingModule(tf.Module):
                max_request_pixels: int = config_lib.MAX_REQUEST_PIXELS,
                tile_size: int = 0, tile_overlap: int = 0,
                max_image_pixels: int = config_lib.MAX_IMAGE_PIXELS,
-               tile_probabilities: bool = False):
+               tile_probabilities: bool = False,
+               checkpoint: Optional[dict] = None):
     super().__init__()
     # Track the plain tf.Variables under the Keras variables, not the Keras
     # model: a Keras 3 variable is exported as a second, unnamed copy that the
@@ -158,7 +160,8 @@ class ServingModule(tf.Module):
         "max_request_pixels": self.max_request_pixels,
         "tile_size": self.tile_size, "tile_overlap": self.tile_overlap,
         "max_image_pixels": self.max_image_pixels,
-        "probabilities": self.probabilities}),
+        "probabilities": self.probabilities,
+        "checkpoint": checkpoint}),
         trainable=False)
 
   def _pixel_checks(self, images):
@@ -222,7 +225,8 @@ def export_saved_model(model, info: dataset_table.DatasetInfo, export_dir: str,
                        max_request_pixels: int = config_lib.MAX_REQUEST_PIXELS,
                        tile_size: int = 0, tile_overlap: int = 0,
                        max_image_pixels: int = config_lib.MAX_IMAGE_PIXELS,
-                       tile_probabilities: bool = False) -> str:
+                       tile_probabilities: bool = False,
+                       checkpoint: Optional[dict] = None) -> str:
   """Writes a SavedModel for TF Serving (signatures in the module docstring).
 
   Args:
@@ -249,12 +253,14 @@ def export_saved_model(model, info: dataset_table.DatasetInfo, export_dir: str,
     tile_probabilities: with tiles, also output ``probabilities`` (the
       whole image's float32 probabilities are then kept,
       ``inference.tiled_probabilities``); without tiles they always are.
+    checkpoint: the checkpoint the weights come from (``{"path", "step",
+      "selector"}``), recorded in the metadata; None: not from a run.
   """
   model = folding.inference_model(inference.with_output_stride(
       model, output_stride or model.args.output_stride))
   module = ServingModule(model, info, scales, flip, crop_size, resize_range,
                          max_request_pixels, tile_size, tile_overlap,
-                         max_image_pixels, tile_probabilities)
+                         max_image_pixels, tile_probabilities, checkpoint)
   signatures = {"serving_default": module.serve.get_concrete_function(),
                 "serve_encoded": module.serve_encoded.get_concrete_function()}
   if legacy_names:

@@ -18,9 +18,10 @@ from deeplab import model as model_lib
 class Task:
   """One task: its model, inputs, loss, metrics and log.
 
-  Subclasses set ``name`` (the ``config.model.task`` value) and ``MODEL``
-  (the Keras model class built from the config's ``ModelArgs``) and define
-  the methods below.
+  Subclasses set ``name`` (the ``config.model.task`` value), ``MODEL``
+  (the Keras model class built from the config's ``ModelArgs``) and
+  ``MAIN_METRIC`` (the key of ``evaluate``'s metrics, higher is better,
+  that picks a run's best checkpoint) and define the methods below.
 
   Args:
     config: the experiment config.
@@ -28,6 +29,7 @@ class Task:
 
   name = ""
   MODEL = None
+  MAIN_METRIC = ""
 
   def __init__(self, config):
     self.config = config

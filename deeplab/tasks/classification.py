@@ -29,6 +29,7 @@ class ClassificationTask(base.Task):
 
   name = "classification"
   MODEL = classifier.Classifier
+  MAIN_METRIC = "top_1_accuracy"
 
   def train_dataset(self, input_context: Optional[tf.distribute.InputContext],
                     start_step: int) -> tf.data.Dataset:

@@ -38,6 +38,7 @@ class SegmentationTask(base.Task):
 
   name = "segmentation"
   MODEL = model_lib.DeepLab
+  MAIN_METRIC = "miou"
 
   def __init__(self, config):
     super().__init__(config)

@@ -154,8 +154,11 @@ def _evaluate(config, trainer: trainer_lib.Trainer, workdir: str, step: int,
     on_host = eval_strategy is not strategy
     with (tf.device(strategy_lib.host_cpu(strategy)) if on_host
           else contextlib.nullcontext()):
-      metrics = evaluation.evaluate_model(config, model, workdir, step,
-                                          eval_strategy)
+      metrics = evaluation.evaluate_model(
+          config, model, workdir, step, eval_strategy,
+          checkpoint=run_dir.CheckpointChoice(
+              trainer.manager.latest_checkpoint, step, "latest"))
+    trainer.keep_best(metrics)
     run_dir.append_log(workdir, dict(
         step=step, minutes=round(minutes, 4),
         **trainer.task.validation_log(metrics)))

@@ -310,6 +310,21 @@ class Trainer:
       logging.info("Saved %s", path)
     return path
 
+  def keep_best(self, metrics) -> bool:
+    """Keeps the latest checkpoint as the run's best
+    (``W/checkpoints/best``, ``run_dir.keep_best``) if its evaluation's
+    ``metrics`` beat the kept one's on the task's main metric; the chief
+    alone writes. Returns whether it became the best."""
+    if not self.chief:
+      return False
+    metric = self.task.MAIN_METRIC
+    best = run_dir.keep_best(self.workdir, self.manager.latest_checkpoint,
+                             metric, metrics[metric])
+    if best is not None:
+      logging.info("Best checkpoint so far: step %d, %s %.4f", best["step"],
+                   metric, best["value"])
+    return best is not None
+
   def evaluation_model(self):
     """``(model, strategy)`` that ``train_and_eval`` evaluates.
 
