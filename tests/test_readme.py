@@ -118,6 +118,7 @@ def python_blocks():
 
 
 def run_block(block, cwd, env=None):
+  """Runs ``block``'s commands in ``cwd``; returns the last one's result."""
   for command in block:
     command = [word.replace("--num_classes=N", "--num_classes=5") for word in command]
     if command[0] == "python":
@@ -129,7 +130,7 @@ def run_block(block, cwd, env=None):
                             timeout=900,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {})))
     assert result.returncode == 0, (full, result.stdout[-2000:], result.stderr[-3000:])
-    return result
+  return result
 
 
 @pytest.fixture(scope="module")
