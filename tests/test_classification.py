@@ -237,7 +237,7 @@ def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path,
   config = harness.config_with(records, **{"train.steps": "2",
                                            "checkpoint.every": "2"})
   config.model.backbone_weights = str(run)
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger="absl"):
     result = loop.train(config, str(tmp_path / "segment"))
   assert result["step"] == 2
   assert f"all {len(backbone)} weights of backbone mobilenet_v2 loaded" in caplog.text
@@ -245,7 +245,7 @@ def test_pretraining_learns_and_initialises_a_deeplab_backbone(shapes, tmp_path,
   # The classification run resumes as a segmentation run does.
   config = run_dir.read_config(str(run))
   config.train.steps = 202
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger="absl"):
     assert loop.train(config, str(run))["step"] == 202
   assert "Resumed from" in caplog.text and "ckpt-200" in caplog.text
 

@@ -89,8 +89,12 @@ def test_onnx_of_the_cli_gives_the_saved_models_labels(tmp_path):
   assert [(o.name, o.type) for o in session.get_outputs()] == [
       ("labels", "tensor(int32)"), ("probabilities", "tensor(float)")]
   metadata = json.loads(session.get_modelmeta().custom_metadata_map["deeplab"])
+  # The SavedModel's metadata, less what only its serving function does.
+  serving_only = {"max_request_pixels", "max_image_pixels", "tile_size", "tile_overlap",
+                  "probabilities"}
   assert metadata == {k: v for k, v in json.loads(saved.metadata.numpy()).items()
-                      if k != "max_request_pixels"}
+                      if k not in serving_only}
+  assert metadata["checkpoint"]["selector"] == "latest"
 
 
 @pytest.mark.slow

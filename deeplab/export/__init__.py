@@ -123,6 +123,7 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
                  size)
   if onnx_path:
     size = onnx.export_onnx(model, onnx_path, dataset_table.from_config(config),
-                            output_stride=output_stride, **options)
+                            output_stride=output_stride,
+                            checkpoint=choice.describe(), **options)
     logging.info("ONNX of step %d written to %s: %d bytes", step, onnx_path, size)
   return step

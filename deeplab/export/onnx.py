@@ -57,7 +57,7 @@ def export_onnx(model, path: str, info: Optional[dataset_table.DatasetInfo] = No
                 crop_size: Optional[Sequence[int]] = None,
                 resize_range: Sequence[float] = (0, 0, 0),
                 tile_size: int = 0, tile_overlap: int = 0,
-                opset: int = OPSET) -> int:
+                checkpoint: Optional[dict] = None, opset: int = OPSET) -> int:
   """Writes the inference model as an ONNX file; returns its size in bytes.
 
   Args:
@@ -74,6 +74,8 @@ def export_onnx(model, path: str, info: Optional[dataset_table.DatasetInfo] = No
       none.
     tile_size, tile_overlap: the run's tiles (``config.eval``); the ONNX
       file predicts whole images, so tile_size must be 0.
+    checkpoint: the checkpoint the weights come from (``{"path", "step",
+      "selector"}``), recorded in the metadata; None: not from a run.
     opset: the ONNX opset.
 
   Returns:
@@ -112,7 +114,7 @@ def export_onnx(model, path: str, info: Optional[dataset_table.DatasetInfo] = No
         "ignore_label": info.ignore_label, "class_names": list(info.class_names),
         "colormap": info.colormap.tolist(), "output_stride": output_stride,
         "scales": list(scales), "flip": flip, "crop_size": list(crop_size or ()),
-        "resize_range": list(resize_range)})
+        "resize_range": list(resize_range), "checkpoint": checkpoint})
   data = proto.SerializeToString()
   directory = os.path.dirname(path)
   if directory:
