@@ -25,7 +25,7 @@ $(STAMP): setup.cfg pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n 2 --durations=15 tests
+	$(PY) -m pytest -n 2 --dist=loadgroup --durations=15 tests
 
 # The oldest supported set (setup.cfg's lower bounds, installed exactly from
 # requirements-floor.txt) in its own venv, .venv-floor, and the part of the

@@ -134,6 +134,13 @@ def run_block(block, cwd, env=None):
   return result
 
 
+# The tests that share the sandbox run on one worker (`make test` runs
+# pytest-xdist with --dist=loadgroup): the pages' blocks build on each
+# other's outputs (docs/export.md's on the README's export), and the
+# sandbox is built once.
+SANDBOX_GROUP = pytest.mark.xdist_group("readme_sandbox")
+
+
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
   """A folder with the raw datasets, photos, the CLIs, and the records the
@@ -224,6 +231,7 @@ def test_each_page_with_main_blocks_states_its_outputs():
   assert sorted(pages_with("main")) == sorted(MAIN_OUTPUTS)
 
 
+@SANDBOX_GROUP
 @pytest.mark.slow
 @pytest.mark.parametrize("page", pages_with("main"))
 def test_the_readme_commands_run(page, sandbox):
@@ -241,6 +249,7 @@ def test_the_readme_commands_run(page, sandbox):
       assert "top_5_accuracy" in metrics, run
 
 
+@SANDBOX_GROUP
 @pytest.mark.slow
 def test_the_readme_commands_with_the_released_model_run(sandbox):
   (sandbox / "deeplabv3_257_mv_gpu.tflite").symlink_to(harness.released_tflite())
@@ -272,6 +281,7 @@ def test_make_demo_runs(tmp_path):
   assert pathlib.Path(demo / "run" / "eval" / "metrics.json").exists()
 
 
+@SANDBOX_GROUP
 @pytest.mark.slow
 def test_the_own_data_walkthrough_runs(sandbox, zoo_cache):
   """docs/own_data.md on a folder of turned JPEG photos and palette masks
