@@ -44,21 +44,21 @@ class Coefficients:
 
 # (backbone, "float32" or "mixed", output stride) -> the fit of
 # `python bench/train_memory.py` (bench/train_memory.json; its table and
-# errors in docs/training.md). "Estimated": measured at fewer than two
-# sizes, scaled from MobileNetV2's fit by the forward graphs' tensor bytes.
+# errors in docs/training.md). "Estimated": output stride 8, not measured;
+# the output stride 16 fit scaled by the forward graphs' tensor bytes.
 COEFFICIENTS = {
-    ("mobilenet_v2", "float32", 8): Coefficients(21, 189, 4578.5),  # Estimated: mobilenet_v2 OS 16 float32.
-    ("mobilenet_v2", "float32", 16): Coefficients(21, 189, 2348.9),
-    ("mobilenet_v2", "mixed", 8): Coefficients(21, 213, 2426.5),  # Estimated: mobilenet_v2 OS 16 mixed_bfloat16.
-    ("mobilenet_v2", "mixed", 16): Coefficients(21, 213, 1348.9),
-    ("resnet_101", "float32", 8): Coefficients(350, 518, 13597.6),  # Estimated: mobilenet_v2 OS 16 float32.
-    ("resnet_101", "float32", 16): Coefficients(350, 681, 5277.0),  # Estimated: mobilenet_v2 OS 16 float32.
-    ("resnet_101", "mixed", 8): Coefficients(350, 542, 6744.4),  # Estimated: mobilenet_v2 OS 16 mixed_bfloat16.
-    ("resnet_101", "mixed", 16): Coefficients(350, 542, 2700.9),  # Estimated: mobilenet_v2 OS 16 mixed_bfloat16.
-    ("xception_65", "float32", 8): Coefficients(314, 482, 19066.8),  # Estimated: mobilenet_v2 OS 16 float32.
-    ("xception_65", "float32", 16): Coefficients(314, 482, 6402.0),  # Estimated: mobilenet_v2 OS 16 float32.
-    ("xception_65", "mixed", 8): Coefficients(314, 506, 12014.6),  # Estimated: mobilenet_v2 OS 16 mixed_bfloat16.
-    ("xception_65", "mixed", 16): Coefficients(314, 506, 4045.4),  # Estimated: mobilenet_v2 OS 16 mixed_bfloat16.
+    ("mobilenet_v2", "float32", 8): Coefficients(21, 212, 4369.5),  # Estimated: mobilenet_v2 OS 16 float32.
+    ("mobilenet_v2", "float32", 16): Coefficients(21, 212, 2241.7),
+    ("mobilenet_v2", "mixed", 8): Coefficients(21, 218, 2466.1),  # Estimated: mobilenet_v2 OS 16 mixed_bfloat16.
+    ("mobilenet_v2", "mixed", 16): Coefficients(21, 218, 1370.9),
+    ("resnet_101", "float32", 8): Coefficients(350, 785, 11624.0),  # Estimated: resnet_101 OS 16 float32.
+    ("resnet_101", "float32", 16): Coefficients(350, 785, 4511.1),
+    ("resnet_101", "mixed", 8): Coefficients(350, 826, 5953.3),  # Estimated: resnet_101 OS 16 mixed_bfloat16.
+    ("resnet_101", "mixed", 16): Coefficients(350, 826, 2384.1),
+    ("xception_65", "float32", 8): Coefficients(314, 771, 21013.0),  # Estimated: xception_65 OS 16 float32.
+    ("xception_65", "float32", 16): Coefficients(314, 771, 7055.4),
+    ("xception_65", "mixed", 8): Coefficients(314, 881, 11508.4),  # Estimated: xception_65 OS 16 mixed_bfloat16.
+    ("xception_65", "mixed", 16): Coefficients(314, 881, 3875.0),
 }
 
 
