@@ -45,7 +45,7 @@ def segmentation_description(spec: builder.LabelSpec, dataset: Optional[str] = N
                              ) -> description_lib.Description:
   """What segmentation records built with ``spec`` hold (no splits yet):
   the table's names and colormap for a ``dataset`` of the table; else
-  ``class_names`` (default ``class_<id>``) and the color table of RGB
+  ``class_names`` (default ``dataset_table.generic_names``) and the color table of RGB
   masks as the colormap.
 
   Raises:
@@ -55,7 +55,7 @@ def segmentation_description(spec: builder.LabelSpec, dataset: Optional[str] = N
     info = dataset_table.DATASETS[dataset]
     names, colormap = info.class_names, description_lib.colors(info.colormap)
   else:
-    names = tuple(class_names) or tuple(f"class_{i}" for i in range(spec.num_classes))
+    names = tuple(class_names) or dataset_table.generic_names(spec.num_classes)
     colormap = description_lib.colors(spec.color_table)
     if colormap is not None and len(colormap) != spec.num_classes:
       colormap = None
@@ -117,7 +117,7 @@ def _describe(output_dir: str, described: description_lib.Description,
   """Writes ``described`` with the splits of ``reports`` (pixel counts of
   those that hold masks)."""
   splits = {r.split: description_lib.split_entry(
-      r.written, r.label_counts if r.labelled else None,
+      r.written, r.label_counts if r.label_counts.masks else None,
       described.num_classes, described.ignore_label) for r in reports}
   description_lib.write(output_dir, dataclasses.replace(described, splits=splits))
 

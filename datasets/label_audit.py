@@ -4,8 +4,9 @@
 (deeplab/cli/inspect_labels.py), whose docstring says how to use it.
 """
 
-import os
 from typing import List, Optional, Tuple
+
+import tensorflow as tf
 
 from deeplab.data import audit as audit_lib
 from deeplab.data import dataset_table
@@ -32,7 +33,7 @@ def audit(path: str, dataset: Optional[str] = None,
   """
   names = ()
   if not dataset and num_classes is None:
-    described = (description_lib.read_folder(path) if os.path.isdir(path)
+    described = (description_lib.read_folder(path) if tf.io.gfile.isdir(path)
                  else description_lib.find(path))
     if described is not None and described.task == "segmentation":
       num_classes, names = described.num_classes, described.class_names

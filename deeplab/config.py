@@ -579,11 +579,11 @@ def _data_values(config, found: description_lib.Description) -> Dict[str, Any]:
   if config.data.label_offset:  # Read by classification records alone.
     offset = config.data.label_offset
     num_classes += offset
-    names = (tuple(f"class_{i}" for i in range(offset)) + names if offset > 0
+    names = (dataset_table.generic_names(offset) + names if offset > 0
              else names[-offset:])
   values = {"num_classes": num_classes, "class_names": tuple(names),
             "ignore_label": found.ignore_label, "colormap": found.colormap}
-  if names == tuple(f"class_{i}" for i in range(num_classes)):
+  if dataset_table.are_generic(names):
     del values["class_names"]  # Placeholders: any names the config gives.
   return {k: v for k, v in values.items() if v is not None}
 
@@ -595,11 +595,14 @@ def _descriptions(config) -> Tuple[list, list]:
   Raises:
     ValueError: two descriptions that disagree, naming both files.
   """
-  found, missing = [], []
+  found, missing, by_folder = [], [], {}
   for key in RECORD_PATTERNS:
     pattern = config.data[key]
     if pattern:
-      described = description_lib.find(pattern)
+      folder = description_lib.folder_of(pattern)
+      if folder not in by_folder:
+        by_folder[folder] = description_lib.read_folder(folder)
+      described = by_folder[folder]
       if described is None:
         missing.append(pattern)
       else:

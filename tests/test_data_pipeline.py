@@ -278,6 +278,12 @@ def test_median_frequency_weights():
                  if line.strip().startswith("config.loss.class_weights")]
   assert full == "config.loss.class_weights = (0.8000, 2.0000, 1.0000,)"
   assert roots == "config.loss.class_weights = (0.8944, 1.4142, 1.0000,)"
+  # A mask's histogram (as the builders count) adds up as its ids do.
+  twin = audit.Audit()
+  for ids in ([[0, 0, 0, 1]], [[0, 0, 2, 2]]):
+    twin.add_histogram(np.bincount(np.ravel(ids), minlength=256))
+  fields = ("masks", "pixels", "images_with", "pixels_in_images_with")
+  assert [getattr(twin, f) for f in fields] == [getattr(result, f) for f in fields]
 
 
 @pytest.mark.parametrize("pipelines", [1, 2, 4])

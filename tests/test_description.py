@@ -10,18 +10,20 @@ import shutil
 import numpy as np
 from PIL import Image
 import pytest
+import tensorflow as tf
 
 from datasets import build_class_folders
 from datasets import build_folder
 from datasets import common
+from datasets import label_audit
 from datasets import make_synthetic
 from deeplab import config as config_lib
 from deeplab import model as model_lib
+from deeplab import zoo
 from deeplab.data import builder
 from deeplab.data import dataset_table
 from deeplab.data import description
 from deeplab.training import loop
-from tests.conftest import REPO
 from tests.conftest import shared_path
 
 NAMES = ("background", "road", "car", "tree", "sky")
@@ -93,6 +95,16 @@ def test_folder_builds_describe_their_splits_in_one_file(five_classes):
                        build_folder.label_spec(num_classes=7), "test",
                        options=OPTIONS)
   assert not list(five_classes.glob("test-*"))
+
+
+def test_the_label_audit_takes_the_classes_of_a_cloud_folder(five_classes):
+  remote = "ram://deeplab_test_description/records"
+  tf.io.gfile.makedirs(remote)
+  for path in five_classes.iterdir():
+    tf.io.gfile.copy(str(path), f"{remote}/{path.name}", overwrite=True)
+  text, warnings = label_audit.audit(remote)
+  assert not [w for w in warnings if "num_classes not given" in w], warnings
+  assert " road " in text and "class_5" not in text
 
 
 @pytest.mark.slow  # The one end-to-end run: a training step (~45 s on 2 cores).
@@ -245,7 +257,5 @@ def test_the_custom_config_builds_its_model():
   config = config_lib.shipped_config("custom")
   config_lib.validate(config)
   assert config.loss.class_weights == "auto_sqrt"
-  assert config.init.checkpoint in __import__("deeplab.zoo").zoo.MODELS
-  model = model_lib.build_model(config)
-  assert model.count_params() > 0
-  assert (REPO / "configs" / "custom.py").exists()
+  assert config.init.checkpoint in zoo.MODELS
+  model_lib.build_model(config)

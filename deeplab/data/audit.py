@@ -21,7 +21,9 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from deeplab.data import dataset_table
 from deeplab.data import image_files
+from deeplab.data import masks
 from deeplab.data import records
 
 
@@ -56,6 +58,16 @@ class Audit:
       self.pixels_in_images_with[value] += ids.size
       self.examples.setdefault(value, name)
 
+  def add_histogram(self, label_pixels: np.ndarray) -> None:
+    """Counts one mask given as its pixels per value (``np.bincount`` of
+    its ids), as ``add`` counts its ids (no ``examples``: it has no name)."""
+    self.masks += 1
+    total = int(label_pixels.sum())
+    for value in np.flatnonzero(label_pixels).tolist():
+      self.pixels[value] += int(label_pixels[value])
+      self.images_with[value] += 1
+      self.pixels_in_images_with[value] += total
+
 
 def mask_kind(image: Image.Image) -> str:
   fmt = (image.format or "").upper()
@@ -80,11 +92,9 @@ def audit_mask_files(paths: Iterable[str]) -> Audit:
     result.kinds[kind] += 1
     if image.mode in ("RGB", "RGBA"):
       rgb = np.asarray(image.convert("RGB"))
-      packed = (rgb[..., 0].astype(np.int64) << 16 |
-                rgb[..., 1].astype(np.int64) << 8 | rgb[..., 2])
-      values, counts = np.unique(packed, return_counts=True)
+      values, counts = np.unique(masks.pack_rgb(rgb), return_counts=True)
       for v, c in zip(values.tolist(), counts.tolist()):
-        result.colors[((v >> 16) & 255, (v >> 8) & 255, v & 255)] += c
+        result.colors[masks.unpack_rgb(v)] += c
       ids = rgb[..., 0]
     else:
       ids = np.asarray(image).astype(np.int64)
@@ -106,11 +116,11 @@ def audit_path(path: str) -> Audit:
     tfrecords = sorted(tf.io.gfile.glob(os.path.join(path, "*.tfrecord")))
     if tfrecords:
       return audit_records(tfrecords)
-    masks = sorted(os.path.join(path, n) for n in tf.io.gfile.listdir(path)
-                   if n.lower().endswith(image_files.IMAGE_EXTENSIONS))
-    if not masks:
+    mask_files = sorted(os.path.join(path, n) for n in tf.io.gfile.listdir(path)
+                        if n.lower().endswith(image_files.IMAGE_EXTENSIONS))
+    if not mask_files:
       raise FileNotFoundError(f"{path!r} holds no masks and no .tfrecord files")
-    return audit_mask_files(masks)
+    return audit_mask_files(mask_files)
   matches = sorted(tf.io.gfile.glob(path))
   if not matches:
     raise FileNotFoundError(f"{path!r} matches no files")
@@ -130,6 +140,15 @@ def median_frequency_weights(result: Audit, class_ids: Sequence[int]) -> Dict[in
   return {c: (median / freq[c] if c in freq else 0.0) for c in class_ids}
 
 
+def class_weight_list(weights: Dict[int, float], num_classes: int,
+                      ignore_label: Optional[int], power: float = 1.0) -> Tuple[float, ...]:
+  """One weight per class id 0..num_classes-1, for ``config.loss.class_weights``:
+  ``weights`` (``median_frequency_weights``) raised to ``power`` (0.5: their
+  square roots); the ignore label's weight is 0."""
+  return tuple(0.0 if c == ignore_label else float(weights.get(c, 0.0)) ** power
+               for c in range(num_classes))
+
+
 def report(result: Audit, num_classes: Optional[int], ignore_label: int,
            class_names: Sequence[str] = ()) -> Tuple[str, List[str]]:
   """Returns (printable report, list of warnings)."""
@@ -141,7 +160,7 @@ def report(result: Audit, num_classes: Optional[int], ignore_label: int,
     num_classes = (max(below) + 1) if below else 1
     warnings.append(f"num_classes not given: assuming {num_classes} "
                     f"(largest value {num_classes - 1} + 1)")
-  names = list(class_names) + [f"class_{i}" for i in range(len(class_names), num_classes)]
+  names = list(class_names) + list(dataset_table.generic_names(num_classes)[len(class_names):])
   class_ids = [c for c in range(num_classes) if c != ignore_label]
   weights = median_frequency_weights(result, class_ids)
   lines = [f"masks read: {result.masks}, pixels: {total:,}"]
@@ -197,8 +216,7 @@ def report(result: Audit, num_classes: Optional[int], ignore_label: int,
   lines.append("")
 
   def weight_list(power):
-    return ", ".join(f"{weights.get(c, 0.0) ** power:.4f}" if c != ignore_label
-                     else "0.0" for c in range(num_classes))
+    return ", ".join(f"{w:.4f}" for w in class_weight_list(weights, num_classes, ignore_label, power))
 
   lines.append("median-frequency class weights, for the config:")
   lines.append(f"  config.loss.class_weights = ({weight_list(1.0)},)")

@@ -39,6 +39,7 @@ from PIL import Image
 import tensorflow as tf
 
 from deeplab import progress
+from deeplab.data import audit
 from deeplab.data import image_files
 from deeplab.data import masks
 from deeplab.data import records
@@ -101,40 +102,24 @@ class EncodedSample:
 
 
 @dataclasses.dataclass
-class LabelCounts:
-  """Pixel counts of a split's masks, per label value (0..255), as
-  ``deeplab.data.description`` records them.
+class BuildReport:
+  """Outcome of building one split.
 
   Attributes:
-    pixels: pixels of each value.
-    masks_with: masks containing each value.
-    pixels_of_masks_with: total pixels of the masks containing each value
-      (the denominator of median-frequency balancing).
+    split: its name.
+    written: records written.
+    shards: the shard files.
+    problems: every file with an issue, and what became of it.
+    notes: ``{conversion: files converted so}``.
+    label_counts: the pixel counts of the masks as written (``masks``: the
+      records with a mask), which ``deeplab.data.description`` records.
   """
-  pixels: np.ndarray = dataclasses.field(
-      default_factory=lambda: np.zeros(256, np.int64))
-  masks_with: np.ndarray = dataclasses.field(
-      default_factory=lambda: np.zeros(256, np.int64))
-  pixels_of_masks_with: np.ndarray = dataclasses.field(
-      default_factory=lambda: np.zeros(256, np.int64))
-
-  def add(self, label_pixels: np.ndarray) -> None:
-    present = label_pixels > 0
-    self.pixels += label_pixels
-    self.masks_with += present
-    self.pixels_of_masks_with += present * int(label_pixels.sum())
-
-
-@dataclasses.dataclass
-class BuildReport:
-  """Outcome of building one split."""
   split: str
   written: int = 0
   shards: List[str] = dataclasses.field(default_factory=list)
   problems: List[str] = dataclasses.field(default_factory=list)
   notes: Dict[str, int] = dataclasses.field(default_factory=dict)
-  label_counts: LabelCounts = dataclasses.field(default_factory=LabelCounts)
-  labelled: int = 0
+  label_counts: audit.Audit = dataclasses.field(default_factory=audit.Audit)
 
   def summary(self) -> str:
     lines = [f"split {self.split!r}: {self.written} records in "
@@ -346,8 +331,7 @@ def build_split(samples: Sequence[Sample], spec: LabelSpec, output_dir: str,
           writer.write(shard, result.example)
           report.written += 1
           if result.label_pixels is not None:
-            report.label_counts.add(result.label_pixels)
-            report.labelled += 1
+            report.label_counts.add_histogram(result.label_pixels)
         bar.update()
     if expected_count is not None and report.written != expected_count:
       message = (f"split {split!r} has {report.written} records but the "

@@ -28,6 +28,16 @@ def pascal_colormap(size: int = 256) -> np.ndarray:
   return colormap
 
 
+def generic_names(num_classes: int) -> Tuple[str, ...]:
+  """Names of classes nobody named: ``class_0``, ``class_1``, ..."""
+  return tuple(f"class_{i}" for i in range(num_classes))
+
+
+def are_generic(names: Sequence[str]) -> bool:
+  """Whether ``names`` are ``generic_names``' placeholders, not real names."""
+  return tuple(names) == generic_names(len(names))
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   """Facts about one segmentation dataset.
@@ -216,7 +226,7 @@ def get(name: str, num_classes: Optional[int] = None,
     raise ValueError(f"dataset {name!r} is not in the table "
                      f"({sorted(DATASETS)}): declare it with "
                      f"config.dataset.num_classes >= 1, got {num_classes!r}")
-  names = tuple(class_names) or tuple(f"class_{i}" for i in range(num_classes))
+  names = tuple(class_names) or generic_names(num_classes)
   colors = (np.array(colormap, np.uint8).reshape(-1, 3) if len(colormap)
             else pascal_colormap(num_classes))
   return DatasetInfo(name, num_classes,

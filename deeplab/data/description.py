@@ -38,10 +38,13 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab.data import audit
+from deeplab.data import dataset_table
 from deeplab.data import records
 
 FILE = "dataset.json"
 FORMAT_VERSION = 1
+# deeplab.tasks' names, spelt out: the data package sits below the tasks, and
+# imports point downward.
 TASKS = ("segmentation", "classification")
 # Name of a user dataset whose builder was given none.
 DEFAULT_NAME = "custom"
@@ -102,10 +105,9 @@ class Description:
       raise ValueError(f"{path}: format_version {version!r} is not "
                        f"{FORMAT_VERSION}, the one this version reads")
     try:
-      colormap = values.get("colormap")
       return cls(values["task"], values["name"], int(values["num_classes"]),
                  tuple(values["class_names"]), values["ignore_label"],
-                 tuple(tuple(int(v) for v in c) for c in colormap) if colormap else None,
+                 colors(values.get("colormap") or None),
                  dict(values.get("splits", {})), path)
     except KeyError as e:
       raise ValueError(f"{path}: field {e} is missing") from None
@@ -143,30 +145,36 @@ class Description:
           f"{self.path} holds no pixel counts of the records {pattern!r} "
           f"reads (splits {splits or 'none'} of {sorted(self.splits)}): "
           "class weights cannot be computed from it")
-    counts = audit.Audit()
-    for split in counted:
-      for c in range(self.num_classes):
-        counts.pixels[c] += split["class_pixels"][c]
-        counts.pixels_in_images_with[c] += split["class_mask_pixels"][c]
     ids = [c for c in range(self.num_classes) if c != self.ignore_label]
-    weights = audit.median_frequency_weights(counts, ids)
-    return tuple(float(weights[c]) ** power if c in weights else 0.0
-                 for c in range(self.num_classes))
+    weights = audit.median_frequency_weights(split_counts(counted), ids)
+    return audit.class_weight_list(weights, self.num_classes, self.ignore_label, power)
 
 
-def split_entry(records_written: int, counts=None, num_classes: int = 0,
-                ignore_label: Optional[int] = None) -> Dict[str, Any]:
-  """A split's entry: its record count, and with ``counts`` (a
-  ``builder.LabelCounts``) its pixel counts per class id."""
+# A split entry's per-class counts and the ``audit.Audit`` field each is.
+_COUNT_FIELDS = (("class_pixels", "pixels"), ("class_masks", "images_with"),
+                 ("class_mask_pixels", "pixels_in_images_with"))
+
+
+def split_entry(records_written: int, counts: Optional[audit.Audit] = None,
+                num_classes: int = 0, ignore_label: Optional[int] = None) -> Dict[str, Any]:
+  """A split's entry: its record count, and with ``counts`` (the
+  ``audit.Audit`` of its masks) its pixel counts per class id."""
   entry: Dict[str, Any] = {"records": int(records_written)}
   if counts is not None:
-    entry.update(
-        class_pixels=[int(v) for v in counts.pixels[:num_classes]],
-        class_masks=[int(v) for v in counts.masks_with[:num_classes]],
-        class_mask_pixels=[int(v) for v in counts.pixels_of_masks_with[:num_classes]],
-        ignored_pixels=int(counts.pixels[ignore_label])
-        if ignore_label is not None and 0 <= ignore_label < 256 else 0)
+    for name, field in _COUNT_FIELDS:
+      entry[name] = [int(getattr(counts, field)[c]) for c in range(num_classes)]
+    entry["ignored_pixels"] = int(counts.pixels[ignore_label]) if ignore_label is not None else 0
   return entry
+
+
+def split_counts(entries: Sequence[Dict[str, Any]]) -> audit.Audit:
+  """The pixel counts of split entries (``split_entry``), summed, as an
+  ``audit.Audit``."""
+  counts = audit.Audit()
+  for entry in entries:
+    for name, field in _COUNT_FIELDS:
+      getattr(counts, field).update(dict(enumerate(entry[name])))
+  return counts
 
 
 def path_in(folder: str) -> str:
@@ -193,9 +201,13 @@ def read_folder(folder: str) -> Optional[Description]:
   return read(path) if tf.io.gfile.exists(path) else None
 
 
-def check_folder(folder: str, description: Description) -> None:
-  """Raises ValueError if ``folder`` holds records described otherwise
-  (another build's classes would be mixed with these)."""
+def check_folder(folder: str, description: Description) -> Optional[Description]:
+  """The description ``folder`` holds (None without one), checked.
+
+  Raises:
+    ValueError: ``folder`` holds records described otherwise (another
+      build's classes would be mixed with these).
+  """
   existing = read_folder(folder)
   if existing is not None:
     differences = description.disagreements(existing)
@@ -204,6 +216,7 @@ def check_folder(folder: str, description: Description) -> None:
           f"{existing.path} describes other records (this build vs the "
           f"file: {'; '.join(differences)}): give another output folder, "
           "or remove that file and the records beside it")
+  return existing
 
 
 def write(folder: str, description: Description) -> str:
@@ -216,8 +229,7 @@ def write(folder: str, description: Description) -> str:
   Raises:
     ValueError: the folder's file describes other classes (``check_folder``).
   """
-  check_folder(folder, description)
-  existing = read_folder(folder)
+  existing = check_folder(folder, description)
   splits = dict(existing.splits) if existing else {}
   splits.update(description.splits)
   values = dataclasses.replace(description, splits=dict(sorted(splits.items())),
@@ -245,9 +257,10 @@ def find(pattern: str) -> Optional[Description]:
 
 def class_names_from(samples: Sequence, num_classes: int) -> Tuple[str, ...]:
   """Class names from classification samples' ``(label, text)``; an id no
-  sample names is ``class_<id>``."""
+  sample names gets ``dataset_table.generic_names``' name."""
   names = collections.OrderedDict((s.label, s.text) for s in samples if s.text)
-  return tuple(names.get(i, f"class_{i}") for i in range(num_classes))
+  return tuple(names.get(i, generic)
+               for i, generic in enumerate(dataset_table.generic_names(num_classes)))
 
 
 def colors(table) -> Optional[Tuple[Tuple[int, int, int], ...]]:

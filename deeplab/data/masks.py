@@ -60,6 +60,10 @@ _PALETTE_MODES = ("P", "PA")
 _GREY_MODES = ("L", "LA", "1")
 _ID16_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 _RGB_MODES = ("RGB", "RGBA")
+# The modes each form given by --mask_format reads.
+_FORMAT_MODES = {"palette": _PALETTE_MODES, "grey": _GREY_MODES + _RGB_MODES,
+                 "rgb": _RGB_MODES + _PALETTE_MODES, "binary": _GREY_MODES + _RGB_MODES,
+                 "id16": _ID16_MODES + ("L",)}
 
 Color = Tuple[int, int, int]
 
@@ -196,12 +200,14 @@ def _counts(values: np.ndarray, limit: int = 8) -> str:
   return text + (f" and {found.size - limit} more" if found.size > limit else "")
 
 
-def _pack(rgb: np.ndarray) -> np.ndarray:
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+  """``r << 16 | g << 8 | b`` (int64) of each pixel of an ``[..., 3]`` array."""
   return (rgb[..., 0].astype(np.int64) << 16 | rgb[..., 1].astype(np.int64) << 8 |
           rgb[..., 2])
 
 
-def _unpack(packed: int) -> Color:
+def unpack_rgb(packed: int) -> Color:
+  """The ``(r, g, b)`` of a ``pack_rgb`` value."""
   return ((packed >> 16) & 255, (packed >> 8) & 255, packed & 255)
 
 
@@ -209,7 +215,7 @@ def _color_counts(packed: np.ndarray, limit: int = 5) -> str:
   """``'(1, 2, 3) in 40 pixels, ...'``: colours by pixel count, most first."""
   found, counts = np.unique(packed, return_counts=True)
   order = np.argsort(-counts, kind="stable")[:limit]
-  text = ", ".join(f"{_unpack(int(found[i]))} in {counts[i]} pixels" for i in order)
+  text = ", ".join(f"{unpack_rgb(int(found[i]))} in {counts[i]} pixels" for i in order)
   return text + (f" and {found.size - limit} more colours" if found.size > limit else "")
 
 
@@ -220,14 +226,11 @@ def _form(mask: Image.Image, spec, name: str) -> str:
         f"{name}: a JPEG mask: lossy compression changes the values at the edges "
         "between classes, so they no longer name classes; save masks as PNG (from "
         "the tool that drew them, or with nearest-neighbour colours, never resampled)")
-  mode, forced = mask.mode, getattr(spec, "mask_format", "auto")
-  allowed = {"palette": _PALETTE_MODES, "grey": _GREY_MODES + _RGB_MODES,
-             "rgb": _RGB_MODES + _PALETTE_MODES, "binary": _GREY_MODES + _RGB_MODES,
-             "id16": _ID16_MODES + ("L",)}
+  mode, forced = mask.mode, spec.mask_format
   if forced != "auto":
-    if mode not in allowed[forced]:
+    if mode not in _FORMAT_MODES[forced]:
       raise MaskError(f"{name}: --mask_format={forced} reads modes "
-                      f"{', '.join(allowed[forced])}, but this mask is mode {mode}")
+                      f"{', '.join(_FORMAT_MODES[forced])}, but this mask is mode {mode}")
     return forced
   if mode in _PALETTE_MODES:
     return "palette"
@@ -250,7 +253,7 @@ def _grey(mask: Image.Image, name: str, notes: List[str]) -> np.ndarray:
           f"{name}: RGB color mask, but no color-to-id table was given (pass "
           "--colormap: a dataset of the table, a JSON or text file with one colour "
           "per class, or a palette PNG whose palette is the table); its colours: "
-          f"{_color_counts(_pack(rgb))}")
+          f"{_color_counts(pack_rgb(rgb))}")
     notes.append("gray RGB mask read as ids")
     return rgb[..., 0].astype(np.int64)
   if mask.mode == "1":
@@ -284,14 +287,13 @@ def _rgb(mask: Image.Image, spec, name: str, notes: List[str],
   if spec.color_table is None:
     raise MaskError(f"{name}: --mask_format=rgb needs the colour table (--colormap)")
   notes.append("RGB color mask mapped through the color table")
-  packed = _pack(np.asarray(mask.convert("RGB")))
-  lookup = {(r << 16 | g << 8 | b): i for i, (r, g, b) in enumerate(spec.color_table)}
+  packed = pack_rgb(np.asarray(mask.convert("RGB")))
+  lookup = {int(pack_rgb(np.array(c))): i for i, c in enumerate(spec.color_table)}
   if spec.ignore_color is not None:
-    r, g, b = spec.ignore_color
-    lookup[r << 16 | g << 8 | b] = spec.ignore_label
-  values = np.full(packed.shape, -1, np.int64)
-  for color in np.unique(packed):
-    values[packed == color] = lookup.get(int(color), -1)
+    lookup[int(pack_rgb(np.array(spec.ignore_color)))] = spec.ignore_label
+  found, where = np.unique(packed, return_inverse=True)
+  ids = np.array([lookup.get(int(color), -1) for color in found.tolist()], np.int64)
+  values = ids[where].reshape(packed.shape)
   unknown = values < 0
   if np.any(unknown):
     problems.append(
@@ -345,7 +347,7 @@ def label_ids(mask: Image.Image, spec, name: str, notes: List[str],
     values = np.asarray(mask).astype(np.int64)
   else:
     values = _grey(mask, name, notes)
-    detected = getattr(spec, "mask_format", "auto") == "auto"
+    detected = spec.mask_format == "auto"
     if mask.mode != "1" and (form == "binary" or (
         detected and spec.num_classes == 2 and _is_zero_255(values))):
       if form != "binary" and spec.ignore_label == 255:
