@@ -30,8 +30,8 @@ test: $(STAMP)
 # The oldest supported set (setup.cfg's lower bounds, installed exactly from
 # requirements-floor.txt) in its own venv, .venv-floor, and the part of the
 # suite that covers model building, released-weight parity, a training run
-# resumed after SIGKILL, eval, SavedModel export and predict (about
-# 5 minutes on 2 cores).
+# resumed after SIGKILL, eval, SavedModel export and predict (a few
+# minutes: pytest took 2m15s on CI's 2 cores, after the venv install).
 FLOOR := .venv-floor
 FLOOR_STAMP := $(FLOOR)/.installed
 FLOOR_TESTS := \

@@ -17,9 +17,9 @@ and prints one line (``runtime: oneDNN on (chosen: AVX2 CPU, train),
 ...``) for the jobs whose speed the choice sets (``REPORTED_JOBS``; the
 others print it with ``--verbose``), before the tool is imported. A
 variable the user set wins and the line says "set by you". Where
-/proc/cpuinfo or the cgroup files are missing (macOS, Windows, some
-containers), nothing is chosen: TensorFlow's defaults run, and the line
-says which file was missing. This module must not import TensorFlow (nor
+/proc/cpuinfo is unreadable (macOS, Windows, some containers), nothing is
+chosen: TensorFlow's defaults run, and the line says so. Without cgroup
+files the cores are the affinity mask's. This module must not import TensorFlow (nor
 anything that does): it runs before it.
 
 Jobs: ``train``; ``eval`` (evaluation, batch 1 by default:
@@ -77,7 +77,7 @@ class Cpu:
   model: str
   flags: FrozenSet[str]
   cores: int
-  # Why the CPU is unknown (a file that could not be read), "" when it is
+  # Why the CPU is unknown (``CPUINFO`` could not be read), "" when it is
   # known: nothing is chosen for an unknown CPU.
   unknown: str = ""
 
@@ -125,10 +125,11 @@ def parse_cpuinfo(text: str) -> Tuple[str, FrozenSet[str]]:
   return model, flags
 
 
-def usable_cores(cgroup_root: str = "/sys/fs/cgroup") -> int:
+def usable_cores(cgroup_root: str = CGROUP_ROOT) -> int:
   """The cores this process may use: its affinity mask, capped by a
   container's CPU quota (cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``),
-  which TensorFlow's own default (the affinity mask alone) overlooks."""
+  which TensorFlow's own default (the affinity mask alone) overlooks.
+  Without cgroup files, the affinity mask alone."""
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
       else (os.cpu_count() or 1)
   root = pathlib.Path(cgroup_root)
@@ -150,15 +151,14 @@ def usable_cores(cgroup_root: str = "/sys/fs/cgroup") -> int:
 
 def this_cpu() -> Cpu:
   """The CPU this process runs on, read from ``CPUINFO`` and ``CGROUP_ROOT``
-  (Linux). Where either is missing (macOS, Windows, some containers) the
-  CPU is ``unknown``, with the missing file named, and nothing is chosen."""
-  cores = os.cpu_count() or 1
+  (Linux). Where ``CPUINFO`` is unreadable (macOS, Windows, some
+  containers) the CPU is ``unknown``, with the file named, and nothing is
+  chosen; without ``CGROUP_ROOT`` the cores are the affinity mask's."""
   try:
     model, flags = parse_cpuinfo(pathlib.Path(CPUINFO).read_text())
   except OSError:
-    return Cpu("unknown CPU", frozenset(), cores, unknown=f"{CPUINFO} is unreadable")
-  if not pathlib.Path(CGROUP_ROOT).is_dir():
-    return Cpu(model, flags, cores, unknown=f"{CGROUP_ROOT} is missing")
+    return Cpu("unknown CPU", frozenset(), os.cpu_count() or 1,
+               unknown=f"{CPUINFO} is unreadable")
   return Cpu(model, flags, usable_cores(CGROUP_ROOT))
 
 
@@ -281,7 +281,7 @@ def choose(cpu: Cpu, job: str, environ: Mapping[str, str]) -> Choice:
     raise ValueError(f"job must be one of {JOBS}, got {job!r}")
   ours = _ours(environ)
   where = f"{cpu.isa()} CPU, {job}"
-  onednn = None if cpu.unknown else ONEDNN_RULES[cpu.kind][job]
+  onednn = ONEDNN_RULES[cpu.kind][job]
   frozen = "1" if onednn == "1" and job in FROZEN_WEIGHT_JOBS else None
   threads = None if cpu.unknown else str(cpu.cores)
   chosen = [
@@ -317,9 +317,11 @@ BF16_SOURCE = ("bench/bf16_cpu.py, bench/README.md: MobileNetV2 at 257 px, "
 
 def bf16_warning(cpu: Cpu, dtype_policy: str, job: str) -> Optional[str]:
   """The warning for ``mixed_bfloat16`` on a CPU without native bf16, or
-  None. Warned, not refused: a run may still want bf16 on purpose (to
-  check a TPU config on a laptop); float32 is the advice."""
-  if dtype_policy != "mixed_bfloat16" or cpu.native_bf16:
+  None (also for an unknown CPU, whose flags are not known: Apple M2 or
+  Graviton3 do have bfloat16 arithmetic). Warned, not refused: a run may
+  still want bf16 on purpose (to check a TPU config on a laptop); float32
+  is the advice."""
+  if dtype_policy != "mixed_bfloat16" or cpu.native_bf16 or cpu.unknown:
     return None
   factors = BF16_SLOWDOWN.get(cpu.kind)
   what = "training step" if job == "train" else "forward pass"

@@ -30,6 +30,7 @@ from deeplab import model as model_lib
 from deeplab import naming
 from deeplab import run_dir
 from deeplab.data import dataset_table
+from deeplab.data import image_files
 from tests.conftest import REPO
 from tests.conftest import SHARED
 from tests.conftest import shared_path
@@ -336,31 +337,25 @@ def convert_released(workdir):
 # The five classes of docs/own_data.md's folder, as CamVid ids; CamVid's
 # other classes are unlabelled there (255).
 OWN_CLASSES = {"sky": 0, "building": 1, "road": 3, "tree": 5, "car": 8}
-EXIF_ORIENTATION = 0x0112
 
 
-def own_photos(root, per_split=(4, 2)) -> pathlib.Path:
-  """``root/my_photos/{train,val}/{images,masks}`` as a user's folder:
-  JPEG photos stored turned (EXIF orientation 6, as a phone saves a
-  portrait shot) and palette PNG masks of the five ``OWN_CLASSES`` drawn
-  upright. The frames are CamVid's (../shared) or, without it, synthetic
-  shapes of the same size."""
+def own_photos(root) -> pathlib.Path:
+  """``root/my_photos/{train,val}/{images,masks}`` as a user's folder: four
+  train and two val JPEG photos stored turned (EXIF orientation 6, as a
+  phone saves a portrait shot) and palette PNG masks of the five
+  ``OWN_CLASSES`` drawn upright. The frames are CamVid's (../shared) or,
+  without it, synthetic shapes of the same size."""
   folder = pathlib.Path(root) / "my_photos"
   lookup = np.full(256, 255, np.uint8)
   for new, old in enumerate(OWN_CLASSES.values()):
     lookup[old] = new
-  palette = [c for rgb in dataset_table.get("pascal_voc_seg").colormap for c in rgb]
-  for split, count in zip(("train", "val"), per_split):
-    for kind in ("images", "masks"):
-      (folder / split / kind).mkdir(parents=True)
+  for split, count in (("train", 4), ("val", 2)):
     for i, (image, ids) in enumerate(_own_frames(split, count)):
-      exif = Image.Exif()
-      exif[EXIF_ORIENTATION] = 6  # Turn 90 degrees clockwise to view.
-      Image.fromarray(np.rot90(image)).save(
-          folder / split / "images" / f"{split}_{i}.jpg", quality=95, exif=exif)
-      mask = Image.fromarray(lookup[ids], "P")
-      mask.putpalette(palette)
-      mask.save(folder / split / "masks" / f"{split}_{i}.png")
+      # Orientation 6: turn 90 degrees clockwise to view.
+      save_image(folder / split / "images" / f"{split}_{i}.jpg", np.rot90(image),
+                 orientation=6, quality=95)
+      save_image(folder / split / "masks" / f"{split}_{i}.png", lookup[ids], "P",
+                 dataset_table.pascal_colormap())
   return folder
 
 
@@ -380,6 +375,23 @@ def _own_frames(split, count):
 # --- Raw datasets in their distribution layouts, tiny. ---
 
 
+def save_image(path, array, mode=None, palette=None, orientation=None, **kwargs):
+  """Writes ``array`` to ``path`` (folders made) as Pillow's ``mode``, with
+  ``palette`` (rows of RGB) for a palette image and ``orientation`` as its
+  EXIF orientation tag; ``kwargs`` go to ``Image.save``. Returns ``path``."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  image = Image.fromarray(np.ascontiguousarray(array), mode=mode)
+  if palette is not None:
+    image.putpalette(np.asarray(palette, np.uint8).reshape(-1).tolist())
+  if orientation is not None:
+    exif = Image.Exif()
+    exif[image_files.EXIF_ORIENTATION] = orientation
+    kwargs["exif"] = exif
+  image.save(path, **kwargs)
+  return path
+
+
 def _image_and_mask(rng, ids, height=65, width=81):
   """A noisy RGB image and a mask of horizontal bands of ``ids``."""
   image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -392,27 +404,16 @@ def fake_raw_datasets(root, per_split=3) -> dict:
   class folders) and a plain image/mask folder in their distribution
   layouts under ``root``, with
   ``per_split`` images per split; returns ``{name: folder}``."""
-  from deeplab.data import dataset_table  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   root = pathlib.Path(root)
-  palette = dataset_table.pascal_colormap().reshape(-1).tolist()
-
-  def save(path, array, palette_png=False):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(array)
-    if palette_png:
-      image = image.convert("P")
-      image.putdata(array.reshape(-1).tolist())
-      image.putpalette(palette)
-    image.save(path)
-
   voc = root / "VOCdevkit" / "VOC2012"
   for split in ("train", "val"):
     stems = [f"2007_{split}_{i}" for i in range(per_split)]
     for stem in stems:
       image, mask = _image_and_mask(rng, (0, 15, 255, 7))
-      save(voc / "JPEGImages" / f"{stem}.jpg", image)
-      save(voc / "SegmentationClass" / f"{stem}.png", mask, palette_png=True)
+      save_image(voc / "JPEGImages" / f"{stem}.jpg", image)
+      save_image(voc / "SegmentationClass" / f"{stem}.png", mask, "P",
+                 dataset_table.pascal_colormap())
     lists = voc / "ImageSets" / "Segmentation"
     lists.mkdir(parents=True, exist_ok=True)
     (lists / f"{split}.txt").write_text("\n".join(stems) + "\n")
@@ -422,30 +423,30 @@ def fake_raw_datasets(root, per_split=3) -> dict:
   for split in ("train", "val"):
     for i in range(per_split):
       image, mask = _image_and_mask(rng, (0, 3, 11, 8))
-      save(root / "CamVid" / split / f"{split}_{i}.png", image)
-      save(root / "CamVid" / f"{split}annot" / f"{split}_{i}.png", mask)
+      save_image(root / "CamVid" / split / f"{split}_{i}.png", image)
+      save_image(root / "CamVid" / f"{split}annot" / f"{split}_{i}.png", mask)
       stem = f"city_{i:06d}_000019"
       image, mask = _image_and_mask(rng, (7, 8, 0, 26))
-      save(root / "cityscapes" / "leftImg8bit" / split / "city" /
-           f"{stem}_leftImg8bit.png", image)
-      save(root / "cityscapes" / "gtFine" / split / "city" /
-           f"{stem}_gtFine_labelIds.png", mask)
+      save_image(root / "cityscapes" / "leftImg8bit" / split / "city" /
+                 f"{stem}_leftImg8bit.png", image)
+      save_image(root / "cityscapes" / "gtFine" / split / "city" /
+                 f"{stem}_gtFine_labelIds.png", mask)
       folder = {"train": "training", "val": "validation"}[split]
       image, mask = _image_and_mask(rng, (1, 0, 150, 12))
-      save(root / "ADEChallengeData2016" / "images" / folder /
-           f"ADE_{folder}_{i}.jpg", image)
-      save(root / "ADEChallengeData2016" / "annotations" / folder /
-           f"ADE_{folder}_{i}.png", mask)
+      save_image(root / "ADEChallengeData2016" / "images" / folder /
+                 f"ADE_{folder}_{i}.jpg", image)
+      save_image(root / "ADEChallengeData2016" / "annotations" / folder /
+                 f"ADE_{folder}_{i}.png", mask)
       image, mask = _image_and_mask(rng, (0, 1, 2, 4))
-      save(root / "imgs" / f"{split}_{i}.png", image)
-      save(root / "masks" / f"{split}_{i}.png", mask)
+      save_image(root / "imgs" / f"{split}_{i}.png", image)
+      save_image(root / "masks" / f"{split}_{i}.png", mask)
   # ImageNet's train images as distributed (a folder per synset), and its
   # validation images sorted the same way.
   for split in ("train", "val"):
     for synset in ("n01440764", "n01443537"):
       for i in range(per_split):
         image, _ = _image_and_mask(rng, (0,))
-        save(root / "ILSVRC2012" / split / synset / f"{synset}_{i}.JPEG", image)
+        save_image(root / "ILSVRC2012" / split / synset / f"{synset}_{i}.JPEG", image)
   return {"voc": voc, "camvid": root / "CamVid", "cityscapes": root / "cityscapes",
           "ade20k": root / "ADEChallengeData2016", "images": root / "imgs",
           "masks": root / "masks"}

@@ -104,27 +104,35 @@ def test_usable_cores_follow_a_containers_cpu_quota(tmp_path):
   assert runtime.usable_cores(str(tmp_path)) >= 1
 
 
-def test_a_missing_cpuinfo_or_cgroup_leaves_tensorflows_defaults(monkeypatch, tmp_path):
-  """As on macOS, Windows and containers without /proc/cpuinfo or cgroups."""
+def test_a_missing_cpuinfo_leaves_tensorflows_defaults(monkeypatch, tmp_path):
+  """As on macOS, Windows and containers without /proc/cpuinfo."""
   monkeypatch.setattr(runtime, "CPUINFO", str(tmp_path / "cpuinfo"))
   unread = runtime.this_cpu()
   assert unread.unknown == f"{tmp_path / 'cpuinfo'} is unreadable"
-  (tmp_path / "cpuinfo").write_text(EPYC_AVX2)
-  monkeypatch.setattr(runtime, "CGROUP_ROOT", str(tmp_path / "cgroup"))
-  no_cgroup = runtime.this_cpu()
-  assert (no_cgroup.model, no_cgroup.unknown) == ("AMD EPYC 7B12", f"{tmp_path / 'cgroup'} is missing")
-  for described in (unread, no_cgroup):
-    for job in runtime.JOBS:
-      choice = runtime.choose(described, job, environ={})
-      assert choice.env() == {} and choice.onednn() is None
-      line = choice.line()
-      assert "\n" not in line and line.startswith(
-          f"runtime: TensorFlow's defaults (not chosen: {described.unknown}, as on macOS")
+  for job in runtime.JOBS:
+    choice = runtime.choose(unread, job, environ={})
+    assert choice.env() == {} and choice.onednn() is None
+    line = choice.line()
+    assert "\n" not in line and line.startswith(
+        f"runtime: TensorFlow's defaults (not chosen: {unread.unknown}, as on macOS")
   choice = runtime.choose(unread, "train", environ={"TF_NUM_INTRAOP_THREADS": "3"})
   assert choice.env() == {}
   assert "set by you: TF_NUM_INTRAOP_THREADS=3" in choice.line()
-  (tmp_path / "cgroup").mkdir()
-  assert runtime.this_cpu().unknown == ""
+  assert runtime.bf16_warning(unread, "mixed_bfloat16", "train") is None
+
+
+def test_a_missing_cgroup_keeps_the_choice_with_the_affinity_masks_cores(monkeypatch, tmp_path):
+  """As in a container without /sys/fs/cgroup: the CPU is known."""
+  (tmp_path / "cpuinfo").write_text(EPYC_AVX2)
+  monkeypatch.setattr(runtime, "CPUINFO", str(tmp_path / "cpuinfo"))
+  monkeypatch.setattr(runtime, "CGROUP_ROOT", str(tmp_path / "cgroup"))
+  no_cgroup = runtime.this_cpu()
+  assert (no_cgroup.model, no_cgroup.unknown) == ("AMD EPYC 7B12", "")
+  assert no_cgroup.cores == len(os.sched_getaffinity(0))
+  choice = runtime.choose(no_cgroup, "train", environ={})
+  assert choice.onednn() is True
+  assert choice.env()["TF_NUM_INTRAOP_THREADS"] == str(no_cgroup.cores)
+  assert choice.line().startswith("runtime: oneDNN on (chosen: AVX2 CPU, train)")
 
 
 def test_bf16_without_native_bf16_is_warned_with_the_measured_factor():
@@ -235,8 +243,6 @@ def test_tensorflows_start_up_lines_are_told_from_the_tools_own():
       "E0000 00:00:1796535267.255899   27101 cuda_platform.cc:52] failed call to cuInit: INTERNAL",
       "2026-12-06 05:36:55.728073: E external/local_xla/xla/stream_executor/cuda/"
       "cuda_platform.cc:51] failed call to cuInit: INTERNAL: CUDA error",
-      "2026-12-06 05:36:55.728073: I tensorflow/core/platform/cpu_feature_guard.cc:210] This "
-      "TensorFlow binary is optimized to use available CPU instructions",
       "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow "
       "with the appropriate compiler flags.",
       "2026-12-06 06:09:37.265970: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:467] "
@@ -250,10 +256,13 @@ def test_tensorflows_start_up_lines_are_told_from_the_tools_own():
   assert all(cli.startup_noise(line) for line in noise)
   assert not any(cli.startup_noise(line) for line in kept)
   argv = ["deeplab-summary", "--verbose", "--config=synthetic"]
-  assert cli.verbose_requested(argv, {}) and argv == ["deeplab-summary", "--config=synthetic"]
-  assert not cli.verbose_requested(argv, {"TF_CPP_MIN_LOG_LEVEL": "2"})
-  assert cli.verbose_requested(argv, {"TF_CPP_MIN_LOG_LEVEL": "0"})
-  assert cli.verbose_requested(argv, {"TF_CPP_MAX_VLOG_LEVEL": "1"})
+  assert cli.pop_verbose_flag(argv, {}) and argv == ["deeplab-summary", "--config=synthetic"]
+  assert not cli.pop_verbose_flag(argv, {})
+  for level in ("2", "3"):
+    assert not cli.pop_verbose_flag(argv, {"TF_CPP_MIN_LOG_LEVEL": level})
+  for level in ("0", "1", "", "no"):  # TensorFlow reads a word as 0.
+    assert cli.pop_verbose_flag(argv, {"TF_CPP_MIN_LOG_LEVEL": level})
+  assert cli.pop_verbose_flag(argv, {"TF_CPP_MAX_VLOG_LEVEL": "1"})
 
 
 def test_a_tools_output_starts_with_what_the_user_asked_for(tmp_path):

@@ -13,9 +13,14 @@ A tool's output starts with what the user asked for: TensorFlow's C++
 start-up lines (CUDA stubs, oneDNN notices, CPU feature notes, log lines
 written before its logging starts) are left out, by
 ``TF_CPP_MIN_LOG_LEVEL=2`` and by dropping them from what TensorFlow's
-start-up writes to stderr (``quiet_start``). ``--verbose`` (any tool), or
-the user's own ``TF_CPP_MIN_LOG_LEVEL=0`` or ``TF_CPP_MAX_VLOG_LEVEL``,
-shows them, and prints the runtime line for every job.
+start-up writes to stderr (``quiet_start``). That level holds for the
+whole run, not only the start: TensorFlow's C++ info and warning lines are
+off throughout. While TensorFlow starts, stderr is held back and written
+out after, so a crash during the start (a segfault, an abort) loses what it
+wrote: ``--verbose`` is the way to diagnose one. ``--verbose`` (any tool),
+or the user's own ``TF_CPP_MIN_LOG_LEVEL`` of 0 or 1 or
+``TF_CPP_MAX_VLOG_LEVEL``, keeps TensorFlow's level and stderr as they are
+and prints the runtime line for every job.
 
 Ways to run a tool, all through this table:
   deeplab-predict --workdir=W ...            # a console script
@@ -40,29 +45,33 @@ SCRIPT_PREFIX = "deeplab-"
 VERBOSE_FLAG = "--verbose"
 LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
 VLOG_LEVEL = "TF_CPP_MAX_VLOG_LEVEL"
-# What TensorFlow's start-up writes to stderr and the user never asked
-# for: its C++ (.cc) info and warning lines (absl's "I0000 00:00:17.. 123
-# port.cc:153] ...", TensorFlow's "2026-01-01 12:00:00.000: I
-# tensorflow/...cc:..] ..."), the note absl writes before its logging
-# starts, and the CPU feature note's second line. Errors stay, except the
-# CUDA libraries' on a machine without a driver and their plugins
-# registered twice (TensorFlow 2.19).
+# What TensorFlow's start-up writes to stderr at TF_CPP_MIN_LOG_LEVEL=2
+# and the user never asked for: the info and warning lines absl writes
+# before its logging starts, whatever the level ("I0000 00:00:17.. 123
+# port.cc:153] ..."), the note absl writes about them, and the CPU feature
+# note's second line. (TensorFlow's own "2026-01-01 12:00:00.000: I ..."
+# info and warning lines are not written at that level.) Errors stay,
+# except the CUDA libraries' on a machine without a driver and their
+# plugins registered twice (TensorFlow 2.19).
 STARTUP_NOISE = re.compile(
     r"^([IW]\d{4} [\d:.]+ +\d+ \S+\.cc:\d+\] "
-    r"|[\d-]+ [\d:.]+: [IW] \S+\.cc:\d+\] "
     r"|([\d-]+ [\d:.]+: E |E\d{4} [\d:.]+ +\d+ )\S*cuda_\w+\.cc:\d+\] "
     r"(failed call to cuInit|Unable to register cu\w+ factory: Attempting to register)"
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|To enable the following instructions: .* rebuild TensorFlow)")
 
 
-def verbose_requested(argv: List[str], environ: MutableMapping[str, str]) -> bool:
-  """Whether TensorFlow's start-up lines are shown: ``--verbose`` in
-  ``argv`` (removed from it: no tool defines it), or the user's own
-  ``TF_CPP_MIN_LOG_LEVEL=0`` or ``TF_CPP_MAX_VLOG_LEVEL``."""
+def pop_verbose_flag(argv: List[str], environ: MutableMapping[str, str]) -> bool:
+  """Removes ``--verbose`` from ``argv`` (no tool defines it) and returns
+  whether TensorFlow's lines are shown: ``--verbose`` was given, or the
+  user's own ``TF_CPP_MIN_LOG_LEVEL`` shows info or warning lines (0 or 1;
+  TensorFlow reads a value that is not a number as 0), or the user set
+  ``TF_CPP_MAX_VLOG_LEVEL``."""
   given = VERBOSE_FLAG in argv[1:]
   argv[1:] = [arg for arg in argv[1:] if arg != VERBOSE_FLAG]
-  return given or environ.get(LOG_LEVEL, "").strip() == "0" or VLOG_LEVEL in environ
+  level = re.match(r"\s*([+-]?\d+)", environ.get(LOG_LEVEL, "2"))
+  shows_warnings = not level or int(level.group(1)) < 2
+  return given or shows_warnings or VLOG_LEVEL in environ
 
 
 def startup_noise(line: str) -> bool:
@@ -133,8 +142,8 @@ class Tool:
 
   def __call__(self) -> None:
     """Chooses the job's runtime, then imports the module (quietly unless
-    ``verbose_requested``) and runs its ``main()``."""
-    verbose = verbose_requested(sys.argv, os.environ)
+    ``pop_verbose_flag``) and runs its ``main()``."""
+    verbose = pop_verbose_flag(sys.argv, os.environ)
     runtime.apply(self.job, verbose=verbose)
     with contextlib.nullcontext() if verbose else quiet_start(os.environ):
       module = importlib.import_module(self.module_name)
