@@ -26,7 +26,8 @@ as such: the host is shared).
 ``mixed_float16``, whose activations take the same two bytes).
 
 Settings already in ``--output`` are kept and skipped (a grid can be
-finished in several runs). Writes ``--output`` (JSON: the CPU, the
+finished in several runs); those recorded with an error (over the cap)
+are kept, shown as not measured, and measured again. Writes ``--output`` (JSON: the CPU, the
 records, the fit) and a markdown table beside it (``.md``). The fit, per
 backbone, dtype and output stride: step memory = fixed + per_pixel *
 batch * crop^2 (least squares), with its largest error on the measured
@@ -279,11 +280,11 @@ def estimate_check(records, graphs) -> list:
 
 def coefficients_source(fits) -> str:
   """``deeplab.training.memory.COEFFICIENTS`` as Python source."""
+  from deeplab.training import memory as memory_lib  # pylint: disable=g-import-not-at-top
   lines = ["COEFFICIENTS = {"]
   for f in sorted(fits, key=lambda f: (f["backbone"], f["dtype"], f["output_stride"])):
-    precision = "float32" if f["dtype"] == "float32" else "mixed"
     note = f"  # Estimated from {f['estimated_from']}." if "estimated_from" in f else ""
-    lines.append(f"    ({f['backbone']!r}, {precision!r}, {f['output_stride']}): Coefficients("
+    lines.append(f"    ({f['backbone']!r}, {memory_lib.precision(f['dtype'])!r}, {f['output_stride']}): Coefficients("
                  f"{f['state_mb']}, {f['fixed_mb']}, {f['per_megapixel_mb']}),{note}")
   return "\n".join(lines + ["}"]) + "\n"
 
@@ -292,10 +293,12 @@ def table(report) -> str:
   """The records and the fit as markdown tables."""
   lines = [f"#### {report['cpu']}, TensorFlow {report['tensorflow']}", "",
            "| backbone | OS | crop | batch | dtype | baseline (MiB) | step peak over "
-           "baseline (MiB) | weights + slots (MiB) | wall time of the step, shared host (s) |",
+           "baseline (MiB) | weights + slots (MiB) | wall time of the step (first call, tracing "
+           "included, shared host) (s) |",
            "|---|---|---|---|---|---|---|---|---|"]
   for r in sorted(report["settings"], key=key):
-    step = r.get("step_mb", r.get("error", ""))
+    step = r["step_mb"] if "step_mb" in r else f"not measured: {r['error']}" + (
+        f" ({r['peak_mb']} MiB resident)" if "peak_mb" in r else "")
     lines.append(f"| {r['backbone']} | {r['output_stride']} | {r['crop']} | {r['batch']} | "
                  f"{r['dtype']} | {r.get('baseline_mb', '')} | {step} | "
                  f"{r['variables_mb'] + r['optimizer_mb'] if 'variables_mb' in r else ''} | "
@@ -407,8 +410,9 @@ def main(argv):
           print(json.dumps(graphs[-1]), flush=True)
     graph_path.write_text(json.dumps(graphs, indent=1) + "\n")
     return
+  # Records of settings that failed (over the cap) stay until a rerun
+  # measures them again.
   done = {key(r) for r in records if "error" not in r}
-  records = [r for r in records if key(r) in done]
   if not _FIT_ONLY.value:
     # Cheapest first: what a time box leaves out is the largest settings.
     grid = sorted(((b, c, n, d, s) for s in map(int, _STRIDES.value) for b in _BACKBONES.value
@@ -420,7 +424,7 @@ def main(argv):
         continue
       record = run_child(setting, _CAP.value * 2**30)
       print(json.dumps(record), flush=True)
-      records.append(record)
+      records = [r for r in records if key(r) != setting] + [record]
       write(path, records, graphs)
   text = table(write(path, records, graphs))
   print(text)

@@ -80,7 +80,10 @@ def target_size(size, output_stride: int, crop: Optional[int] = None,
   return tf.where(size <= crop, crop, aligned)
 
 
-def _resize(images, size, align_corners: bool):
+def resize_bilinear(images, size, align_corners: bool):
+  """``images`` [b, h, w, c] resized bilinearly to ``size`` [2] as the
+  original DeepLab does (``half_pixel_centers=False``, corners aligned or
+  not), which ``tf.image.resize`` cannot do."""
   return tf.raw_ops.ResizeBilinear(images=images, size=size,
                                    align_corners=align_corners,
                                    half_pixel_centers=False)
@@ -162,16 +165,16 @@ def _whole_probabilities(model, images, scales, flip, output_stride: int,
     if scale == 1.0:
       scaled = padded
     else:
-      scaled = _resize(padded, tf.maximum(scale_dimension(
+      scaled = resize_bilinear(padded, tf.maximum(scale_dimension(
           tf.stack([padded_h, padded_w]), scale, align_corners), 1),
-                       align_corners)
+                               align_corners)
     for flipped in ((False, True) if flip else (False,)):
       inputs = tf.reverse(scaled, [2]) if flipped else scaled
       logits = tf.cast(model(inputs, training=False), tf.float32)
       if flipped:
         logits = tf.reverse(logits, [2])
       if scale != 1.0:
-        logits = _resize(logits, tf.stack([padded_h, padded_w]), align_corners)
+        logits = resize_bilinear(logits, tf.stack([padded_h, padded_w]), align_corners)
       total += tf.nn.softmax(logits)
       count += 1
   return (total / count)[:, :height, :width, :]
@@ -432,7 +435,7 @@ def predict_labels(model, images, scales: Sequence[float] = (1.0,),
   resized = bool(resize_range[0] or resize_range[1])
   if resized:
     size = augment.resize_to_range_size(height, width, *resize_range)
-    images = _resize(images, size, align_corners)
+    images = resize_bilinear(images, size, align_corners)
   options = dict(scales=scales, flip=flip, output_stride=output_stride,
                  crop_size=crop_size, align_corners=align_corners,
                  tile_size=tile_size, tile_overlap=tile_overlap)
@@ -448,8 +451,8 @@ def predict_labels(model, images, scales: Sequence[float] = (1.0,),
         images=labels[..., None], size=tf.stack([height, width]),
         align_corners=align_corners)[..., 0]
     if probabilities is not None:
-      probabilities = _resize(probabilities, tf.stack([height, width]),
-                              align_corners)
+      probabilities = resize_bilinear(probabilities, tf.stack([height, width]),
+                                      align_corners)
   return labels, probabilities
 
 

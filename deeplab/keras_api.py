@@ -35,6 +35,7 @@ from typing import Optional, Sequence
 import keras
 import tensorflow as tf
 
+from deeplab import inference
 from deeplab import loss as loss_lib
 from deeplab import metrics as metrics_lib
 
@@ -46,9 +47,7 @@ def logits_at_labels(logits, labels, align_corners: bool = True):
   if (logits.shape[1:3].is_fully_defined() and labels.shape[1:3].is_fully_defined()
       and logits.shape[1:3] == labels.shape[1:3]):
     return logits
-  return tf.raw_ops.ResizeBilinear(images=logits, size=tf.shape(labels)[1:3],
-                                   align_corners=align_corners,
-                                   half_pixel_centers=False)
+  return inference.resize_bilinear(logits, tf.shape(labels)[1:3], align_corners)
 
 
 def _labels(y_true):

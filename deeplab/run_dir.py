@@ -298,7 +298,7 @@ def keep_best(workdir: str, checkpoint: str, metric: str, value: float
   if previous is not None and os.path.basename(previous["path"]) != name:
     for stale in tf.io.gfile.glob(previous["path"] + ".*"):
       tf.io.gfile.remove(stale)
-  return read_best(workdir)
+  return dict(record, path=os.path.join(folder, name))
 
 
 class CheckpointChoice(NamedTuple):
@@ -316,7 +316,7 @@ class CheckpointChoice(NamedTuple):
 
   def describe(self) -> Dict[str, Any]:
     """What ``metrics.json`` and the export's metadata record of it."""
-    return {"path": self.path, "step": self.step, "selector": self.selector}
+    return self._asdict()
 
 
 def _on_disk(workdir: str) -> str:

@@ -149,6 +149,20 @@ def usable_cores(cgroup_root: str = CGROUP_ROOT) -> int:
   return max(1, cores)
 
 
+def cgroup_memory_limit(cgroup_root: str = CGROUP_ROOT) -> Optional[int]:
+  """The container's memory limit in bytes (cgroup v2 ``memory.max`` or v1
+  ``memory/memory.limit_in_bytes``), None without one."""
+  root = pathlib.Path(cgroup_root)
+  for name in ("memory.max", "memory/memory.limit_in_bytes"):
+    try:
+      text = (root / name).read_text().strip()
+    except OSError:
+      continue
+    if text.isdigit() and int(text) < 2**60:  # v1 writes a huge number for none.
+      return int(text)
+  return None
+
+
 def this_cpu() -> Cpu:
   """The CPU this process runs on, read from ``CPUINFO`` and ``CGROUP_ROOT``
   (Linux). Where ``CPUINFO`` is unreadable (macOS, Windows, some

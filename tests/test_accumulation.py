@@ -12,13 +12,12 @@ from tests.test_distribution import _run_script
 ACCUMULATED_REPLICAS = """
 import tempfile
 from deeplab.training import trainer as trainer_lib
+from tests import test_training
 from tests.harness import config_with
 
 # No randomness and batch norm on its moving statistics: the two differ
 # by float summation order only.
-STILL = {"model.dropout_rate": "0.0", "train.fine_tune_batch_norm": "False",
-         "data.min_scale": "1.0", "data.max_scale": "1.0", "data.flip": "False",
-         "train.batch_size": "8", "optimizer.weight_decay": "0.01"}
+STILL = {**test_training.STILL, "train.batch_size": "8", "optimizer.weight_decay": "0.01"}
 rng = np.random.default_rng(0)
 images = rng.uniform(-1, 1, (16, 65, 65, 3)).astype(np.float32)
 labels = rng.integers(0, 5, (16, 65, 65)).astype(np.int32)

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab import config as config_lib
+from deeplab import runtime
 from deeplab.training import memory as memory_lib
 from deeplab.training import trainer as trainer_lib
 from tests.harness import config_with
@@ -56,11 +57,40 @@ def test_a_configuration_that_fits_is_silent(gpu_of):
   assert memory_lib.over_memory_warning(config, tf.distribute.get_strategy()) == ""
 
 
-def test_nothing_that_fits_advises_a_smaller_crop(gpu_of):
+def test_where_only_a_smaller_crop_fits_it_is_advised(gpu_of):
+  gpu_of(2)
+  config = recipe(**{"data.crop_size": (769, 769), "model.dtype_policy": "mixed_bfloat16"})
+  message = memory_lib.over_memory_warning(config, tf.distribute.get_strategy())
+  assert "Predicted to fit: config.data.crop_size=(" in message
+  assert "config.train.accumulation_steps=16 (one image at a time" in message
+
+
+def test_where_nothing_near_fits_a_smaller_backbone_is_advised(gpu_of):
   gpu_of(1)
   config = recipe(**{"data.crop_size": (769, 769), "model.dtype_policy": "mixed_bfloat16"})
   message = memory_lib.over_memory_warning(config, tf.distribute.get_strategy())
-  assert "config.data.crop_size=(" in message or "Nothing near" in message
+  assert "Nothing near this configuration is predicted to fit" in message
+
+
+def test_mixed_precision_advice_names_the_devices_policy(monkeypatch, gpu_of):
+  """mixed_float16 on a GPU; mixed_bfloat16 on a CPU only where bfloat16 is
+  in hardware (``runtime.bf16_warning`` advises against it elsewhere)."""
+  config = recipe(**{"train.batch_size": 8})
+  strategy = tf.distribute.get_strategy()
+  gpu_of(16)
+  message = memory_lib.over_memory_warning(config, strategy)
+  assert "config.model.dtype_policy='mixed_float16'" in message
+  assert "bfloat16" not in message
+  monkeypatch.setattr(memory_lib, "device_memory", lambda strategy: (16 * GIB, "host", 1))
+  for flags, expected in ((frozenset({"avx2", "fma"}), None),
+                          (frozenset({"avx2", "fma", "avx512_bf16"}), "mixed_bfloat16")):
+    monkeypatch.setattr(runtime, "this_cpu", lambda flags=flags: runtime.Cpu("test CPU", flags, 2))
+    message = memory_lib.over_memory_warning(config, strategy)
+    assert "predicted to need about" in message
+    if expected:
+      assert f"config.model.dtype_policy='{expected}'" in message
+    else:
+      assert "config.model.dtype_policy=" not in message
 
 
 @pytest.mark.parametrize("fields", [{"model.backbone": "xception_41"},
@@ -79,7 +109,7 @@ def test_a_device_that_reports_nothing_and_a_broken_strategy_never_stop_a_run(mo
   class Broken:
     num_replicas_in_sync = 0  # Divides by zero.
 
-  memory_lib.warn_if_over_memory(recipe(), Broken())
+  assert memory_lib.over_memory_warning(recipe(), Broken()) == ""
 
 
 def test_the_host_memory_is_the_containers_limit_where_lower(tmp_path):
@@ -88,6 +118,11 @@ def test_the_host_memory_is_the_containers_limit_where_lower(tmp_path):
   (tmp_path / "memory.max").write_text("4294967296\n")
   assert memory_lib.host_memory(str(tmp_path), str(meminfo)) == 4 * GIB
   (tmp_path / "memory.max").write_text("max\n")
+  assert memory_lib.host_memory(str(tmp_path), str(meminfo)) == 16384000 * 1024
+  (tmp_path / "memory").mkdir()  # cgroup v1; its "no limit" is a huge number.
+  (tmp_path / "memory" / "memory.limit_in_bytes").write_text("2147483648\n")
+  assert memory_lib.host_memory(str(tmp_path), str(meminfo)) == 2 * GIB
+  (tmp_path / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
   assert memory_lib.host_memory(str(tmp_path), str(meminfo)) == 16384000 * 1024
   assert memory_lib.host_memory(str(tmp_path / "none"), str(tmp_path / "none")) is None
 

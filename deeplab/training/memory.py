@@ -16,10 +16,11 @@ for a GPU's (another allocator, cuDNN's workspaces; docs/training.md).
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 from typing import List, Optional, Tuple
 
 from absl import logging
+
+from deeplab import runtime
 
 MIB = 2**20
 GIB = 2**30
@@ -29,8 +30,9 @@ GIB = 2**30
 HEADROOM = 0.9
 
 # Resident memory of the training process besides the model on a CPU
-# (Python, TensorFlow, the input pipeline), MiB: the benchmark's baseline
-# less the weights and slots.
+# (Python, TensorFlow, the input pipeline), MiB: bench/train_memory.json's
+# baselines less the weights and slots are 627-781 MiB over its 35
+# measured settings (median 690), rounded to 700.
 HOST_RUNTIME_MB = 700.0
 
 
@@ -44,20 +46,21 @@ class Coefficients:
 
 # (backbone, "float32" or "mixed", output stride) -> the fit of
 # `python bench/train_memory.py` (bench/train_memory.json; its table and
-# errors in docs/training.md). "Estimated": output stride 8, not measured;
-# the output stride 16 fit scaled by the forward graphs' tensor bytes.
+# errors in docs/training.md). "Estimated from": output stride 8, not
+# measured; the output stride 16 fit scaled by the forward graphs' tensor
+# bytes.
 COEFFICIENTS = {
-    ("mobilenet_v2", "float32", 8): Coefficients(21, 212, 4369.5),  # Estimated: mobilenet_v2 OS 16 float32.
+    ("mobilenet_v2", "float32", 8): Coefficients(21, 212, 4369.5),  # Estimated from mobilenet_v2 OS 16 float32.
     ("mobilenet_v2", "float32", 16): Coefficients(21, 212, 2241.7),
-    ("mobilenet_v2", "mixed", 8): Coefficients(21, 218, 2466.1),  # Estimated: mobilenet_v2 OS 16 mixed_bfloat16.
+    ("mobilenet_v2", "mixed", 8): Coefficients(21, 218, 2466.1),  # Estimated from mobilenet_v2 OS 16 mixed_bfloat16.
     ("mobilenet_v2", "mixed", 16): Coefficients(21, 218, 1370.9),
-    ("resnet_101", "float32", 8): Coefficients(350, 785, 11624.0),  # Estimated: resnet_101 OS 16 float32.
+    ("resnet_101", "float32", 8): Coefficients(350, 785, 11624.0),  # Estimated from resnet_101 OS 16 float32.
     ("resnet_101", "float32", 16): Coefficients(350, 785, 4511.1),
-    ("resnet_101", "mixed", 8): Coefficients(350, 826, 5953.3),  # Estimated: resnet_101 OS 16 mixed_bfloat16.
+    ("resnet_101", "mixed", 8): Coefficients(350, 826, 5953.3),  # Estimated from resnet_101 OS 16 mixed_bfloat16.
     ("resnet_101", "mixed", 16): Coefficients(350, 826, 2384.1),
-    ("xception_65", "float32", 8): Coefficients(314, 771, 21013.0),  # Estimated: xception_65 OS 16 float32.
+    ("xception_65", "float32", 8): Coefficients(314, 771, 21013.0),  # Estimated from xception_65 OS 16 float32.
     ("xception_65", "float32", 16): Coefficients(314, 771, 7055.4),
-    ("xception_65", "mixed", 8): Coefficients(314, 881, 11508.4),  # Estimated: xception_65 OS 16 mixed_bfloat16.
+    ("xception_65", "mixed", 8): Coefficients(314, 881, 11508.4),  # Estimated from xception_65 OS 16 mixed_bfloat16.
     ("xception_65", "mixed", 16): Coefficients(314, 881, 3875.0),
 }
 
@@ -91,20 +94,7 @@ def predict_mb(backbone: str, crop_size: Tuple[int, int], images: int,
   return fit.state_mb + fit.fixed_mb + fit.per_megapixel_mb * megapixels
 
 
-def _cgroup_limit(root: pathlib.Path) -> Optional[int]:
-  """The container's memory limit in bytes (cgroup v2 ``memory.max`` or
-  v1 ``memory.limit_in_bytes``), None without one."""
-  for name in ("memory.max", "memory/memory.limit_in_bytes"):
-    try:
-      text = (root / name).read_text().strip()
-    except OSError:
-      continue
-    if text.isdigit() and int(text) < 2**60:  # v1 writes a huge number for none.
-      return int(text)
-  return None
-
-
-def host_memory(cgroup_root: str = "/sys/fs/cgroup",
+def host_memory(cgroup_root: str = runtime.CGROUP_ROOT,
                 meminfo: str = "/proc/meminfo") -> Optional[int]:
   """Bytes of memory this process's host grants: the smaller of the
   machine's (``MemTotal``) and the container's limit; None where neither
@@ -117,7 +107,7 @@ def host_memory(cgroup_root: str = "/sys/fs/cgroup",
           limits.append(int(line.split()[1]) * 1024)
   except OSError:
     pass
-  cgroup = _cgroup_limit(pathlib.Path(cgroup_root))
+  cgroup = runtime.cgroup_memory_limit(cgroup_root)
   if cgroup:
     limits.append(cgroup)
   return min(limits) if limits else None
@@ -145,9 +135,21 @@ def device_memory(strategy) -> Optional[Tuple[int, str, int]]:
   return host, "host", max(1, len(devices))
 
 
-def fitting_settings(config, per_replica: int, budget_mb: float) -> List[str]:
+def mixed_policy(device: str) -> Optional[str]:
+  """The mixed precision to suggest on ``device`` (``GPU:0`` or ``host``):
+  ``mixed_float16`` on a GPU, ``mixed_bfloat16`` on a CPU with bfloat16 in
+  hardware, None on other CPUs (``runtime.bf16_warning``: emulated
+  bfloat16 is slower there)."""
+  if device != "host":
+    return "mixed_float16"
+  return "mixed_bfloat16" if runtime.this_cpu().native_bf16 else None
+
+
+def fitting_settings(config, per_replica: int, budget_mb: float,
+                     mixed: Optional[str] = None) -> List[str]:
   """Changes to ``config`` predicted to fit ``budget_mb`` per replica:
-  more micro-batches (same batch), mixed precision, a smaller crop."""
+  more micro-batches (same batch), the precision ``mixed`` (a policy, None
+  for none), a smaller crop."""
   model, train = config.model, config.train
   crop = tuple(config.data.crop_size)
 
@@ -164,9 +166,9 @@ def fitting_settings(config, per_replica: int, budget_mb: float) -> List[str]:
                       f"batch of {train.batch_size} stays)")
       break
   images = per_replica // train.accumulation_steps
-  if model.dtype_policy == "float32" and predict(images, dtype_policy="mixed") <= budget_mb:
-    settings.append(f"config.model.dtype_policy='mixed_float16' on a GPU, 'mixed_bfloat16' "
-                    f"on a TPU or CPU (about {predict(images, dtype_policy='mixed') / 1024:.1f} GiB)")
+  if mixed and model.dtype_policy == "float32" and predict(images, dtype_policy=mixed) <= budget_mb:
+    settings.append(f"config.model.dtype_policy='{mixed}' (about "
+                    f"{predict(images, dtype_policy=mixed) / 1024:.1f} GiB)")
   if not settings:
     offset = 1 if model.align_corners else 0
     for k in range((min(crop) - offset) // model.output_stride - 1, 0, -1):
@@ -183,7 +185,16 @@ def over_memory_warning(config, strategy) -> str:
   """The warning for a configuration predicted over its device's memory,
   naming the prediction, the device's figure and settings that fit; ''
   when it fits or cannot be predicted (a backbone, precision or output
-  stride the fit does not cover, a device that reports nothing)."""
+  stride the fit does not cover, a device that reports nothing, an error:
+  advice must not stop a run)."""
+  try:
+    return _over_memory_warning(config, strategy)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.info("No memory prediction: %s", e)
+    return ""
+
+
+def _over_memory_warning(config, strategy) -> str:
   model, train = config.model, config.train
   per_replica = train.batch_size // strategy.num_replicas_in_sync
   images = per_replica // train.accumulation_steps
@@ -205,7 +216,7 @@ def over_memory_warning(config, strategy) -> str:
   crop = "x".join(map(str, config.data.crop_size))
   shared = f", shared by {sharing} replicas" if sharing > 1 else ""
   fits = fitting_settings(config, per_replica, budget_mb - (
-      HOST_RUNTIME_MB if name == "host" else 0.0))
+      HOST_RUNTIME_MB if name == "host" else 0.0), mixed_policy(name))
   advice = ("Predicted to fit: " + "; or ".join(fits) + "." if fits else
             "Nothing near this configuration is predicted to fit; choose a smaller backbone.")
   return (
@@ -217,14 +228,3 @@ def over_memory_warning(config, strategy) -> str:
       f"{available / GIB:.1f} GiB {name} reports{shared} ({HEADROOM:.0%} of it usable). "
       f"{advice} The prediction is bench/train_memory.py's fit (docs/training.md).")
 
-
-def warn_if_over_memory(config, strategy) -> None:
-  """Logs ``over_memory_warning`` (the chief only); never raises."""
-  from deeplab.training import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
-  try:
-    warning = over_memory_warning(config, strategy)
-  except Exception as e:  # pylint: disable=broad-except  # Advice must not stop a run.
-    logging.info("No memory prediction: %s", e)
-    return
-  if warning and strategy_lib.is_chief(strategy):
-    logging.warning(warning)

@@ -213,7 +213,9 @@ class Trainer:
     warning = small_batch_norm_warning(config)
     if warning and self.chief:
       logging.warning(warning)
-    memory_lib.warn_if_over_memory(config, strategy)
+    warning = memory_lib.over_memory_warning(config, strategy) if self.chief else ""
+    if warning:
+      logging.warning(warning)
     # Every worker and every rerun starts from the same initial weights.
     keras.utils.set_random_seed(train.seed)
     with strategy.scope():
@@ -310,20 +312,19 @@ class Trainer:
       logging.info("Saved %s", path)
     return path
 
-  def keep_best(self, metrics) -> bool:
+  def keep_best(self, metrics) -> None:
     """Keeps the latest checkpoint as the run's best
     (``W/checkpoints/best``, ``run_dir.keep_best``) if its evaluation's
     ``metrics`` beat the kept one's on the task's main metric; the chief
-    alone writes. Returns whether it became the best."""
+    alone writes."""
     if not self.chief:
-      return False
+      return
     metric = self.task.MAIN_METRIC
     best = run_dir.keep_best(self.workdir, self.manager.latest_checkpoint,
                              metric, metrics[metric])
     if best is not None:
       logging.info("Best checkpoint so far: step %d, %s %.4f", best["step"],
                    metric, best["value"])
-    return best is not None
 
   def evaluation_model(self):
     """``(model, strategy)`` that ``train_and_eval`` evaluates.
