@@ -270,17 +270,11 @@ def list_inputs(spec: str) -> List[str]:
   parts = [spec] if tf.io.gfile.exists(spec) else [p for p in spec.split(",") if p]
   paths = []
   for part in parts:
-    found = image_files.list_images(part)
-    if tf.io.gfile.isdir(part):
-      found += [os.path.join(part, n) for n in tf.io.gfile.listdir(part)
-                if video.is_video(n)]
-    elif tf.io.gfile.exists(part):
-      found += [part] if video.is_video(part) else []
-    else:
-      found += [p for p in tf.io.gfile.glob(part) if video.is_video(p)]
+    found = image_files.list_images(
+        part, image_files.IMAGE_EXTENSIONS + video.VIDEO_EXTENSIONS)
     if not found:
       raise FileNotFoundError(f"--input={part!r} names no image or video files")
-    paths += sorted(found)
+    paths += found
   return paths
 
 
@@ -337,7 +331,7 @@ def _predict_video(path: str, predictor: Predictor, output_dir: str,
   stem = _stem(output_dir, path)
   if frame_ids:
     tf.io.gfile.makedirs(stem + "_frames")
-  with video.open_frames(path) as frames, video.OverlayWriter(
+  with video.Frames(path) as frames, video.OverlayWriter(
       stem + "_overlay.mp4", frames.rate) as writer:
 
     def done(index, image, ids):
