@@ -1,20 +1,28 @@
 """What the benchmarks share: the measured model, trained-looking batch
-norm statistics, and writing a figure between markers in bench/README.md."""
+norm statistics, the process's peak memory, and writing a figure between
+markers in bench/README.md. TensorFlow is imported only by the functions
+that build or train a model, so a peer's worker (bench/compare.py) can
+measure its own memory through this module."""
 
 import pathlib
-
-from deeplab import model as model_lib
-from tests.harness import randomize_batch_norm  # noqa: F401 (re-exported)
+import resource
 
 README = pathlib.Path(__file__).resolve().parent / "README.md"
 
 
-def deeplab_v3_plus(backbone: str, **kwargs) -> model_lib.DeepLab:
+def deeplab_v3_plus(backbone: str, **kwargs):
   """DeepLabv3+ as benchmarked: OS 16, 21 classes, separable ASPP (6, 12,
   18) + decoder, multi-grid (1, 2, 4) for ResNets; ``kwargs`` override."""
+  from deeplab import model as model_lib  # pylint: disable=g-import-not-at-top
   kwargs.setdefault("multi_grid", (1, 2, 4) if backbone.startswith("resnet")
                     else (1, 1, 1))
   return model_lib.DeepLab(num_classes=21, backbone=backbone, **kwargs)
+
+
+def randomize_batch_norm(model, rng):
+  """``tests.harness.randomize_batch_norm``: random batch norm statistics."""
+  from tests import harness  # pylint: disable=g-import-not-at-top
+  return harness.randomize_batch_norm(model, rng)
 
 
 def training_step(model, images, labels):
@@ -51,6 +59,12 @@ def cpu_model() -> str:
   except OSError:
     pass
   return f"{name}, {len(os.sched_getaffinity(0))} cores"
+
+
+def peak_rss_gib() -> float:
+  """This process's peak resident memory so far (``ru_maxrss``, KiB on
+  Linux) in GiB."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def forward_flops(model, size: int) -> float:

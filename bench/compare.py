@@ -50,10 +50,10 @@ Peers (a missing one is reported as missing, never dropped):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
-import resource
 import statistics
 import subprocess
 import sys
@@ -66,6 +66,8 @@ sys.path.insert(0, str(REPO))
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
+
+from bench import common  # noqa: E402  (no framework: TensorFlow only where a model is built)
 
 _MODELS = flags.DEFINE_list(
     "models", ["mobilenet_v2", "resnet_50", "resnet_101", "xception_65"],
@@ -172,7 +174,6 @@ def build_ours(arch: str, dtype_policy: str = "float32"):
   import keras  # pylint: disable=g-import-not-at-top
 
   # Imported here, as every framework is: the torch worker imports none.
-  from bench import common  # pylint: disable=g-import-not-at-top
   from deeplab import folding  # pylint: disable=g-import-not-at-top
   model = common.deeplab_v3_plus(arch, dtype_policy=dtype_policy)
   name = "ours" if dtype_policy == "float32" else "ours_bf16"
@@ -204,7 +205,6 @@ def build_ours_savedmodel(arch: str):
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from bench import common  # pylint: disable=g-import-not-at-top
   from deeplab.data import dataset_table  # pylint: disable=g-import-not-at-top
   from deeplab.export import savedmodel  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
@@ -226,7 +226,6 @@ def build_ours_tflite(arch: str, quantization: str = "float32"):
   per batch size, one thread per core."""
   import tempfile  # pylint: disable=g-import-not-at-top
 
-  from bench import common  # pylint: disable=g-import-not-at-top
   from deeplab import weights  # pylint: disable=g-import-not-at-top
   from deeplab.export import tflite  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
@@ -259,10 +258,6 @@ def build_ours_tflite(arch: str, quantization: str = "float32"):
   return impl
 
 
-def build_ours_tflite_int8_full(arch: str):
-  return build_ours_tflite(arch, "int8_full")
-
-
 def build_ours_onnx(arch: str):
   """Our ONNX file (``deeplab-export --onnx``: uint8 images in, labels and
   probabilities out) run by ONNX Runtime as the ``onnxruntime`` peer is:
@@ -271,7 +266,6 @@ def build_ours_onnx(arch: str):
 
   import onnxruntime as ort  # pylint: disable=g-import-not-at-top
 
-  from bench import common  # pylint: disable=g-import-not-at-top
   from deeplab.export import onnx  # pylint: disable=g-import-not-at-top
   onnx.tf2onnx_module()  # An ImportError (reported missing) before the work.
   rng = np.random.default_rng(0)
@@ -448,7 +442,8 @@ BUILDERS = {"ours": build_ours, "ours_bf16": build_ours_bf16,
             "ours_inference": build_ours_inference,
             "ours_savedmodel": build_ours_savedmodel,
             "ours_tflite": build_ours_tflite,
-            "ours_tflite_int8_full": build_ours_tflite_int8_full,
+            "ours_tflite_int8_full": functools.partial(build_ours_tflite,
+                                                       quantization="int8_full"),
             "ours_onnx": build_ours_onnx, "smp": build_smp,
             "onnxruntime": build_onnxruntime,
             "model_garden": build_model_garden, "keras_hub": build_keras_hub}
@@ -522,8 +517,8 @@ def worker(arch, impls):
     else:
       info = {name: dict(size=impl.size, params=impl.params, note=impl.note,
                          flops=impl.flops()) for name, impl in built.items()}
-      print(json.dumps({"info": info, "peak_rss_gib": resource.getrusage(
-          resource.RUSAGE_SELF).ru_maxrss / 2**20}), file=answers, flush=True)
+      print(json.dumps({"info": info, "peak_rss_gib": common.peak_rss_gib()}),
+            file=answers, flush=True)
       return
 
 
@@ -555,7 +550,7 @@ def child_memory(arch, impl_name):
     return {"missing": missing}
   for _ in range(3):
     built[impl_name].train_step()
-  return {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+  return {"peak_rss_gib": common.peak_rss_gib()}
 
 
 def measure_memory(arch, env, name):
@@ -645,17 +640,21 @@ def table(rows) -> str:
   return "\n".join(lines)
 
 
+# Our rows of another precision than the peers' float32.
+REDUCED_PRECISION = ("ours_bf16", "ours_tflite_int8_full")
+
+
 def lead_over_peers(arch: str, results) -> str:
-  """The target measure: our best form (any ``ours*`` row but bf16: the
-  exported forms count, the full-integer TFLite file included) against the
-  fastest peer, per batch-1 latency, batch-8 throughput and training step;
-  above 1 means ours is faster. The row that wins is named."""
+  """The target measure: our best float32 form (any ``ours*`` row but
+  ``REDUCED_PRECISION``: the exported float32 forms count) against the
+  fastest peer, all float32, per batch-1 latency, batch-8 throughput and
+  training step; above 1 means ours is faster. The row that wins is named."""
   def best(names, key, fastest):
     values = [(results[n][key], n) for n in names
               if n in results and results[n][key] == results[n][key]]  # not nan
     return fastest(values) if values else None
 
-  ours = [n for n in results if n.startswith("ours") and n != "ours_bf16"]
+  ours = [n for n in results if n.startswith("ours") and n not in REDUCED_PRECISION]
   peers = [n for n in results if not n.startswith("ours")]
   parts = []
   for label, key, fastest, lead in (
@@ -732,7 +731,6 @@ def merge_rows(block: str, heading: str, new_table: str) -> str:
 def write_rows(new_table: str, heading: str):
   """Puts the rows of ``new_table`` into bench/README.md's table of the
   CPU ``heading`` (``merge_rows``)."""
-  from bench import common  # pylint: disable=g-import-not-at-top
   common.write_readme("compare", merge_rows(common.read_readme("compare"),
                                             heading, new_table))
 

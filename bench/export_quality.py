@@ -31,8 +31,8 @@ import tensorflow as tf  # noqa: E402
 from bench import common  # noqa: E402
 from deeplab import inference  # noqa: E402
 from deeplab import metrics as metrics_lib  # noqa: E402
+from deeplab import predict  # noqa: E402
 from deeplab import run_dir  # noqa: E402
-from deeplab import weights  # noqa: E402
 from deeplab.cli import common as cli  # noqa: E402
 from deeplab.data import dataset_table  # noqa: E402
 from deeplab.data import pipeline  # noqa: E402
@@ -52,19 +52,11 @@ def pixels(batch):
 
 
 def tflite_runner(path):
-  interpreter = weights.tflite_interpreter(str(path), num_threads=os.cpu_count())
-  interpreter.allocate_tensors()
-  source = interpreter.get_input_details()[0]["index"]
-  target = interpreter.get_output_details()[0]["index"]
-
-  dtype = interpreter.get_input_details()[0]["dtype"]  # uint8: int8_full
-
-  def run(image):
-    interpreter.set_tensor(source, np.round(image[None]).astype(dtype)
-                           if dtype == np.uint8 else image[None].astype(dtype))
-    interpreter.invoke()
-    return interpreter.get_tensor(target)[0]
-  return run
+  """Labels [h, w] of a float RGB image [h, w, 3] of the file's input size,
+  as ``deeplab-predict --tflite`` computes them (the input quantized with
+  the file's scale and zero point)."""
+  predictor = predict.TFLitePredictor(str(path), num_threads=os.cpu_count())
+  return lambda image: predictor.labels(image[None])[0]
 
 
 def main(argv):

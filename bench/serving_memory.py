@@ -16,7 +16,6 @@ through ``serving_default``, noting the peak after each.
 import json
 import os
 import pathlib
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,10 +35,6 @@ _SERVE = flags.DEFINE_string("serve", None, "(internal) measure this SavedModel.
 _WRITE = flags.DEFINE_bool("write_readme", False, "Write the figures into bench/README.md.")
 
 
-def _peak_gib() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 def serve(saved_model: str):
   """In a fresh process: peak memory after a small and a limit-size request."""
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -49,19 +44,19 @@ def serve(saved_model: str):
   side = int(np.sqrt(limit))
   predict = loaded.signatures["serving_default"]
   predict(images=tf.zeros([1, 64, 64, 3], tf.uint8))
-  before = _peak_gib()
+  before = common.peak_rss_gib()
   rng = np.random.default_rng(0)
   over = tf.constant(rng.integers(0, 256, (1, side + 1, side, 3), np.uint8))
   try:
     predict(images=over)
     raise AssertionError("a request over the limit was served")
   except tf.errors.InvalidArgumentError:
-    refused = _peak_gib()
+    refused = common.peak_rss_gib()
   del over
   image = rng.integers(0, 256, (1, side, side, 3), np.uint8)
   predict(images=tf.constant(image))["labels"].numpy()
   print(json.dumps({"limit": limit, "side": side, "before": before,
-                    "refused": refused, "peak": _peak_gib()}))
+                    "refused": refused, "peak": common.peak_rss_gib()}))
 
 
 def main(argv):

@@ -17,7 +17,6 @@ before and after the image, and the seconds the image took.
 import json
 import os
 import pathlib
-import resource
 import subprocess
 import sys
 import time
@@ -40,10 +39,6 @@ _MEASURE = flags.DEFINE_integer("measure", None, "(internal) predict with this t
 _WRITE = flags.DEFINE_bool("write_readme", False, "Write the figures into bench/README.md.")
 
 
-def _peak_gib() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 def measure(tile_size: int):
   """In a fresh process: peak memory before and after one large image."""
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -59,12 +54,12 @@ def measure(tile_size: int):
   labels = tf.function(lambda image: inference.predict_labels(
       model, image[None], probabilities=False, **options)[0][0], reduce_retracing=True)
   labels(tf.zeros([65, 65, 3], tf.uint8))  # Builds the model.
-  before = _peak_gib()
+  before = common.peak_rss_gib()
   image = np.random.default_rng(0).integers(0, 256, (_HEIGHT.value, _WIDTH.value, 3), np.uint8)
   start = time.perf_counter()
   labels(tf.constant(image)).numpy()
   seconds = time.perf_counter() - start
-  print(json.dumps({"before": before, "peak": _peak_gib(), "seconds": seconds}))
+  print(json.dumps({"before": before, "peak": common.peak_rss_gib(), "seconds": seconds}))
 
 
 def main(argv):

@@ -36,6 +36,8 @@ from deeplab import visualize
 from deeplab import weights
 from deeplab.data import dataset_table
 from deeplab.data import image_files
+from deeplab.export import onnx as onnx_export
+from deeplab.export import savedmodel
 
 
 class Predictor(Protocol):
@@ -86,12 +88,6 @@ def checkpoint_predictor(config, workdir: str, checkpoint: str = "latest"
                            lambda images: labels(tf.constant(images)).numpy())
 
 
-def _info_from_metadata(meta: Dict) -> dataset_table.DatasetInfo:
-  return dataset_table.DatasetInfo(
-      meta["dataset"], meta["num_classes"], meta["ignore_label"],
-      tuple(meta["class_names"]), np.array(meta["colormap"], np.uint8), {})
-
-
 def saved_model_predictor(export_dir: str) -> FunctionPredictor:
   """Predicts with an exported SavedModel's ``serving_default``, within its
   request limit (``max_request_pixels`` of its metadata)."""
@@ -99,7 +95,7 @@ def saved_model_predictor(export_dir: str) -> FunctionPredictor:
   serve = loaded.signatures["serving_default"]
   meta = json.loads(loaded.metadata.numpy().decode())
   return FunctionPredictor(
-      _info_from_metadata(meta),
+      savedmodel.metadata_info(meta),
       lambda images: serve(images=tf.constant(images))["labels"].numpy(),
       int(meta.get("max_request_pixels", 0)))
 
@@ -136,14 +132,21 @@ class TFLitePredictor:
   not kept) to it and the labels back to the image by nearest neighbour;
   that is predict's job, the file knows nothing of it. The input is read
   from the file: float32 takes RGB pixels in [0, 255] (``deeplab-export
-  --tflite`` files normalize inside), uint8 takes the pixels as they are,
-  int8 the pixels shifted by -128. The output is the file's labels (an
-  integer ``[1, h, w]`` tensor, ``ArgMax``) or the argmax of its per-class
-  scores ``[1, h, w, c]``. Images run one at a time (the file's batch).
+  --tflite`` files normalize inside). An integer input (uint8, int8) is
+  quantized with the file's scale and zero point, ``round(x / scale) +
+  zero_point`` clipped to its type, where x is the pixel in [0, 255] when
+  the input's real range reaches past 2 (``deeplab-export
+  --quantization=int8_full``), else the normalized pixel in [-1, 1] (the
+  released quantized files); without a scale, uint8 takes the pixels as
+  they are, int8 the pixels shifted by -128. The output is the file's labels
+  (an integer ``[1, h, w]`` tensor, ``ArgMax``) or the argmax of its
+  per-class scores ``[1, h, w, c]``. Images run one at a time (the file's
+  batch).
   """
 
-  def __init__(self, path: str, dataset: Optional[str] = None):
-    self.interpreter = weights.tflite_interpreter(path)
+  def __init__(self, path: str, dataset: Optional[str] = None,
+               num_threads: Optional[int] = None):
+    self.interpreter = weights.tflite_interpreter(path, num_threads=num_threads)
     self.interpreter.allocate_tensors()
     self.input = self.interpreter.get_input_details()[0]
     outputs = self.interpreter.get_output_details()
@@ -158,11 +161,17 @@ class TFLitePredictor:
   def _input(self, image: np.ndarray) -> np.ndarray:
     resized = tf.image.resize(image, (self.height, self.width)).numpy()
     dtype = self.input["dtype"]
-    if dtype == np.uint8:
-      return np.clip(np.round(resized), 0, 255).astype(np.uint8)[None]
-    if dtype == np.int8:
-      return (np.clip(np.round(resized), 0, 255) - 128).astype(np.int8)[None]
-    return resized.astype(dtype)[None]
+    if not np.issubdtype(dtype, np.integer):
+      return resized.astype(dtype)[None]
+    limits = np.iinfo(dtype)
+    scale, zero_point = self.input["quantization"]
+    if not scale:
+      values = resized + limits.min
+    elif scale * (limits.max - zero_point) > 2:  # Takes pixels in [0, 255].
+      values = resized / scale + zero_point
+    else:  # Takes the normalized image in [-1, 1].
+      values = (resized / 127.5 - 1.0) / scale + zero_point
+    return np.clip(np.round(values), limits.min, limits.max).astype(dtype)[None]
 
   def labels(self, images: np.ndarray) -> np.ndarray:
     out = []
@@ -176,9 +185,9 @@ class TFLitePredictor:
 class OnnxPredictor:
   """Predicts with an ``.onnx`` file (onnxruntime) of ``deeplab-export
   --onnx``: uint8 images [b, h, w, 3] of any size in, int32 labels
-  [b, h, w] (and float probabilities) out. Its dataset comes from the
-  file's metadata when a value there is the SavedModel's metadata JSON,
-  else from ``dataset``.
+  [b, h, w] (and float probabilities) out. Its dataset is ``dataset``
+  when given, else the file's metadata (``onnx.METADATA_KEY``, written by
+  ``deeplab-export --onnx``), else a generic one (``file_dataset_info``).
   """
 
   def __init__(self, path: str, dataset: Optional[str] = None):
@@ -200,14 +209,8 @@ class OnnxPredictor:
       self.info = file_dataset_info(dataset, None if labels else classes)
 
   def _metadata_info(self) -> Optional[dataset_table.DatasetInfo]:
-    for value in self.session.get_modelmeta().custom_metadata_map.values():
-      try:
-        meta = json.loads(value)
-      except ValueError:
-        continue
-      if isinstance(meta, dict) and {"dataset", "colormap"} <= set(meta):
-        return _info_from_metadata(meta)
-    return None
+    value = self.session.get_modelmeta().custom_metadata_map.get(onnx_export.METADATA_KEY)
+    return savedmodel.metadata_info(json.loads(value)) if value else None
 
   def labels(self, images: np.ndarray) -> np.ndarray:
     output = self.session.run([self.output], {self.input: images})[0]
@@ -267,17 +270,11 @@ def list_inputs(spec: str) -> List[str]:
   parts = [spec] if tf.io.gfile.exists(spec) else [p for p in spec.split(",") if p]
   paths = []
   for part in parts:
-    found = image_files.list_images(part)
-    if tf.io.gfile.isdir(part):
-      found += [os.path.join(part, n) for n in tf.io.gfile.listdir(part)
-                if video.is_video(n)]
-    elif tf.io.gfile.exists(part):
-      found += [part] if video.is_video(part) else []
-    else:
-      found += [p for p in tf.io.gfile.glob(part) if video.is_video(p)]
+    found = image_files.list_images(
+        part, image_files.IMAGE_EXTENSIONS + video.VIDEO_EXTENSIONS)
     if not found:
       raise FileNotFoundError(f"--input={part!r} names no image or video files")
-    paths += sorted(found)
+    paths += found
   return paths
 
 
@@ -334,7 +331,7 @@ def _predict_video(path: str, predictor: Predictor, output_dir: str,
   stem = _stem(output_dir, path)
   if frame_ids:
     tf.io.gfile.makedirs(stem + "_frames")
-  with video.open_frames(path) as frames, video.OverlayWriter(
+  with video.Frames(path) as frames, video.OverlayWriter(
       stem + "_overlay.mp4", frames.rate) as writer:
 
     def done(index, image, ids):

@@ -170,6 +170,33 @@ class DeepLabFile:
     return dict(sorted(counts.items()))
 
 
+def _op_names(model: schema.ModelT) -> List[str]:
+  """The builtin op name of each of a flatbuffer's operator codes (``CUSTOM``
+  for the others)."""
+  return [_OPS.get(max(c.builtinCode, c.deprecatedBuiltinCode), "CUSTOM")
+          for c in model.operatorCodes]
+
+
+def op_table(data: bytes) -> List[Tuple[str, Tuple[str, ...], Tuple[str, ...]]]:
+  """The ops of a TFLite file's graphs, in order: (builtin name, its input
+  tensor types, its output tensor types), as the file's flatbuffer holds
+  them (read without an interpreter, so no delegate hides an op).
+
+  Args:
+    data: the file's bytes.
+  """
+  model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+  names = _op_names(model)
+  table = []
+  for graph in model.subgraphs:
+    types = [_TYPES[t.type] for t in graph.tensors]
+    for op in graph.operators or []:
+      table.append((names[op.opcodeIndex],
+                    tuple(types[t] for t in op.inputs if t >= 0),
+                    tuple(types[t] for t in op.outputs)))
+  return table
+
+
 class _Graph:
   """The first subgraph of a TFLite flatbuffer: tensors, ops, constants."""
 
@@ -193,10 +220,9 @@ class _Graph:
     self.tensors = graph.tensors or []
     self.inputs = list(graph.inputs)
     self.outputs = list(graph.outputs)
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode)
-             for c in model.operatorCodes]
-    self.ops = [(_OPS.get(codes[op.opcodeIndex], "CUSTOM"), list(op.inputs),
-                 list(op.outputs), op.builtinOptions)
+    names = _op_names(model)
+    self.ops = [(names[op.opcodeIndex], list(op.inputs), list(op.outputs),
+                 op.builtinOptions)
                 for op in graph.operators or []]
     self.producer = {}
     self.consumers = collections.defaultdict(list)

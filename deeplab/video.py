@@ -60,7 +60,11 @@ def frame_count(path: str) -> Optional[int]:
 
 class Frames:
   """The frames of a video as uint8 RGB [h, w, 3], in order; ``rate`` is the
-  stream's frame rate. A context manager (closes the file)."""
+  stream's frame rate. A context manager (closes the file).
+
+  Raises:
+    VideoError: the file cannot be opened or holds no video stream.
+  """
 
   def __init__(self, path: str):
     self.container = _open(path)
@@ -83,15 +87,6 @@ class Frames:
 
   def __exit__(self, *exc):
     self.container.close()
-
-
-def open_frames(path: str) -> Frames:
-  """The frames of the video at ``path``.
-
-  Raises:
-    VideoError: it cannot be opened or holds no video stream.
-  """
-  return Frames(path)
 
 
 class OverlayWriter:

@@ -311,6 +311,15 @@ def test_a_frozen_graph_needs_an_export_dir(exported):
                       tflite_path="/tmp/x.tflite", frozen_graph=True)
 
 
+def test_an_onnx_file_of_a_run_with_tiles_is_refused_before_anything_is_written(tmp_path):
+  config = harness.config_with("unused")
+  config.eval.tile_size = 65
+  with pytest.raises(ValueError, match="config.eval.tile_size=65: the ONNX file predicts whole"):
+    export.export_run(config, str(tmp_path / "w"), export_dir=str(tmp_path / "saved"),
+                      onnx_path=str(tmp_path / "model.onnx"))
+  assert not list(tmp_path.iterdir())
+
+
 # A fresh interpreter that imports nothing of ours: requests at and just
 # above the limit (argv[2] pixels = 40 x 40), raw and encoded.
 PIXEL_LIMIT = r"""

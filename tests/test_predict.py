@@ -165,6 +165,24 @@ def test_a_tflite_file_is_resized_to_its_input_and_back(run, tmp_path):
   assert tflite.labels(other).shape == (1, 70, 66)
 
 
+@pytest.mark.parametrize(("dtype", "quantization", "expected"), [
+    (np.uint8, (4.0, 3), [3, 16, 67]),  # Pixels in [0, 255] (int8_full).
+    (np.uint8, (1 / 128, 128), [0, 51, 255]),  # The normalized image.
+    (np.int8, (1 / 128, 0), [-128, -77, 127]),
+    (np.uint8, (0.0, 0), [0, 51, 255]),  # No scale: the pixels.
+    (np.int8, (0.0, 0), [-128, -77, 127]),
+])
+def test_an_integer_tflite_input_is_quantized_with_its_scale_and_zero_point(
+    dtype, quantization, expected):
+  tflite = predict.TFLitePredictor.__new__(predict.TFLitePredictor)  # No file.
+  tflite.height, tflite.width = 1, 3
+  tflite.input = {"dtype": dtype, "quantization": quantization}
+  pixels = np.array([[[0] * 3, [51] * 3, [255] * 3]], np.uint8)
+  got = tflite._input(pixels)  # pylint: disable=protected-access
+  assert got.dtype == dtype and got.shape == (1, 1, 3, 3)
+  assert got[0, 0, :, 0].tolist() == expected
+
+
 def test_a_released_uint8_tflite_file_takes_pixels_as_they_are():
   pytest.importorskip("ai_edge_litert")
   path = shared_path("pretrained", "deeplabv3_mnv2_pascal_quant.tflite")
@@ -215,3 +233,9 @@ def test_the_cli_writes_every_readable_input_and_lists_the_rest(run, tmp_path):
                            f"--input={inputs}", f"--output_dir={out}")
   assert result.returncode != 0
   assert f"--tflite={tmp_path / 'no.tflite'}: no such file" in result.stderr
+
+  result = harness.run_cli("-m", "deeplab.cli", "predict", f"--onnx={tmp_path / 'no.onnx'}",
+                           "--config.eval.tile_size=65", f"--input={inputs}",
+                           f"--output_dir={out}")
+  assert result.returncode != 0
+  assert "change a run folder's config (--workdir)" in result.stderr

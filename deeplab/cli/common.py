@@ -2,7 +2,8 @@
 turns it and ``--workdir`` into the config a tool runs with.
 
 Nothing here defines a flag when imported; each entry point calls
-``define_config_flag()`` once and runs through ``run_app``, which lets
+``define_config_flag()`` (and a tool that reads a checkpoint
+``define_checkpoint_flag()``) once and runs through ``run_app``, which lets
 ``--config`` name a shipped experiment (``--config=synthetic``) as well as
 a file (``--config=configs/synthetic.py``).
 
@@ -108,6 +109,14 @@ def define_config_flag(help_text: str = "Experiment config file "
   return config_flags.DEFINE_config_file(
       CONFIG_FLAG, config_lib.__file__, help_text + " A shipped config can "
       f"be named: {', '.join(config_lib.shipped_configs())}.", lock_config=True)
+
+
+def define_checkpoint_flag(help_prefix: str = "") -> flags.FlagHolder:
+  """Defines ``--checkpoint``: which checkpoint of the run a tool reads
+  (``run_dir.resolve_checkpoint``)."""
+  return flags.DEFINE_string(
+      "checkpoint", "latest", help_prefix + "Which checkpoint of the run: "
+      "latest, best (of --mode=train_and_eval), a step, or a checkpoint prefix.")
 
 
 def _given(path: str) -> bool:

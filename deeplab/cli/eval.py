@@ -32,9 +32,7 @@ def main():
   """Console-script entry point: flags, then one library call."""
   config_flag = common.define_config_flag()
   workdir = flags.DEFINE_string("workdir", None, "Training run folder.")
-  checkpoint = flags.DEFINE_string(
-      "checkpoint", "latest", "Which checkpoint of the run: latest, best (of "
-      "--mode=train_and_eval), a step, or a checkpoint prefix.")
+  checkpoint = common.define_checkpoint_flag()
   mode = flags.DEFINE_enum("mode", "eval", ["eval", "continuous_eval"],
                            "Evaluate once, or every new checkpoint.")
   timeout = flags.DEFINE_float("timeout", 3600, "continuous_eval: seconds to "

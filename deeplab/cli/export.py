@@ -54,9 +54,7 @@ def main():
   onnx = flags.DEFINE_string(
       "onnx", None, "Also write an ONNX file here (tf2onnx: pip install "
       "'deeplab-tf2[onnx]'): uint8 images -> labels, probabilities.")
-  checkpoint = flags.DEFINE_string(
-      "checkpoint", "latest", "Which checkpoint of the run: latest, best (of "
-      "--mode=train_and_eval), a step, or a checkpoint prefix.")
+  checkpoint = common.define_checkpoint_flag()
   representative = flags.DEFINE_integer(
       "representative_count", 32, "Training images calibrating int8 "
       "quantization.", lower_bound=1)

@@ -31,7 +31,6 @@ import sys
 from absl import app
 from absl import flags
 
-from deeplab import config as config_lib
 from deeplab import predict
 from deeplab.cli import common
 
@@ -57,33 +56,20 @@ def main():
       lower_bound=1)
   frame_ids = flags.DEFINE_bool(
       "video_frame_ids", False, "Also write each video frame's id PNG.")
-  tile_size = flags.DEFINE_integer(
-      "tile_size", None, "With --workdir: predict images larger than this in "
-      "overlapping square tiles of this side (config.eval.tile_size; 0: whole "
-      "images). A SavedModel's tiles are set at export.")
-  tile_overlap = flags.DEFINE_integer(
-      "tile_overlap", None, "Pixels neighbouring tiles share "
-      "(config.eval.tile_overlap).")
-  checkpoint = flags.DEFINE_string(
-      "checkpoint", "latest", "With --workdir: which checkpoint: latest, best "
-      "(of --mode=train_and_eval), a step, or a checkpoint prefix.")
+  checkpoint = common.define_checkpoint_flag("With --workdir. ")
 
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
       paths = predict.list_inputs(inputs.value)
-      config = (common.tool_config(config_flag.value, workdir.value)
-                if workdir.value else None)
-      tiles = {"tile_size": tile_size.value, "tile_overlap": tile_overlap.value}
-      tiles = {key: value for key, value in tiles.items() if value is not None}
-      if tiles and config is None:
-        raise ValueError("--tile_size and --tile_overlap are for --workdir; an "
-                         "exported model's tiles are set at export "
-                         "(export.py --config.eval.tile_size=N)")
-      if tiles:
-        config.eval.update(tiles)
-        config_lib.validate(config)
+      config = None
+      if workdir.value:
+        config = common.tool_config(config_flag.value, workdir.value)
+      elif common.given_changes(config_flag.value):
+        raise ValueError("--config and --config.x=... change a run folder's config "
+                         "(--workdir); an exported model's scales, flip and tiles "
+                         "are set at export (export.py --config.eval.tile_size=N)")
       predictor = predict.load_predictor(
           workdir=workdir.value, saved_model=saved_model.value,
           tflite=tflite.value, onnx=onnx.value, config=config,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import List
+from typing import List, Sequence
 
 import numpy as np
 from PIL import Image
@@ -32,16 +32,17 @@ def read_bytes(path: str) -> bytes:
     return f.read()
 
 
-def list_images(spec: str) -> List[str]:
-  """Image files (by extension) named by a file, a folder or a glob, sorted;
-  empty if none."""
+def list_images(spec: str, extensions: Sequence[str] = IMAGE_EXTENSIONS
+                ) -> List[str]:
+  """Files whose names end in one of ``extensions`` (images by default)
+  named by a file, a folder or a glob, sorted; empty if none."""
   if tf.io.gfile.isdir(spec):
     paths = [os.path.join(spec, n) for n in tf.io.gfile.listdir(spec)]
   elif tf.io.gfile.exists(spec):
     paths = [spec]
   else:
     paths = tf.io.gfile.glob(spec)
-  return sorted(p for p in paths if p.lower().endswith(IMAGE_EXTENSIONS))
+  return sorted(p for p in paths if p.lower().endswith(tuple(extensions)))
 
 
 def orientation(image: Image.Image) -> int:

@@ -71,8 +71,9 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
 
   Raises:
     ValueError: no output given, a frozen graph without an export_dir,
-      an unknown quantization or TFLite output, or int8 without training
-      records (checked before anything is written).
+      an unknown quantization or TFLite output, int8 without training
+      records, or an ONNX file of a run with tiles (``onnx.check_tiles``;
+      all checked before anything is written).
     ImportError: an ONNX file without tf2onnx installed.
   """
   if not export_dir and not tflite_path and not onnx_path:
@@ -81,14 +82,11 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
   if frozen_graph and not export_dir:
     raise ValueError("the frozen graph is written into the export_dir: give "
                      "--export_dir with --frozen_graph")
-  if quantization not in tflite.QUANTIZATIONS:
-    raise ValueError(f"quantization must be one of {', '.join(tflite.QUANTIZATIONS)}, "
-                     f"got {quantization!r}")
-  if tflite_output not in tflite.OUTPUTS:
-    raise ValueError(f"tflite_output must be labels or probabilities, got {tflite_output!r}")
+  tflite.check_options(quantization, tflite_output)
   if tflite_path and quantization in tflite.CALIBRATED:
     tflite.calibration_pattern(config)
   if onnx_path:
+    onnx.check_tiles(config.eval.tile_size)
     onnx.tf2onnx_module()
   choice = run_dir.resolve_checkpoint(workdir, checkpoint)
   model, step = run_dir.restore_model(config, workdir, choice.path)
@@ -122,8 +120,10 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
                  quantization, height, width, tflite_output, step, tflite_path,
                  size)
   if onnx_path:
+    whole_images = {k: v for k, v in options.items()
+                    if k not in ("tile_size", "tile_overlap")}
     size = onnx.export_onnx(model, onnx_path, dataset_table.from_config(config),
                             output_stride=output_stride,
-                            checkpoint=choice.describe(), **options)
+                            checkpoint=choice.describe(), **whole_images)
     logging.info("ONNX of step %d written to %s: %d bytes", step, onnx_path, size)
   return step

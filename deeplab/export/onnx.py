@@ -33,6 +33,7 @@ import tensorflow as tf
 from deeplab import folding
 from deeplab import inference
 from deeplab.data import dataset_table
+from deeplab.export import savedmodel
 
 # tf2onnx's default target; ONNX Runtime 1.17 and later run it.
 OPSET = 17
@@ -51,12 +52,24 @@ def tf2onnx_module():
   return tf2onnx
 
 
+def check_tiles(tile_size: int):
+  """Refuses a run's tiles (``config.eval.tile_size`` > 0): the ONNX file
+  predicts whole images.
+
+  Raises:
+    ValueError: tile_size is not 0 (the message names the field and value).
+  """
+  if tile_size:
+    raise ValueError(
+        f"config.eval.tile_size={tile_size}: the ONNX file predicts whole images "
+        "(a caller tiles large ones); export it with --config.eval.tile_size=0")
+
+
 def export_onnx(model, path: str, info: Optional[dataset_table.DatasetInfo] = None,
                 scales: Sequence[float] = (1.0,), flip: bool = False,
                 output_stride: Optional[int] = None,
                 crop_size: Optional[Sequence[int]] = None,
                 resize_range: Sequence[float] = (0, 0, 0),
-                tile_size: int = 0, tile_overlap: int = 0,
                 checkpoint: Optional[dict] = None, opset: int = OPSET) -> int:
   """Writes the inference model as an ONNX file; returns its size in bytes.
 
@@ -72,8 +85,6 @@ def export_onnx(model, path: str, info: Optional[dataset_table.DatasetInfo] = No
       size); None pads to the output stride's alignment only.
     resize_range: (min, max, factor) images are first resized to; zeros:
       none.
-    tile_size, tile_overlap: the run's tiles (``config.eval``); the ONNX
-      file predicts whole images, so tile_size must be 0.
     checkpoint: the checkpoint the weights come from (``{"path", "step",
       "selector"}``), recorded in the metadata; None: not from a run.
     opset: the ONNX opset.
@@ -81,18 +92,10 @@ def export_onnx(model, path: str, info: Optional[dataset_table.DatasetInfo] = No
   Returns:
     The file's size in bytes.
 
-  Raises:
-    ValueError: tile_size is not 0.
-
   Example:
     >>> model = deeplab.from_pretrained("mobilenetv2_coco_voc_trainaug")
     >>> export_onnx(model, "model.onnx", crop_size=(513, 513))
   """
-  del tile_overlap  # Only with tiles.
-  if tile_size:
-    raise ValueError(
-        f"config.eval.tile_size={tile_size}: the ONNX file predicts whole images "
-        "(a caller tiles large ones); export it with --config.eval.tile_size=0")
   tf2onnx = tf2onnx_module()
   output_stride = output_stride or model.args.output_stride
   model = folding.inference_model(inference.with_output_stride(model, output_stride))
@@ -109,12 +112,8 @@ def export_onnx(model, path: str, info: Optional[dataset_table.DatasetInfo] = No
       predict, input_signature=predict.input_signature, opset=opset)
   if info is not None:
     entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps({
-        "dataset": info.name, "num_classes": info.num_classes,
-        "ignore_label": info.ignore_label, "class_names": list(info.class_names),
-        "colormap": info.colormap.tolist(), "output_stride": output_stride,
-        "scales": list(scales), "flip": flip, "crop_size": list(crop_size or ()),
-        "resize_range": list(resize_range), "checkpoint": checkpoint})
+    entry.key, entry.value = METADATA_KEY, json.dumps(savedmodel.metadata(
+        info, output_stride, scales, flip, crop_size, resize_range, checkpoint))
   data = proto.SerializeToString()
   directory = os.path.dirname(path)
   if directory:

@@ -41,8 +41,9 @@ from: path, step and selector) for clients such as ``deeplab.predict``.
 from __future__ import annotations
 
 import json
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from deeplab import config as config_lib
@@ -70,38 +71,26 @@ def to_rgb(images):
                    default=lambda: tf.identity(images))
 
 
-def check_request_pixels(pixels, limit: int):
-  """An InvalidArgument error naming ``limit`` if ``pixels`` (int64, the
-  request's batch x height x width) exceeds it; returns the check op."""
+# What each pixel check measures and bounds, for its message.
+_REQUEST = ("the request holds more pixels (batch x height x width) than the "
+            "limit of this model, {limit} (config.export.max_request_pixels); "
+            "send smaller or fewer images. Pixels in the request, then the limit:")
+_IMAGE = ("the request holds more pixels (batch x height x width) than the "
+          "whole-image bound of this model, {limit} (config.export.max_image_pixels; "
+          "it predicts in tiles, but the whole image and its outputs are kept); "
+          "send smaller or fewer images. Pixels in the request, then the bound:")
+_TILE = ("a tile of the request holds more pixels (batch x min(tile, height) x "
+         "min(tile, width)) than the limit of this model, {limit} "
+         "(config.export.max_request_pixels); send fewer images. Pixels in a "
+         "tile, then the limit:")
+
+
+def check_pixels(pixels, limit: int, message: str):
+  """An InvalidArgument error, ``message`` with ``{limit}`` filled in, if
+  ``pixels`` (int64) exceeds ``limit``; returns the check op."""
   return tf.debugging.assert_less_equal(
       tf.cast(pixels, tf.int64), tf.constant(limit, tf.int64),
-      message=f"the request holds more pixels (batch x height x width) than "
-      f"the limit of this model, {limit} (config.export.max_request_pixels); "
-      "send smaller or fewer images. Pixels in the request, then the limit:")
-
-
-def check_image_pixels(pixels, limit: int):
-  """An InvalidArgument error naming ``limit`` if ``pixels`` (int64, the
-  request's batch x height x width) exceeds the whole-image bound of a
-  model exported with tiles; returns the check op."""
-  return tf.debugging.assert_less_equal(
-      tf.cast(pixels, tf.int64), tf.constant(limit, tf.int64),
-      message=f"the request holds more pixels (batch x height x width) than "
-      f"the whole-image bound of this model, {limit} "
-      "(config.export.max_image_pixels; it predicts in tiles, but the whole "
-      "image and its outputs are kept); send smaller or fewer images. Pixels "
-      "in the request, then the bound:")
-
-
-def check_tile_pixels(pixels, limit: int):
-  """An InvalidArgument error naming ``limit`` if ``pixels`` (int64, batch
-  x tile height x tile width) exceeds it; returns the check op."""
-  return tf.debugging.assert_less_equal(
-      tf.cast(pixels, tf.int64), tf.constant(limit, tf.int64),
-      message=f"a tile of the request holds more pixels (batch x "
-      f"min(tile, height) x min(tile, width)) than the limit of this model, "
-      f"{limit} (config.export.max_request_pixels); send fewer images. "
-      "Pixels in a tile, then the limit:")
+      message=message.format(limit=limit))
 
 
 def _big_endian(data, offset: int, size: int):
@@ -120,6 +109,30 @@ def encoded_pixels(data):
           tf.image.extract_jpeg_shape(data, output_type=tf.int64)[:2])),
        (png, lambda: _big_endian(data, 16, 4) * _big_endian(data, 20, 4))],
       default=lambda: tf.constant(0, tf.int64))
+
+
+def metadata(info: dataset_table.DatasetInfo, output_stride: int,
+             scales: Sequence[float], flip: bool,
+             crop_size: Optional[Sequence[int]], resize_range: Sequence[float],
+             checkpoint: Optional[dict]) -> Dict[str, Any]:
+  """The model's dataset facts and inference options, as every exported
+  file records them (the SavedModel's ``metadata``, the ONNX file's
+  ``METADATA_KEY``): dataset, class count, ignore label, class names,
+  colormap, output stride, scales, flip, crop size, resize range and the
+  checkpoint (``{"path", "step", "selector"}`` or None)."""
+  return {
+      "dataset": info.name, "num_classes": info.num_classes,
+      "ignore_label": info.ignore_label, "class_names": list(info.class_names),
+      "colormap": info.colormap.tolist(), "output_stride": output_stride,
+      "scales": list(scales), "flip": flip, "crop_size": list(crop_size or ()),
+      "resize_range": list(resize_range), "checkpoint": checkpoint}
+
+
+def metadata_info(meta: Dict[str, Any]) -> dataset_table.DatasetInfo:
+  """The dataset of a ``metadata`` dict (read back from its JSON)."""
+  return dataset_table.DatasetInfo(
+      meta["dataset"], meta["num_classes"], meta["ignore_label"],
+      tuple(meta["class_names"]), np.array(meta["colormap"], np.uint8), {})
 
 
 class ServingModule(tf.Module):
@@ -150,31 +163,31 @@ class ServingModule(tf.Module):
     # Without tiles the probabilities come with the labels at no extra cost.
     self.probabilities = bool(tile_probabilities or not self.tile_size)
     self.metadata = tf.Variable(json.dumps({
-        "dataset": info.name, "num_classes": info.num_classes,
-        "ignore_label": info.ignore_label,
-        "class_names": list(info.class_names),
-        "colormap": info.colormap.tolist(),
-        "output_stride": model.args.output_stride, "scales": list(scales),
-        "flip": flip, "crop_size": list(self.crop_size or ()),
-        "resize_range": list(self.resize_range),
+        **metadata(info, model.args.output_stride, self.scales, flip,
+                   self.crop_size, self.resize_range, checkpoint),
         "max_request_pixels": self.max_request_pixels,
         "tile_size": self.tile_size, "tile_overlap": self.tile_overlap,
         "max_image_pixels": self.max_image_pixels,
-        "probabilities": self.probabilities,
-        "checkpoint": checkpoint}),
+        "probabilities": self.probabilities}),
         trainable=False)
 
+  def _check_request(self, pixels):
+    """The bound on a whole request's pixels (batch x height x width): with
+    tiles the whole-image bound, else the request limit."""
+    if self.tile_size:
+      return check_pixels(pixels, self.max_image_pixels, _IMAGE)
+    return check_pixels(pixels, self.max_request_pixels, _REQUEST)
+
   def _pixel_checks(self, images):
-    """The request limit on the whole request, or, with tiles, on one tile
-    and the whole-image bound on the request."""
+    """The bound on the whole request (``_check_request``), and with tiles
+    the request limit on one tile."""
     shape = tf.shape(images, out_type=tf.int64)
-    pixels = tf.reduce_prod(shape[:-1])
-    if not self.tile_size:
-      return [check_request_pixels(pixels, self.max_request_pixels)]
-    tile = tf.minimum(shape[1:3], self.tile_size)
-    return [check_image_pixels(pixels, self.max_image_pixels),
-            check_tile_pixels(shape[0] * tile[0] * tile[1],
-                              self.max_request_pixels)]
+    checks = [self._check_request(tf.reduce_prod(shape[:-1]))]
+    if self.tile_size:
+      tile = tf.minimum(shape[1:3], self.tile_size)
+      checks.append(check_pixels(shape[0] * tile[0] * tile[1],
+                                 self.max_request_pixels, _TILE))
+    return checks
 
   def _predict(self, images):
     with tf.control_dependencies(self._pixel_checks(images)):
@@ -202,10 +215,7 @@ class ServingModule(tf.Module):
       return image
     pixels = tf.reduce_sum(tf.map_fn(encoded_pixels, encoded,
                                      fn_output_signature=tf.int64))
-    check = (check_image_pixels(pixels, self.max_image_pixels)
-             if self.tile_size else
-             check_request_pixels(pixels, self.max_request_pixels))
-    with tf.control_dependencies([check]):
+    with tf.control_dependencies([self._check_request(pixels)]):
       images = tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec(
           [None, None, 3], tf.uint8))
     return self._predict(images)

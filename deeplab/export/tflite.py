@@ -16,15 +16,15 @@ probabilities [1, h, w, classes], in one of ``QUANTIZATIONS``:
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.python.framework import convert_to_constants
 
 from deeplab import folding
 from deeplab import progress
+from deeplab import tflite_model
 from deeplab.data import augment
 from deeplab.data import pipeline
 
@@ -36,10 +36,16 @@ OUTPUTS = ("labels", "probabilities")
 # shapes, axes and ArgMax's labels.
 INTEGER_TYPES = ("INT8", "UINT8", "INT32")
 
-_OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items()
-             if not name.startswith("_")}
-_TYPE_NAMES = {code: name for name, code in vars(schema.TensorType).items()
-               if not name.startswith("_")}
+
+
+def check_options(quantization: str, output: str):
+  """Refuses a quantization not in ``QUANTIZATIONS`` or an output not in
+  ``OUTPUTS`` (a ValueError naming the value)."""
+  if quantization not in QUANTIZATIONS:
+    raise ValueError(f"TFLite quantization must be one of {', '.join(QUANTIZATIONS)}, "
+                     f"got {quantization!r}")
+  if output not in OUTPUTS:
+    raise ValueError(f"TFLite output must be labels or probabilities, got {output!r}")
 
 
 def export_tflite(model, path: str, height: int, width: int,
@@ -66,11 +72,7 @@ def export_tflite(model, path: str, height: int, width: int,
     ValueError: an unknown quantization or output, calibration images
       missing, or (int8_full) an op without an integer kernel.
   """
-  if quantization not in QUANTIZATIONS:
-    raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, "
-                     f"got {quantization!r}")
-  if output not in OUTPUTS:
-    raise ValueError(f"output must be labels or probabilities, got {output!r}")
+  check_options(quantization, output)
   model = folding.inference_model(model)
 
   @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32,
@@ -115,34 +117,15 @@ def _convert(converter, quantization, representative_images, output) -> bytes:
       converter.inference_output_type = tf.uint8
   data = converter.convert()
   if quantization == "int8_full":
-    others = [op for op in op_table(data) if not is_integer_op(op)]
+    others = [op for op in tflite_model.op_table(data) if not is_integer_op(op)]
     if others:
       raise ValueError(f"int8_full: ops that are not integer: {others}")
   return data
 
 
-def op_table(data: bytes) -> List[Tuple[str, Tuple[str, ...], Tuple[str, ...]]]:
-  """The ops of a TFLite file's graph, in order: (builtin name, its input
-  tensor types, its output tensor types), as the file's flatbuffer holds
-  them (read without an interpreter, so no delegate hides an op).
-
-  Args:
-    data: the file's bytes.
-  """
-  model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
-  codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-  table = []
-  for graph in model.subgraphs:
-    types = [_TYPE_NAMES[t.type] for t in graph.tensors]
-    for op in graph.operators or []:
-      table.append((_OP_NAMES.get(codes[op.opcodeIndex], "CUSTOM"),
-                    tuple(types[t] for t in op.inputs if t >= 0),
-                    tuple(types[t] for t in op.outputs)))
-  return table
-
-
 def is_integer_op(op: Tuple[str, Tuple[str, ...], Tuple[str, ...]]) -> bool:
-  """Whether an ``op_table`` row is a builtin op on ``INTEGER_TYPES`` only."""
+  """Whether a ``tflite_model.op_table`` row is a builtin op on
+  ``INTEGER_TYPES`` only."""
   name, inputs, outputs = op
   return name != "CUSTOM" and set(inputs + outputs) <= set(INTEGER_TYPES)
 
