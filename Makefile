@@ -84,7 +84,8 @@ clean:
 # Optional: the peers of bench/compare.py in their own venv (.venv-peers).
 # Some go in with --no-deps: their pins clash with tensorflow 2.21, and
 # PyPI's torchvision only supplies Python files here (see bench/compare.py);
-# ONNX Runtime and the ONNX exporter go in a pip call of their own.
+# ONNX Runtime and the ONNX exporter go in a pip call of their own, then
+# OpenVINO's runtime.
 PEERS := .venv-peers
 bench-peers:
 	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
@@ -93,3 +94,4 @@ bench-peers:
 	$(PEERS)/bin/python -m pip install --quiet --no-deps segmentation-models-pytorch timm \
 	    torchvision==0.28.0 tf-models-official==2.20.0 tensorflow-model-optimization
 	$(PEERS)/bin/python -m pip install --quiet 'onnxruntime~=1.32.0' onnx onnxscript
+	$(PEERS)/bin/python -m pip install --quiet 'openvino~=2026.4'

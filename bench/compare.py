@@ -74,8 +74,9 @@ _MODELS = flags.DEFINE_list(
     "Architectures to compare.")
 _IMPLS = flags.DEFINE_list(
     "impls", ["ours", "ours_bf16", "ours_inference", "ours_savedmodel",
-              "ours_tflite", "ours_tflite_int8_full", "ours_onnx", "smp",
-              "onnxruntime", "model_garden", "keras_hub"],
+              "ours_tflite", "ours_tflite_int8_full", "ours_onnx",
+              "ours_openvino", "smp", "onnxruntime", "openvino", "model_garden",
+              "keras_hub"],
     "Implementations to measure (ours and peers).")
 _ALLOCATORS = flags.DEFINE_list(
     "allocators", ["plain", "glibc_tuned"],
@@ -198,9 +199,11 @@ def build_ours_inference(arch: str):
   return impl
 
 
-def build_ours_savedmodel(arch: str):
+def build_ours_savedmodel(arch: str, dtype_policy: str = "float32"):
   """The folded SavedModel ``deeplab-export`` writes, loaded back: uint8
-  images in, labels and probabilities out (more work than logits)."""
+  images in, labels and probabilities out (more work than logits); with
+  ``mixed_bfloat16``, the bfloat16 SavedModel of ``deeplab-export
+  --config.model.dtype_policy=mixed_bfloat16``."""
   import tempfile  # pylint: disable=g-import-not-at-top
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -208,13 +211,17 @@ def build_ours_savedmodel(arch: str):
   from deeplab.data import dataset_table  # pylint: disable=g-import-not-at-top
   from deeplab.export import savedmodel  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
-  model = common.randomize_batch_norm(common.deeplab_v3_plus(arch), rng)
+  model = common.randomize_batch_norm(
+      common.deeplab_v3_plus(arch, dtype_policy=dtype_policy), rng)
   folder = tempfile.mkdtemp(prefix="compare_savedmodel_")
   savedmodel.export_saved_model(model, dataset_table.get("pascal_voc_seg"), folder)
   serve = tf.saved_model.load(folder).signatures["serving_default"]
   data = {b: tf.constant(rng.integers(0, 256, (b, 513, 513, 3)).astype(np.uint8))
           for b in (1, 8)}
-  impl = _tf_impl("ours_savedmodel", model, 513, None, "folded SavedModel, uint8 in, labels out")
+  bf16 = dtype_policy == "mixed_bfloat16"
+  impl = _tf_impl("ours_savedmodel_bf16" if bf16 else "ours_savedmodel", model, 513,
+                  None, f"folded SavedModel{', bfloat16' if bf16 else ''}, uint8 in, "
+                  "labels out")
   impl.forward = lambda b: serve(images=data[b])["labels"].numpy()
   impl.train_step = None
   return impl
@@ -258,30 +265,50 @@ def build_ours_tflite(arch: str, quantization: str = "float32"):
   return impl
 
 
-def build_ours_onnx(arch: str):
-  """Our ONNX file (``deeplab-export --onnx``: uint8 images in, labels and
-  probabilities out) run by ONNX Runtime as the ``onnxruntime`` peer is:
-  all graph optimizations, one thread per core."""
+def _ours_onnx_file(arch: str, quantization: str, rng) -> str:
+  """Our ONNX file of random weights (``deeplab-export --onnx``, int8
+  calibrated on random images), its path."""
   import tempfile  # pylint: disable=g-import-not-at-top
-
-  import onnxruntime as ort  # pylint: disable=g-import-not-at-top
 
   from deeplab.export import onnx  # pylint: disable=g-import-not-at-top
   onnx.tf2onnx_module()  # An ImportError (reported missing) before the work.
-  rng = np.random.default_rng(0)
   model = common.randomize_batch_norm(common.deeplab_v3_plus(arch), rng)
   path = os.path.join(tempfile.mkdtemp(prefix="compare_ours_onnx_"), "model.onnx")
-  onnx.export_onnx(model, path)
+  calibration = ([rng.integers(0, 256, (513, 513, 3)).astype(np.uint8) for _ in range(4)]
+                 if quantization == "int8" else None)
+  onnx.export_onnx(model, path, quantization=quantization, calibration=calibration)
+  return path
+
+
+def build_ours_onnx(arch: str, quantization: str = "float32"):
+  """Our ONNX file (``deeplab-export --onnx``: uint8 images in, labels and
+  probabilities out; ``int8``: ``--onnx_quantization=int8``) run by ONNX
+  Runtime as the ``onnxruntime`` peer is: all graph optimizations, one
+  thread per core."""
+  import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  path = _ours_onnx_file(arch, quantization, rng)
   options = ort.SessionOptions()
   options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
   options.intra_op_num_threads = os.cpu_count()
   session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
   data = {b: rng.integers(0, 256, (b, 513, 513, 3)).astype(np.uint8) for b in (1, 8)}
-  impl = _tf_impl("ours_onnx", model, 513, None,
-                  f"our ONNX file, uint8 in, labels out, onnxruntime {ort.__version__}")
-  impl.forward = lambda b: session.run(["labels"], {"images": data[b]})[0]
-  impl.train_step = None
-  return impl
+  int8 = quantization == "int8"
+  return Impl("ours_onnx_int8" if int8 else "ours_onnx", 513,
+              lambda b: session.run(["labels"], {"images": data[b]})[0], None,
+              functools.partial(_ours_flops, arch), _ours_params(arch),
+              f"our ONNX file{', 8-bit convolutions' if int8 else ''}, uint8 in, "
+              f"labels out, onnxruntime {ort.__version__}")
+
+
+def _ours_flops(arch: str) -> float:
+  """FLOPs of our model's forward pass at 513 px (TensorFlow's profiler)."""
+  model = common.deeplab_v3_plus(arch)
+  return _tf_flops(lambda x: model(x, training=False), 513)
+
+
+def _ours_params(arch: str) -> int:
+  return int(sum(np.prod(v.shape) for v in common.deeplab_v3_plus(arch).weights))
 
 
 def build_model_garden(arch: str):
@@ -410,32 +437,82 @@ def build_smp(arch: str):
 def build_onnxruntime(arch: str):
   """smp's DeepLabV3+ exported to ONNX (one file per batch size) and run
   by ONNX Runtime with all graph optimizations, one thread per core."""
-  import tempfile  # pylint: disable=g-import-not-at-top
-
   import onnxruntime as ort  # pylint: disable=g-import-not-at-top
-  import torch  # pylint: disable=g-import-not-at-top
   smp_impl = build_smp(arch)
-  model = smp_impl.model
-  model.eval()
-  folder = tempfile.mkdtemp(prefix="compare_onnx_")
   options = ort.SessionOptions()
   options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
   options.intra_op_num_threads = os.cpu_count()
-  sessions, data = {}, {}
-  for batch in (1, 8):
-    path = os.path.join(folder, f"b{batch}.onnx")
-    example = smp_impl.data[batch]
-    with torch.inference_mode():
-      torch.onnx.export(model, (example,), path, input_names=["images"],
-                        output_names=["logits"])
-    sessions[batch] = ort.InferenceSession(path, options,
-                                           providers=["CPUExecutionProvider"])
-    data[batch] = example.numpy()
+  sessions = {b: ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+              for b, path in _smp_onnx_files(smp_impl).items()}
+  data = {b: smp_impl.data[b].numpy() for b in (1, 8)}
   impl = Impl("onnxruntime", smp_impl.size,
               lambda b: sessions[b].run(None, {"images": data[b]})[0], None,
               smp_impl.flops, smp_impl.params,
               f"smp exported to ONNX, onnxruntime {ort.__version__}, ORT_ENABLE_ALL")
   return impl
+
+
+def _openvino_compiled(path, shape, precision="f32"):
+  """An OpenVINO CPU model of the ONNX file ``path``, its input reshaped to
+  ``shape``, the inference precision fixed (OpenVINO would pick bfloat16 on
+  a CPU with native bf16), the latency hint and one thread per core."""
+  import openvino as ov  # pylint: disable=g-import-not-at-top
+  core = ov.Core()
+  model = core.read_model(path)
+  model.reshape({model.inputs[0]: ov.PartialShape(list(shape))})
+  return core.compile_model(model, "CPU", {
+      "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+      "INFERENCE_NUM_THREADS": os.cpu_count()})
+
+
+def _smp_onnx_files(smp_impl) -> dict:
+  """{batch: path} of smp's model exported to ONNX by ``torch.onnx.export``,
+  one file per batch size (1 and 8)."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+
+  import torch  # pylint: disable=g-import-not-at-top
+  smp_impl.model.eval()
+  folder = tempfile.mkdtemp(prefix="compare_onnx_")
+  paths = {}
+  for batch in (1, 8):
+    paths[batch] = os.path.join(folder, f"b{batch}.onnx")
+    with torch.inference_mode():
+      torch.onnx.export(smp_impl.model, (smp_impl.data[batch],), paths[batch],
+                        input_names=["images"], output_names=["logits"])
+  return paths
+
+
+def build_openvino(arch: str):
+  """smp's DeepLabV3+ exported to ONNX (as for ``onnxruntime``), compiled
+  by OpenVINO for the CPU in float32."""
+  import openvino as ov  # pylint: disable=g-import-not-at-top
+  smp_impl = build_smp(arch)
+  paths = _smp_onnx_files(smp_impl)
+  compiled = {b: _openvino_compiled(path, smp_impl.data[b].shape)
+              for b, path in paths.items()}
+  data = {b: smp_impl.data[b].numpy() for b in (1, 8)}
+  return Impl("openvino", smp_impl.size,
+              lambda b: compiled[b]({0: data[b]})[0], None,
+              smp_impl.flops, smp_impl.params,
+              f"smp exported to ONNX, OpenVINO {ov.__version__} CPU, f32, latency hint")
+
+
+def build_ours_openvino(arch: str, quantization: str = "float32"):
+  """Our ONNX file (``deeplab-export --onnx``, ``int8``:
+  ``--onnx_quantization=int8``) compiled by OpenVINO for the CPU, reshaped
+  to a fixed 513 x 513 input; float32 inference precision (the int8 file's
+  convolutions run in 8 bits)."""
+  import openvino as ov  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  path = _ours_onnx_file(arch, quantization, rng)
+  compiled = {b: _openvino_compiled(path, (b, 513, 513, 3)) for b in (1, 8)}
+  data = {b: rng.integers(0, 256, (b, 513, 513, 3)).astype(np.uint8) for b in (1, 8)}
+  int8 = quantization == "int8"
+  return Impl("ours_openvino_int8" if int8 else "ours_openvino", 513,
+              lambda b: compiled[b]({"images": data[b]})["labels"], None,
+              functools.partial(_ours_flops, arch), _ours_params(arch),
+              f"our ONNX file{', 8-bit convolutions' if int8 else ''}, uint8 in, "
+              f"labels out, OpenVINO {ov.__version__} CPU")
 
 
 BUILDERS = {"ours": build_ours, "ours_bf16": build_ours_bf16,
@@ -444,8 +521,15 @@ BUILDERS = {"ours": build_ours, "ours_bf16": build_ours_bf16,
             "ours_tflite": build_ours_tflite,
             "ours_tflite_int8_full": functools.partial(build_ours_tflite,
                                                        quantization="int8_full"),
-            "ours_onnx": build_ours_onnx, "smp": build_smp,
-            "onnxruntime": build_onnxruntime,
+            "ours_savedmodel_bf16": functools.partial(
+                build_ours_savedmodel, dtype_policy="mixed_bfloat16"),
+            "ours_onnx": build_ours_onnx,
+            "ours_onnx_int8": functools.partial(build_ours_onnx, quantization="int8"),
+            "ours_openvino": build_ours_openvino,
+            "ours_openvino_int8": functools.partial(build_ours_openvino,
+                                                    quantization="int8"),
+            "smp": build_smp, "onnxruntime": build_onnxruntime,
+            "openvino": build_openvino,
             "model_garden": build_model_garden, "keras_hub": build_keras_hub}
 
 
@@ -478,11 +562,13 @@ def build_all(arch, impls):
 
 
 TORCH_IMPLS = ("smp",)
-# ONNX Runtime's threads spin as torch's do: a worker of their own.
-ONNX_IMPLS = ("onnxruntime", "ours_onnx")
+# ONNX Runtime's and OpenVINO's threads spin as torch's do: a worker for
+# each.
+ONNX_IMPLS = ("onnxruntime", "ours_onnx", "ours_onnx_int8")
+OPENVINO_IMPLS = ("openvino", "ours_openvino", "ours_openvino_int8")
 # Run in a worker with `deeplab-predict`'s runtime.
-INFERENCE_IMPLS = ("ours_inference", "ours_savedmodel", "ours_tflite",
-                   "ours_tflite_int8_full")
+INFERENCE_IMPLS = ("ours_inference", "ours_savedmodel", "ours_savedmodel_bf16",
+                   "ours_tflite", "ours_tflite_int8_full")
 
 
 def worker(arch, impls):
@@ -576,11 +662,12 @@ def compare(arch, impls, env, rounds, with_memory):
   cpu = runtime.this_cpu()
   train_env = {**env, **runtime.choose(cpu, "train", env).env()}
   predict_env = {**env, **runtime.choose(cpu, "predict", env).env()}
-  tf_impls = [i for i in impls
-              if i not in TORCH_IMPLS + ONNX_IMPLS + INFERENCE_IMPLS]
+  own_workers = TORCH_IMPLS + ONNX_IMPLS + OPENVINO_IMPLS + INFERENCE_IMPLS
+  tf_impls = [i for i in impls if i not in own_workers]
   groups = [(tf_impls, train_env),
             ([i for i in impls if i in TORCH_IMPLS], env),
             ([i for i in impls if i in ONNX_IMPLS], env),
+            ([i for i in impls if i in OPENVINO_IMPLS], env),
             ([i for i in impls if i in INFERENCE_IMPLS], predict_env)]
   workers = [Worker(arch, group, group_env) for group, group_env in groups if group]
   missing = {}
@@ -606,6 +693,7 @@ def compare(arch, impls, env, rounds, with_memory):
           achieved=info["flops"] * 8 / t["b8"] / 1e9,
           peak_rss_gib=(measure_memory(arch, train_env if name in tf_impls else env, name)
                         if with_memory and name not in INFERENCE_IMPLS + ONNX_IMPLS
+                        + OPENVINO_IMPLS
                         else float("nan")))
   return results, missing
 
@@ -613,15 +701,28 @@ def compare(arch, impls, env, rounds, with_memory):
 # ---------------------------------------------------------------- report
 
 
-def table(rows) -> str:
+def accuracy_cell(name: str, quality) -> str:
+  """The accuracy column: ``float32`` for a float32 row, else the label
+  agreement and val mIoU change against float32 of the row's form
+  (``REDUCED_PRECISION``) in ``quality`` (bench/export_quality.json)."""
+  form = REDUCED_PRECISION.get(name)
+  if form is None:
+    return "float32"
+  figures = (quality or {}).get("forms", {}).get(form)
+  if figures is None:
+    return f"{form}: not measured"
+  return f"{figures['agreement']:.2%}, {figures['miou_change']:+.4f}"
+
+
+def table(rows, quality=None) -> str:
   lines = [
       "| model | allocator | implementation | px | GFLOPs | forward b1 (ms) | "
       "b8 (img/s) | train b4 (s) | peak RSS train (GiB) | achieved GFLOP/s | "
-      "speed-up b1, b8, train |",
-      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+      "speed-up b1, b8, train | labels agreeing with float32, val mIoU change |",
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
   for arch, allocator, name, r, ours in rows:
     if "missing" in r:
-      lines.append(f"| {arch} | {allocator} | {name} | | | {r['missing']} | | | | | |")
+      lines.append(f"| {arch} | {allocator} | {name} | | | {r['missing']} | | | | | | |")
       continue
     ratio = ""
     if name != "ours" and ours is not None:
@@ -633,28 +734,82 @@ def table(rows) -> str:
       if name.startswith("ours_"):
         speedups = tuple(1 / x for x in speedups)
       ratio = ", ".join(f"{x:.2f}x" for x in speedups).replace("nanx", "-")
+    accuracy = accuracy_cell(name, quality) if name.startswith("ours") else "float32"
     lines.append(
         f"| {arch} | {allocator} | {name} | {r['size']} | {r['gflops']:.1f} | "
         f"{r['latency_ms']:.0f} | {r['throughput']:.2f} | {r['train_s']:.2f} | "
-        f"{r['peak_rss_gib']:.2f} | {r['achieved']:.0f} | {ratio} |".replace(" nan |", " - |"))
+        f"{r['peak_rss_gib']:.2f} | {r['achieved']:.0f} | {ratio} | {accuracy} |"
+        .replace(" nan |", " - |"))
   return "\n".join(lines)
 
 
-# Our rows of another precision than the peers' float32.
-REDUCED_PRECISION = ("ours_bf16", "ours_tflite_int8_full")
+# Our rows of another precision than the peers' float32, and the form of
+# bench/export_quality.py whose accuracy each has (the bfloat16 SavedModel
+# computes what the Keras model in mixed_bfloat16 does; OpenVINO runs the
+# same int8 ONNX file as ONNX Runtime).
+REDUCED_PRECISION = {"ours_bf16": "savedmodel_bfloat16",
+                     "ours_savedmodel_bf16": "savedmodel_bfloat16",
+                     "ours_tflite_int8_full": "tflite_int8_full",
+                     "ours_onnx_int8": "onnx_int8",
+                     "ours_openvino_int8": "onnx_int8"}
+# A reduced-precision form counts as ours only this close to float32: label
+# agreement at least MIN_AGREEMENT and val mIoU within MAX_MIOU_CHANGE.
+MIN_AGREEMENT = 0.995
+MAX_MIOU_CHANGE = 0.005
+QUALITY = pathlib.Path(__file__).resolve().parent / "export_quality.json"
 
 
-def lead_over_peers(arch: str, results) -> str:
-  """The target measure: our best float32 form (any ``ours*`` row but
-  ``REDUCED_PRECISION``: the exported float32 forms count) against the
-  fastest peer, all float32, per batch-1 latency, batch-8 throughput and
-  training step; above 1 means ours is faster. The row that wins is named."""
+def accepted_forms(quality) -> dict:
+  """{row: reason} for every ``REDUCED_PRECISION`` row: "" where its form's
+  figures in ``quality`` (bench/export_quality.json's content, or None)
+  are within the bounds, else why it does not count. The figures are of
+  the one run export_quality.py measured (a CamVid MobileNetV2), and stand
+  for every architecture.
+
+  Example:
+    >>> quality = {"forms": {"onnx_int8": {"agreement": 0.97, "miou_change": -0.01},
+    ...                      "savedmodel_bfloat16": {"agreement": 0.998,
+    ...                                              "miou_change": 0.001}}}
+    >>> reasons = accepted_forms(quality)
+    >>> reasons["ours_bf16"], reasons["ours_onnx_int8"]
+    ('', 'onnx_int8 agrees on 97.00% of labels')
+    >>> reasons["ours_tflite_int8_full"]
+    'tflite_int8_full not measured by bench/export_quality.py'
+  """
+  forms = (quality or {}).get("forms", {})
+  reasons = {}
+  for row, form in REDUCED_PRECISION.items():
+    figures = forms.get(form)
+    if figures is None:
+      reasons[row] = f"{form} not measured by bench/export_quality.py"
+    elif figures["agreement"] < MIN_AGREEMENT:
+      reasons[row] = f"{form} agrees on {figures['agreement']:.2%} of labels"
+    elif abs(figures["miou_change"]) > MAX_MIOU_CHANGE:
+      reasons[row] = f"{form} changes val mIoU by {figures['miou_change']:+.4f}"
+    else:
+      reasons[row] = ""
+  return reasons
+
+
+def read_quality():
+  """bench/export_quality.json's content, or None before it is written."""
+  return json.loads(QUALITY.read_text()) if QUALITY.exists() else None
+
+
+def lead_over_peers(arch: str, results, quality=None) -> str:
+  """The target measure: our best counted form (float32 rows of ours, the
+  exported forms included, and the ``REDUCED_PRECISION`` rows that
+  ``accepted_forms`` accepts) against the fastest peer in float32, per
+  batch-1 latency, batch-8 throughput and training step; above 1 means
+  ours is faster. The rows that win are named, and the reduced-precision
+  rows left out, with why."""
   def best(names, key, fastest):
     values = [(results[n][key], n) for n in names
               if n in results and results[n][key] == results[n][key]]  # not nan
     return fastest(values) if values else None
 
-  ours = [n for n in results if n.startswith("ours") and n not in REDUCED_PRECISION]
+  reasons = accepted_forms(quality)
+  ours = [n for n in results if n.startswith("ours") and not reasons.get(n)]
   peers = [n for n in results if not n.startswith("ours")]
   parts = []
   for label, key, fastest, lead in (
@@ -664,8 +819,9 @@ def lead_over_peers(arch: str, results) -> str:
     o, p = best(ours, key, fastest), best(peers, key, fastest)
     if o and p:
       parts.append(f"{label} {lead(o[0], p[0]):.2f}x ({o[1]} vs {p[1]})")
-  return f"{arch}, our best vs the fastest peer: " + (
-      ", ".join(parts) or "no pair measured")
+  left_out = [f"{n} ({reasons[n]})" for n in results if reasons.get(n)]
+  return (f"{arch}, our best vs the fastest peer: " + (", ".join(parts) or "no pair measured")
+          + (f"; not counted: {', '.join(left_out)}" if left_out else ""))
 
 
 def _row_key(line: str):
@@ -702,7 +858,7 @@ def split_sections(block: str):
 
 
 def merge_rows(block: str, heading: str, new_table: str) -> str:
-  """The compare block with ``new_table``'s rows put into the section of
+  r"""The compare block with ``new_table``'s rows put into the section of
   ``heading`` (made if absent): a row of the same model, allocator and
   implementation there is replaced in place, the others are added; other
   CPUs' sections stay as they were, so rows of two CPUs never share a table.
@@ -763,11 +919,12 @@ def main(argv):
                 results.get(name) or {"missing": missing[name]}, ours)
                for name in _IMPLS.value if name in results or name in missing]
       rows.extend(added)
-      print(table(added), flush=True)
-      print(lead_over_peers(arch, results), flush=True)
+      quality = read_quality()
+      print(table(added, quality), flush=True)
+      print(lead_over_peers(arch, results, quality), flush=True)
       if _WRITE.value:  # after every model, so a cut-off run keeps its rows
-        write_rows(table(added), heading)
-  print(table(rows))
+        write_rows(table(added, quality), heading)
+  print(table(rows, read_quality()))
 
 
 if __name__ == "__main__":

@@ -423,8 +423,10 @@ def fake_raw_datasets(root, per_split=3) -> dict:
   for split in ("train", "val"):
     for i in range(per_split):
       image, mask = _image_and_mask(rng, (0, 3, 11, 8))
-      save_image(root / "CamVid" / split / f"{split}_{i}.png", image)
-      save_image(root / "CamVid" / f"{split}annot" / f"{split}_{i}.png", mask)
+      # Named by recording as CamVid's frames are: val is one recording.
+      stem = f"0006R0_f{i:05d}" if split == "val" else f"0016E5_{i:05d}"
+      save_image(root / "CamVid" / split / f"{stem}.png", image)
+      save_image(root / "CamVid" / f"{split}annot" / f"{stem}.png", mask)
       stem = f"city_{i:06d}_000019"
       image, mask = _image_and_mask(rng, (7, 8, 0, 26))
       save_image(root / "cityscapes" / "leftImg8bit" / split / "city" /

@@ -1,6 +1,7 @@
 """Record format, builders on real CamVid files, shard safety, bad input."""
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import tensorflow as tf
 
 from deeplab.data import builder
 from deeplab.data import records
+from deeplab_datasets import build_camvid
 from tests.conftest import REPO
 from tests.conftest import shared_path
 
@@ -102,6 +104,49 @@ def test_camvid_builder_reports_table_mismatch(camvid_sample, tmp_path):
                           capture_output=True, text=True)
   assert result.returncode == 1
   assert "split 'train' has 4 records but the dataset table says 367" in result.stdout
+
+
+def test_camvid_builder_splits_by_recording(tmp_path):
+  root = tmp_path / "CamVid"
+  frames = {"train": ["0001TP_006690", "0006R0_f01800", "0016E5_00390"],
+            "val": ["0006R0_f02400", "0016E5_07959"]}
+  rng = np.random.default_rng(0)
+  for split, stems in frames.items():
+    for folder in (split, split + "annot"):
+      (root / folder).mkdir(parents=True)
+    for stem in stems:
+      write(root / split / f"{stem}.png", rng.integers(0, 255, (6, 8, 3), np.uint8))
+      write(root / (split + "annot") / f"{stem}.png", rng.integers(0, 12, (6, 8), np.uint8))
+  out = tmp_path / "records"
+  result = subprocess.run([sys.executable, "-m", "deeplab.cli", "build-camvid",
+                           f"--camvid_root={root}", f"--output_dir={out}",
+                           "--num_shards=1", "--val_sequences=0006R0"], cwd=REPO,
+                          capture_output=True, text=True)
+  # Split sizes are not checked against the table's SegNet split.
+  assert result.returncode == 0, result.stderr
+  stems = {split: sorted(e["filename"].decode() for e in records.iterate_examples(
+      records.existing_shards(str(out), split))) for split in ("train", "val")}
+  assert stems == {"train": ["0001TP_006690", "0016E5_00390", "0016E5_07959"],
+                   "val": ["0006R0_f01800", "0006R0_f02400"]}
+  description = json.loads((out / "dataset.json").read_text())
+  assert {k: v["records"] for k, v in description["splits"].items()} == {"train": 3, "val": 2}
+
+  unknown = subprocess.run([sys.executable, "-m", "deeplab.cli", "build-camvid",
+                            f"--camvid_root={root}", f"--output_dir={tmp_path / 'x'}",
+                            "--val_sequences=0006R1"], cwd=REPO,
+                           capture_output=True, text=True)
+  assert unknown.returncode == 1
+  assert ("no train or val frame of 0006R1; the frames are of 0001TP (1), "
+          "0006R0 (2), 0016E5 (2)") in unknown.stderr
+  assert not (tmp_path / "x").exists()
+
+  found, _ = build_camvid.splits(str(root))
+  with pytest.raises(ValueError, match="leaves no frame to train on"):
+    build_camvid.split_by_sequence(found, ["0001TP", "0006R0", "0016E5"])
+  test = [builder.Sample("test/0001TP_008550.png", None)]
+  assert build_camvid.split_by_sequence({**found, "test": test}, ["0006R0"])["test"] == test
+  with pytest.raises(ValueError, match="val/ has no valannot/ folder"):
+    build_camvid.split_by_sequence(found, ["0006R0"], unlabelled=["val"])
 
 
 @pytest.fixture

@@ -287,3 +287,12 @@ def test_configs_set_only_what_differs_from_the_defaults(path):
   restated = [key for key, value in _assignments(path)
               if defaults[key] == value]
   assert not restated, f"{path.name} restates defaults: {restated}"
+
+
+def test_the_benchmarks_examples_hold():
+  """The examples in the docstrings of bench/compare.py (how rows of two
+  CPUs merge, which reduced-precision rows count), run by doctest in a
+  process of their own (no test imports bench/)."""
+  result = subprocess.run([sys.executable, "-m", "doctest", "bench/compare.py"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

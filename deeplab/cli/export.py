@@ -4,7 +4,7 @@ r"""Exports a training run as a SavedModel for TF Serving, TFLite and/or ONNX.
       [--output_stride=8] [--config.eval.scales='(0.75,1.0,1.25)'] \
       [--config.eval.flip=True] [--legacy_names] [--frozen_graph] \
       [--tflite=model.tflite --tflite_size=513,513 --quantization=int8] \
-      [--tflite_output=probabilities] [--onnx=model.onnx]
+      [--tflite_output=probabilities] [--onnx=model.onnx [--onnx_quantization=int8]]
 
 (In a checkout, ``python export.py`` is the same tool.)
 
@@ -14,7 +14,10 @@ signatures are described in deeplab/export/savedmodel.py. int8 TFLite calibrates
 on --representative_count images of config.data.train_pattern (training
 images only), resized to the TFLite input size; int8_full is full-integer
 (uint8 in, integer ops only). The ONNX file (tf2onnx, the 'onnx' extra)
-computes what the SavedModel's serving_default does (deeplab/export/onnx.py).
+computes what the SavedModel's serving_default does (deeplab/export/onnx.py);
+--onnx_quantization=int8 makes its convolutions 8-bit, calibrated as int8
+TFLite is. A bfloat16 SavedModel (for CPUs with AVX512-BF16 or AMX):
+--config.model.dtype_policy=mixed_bfloat16.
 """
 
 from absl import app
@@ -22,6 +25,7 @@ from absl import flags
 
 from deeplab import export
 from deeplab.cli import common
+from deeplab.export import onnx as onnx_lib
 from deeplab.export import tflite as tflite_lib
 
 
@@ -54,6 +58,10 @@ def main():
   onnx = flags.DEFINE_string(
       "onnx", None, "Also write an ONNX file here (tf2onnx: pip install "
       "'deeplab-tf2[onnx]'): uint8 images -> labels, probabilities.")
+  onnx_quantization = flags.DEFINE_enum(
+      "onnx_quantization", "float32", list(onnx_lib.QUANTIZATIONS),
+      "ONNX file precision; int8: 8-bit convolutions (QDQ), calibrated on "
+      "--representative_count training images.")
   checkpoint = common.define_checkpoint_flag()
   representative = flags.DEFINE_integer(
       "representative_count", 32, "Training images calibrating int8 "
@@ -64,6 +72,9 @@ def main():
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not export_dir.value and not tflite.value and not onnx.value:
       raise app.UsageError("give --export_dir, --tflite and/or --onnx")
+    if onnx_quantization.value != "float32" and not onnx.value:
+      raise app.UsageError(f"--onnx_quantization={onnx_quantization.value} "
+                           "applies to an ONNX file: give --onnx=FILE")
     size = tflite_size.value
     if size is not None and (len(size) != 2 or not all(v.isdigit() for v in size)):
       raise app.UsageError(f"--tflite_size must be HEIGHT,WIDTH, got {size}")
@@ -76,7 +87,7 @@ def main():
         output_stride=int(output_stride.value) if output_stride.value else None,
         legacy_names=legacy.value, frozen_graph=frozen.value,
         onnx_path=onnx.value, tflite_output=tflite_output.value,
-        checkpoint=checkpoint.value)
+        checkpoint=checkpoint.value, onnx_quantization=onnx_quantization.value)
 
   flags.mark_flags_as_required(["workdir"])
   common.run_app(_main, __doc__)

@@ -8,7 +8,8 @@
   (calibrated on training images) or full-integer int8 (uint8 in, integer
   ops only, for Edge TPUs and NPUs).
 - ``onnx``: ONNX through tf2onnx (the ``onnx`` extra), the SavedModel's
-  ``serving_default`` as an ONNX graph.
+  ``serving_default`` as an ONNX graph, in float32 or with 8-bit
+  convolutions (calibrated on training images).
 
 Every format predicts through ``deeplab.inference`` with the model's batch
 norm folded (``deeplab.folding``). ``export_run`` exports a checkpoint of
@@ -23,6 +24,7 @@ import os
 from typing import Optional, Sequence
 
 from absl import logging
+import numpy as np
 
 from deeplab import inference
 from deeplab import run_dir
@@ -40,7 +42,8 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
                output_stride: Optional[int] = None,
                legacy_names: bool = False, frozen_graph: bool = False,
                onnx_path: Optional[str] = None,
-               tflite_output: str = "labels", checkpoint: str = "latest") -> int:
+               tflite_output: str = "labels", checkpoint: str = "latest",
+               onnx_quantization: str = "float32") -> int:
   """Exports a checkpoint of a run: SavedModel, frozen graph, TFLite and/or
   ONNX.
 
@@ -54,7 +57,7 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
     quantization: TFLite 'float32', 'float16', 'int8' or 'int8_full'
       (``tflite.QUANTIZATIONS``; the int8 ones calibrate on
       ``representative_count`` images of ``config.data.train_pattern``).
-    representative_count: int8 calibration images.
+    representative_count: int8 calibration images (TFLite and ONNX).
     output_stride: export at another output stride than trained.
     legacy_names: add the SavedModel's ``legacy`` signature.
     frozen_graph: also write ``export_dir/frozen_inference_graph.pb``, the
@@ -65,16 +68,20 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
     checkpoint: ``latest``, ``best``, a step or a checkpoint prefix
       (``run_dir.resolve_checkpoint``); the SavedModel's metadata records
       its path, step and this selector.
+    onnx_quantization: ``float32`` or ``int8`` (``onnx.quantize_int8``,
+      calibrated as TFLite's int8 on ``config.data.train_pattern``).
 
   Returns:
     The step of the exported checkpoint.
 
   Raises:
     ValueError: no output given, a frozen graph without an export_dir,
-      an unknown quantization or TFLite output, int8 without training
-      records, or an ONNX file of a run with tiles (``onnx.check_tiles``;
-      all checked before anything is written).
-    ImportError: an ONNX file without tf2onnx installed.
+      an unknown quantization (TFLite or ONNX) or TFLite output, int8
+      (TFLite or ONNX) without training records, or an ONNX file of a run
+      with tiles (``onnx.check_tiles``; all checked before anything is
+      written).
+    ImportError: an ONNX file without tf2onnx installed, or ONNX int8
+      without onnxruntime (checked before anything is written).
   """
   if not export_dir and not tflite_path and not onnx_path:
     raise ValueError("give an export_dir (--export_dir), a tflite path "
@@ -87,6 +94,9 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
     tflite.calibration_pattern(config)
   if onnx_path:
     onnx.check_tiles(config.eval.tile_size)
+    onnx.check_quantization(onnx_quantization)
+    if onnx_quantization == "int8":
+      tflite.calibration_pattern(config)
     onnx.tf2onnx_module()
   choice = run_dir.resolve_checkpoint(workdir, checkpoint)
   model, step = run_dir.restore_model(config, workdir, choice.path)
@@ -122,8 +132,16 @@ def export_run(config, workdir: str, export_dir: Optional[str] = None,
   if onnx_path:
     whole_images = {k: v for k, v in options.items()
                     if k not in ("tile_size", "tile_overlap")}
+    calibration = None
+    if onnx_quantization == "int8":
+      calibration = [np.clip(np.round(image), 0, 255).astype(np.uint8)
+                     for image in tflite.representative_images(
+                         config, *config.data.crop_size, representative_count)]
     size = onnx.export_onnx(model, onnx_path, dataset_table.from_config(config),
                             output_stride=output_stride,
-                            checkpoint=choice.describe(), **whole_images)
-    logging.info("ONNX of step %d written to %s: %d bytes", step, onnx_path, size)
+                            checkpoint=choice.describe(),
+                            quantization=onnx_quantization,
+                            calibration=calibration, **whole_images)
+    logging.info("ONNX (%s) of step %d written to %s: %d bytes", onnx_quantization,
+                 step, onnx_path, size)
   return step

@@ -114,18 +114,21 @@ def encoded_pixels(data):
 def metadata(info: dataset_table.DatasetInfo, output_stride: int,
              scales: Sequence[float], flip: bool,
              crop_size: Optional[Sequence[int]], resize_range: Sequence[float],
-             checkpoint: Optional[dict]) -> Dict[str, Any]:
+             checkpoint: Optional[dict], precision: str = "float32") -> Dict[str, Any]:
   """The model's dataset facts and inference options, as every exported
   file records them (the SavedModel's ``metadata``, the ONNX file's
   ``METADATA_KEY``): dataset, class count, ignore label, class names,
-  colormap, output stride, scales, flip, crop size, resize range and the
-  checkpoint (``{"path", "step", "selector"}`` or None)."""
+  colormap, output stride, scales, flip, crop size, resize range, the
+  checkpoint (``{"path", "step", "selector"}`` or None) and the precision
+  the file computes in (``float32``; ``mixed_bfloat16`` for a SavedModel
+  of that dtype policy; ``int8`` for an ONNX file of 8-bit convolutions)."""
   return {
       "dataset": info.name, "num_classes": info.num_classes,
       "ignore_label": info.ignore_label, "class_names": list(info.class_names),
       "colormap": info.colormap.tolist(), "output_stride": output_stride,
       "scales": list(scales), "flip": flip, "crop_size": list(crop_size or ()),
-      "resize_range": list(resize_range), "checkpoint": checkpoint}
+      "resize_range": list(resize_range), "checkpoint": checkpoint,
+      "precision": precision}
 
 
 def metadata_info(meta: Dict[str, Any]) -> dataset_table.DatasetInfo:
@@ -164,7 +167,8 @@ class ServingModule(tf.Module):
     self.probabilities = bool(tile_probabilities or not self.tile_size)
     self.metadata = tf.Variable(json.dumps({
         **metadata(info, model.args.output_stride, self.scales, flip,
-                   self.crop_size, self.resize_range, checkpoint),
+                   self.crop_size, self.resize_range, checkpoint,
+                   precision=model.args.dtype_policy),
         "max_request_pixels": self.max_request_pixels,
         "tile_size": self.tile_size, "tile_overlap": self.tile_overlap,
         "max_image_pixels": self.max_image_pixels,
