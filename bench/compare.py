@@ -554,7 +554,10 @@ def build_all(arch, impls):
     except Exception as e:  # pylint: disable=broad-except
       if name == "ours":
         raise
-      missing[name] = f"failed to build: {type(e).__name__}: {str(e)[:200]}"
+      # The message's last lines say what failed (OpenVINO's come last).
+      lines = [line for line in str(e).splitlines() if line.strip()]
+      missing[name] = (f"failed to build: {type(e).__name__}: "
+                       f"{' / '.join(lines[-3:])[:300]}")
       continue
     if impl is not None:
       built[name] = impl
@@ -669,10 +672,13 @@ def compare(arch, impls, env, rounds, with_memory):
             ([i for i in impls if i in ONNX_IMPLS], env),
             ([i for i in impls if i in OPENVINO_IMPLS], env),
             ([i for i in impls if i in INFERENCE_IMPLS], predict_env)]
-  workers = [Worker(arch, group, group_env) for group, group_env in groups if group]
-  missing = {}
-  for w in workers:
-    missing.update(w.ask()["missing"])
+  # One worker builds at a time: building Xception-65's exported forms
+  # while the others build ran a 24 GiB machine out of memory.
+  workers, missing = [], {}
+  for group, group_env in groups:
+    if group:
+      workers.append(Worker(arch, group, group_env))
+      missing.update(workers[-1].ask()["missing"])
   times = {}
   for _ in range(rounds):
     for w in workers:
