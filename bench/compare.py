@@ -728,7 +728,8 @@ def table(rows, quality=None) -> str:
       "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
   for arch, allocator, name, r, ours in rows:
     if "missing" in r:
-      lines.append(f"| {arch} | {allocator} | {name} | | | {r['missing']} | | | | | | |")
+      reason = " ".join(r["missing"].split()).replace("|", "/")  # One table cell.
+      lines.append(f"| {arch} | {allocator} | {name} | | | {reason} | | | | | | |")
       continue
     ratio = ""
     if name != "ours" and ours is not None:
