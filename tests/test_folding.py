@@ -12,6 +12,8 @@ from tests import harness
 
 @pytest.mark.parametrize("backbone", ["mobilenet_v2", "xception_41", "resnet_50"])
 def test_folded_model_equals_the_model_at_inference(backbone):
+  # Seeded: some random initializations give logits too small to compare.
+  keras.utils.set_random_seed(0)
   model = harness.randomize_batch_norm(harness.small_model(backbone), np.random.default_rng(0))
   folded = folding.fold_batch_norm(model)
   assert folded.args.fold_batch_norm and folded.count_params() < model.count_params()
