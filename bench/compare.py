@@ -280,25 +280,41 @@ def _ours_onnx_file(arch: str, quantization: str, rng) -> str:
   return path
 
 
-def build_ours_onnx(arch: str, quantization: str = "float32"):
-  """Our ONNX file (``deeplab-export --onnx``: uint8 images in, labels and
-  probabilities out; ``int8``: ``--onnx_quantization=int8``) run by ONNX
-  Runtime as the ``onnxruntime`` peer is: all graph optimizations, one
-  thread per core."""
+def _ort_session(path: str):
+  """An ONNX Runtime CPU session of the file ``path``: all graph
+  optimizations, one thread per core (every ONNX Runtime row)."""
   import onnxruntime as ort  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(0)
-  path = _ours_onnx_file(arch, quantization, rng)
   options = ort.SessionOptions()
   options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
   options.intra_op_num_threads = os.cpu_count()
-  session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+  return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def build_ours_onnx(arch: str, quantization: str = "float32",
+                    runtime: str = "onnxruntime"):
+  """Our ONNX file (``deeplab-export --onnx``: uint8 images in, labels and
+  probabilities out; ``int8``: ``--onnx_quantization=int8``, whose
+  convolutions run in 8 bits), run by ONNX Runtime as the ``onnxruntime``
+  peer is, or (``runtime="openvino"``) compiled by OpenVINO for the CPU in
+  float32 as the ``openvino`` peer is, reshaped to a fixed 513 x 513 input."""
+  rng = np.random.default_rng(0)
+  path = _ours_onnx_file(arch, quantization, rng)
   data = {b: rng.integers(0, 256, (b, 513, 513, 3)).astype(np.uint8) for b in (1, 8)}
+  if runtime == "openvino":
+    import openvino as ov  # pylint: disable=g-import-not-at-top
+    compiled = {b: _openvino_compiled(path, (b, 513, 513, 3)) for b in (1, 8)}
+    forward = lambda b: compiled[b]({"images": data[b]})["labels"]  # noqa: E731
+    name, runner = "ours_openvino", f"OpenVINO {ov.__version__} CPU"
+  else:
+    import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+    session = _ort_session(path)
+    forward = lambda b: session.run(["labels"], {"images": data[b]})[0]  # noqa: E731
+    name, runner = "ours_onnx", f"onnxruntime {ort.__version__}"
   int8 = quantization == "int8"
-  return Impl("ours_onnx_int8" if int8 else "ours_onnx", 513,
-              lambda b: session.run(["labels"], {"images": data[b]})[0], None,
+  return Impl(name + ("_int8" if int8 else ""), 513, forward, None,
               functools.partial(_ours_flops, arch), _ours_params(arch),
               f"our ONNX file{', 8-bit convolutions' if int8 else ''}, uint8 in, "
-              f"labels out, onnxruntime {ort.__version__}")
+              f"labels out, {runner}")
 
 
 def _ours_flops(arch: str) -> float:
@@ -439,11 +455,7 @@ def build_onnxruntime(arch: str):
   by ONNX Runtime with all graph optimizations, one thread per core."""
   import onnxruntime as ort  # pylint: disable=g-import-not-at-top
   smp_impl = build_smp(arch)
-  options = ort.SessionOptions()
-  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-  options.intra_op_num_threads = os.cpu_count()
-  sessions = {b: ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-              for b, path in _smp_onnx_files(smp_impl).items()}
+  sessions = {b: _ort_session(path) for b, path in _smp_onnx_files(smp_impl).items()}
   data = {b: smp_impl.data[b].numpy() for b in (1, 8)}
   impl = Impl("onnxruntime", smp_impl.size,
               lambda b: sessions[b].run(None, {"images": data[b]})[0], None,
@@ -497,24 +509,6 @@ def build_openvino(arch: str):
               f"smp exported to ONNX, OpenVINO {ov.__version__} CPU, f32, latency hint")
 
 
-def build_ours_openvino(arch: str, quantization: str = "float32"):
-  """Our ONNX file (``deeplab-export --onnx``, ``int8``:
-  ``--onnx_quantization=int8``) compiled by OpenVINO for the CPU, reshaped
-  to a fixed 513 x 513 input; float32 inference precision (the int8 file's
-  convolutions run in 8 bits)."""
-  import openvino as ov  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(0)
-  path = _ours_onnx_file(arch, quantization, rng)
-  compiled = {b: _openvino_compiled(path, (b, 513, 513, 3)) for b in (1, 8)}
-  data = {b: rng.integers(0, 256, (b, 513, 513, 3)).astype(np.uint8) for b in (1, 8)}
-  int8 = quantization == "int8"
-  return Impl("ours_openvino_int8" if int8 else "ours_openvino", 513,
-              lambda b: compiled[b]({"images": data[b]})["labels"], None,
-              functools.partial(_ours_flops, arch), _ours_params(arch),
-              f"our ONNX file{', 8-bit convolutions' if int8 else ''}, uint8 in, "
-              f"labels out, OpenVINO {ov.__version__} CPU")
-
-
 BUILDERS = {"ours": build_ours, "ours_bf16": build_ours_bf16,
             "ours_inference": build_ours_inference,
             "ours_savedmodel": build_ours_savedmodel,
@@ -525,9 +519,9 @@ BUILDERS = {"ours": build_ours, "ours_bf16": build_ours_bf16,
                 build_ours_savedmodel, dtype_policy="mixed_bfloat16"),
             "ours_onnx": build_ours_onnx,
             "ours_onnx_int8": functools.partial(build_ours_onnx, quantization="int8"),
-            "ours_openvino": build_ours_openvino,
-            "ours_openvino_int8": functools.partial(build_ours_openvino,
-                                                    quantization="int8"),
+            "ours_openvino": functools.partial(build_ours_onnx, runtime="openvino"),
+            "ours_openvino_int8": functools.partial(build_ours_onnx, quantization="int8",
+                                                    runtime="openvino"),
             "smp": build_smp, "onnxruntime": build_onnxruntime,
             "openvino": build_openvino,
             "model_garden": build_model_garden, "keras_hub": build_keras_hub}

@@ -12,7 +12,8 @@ checks each against the Keras layer and checks that the route is taken;
   cross-replica form.
 - ``MatMulPointwiseConv``: a 1x1 stride-1 convolution as one matrix product.
 - ``Float32GradDepthwiseConv``: strided bfloat16 depthwise convolutions
-  whose training gradients are computed in float32.
+  whose training gradients are computed in float32; inside
+  ``converted_graph()``, atrous ones as one dilated convolution.
 - ``ReLUOfSum``: ``max(x, 0)`` where grappler's remapper breaks on ``Relu``.
 
 The three oneDNN workarounds (bfloat16 channel padding, the 1x1 matrix
@@ -24,12 +25,38 @@ traced. Everywhere else the layers compute exactly what Keras does.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 
 import keras
 import tensorflow as tf
 
 _ACCELERATORS = ("GPU", "TPU")
+_TRACING = threading.local()
+
+
+@contextlib.contextmanager
+def converted_graph():
+  """Layers called inside trace for a converter (tf2onnx), not for TensorFlow.
+
+  ``tf.nn.depthwise_conv2d`` computes an atrous depthwise convolution as
+  ``SpaceToBatchND``, a plain convolution and ``BatchToSpaceND``, because
+  TensorFlow's own CPU kernel rejects dilations (only oneDNN's runs them).
+  A converter copies that form into its file: in ONNX it became
+  ``SpaceToDepth``/``DepthToSpace`` with pads, slices and transposes, a
+  third of ONNX Runtime's time for MobileNetV2 (bench/README.md). Inside this
+  context ``Float32GradDepthwiseConv`` traces its atrous stride-1 calls as
+  one ``DepthwiseConv2dNative`` with ``dilations``, which ONNX's ``Conv``
+  runs natively on every runtime. The values are the same; a graph traced
+  inside is for conversion only (TensorFlow without oneDNN cannot run it).
+  """
+  previous = getattr(_TRACING, "converted", False)
+  _TRACING.converted = True
+  try:
+    yield
+  finally:
+    _TRACING.converted = previous
 
 
 @functools.lru_cache(maxsize=None)
@@ -252,6 +279,9 @@ class Float32GradDepthwiseConv(keras.layers.DepthwiseConv2D):
   """
 
   def call(self, inputs, training=None):
+    if (getattr(_TRACING, "converted", False) and max(self.dilation_rate) > 1
+        and max(self.strides) == 1):
+      return self._dilated(inputs)
     # Only training needs gradients; elsewhere the wrapper would only keep
     # grappler from fusing the convolution with its bias and activation.
     if (not training or self.compute_dtype != "bfloat16"
@@ -266,6 +296,29 @@ class Float32GradDepthwiseConv(keras.layers.DepthwiseConv2D):
     if self.use_bias:
       outputs = tf.nn.bias_add(outputs, tf.cast(tf.reshape(self.bias, [-1]),
                                                 self.compute_dtype))
+    return outputs if self.activation is None else self.activation(outputs)
+
+  def _dilated(self, inputs):
+    """The atrous convolution as one dilated op (``converted_graph``)."""
+    if self.data_format != "channels_last" or self.depth_multiplier != 1:
+      raise ValueError(
+          f"{self.name}: a converted atrous depthwise convolution needs "
+          f"channels_last and depth_multiplier 1, got {self.data_format} and "
+          f"{self.depth_multiplier}")
+    # "same" as explicit pads: ONNX Runtime refuses dilations with automatic
+    # padding; at stride 1 they do not depend on the input's size.
+    pads = [0, 0, 0, 0, 0, 0, 0, 0]
+    if self.padding == "same":
+      for axis, (size, rate) in enumerate(zip(self.kernel_size, self.dilation_rate)):
+        total = rate * (size - 1)
+        pads[2 + 2 * axis:4 + 2 * axis] = [total // 2, total - total // 2]
+    outputs = tf.raw_ops.DepthwiseConv2dNative(
+        input=tf.cast(inputs, self.compute_dtype),
+        filter=tf.cast(self.kernel, self.compute_dtype), strides=[1, 1, 1, 1],
+        padding="EXPLICIT", explicit_paddings=pads,
+        dilations=[1, *self.dilation_rate, 1])
+    if self.use_bias:
+      outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, self.compute_dtype))
     return outputs if self.activation is None else self.activation(outputs)
 
 

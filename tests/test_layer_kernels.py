@@ -262,3 +262,24 @@ def test_off_the_cpu_the_layers_are_plain_keras(monkeypatch):
   assert "Conv2D" in elsewhere and "MatMul" not in elsewhere
   assert "Pad" not in elsewhere
   assert elsewhere["DepthwiseConv2dNativeBackpropInput"] == {tf.bfloat16}
+
+
+def test_a_converted_graph_holds_atrous_depthwise_convolutions_as_one_dilated_op():
+  """Inside ``converted_graph`` an atrous stride-1 depthwise convolution is
+  traced as one ``DepthwiseConv2dNative`` with its dilations and the
+  explicit pads of "same"; outside, as TensorFlow runs it (space to
+  batch). ONNX Runtime runs the converted form: tests/test_export_onnx.py."""
+  layer = kernels.Float32GradDepthwiseConv(3, dilation_rate=(2, 3), padding="same")
+  strided = kernels.Float32GradDepthwiseConv(3, strides=2, padding="same")
+  spec = tf.TensorSpec((1, 17, 19, 8), tf.float32)
+  assert "SpaceToBatchND" in _op_types(lambda x: strided(layer(x)), spec)
+  with kernels.converted_graph():
+    graph = tf.function(lambda x: strided(layer(x))).get_concrete_function(spec).graph
+  assert "SpaceToBatchND" in _op_types(layer, spec)  # The context has ended.
+  convs = [op for op in graph.get_operations() if op.type == "DepthwiseConv2dNative"]
+  assert "SpaceToBatchND" not in [op.type for op in graph.get_operations()]
+  atrous, plain = sorted(convs, key=lambda op: op.get_attr("strides"))
+  assert atrous.get_attr("dilations") == [1, 2, 3, 1]
+  assert atrous.get_attr("padding") == b"EXPLICIT"
+  assert atrous.get_attr("explicit_paddings") == [0, 0, 2, 2, 3, 3, 0, 0]
+  assert plain.get_attr("strides") == [1, 2, 2, 1]  # Strided: unchanged.

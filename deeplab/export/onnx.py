@@ -12,8 +12,8 @@ probabilities back at the input size), with batch norm folded:
   float32 [batch, height, width, classes].
 
 The whole graph converts to standard ONNX operators (opset ``OPSET``):
-atrous convolutions come out as ``SpaceToDepth``/``DepthToSpace`` around a
-``Conv``, aligned-corner resizes as ``Resize`` with
+atrous convolutions come out as ``Conv`` with ``dilations``
+(``deeplab.kernels.converted_graph``), aligned-corner resizes as ``Resize`` with
 ``coordinate_transformation_mode="align_corners"``, the padding as ``Pad``
 of a size computed in the graph, the softmax as the reductions and
 elementwise ops it is made of (``decompose_softmax``). Two things of the SavedModel are the
@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from deeplab import folding
 from deeplab import inference
+from deeplab import kernels
 from deeplab.data import dataset_table
 from deeplab.export import savedmodel
 
@@ -240,8 +241,9 @@ def export_onnx(model, path: str, info: Optional[dataset_table.DatasetInfo] = No
         model, images, scales, flip, crop_size, resize_range)
     return dict(zip(OUTPUT_NAMES, (labels, probabilities)))
 
-  proto, _ = tf2onnx.convert.from_function(
-      predict, input_signature=predict.input_signature, opset=opset)
+  with kernels.converted_graph():
+    proto, _ = tf2onnx.convert.from_function(
+        predict, input_signature=predict.input_signature, opset=opset)
   decompose_softmax(proto.graph)
   if quantization == "int8":
     import onnx  # pylint: disable=g-import-not-at-top
