@@ -293,6 +293,10 @@ class Float32GradDepthwiseConv(keras.layers.DepthwiseConv2D):
     outputs = _with_float32_gradients(convolve)(
         tf.cast(inputs, self.compute_dtype),
         tf.cast(self.kernel, self.compute_dtype))
+    return self._bias_and_activation(outputs)
+
+  def _bias_and_activation(self, outputs):
+    """What the Keras layer does after its convolution."""
     if self.use_bias:
       outputs = tf.nn.bias_add(outputs, tf.cast(tf.reshape(self.bias, [-1]),
                                                 self.compute_dtype))
@@ -317,9 +321,7 @@ class Float32GradDepthwiseConv(keras.layers.DepthwiseConv2D):
         filter=tf.cast(self.kernel, self.compute_dtype), strides=[1, 1, 1, 1],
         padding="EXPLICIT", explicit_paddings=pads,
         dilations=[1, *self.dilation_rate, 1])
-    if self.use_bias:
-      outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, self.compute_dtype))
-    return outputs if self.activation is None else self.activation(outputs)
+    return self._bias_and_activation(outputs)
 
 
 def _with_float32_gradients(fn):
