@@ -14,6 +14,10 @@ checks each against the Keras layer and checks that the route is taken;
 - ``Float32GradDepthwiseConv``: strided bfloat16 depthwise convolutions
   whose training gradients are computed in float32; inside
   ``converted_graph()``, atrous ones as one dilated convolution.
+
+``converting()`` tells the other layers that trace differently for a
+converter (``deeplab.layers.ResizeBilinear``) that they are inside
+``converted_graph()``.
 - ``ReLUOfSum``: ``max(x, 0)`` where grappler's remapper breaks on ``Relu``.
 
 The three oneDNN workarounds (bfloat16 channel padding, the 1x1 matrix
@@ -48,8 +52,11 @@ def converted_graph():
   third of ONNX Runtime's time for MobileNetV2 (bench/README.md). Inside this
   context ``Float32GradDepthwiseConv`` traces its atrous stride-1 calls as
   one ``DepthwiseConv2dNative`` with ``dilations``, which ONNX's ``Conv``
-  runs natively on every runtime. The values are the same; a graph traced
-  inside is for conversion only (TensorFlow without oneDNN cannot run it).
+  runs natively on every runtime. ``ResizeBilinear`` traces its resize of a
+  1x1 map (the image pooling's) as a broadcast: OpenVINO's shape inference
+  fails on ONNX's ``Resize`` to a size read from another tensor's shape.
+  The values are the same; a graph traced inside is for conversion only
+  (TensorFlow without oneDNN cannot run it).
   """
   previous = getattr(_TRACING, "converted", False)
   _TRACING.converted = True
@@ -57,6 +64,11 @@ def converted_graph():
     yield
   finally:
     _TRACING.converted = previous
+
+
+def converting() -> bool:
+  """True while layers are traced inside ``converted_graph()``."""
+  return getattr(_TRACING, "converted", False)
 
 
 @functools.lru_cache(maxsize=None)
@@ -279,7 +291,7 @@ class Float32GradDepthwiseConv(keras.layers.DepthwiseConv2D):
   """
 
   def call(self, inputs, training=None):
-    if (getattr(_TRACING, "converted", False) and max(self.dilation_rate) > 1
+    if (converting() and max(self.dilation_rate) > 1
         and max(self.strides) == 1):
       return self._dilated(inputs)
     # Only training needs gradients; elsewhere the wrapper would only keep

@@ -238,6 +238,11 @@ class ResizeBilinear(keras.layers.Layer):
     self.align_corners = align_corners
 
   def call(self, inputs, reference):
+    if kernels.converting() and tuple(inputs.shape[1:3]) == (1, 1):
+      # Every output pixel of a bilinear resize of one pixel is that pixel,
+      # under either mapping (kernels.converted_graph says why).
+      return tf.broadcast_to(inputs, tf.concat(
+          [tf.shape(reference)[:3], tf.shape(inputs)[3:]], 0))
     size = tf.shape(reference)[1:3]
     resized = tf.raw_ops.ResizeBilinear(
         images=inputs, size=size, align_corners=self.align_corners,

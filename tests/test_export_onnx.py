@@ -110,10 +110,12 @@ def test_onnx_of_xception65_gives_the_inference_paths_labels(tmp_path):
     agreement = np.mean(labels == expected_labels.numpy())
     assert agreement >= 0.999, (size, agreement)
   # Its atrous separable convolutions (ASPP, exit flow) are dilated Convs,
-  # not space-to-depth rewrites.
+  # not space-to-depth rewrites, and the image pooling's 1x1 map is
+  # broadcast, not resized (OpenVINO reads the file).
   onnx = pytest.importorskip("onnx")
   nodes = onnx.load(str(tmp_path / "model.onnx")).graph.node
   assert not {"SpaceToDepth", "DepthToSpace"} & {n.op_type for n in nodes}
+  assert "Expand" in {n.op_type for n in nodes}
   dilations = {tuple(a.ints) for n in nodes if n.op_type == "Conv"
                for a in n.attribute if a.name == "dilations"}
   assert {(2, 2), (6, 6), (12, 12), (18, 18)} <= dilations, dilations

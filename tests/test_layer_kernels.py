@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab import kernels
+from deeplab import layers
 from deeplab import model as model_lib
 
 
@@ -283,3 +284,24 @@ def test_a_converted_graph_holds_atrous_depthwise_convolutions_as_one_dilated_op
   assert atrous.get_attr("padding") == b"EXPLICIT"
   assert atrous.get_attr("explicit_paddings") == [0, 0, 2, 2, 3, 3, 0, 0]
   assert plain.get_attr("strides") == [1, 2, 2, 1]  # Strided: unchanged.
+
+
+@pytest.mark.parametrize("align_corners", [True, False])
+def test_a_converted_graph_holds_the_image_poolings_resize_as_a_broadcast(align_corners):
+  """Inside ``converted_graph`` a ``ResizeBilinear`` of a 1x1 map (the image
+  pooling's) is traced as ``BroadcastTo``, with the resize's values; larger
+  maps, and any call outside the context, keep the resize."""
+  resize = layers.ResizeBilinear(align_corners)
+  pooled = tf.random.normal((2, 1, 1, 6), seed=1)
+  features = tf.zeros((2, 9, 13, 4))
+  spec = (tf.TensorSpec((None, 1, 1, 6)), tf.TensorSpec((None, None, None, 4)))
+  larger = (tf.TensorSpec((None, 3, 3, 6)), spec[1])
+  assert "BroadcastTo" not in _op_types(resize, *spec)
+  with kernels.converted_graph():
+    converted = tf.function(resize).get_concrete_function(*spec)
+    kept = _op_types(resize, *larger)
+  ops = [op.type for op in converted.graph.get_operations()]
+  assert "BroadcastTo" in ops and "ResizeBilinear" not in ops
+  assert "ResizeBilinear" in kept
+  np.testing.assert_array_equal(converted(pooled, features).numpy(),
+                                resize(pooled, features).numpy())
