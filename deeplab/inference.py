@@ -56,6 +56,7 @@ from typing import Dict, Optional, Sequence
 import tensorflow as tf
 
 from deeplab import config as config_lib
+from deeplab import kernels
 from deeplab.data import augment
 from deeplab.data import pipeline
 
@@ -175,7 +176,7 @@ def _whole_probabilities(model, images, scales, flip, output_stride: int,
         logits = tf.reverse(logits, [2])
       if scale != 1.0:
         logits = resize_bilinear(logits, tf.stack([padded_h, padded_w]), align_corners)
-      total += tf.nn.softmax(logits)
+      total += kernels.softmax(logits)
       count += 1
   return (total / count)[:, :height, :width, :]
 

@@ -305,3 +305,18 @@ def test_a_converted_graph_holds_the_image_poolings_resize_as_a_broadcast(align_
   assert "ResizeBilinear" in kept
   np.testing.assert_array_equal(converted(pooled, features).numpy(),
                                 resize(pooled, features).numpy())
+
+
+def test_a_converted_graph_holds_the_softmax_as_the_ops_it_is_made_of():
+  """ONNX Runtime's ``Softmax`` over the channels-first axis tf2onnx leaves
+  transposes; inside ``converted_graph`` the softmax is reductions and
+  elementwise ops, with ``tf.nn.softmax``'s values."""
+  logits = tf.random.normal((2, 5, 7, 11), seed=2) * 30.0
+  spec = tf.TensorSpec((None, None, None, 11))
+  assert "Softmax" in _op_types(kernels.softmax, spec)
+  with kernels.converted_graph():
+    converted = tf.function(kernels.softmax).get_concrete_function(spec)
+  ops = {op.type for op in converted.graph.get_operations()}
+  assert "Softmax" not in ops and {"Max", "Exp", "Sum"} <= ops, ops
+  np.testing.assert_allclose(converted(logits).numpy(),
+                             tf.nn.softmax(logits).numpy(), atol=1e-6)

@@ -11,12 +11,13 @@ probabilities back at the input size), with batch norm folded:
 - outputs ``labels``: int32 [batch, height, width] and ``probabilities``:
   float32 [batch, height, width, classes].
 
-The whole graph converts to standard ONNX operators (opset ``OPSET``):
-atrous convolutions come out as ``Conv`` with ``dilations``
-(``deeplab.kernels.converted_graph``), aligned-corner resizes as ``Resize`` with
-``coordinate_transformation_mode="align_corners"``, the padding as ``Pad``
-of a size computed in the graph, the softmax as the reductions and
-elementwise ops it is made of (``decompose_softmax``). Two things of the SavedModel are the
+The whole graph converts to standard ONNX operators (opset ``OPSET``),
+traced inside ``deeplab.kernels.converted_graph``: atrous convolutions
+come out as ``Conv`` with ``dilations``, the image pooling's 1x1 map is
+broadcast (``Expand``), the softmax is the reductions and elementwise ops
+it is made of; aligned-corner resizes are ``Resize`` with
+``coordinate_transformation_mode="align_corners"``, the padding a ``Pad``
+of a size computed in the graph. Two things of the SavedModel are the
 caller's: gray or RGBA images (convert them to RGB) and the request limit
 (``config.export.max_request_pixels``; ONNX Runtime runs what it is given).
 The model's dataset facts (the SavedModel's ``metadata``) are in the
@@ -151,45 +152,6 @@ def quantize_int8(source: str, target: str, images: Iterable[np.ndarray]) -> Non
         weight_type=ort_quantization.QuantType.QInt8)
 
 
-def decompose_softmax(graph) -> int:
-  """Replaces every ``Softmax`` node of the ONNX ``graph`` (in place) by
-  ``exp(x - max(x)) / sum(exp(x - max(x)))`` over its axis; returns how
-  many it replaced.
-
-  tf2onnx turns the graph to ONNX's channels-first layout around the final
-  resize, so the probabilities' softmax runs over axis 1 of [b, classes,
-  h, w], for which ONNX Runtime's kernel transposes: 108 of 255 ms of a
-  MobileNetV2 at 513x513 (``bench/profile_ops.py --mode=onnx``). The same
-  function in five elementwise and reduction ops takes the whole call from
-  233 to 124 ms at batch 1 and 2.10 to 1.17 s at batch 8 (AMD EPYC, 2
-  cores), with the same labels and probabilities to 2e-8.
-  """
-  from onnx import helper  # pylint: disable=g-import-not-at-top
-  from onnx import numpy_helper  # pylint: disable=g-import-not-at-top
-  nodes, replaced = [], 0
-  for node in graph.node:
-    if node.op_type != "Softmax":
-      nodes.append(node)
-      continue
-    axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
-    x, y, name = node.input[0], node.output[0], node.name
-    graph.initializer.append(
-        numpy_helper.from_array(np.array([axis], np.int64), f"{name}/axes"))
-    nodes += [
-        helper.make_node("ReduceMax", [x], [f"{name}/max"], axes=[axis],
-                         keepdims=1, name=f"{name}/ReduceMax"),
-        helper.make_node("Sub", [x, f"{name}/max"], [f"{name}/shifted"],
-                         name=f"{name}/Sub"),
-        helper.make_node("Exp", [f"{name}/shifted"], [f"{name}/exp"], name=f"{name}/Exp"),
-        helper.make_node("ReduceSum", [f"{name}/exp", f"{name}/axes"], [f"{name}/sum"],
-                         keepdims=1, name=f"{name}/ReduceSum"),
-        helper.make_node("Div", [f"{name}/exp", f"{name}/sum"], [y], name=f"{name}/Div")]
-    replaced += 1
-  del graph.node[:]
-  graph.node.extend(nodes)
-  return replaced
-
-
 def export_onnx(model, path: str, info: Optional[dataset_table.DatasetInfo] = None,
                 scales: Sequence[float] = (1.0,), flip: bool = False,
                 output_stride: Optional[int] = None,
@@ -244,7 +206,6 @@ def export_onnx(model, path: str, info: Optional[dataset_table.DatasetInfo] = No
   with kernels.converted_graph():
     proto, _ = tf2onnx.convert.from_function(
         predict, input_signature=predict.input_signature, opset=opset)
-  decompose_softmax(proto.graph)
   if quantization == "int8":
     import onnx  # pylint: disable=g-import-not-at-top
     with tempfile.TemporaryDirectory() as tmp:
