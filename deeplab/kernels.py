@@ -14,11 +14,11 @@ checks each against the Keras layer and checks that the route is taken;
 - ``Float32GradDepthwiseConv``: strided bfloat16 depthwise convolutions
   whose training gradients are computed in float32; inside
   ``converted_graph()``, atrous ones as one dilated convolution.
+- ``ReLUOfSum``: ``max(x, 0)`` where grappler's remapper breaks on ``Relu``.
 
 ``converting()`` tells the other code that traces differently for a
 converter (``deeplab.layers.ResizeBilinear``, ``softmax``) that it is
 inside ``converted_graph()``.
-- ``ReLUOfSum``: ``max(x, 0)`` where grappler's remapper breaks on ``Relu``.
 
 The three oneDNN workarounds (bfloat16 channel padding, the 1x1 matrix
 product, float32 depthwise gradients) were measured on CPUs only; on GPUs
@@ -55,10 +55,11 @@ def converted_graph():
   runs natively on every runtime. ``ResizeBilinear`` traces its resize of a
   1x1 map (the image pooling's) as a broadcast: OpenVINO's shape inference
   fails on ONNX's ``Resize`` to a size read from another tensor's shape.
-  ``softmax`` is traced as the ops it is made of. The values are the same; a graph traced inside is for conversion only
-  (TensorFlow without oneDNN cannot run it).
+  ``softmax`` is traced as the ops it is made of. The values are the same;
+  a graph traced inside is for conversion only (TensorFlow without oneDNN
+  cannot run it).
   """
-  previous = getattr(_TRACING, "converted", False)
+  previous = converting()
   _TRACING.converted = True
   try:
     yield
